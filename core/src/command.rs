@@ -1,0 +1,151 @@
+//! The `Command` trait: what a user writes to make a decision over several
+//! streams.
+
+use crate::{Event, ExpectedVersion, StreamId};
+
+/// A command: declares the streams it reads, folds their events into a
+/// state, and decides which events to append.
+///
+/// `apply` and `decide` must be pure: the same events give the same state,
+/// the same state gives the same decision. That is what lets the executor
+/// retry a command after a conflict, and the simulator replay it.
+///
+/// ```
+/// use eventcore::{Command, Decision, Event, StreamId};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// enum Bank { Deposited { amount: u64 }, Withdrawn { amount: u64 } }
+/// impl Event for Bank {}
+///
+/// #[derive(Debug, thiserror::Error)]
+/// #[error("insufficient funds: balance {balance}, needed {needed}")]
+/// struct Insufficient { balance: u64, needed: u64 }
+///
+/// struct Transfer { from: StreamId, to: StreamId, amount: u64 }
+///
+/// impl Command for Transfer {
+///     type Event = Bank;
+///     type State = u64; // balance of `from`
+///     type Error = Insufficient;
+///
+///     fn streams(&self) -> Vec<StreamId> { vec![self.from.clone(), self.to.clone()] }
+///
+///     fn apply(&self, balance: &mut u64, stream: &StreamId, event: &Bank) {
+///         if stream != &self.from { return; }
+///         match event {
+///             Bank::Deposited { amount } => *balance += amount,
+///             Bank::Withdrawn { amount } => *balance -= amount,
+///         }
+///     }
+///
+///     fn decide(&self, balance: &u64, out: &mut Decision<Bank>) -> Result<(), Insufficient> {
+///         if *balance < self.amount {
+///             return Err(Insufficient { balance: *balance, needed: self.amount });
+///         }
+///         out.emit(&self.from, Bank::Withdrawn { amount: self.amount });
+///         out.emit(&self.to, Bank::Deposited { amount: self.amount });
+///         Ok(())
+///     }
+/// }
+/// ```
+pub trait Command: Send + 'static {
+    /// The events this command reads and writes.
+    type Event: Event;
+    /// What the fold builds; starts from `Default`.
+    type State: Default + Send;
+    /// Why the domain may refuse the command. Never retried.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// The streams to read before the first decision. More can be requested
+    /// from `decide` with [`Decision::read`].
+    fn streams(&self) -> Vec<StreamId>;
+
+    /// Folds one event of `stream` into the state. Events of all read streams
+    /// are applied in global order.
+    fn apply(&self, state: &mut Self::State, stream: &StreamId, event: &Self::Event);
+
+    /// Decides what to append, given the folded state of every stream read
+    /// so far. Either emit events, ask for more streams, or refuse.
+    fn decide(&self, state: &Self::State, decision: &mut Decision<Self::Event>) -> Result<(), Self::Error>;
+}
+
+/// What `decide` produced: events addressed to streams, streams it still
+/// needs to read, and expected-version overrides.
+///
+/// ```
+/// use eventcore::{Decision, ExpectedVersion, StreamId};
+/// let order = StreamId::new("order-1")?;
+/// let mut d: Decision<&str> = Decision::new();
+/// d.read(StreamId::new("product-7")?);
+/// d.emit(&order, "Cancelled");
+/// d.expect(&order, ExpectedVersion::Any);
+/// assert_eq!(d.events().len(), 1);
+/// assert_eq!(d.requested_streams().len(), 1);
+/// # Ok::<(), eventcore::InvalidStreamId>(())
+/// ```
+#[derive(Debug)]
+pub struct Decision<E> {
+    events: Vec<(StreamId, E)>,
+    reads: Vec<StreamId>,
+    expectations: Vec<(StreamId, ExpectedVersion)>,
+}
+
+impl<E> Default for Decision<E> {
+    fn default() -> Self {
+        Decision::new()
+    }
+}
+
+impl<E> Decision<E> {
+    /// An empty decision.
+    pub fn new() -> Self {
+        Decision {
+            events: Vec::new(),
+            reads: Vec::new(),
+            expectations: Vec::new(),
+        }
+    }
+
+    /// Appends `event` to `stream`. The stream must have been read.
+    pub fn emit(&mut self, stream: &StreamId, event: E) {
+        self.events.push((stream.clone(), event));
+    }
+
+    /// Asks to read `stream` before deciding again (dynamic discovery).
+    /// Requesting a stream already read changes nothing.
+    pub fn read(&mut self, stream: StreamId) {
+        if !self.reads.contains(&stream) {
+            self.reads.push(stream);
+        }
+    }
+
+    /// Replaces the expected version used for `stream` in the append. By
+    /// default every stream read is pinned to the version read
+    /// ([`ExpectedVersion::from_read`]), so the whole decision is checked for
+    /// concurrent changes; relax it only for streams whose changes cannot
+    /// invalidate the decision.
+    pub fn expect(&mut self, stream: &StreamId, expected: ExpectedVersion) {
+        self.expectations.retain(|(s, _)| s != stream);
+        self.expectations.push((stream.clone(), expected));
+    }
+
+    /// The events emitted so far, in order.
+    pub fn events(&self) -> &[(StreamId, E)] {
+        &self.events
+    }
+
+    /// The streams requested with [`Decision::read`].
+    pub fn requested_streams(&self) -> &[StreamId] {
+        &self.reads
+    }
+
+    /// The expected-version overrides.
+    pub fn expectations(&self) -> &[(StreamId, ExpectedVersion)] {
+        &self.expectations
+    }
+
+    pub(crate) fn into_parts(self) -> (Vec<(StreamId, E)>, Vec<StreamId>, Vec<(StreamId, ExpectedVersion)>) {
+        (self.events, self.reads, self.expectations)
+    }
+}

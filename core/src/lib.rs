@@ -1,0 +1,66 @@
+//! # EventCore — the sans-IO core
+//!
+//! Multi-stream event sourcing with dynamic consistency boundaries. This
+//! crate holds every decision the library makes and no I/O at all: domain
+//! types, the [`Command`] trait, the [`CommandMachine`] that executes one
+//! command, and the store contract ([`store`]) that every store answers.
+//! Drivers (the tokio executor, the simulator) feed the machine store
+//! responses and the current [`Time`], and do what its [`Step`]s say.
+//!
+//! ```
+//! use eventcore::*;
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! enum Counter { Incremented }
+//! impl Event for Counter {}
+//!
+//! #[derive(Debug, thiserror::Error)]
+//! #[error("counter is full")]
+//! struct Full;
+//!
+//! struct Increment(StreamId);
+//! impl Command for Increment {
+//!     type Event = Counter;
+//!     type State = u32;
+//!     type Error = Full;
+//!     fn streams(&self) -> Vec<StreamId> { vec![self.0.clone()] }
+//!     fn apply(&self, n: &mut u32, _: &StreamId, _: &Counter) { *n += 1; }
+//!     fn decide(&self, n: &u32, out: &mut Decision<Counter>) -> Result<(), Full> {
+//!         if *n >= 3 { return Err(Full); }
+//!         out.emit(&self.0, Counter::Incremented);
+//!         Ok(())
+//!     }
+//! }
+//! # let _ = Increment(StreamId::new("c")?);
+//! # Ok::<(), InvalidStreamId>(())
+//! ```
+
+mod codec;
+mod command;
+mod entropy;
+mod event;
+mod ids;
+mod machine;
+mod policy;
+pub mod store;
+mod time;
+mod version;
+
+pub use codec::{
+    decode_json, decode_recorded, encode_json, DecodeError, DecodeErrorKind, EncodeError, EncodedEvent, Event,
+};
+pub use command::{Command, Decision};
+pub use event::{EventMetadata, EventType, InvalidEventType, NewEvent, Payload, RecordedEvent, MAX_EVENT_TYPE_BYTES};
+pub use ids::{
+    CausationId, CommandId, CorrelationId, EventId, InvalidStreamId, RequestId, StreamId, MAX_STREAM_ID_BYTES,
+};
+pub use machine::{CommandError, CommandMachine, Executed, ExecutionContext, ExecutionStats, Step};
+pub use policy::{ExecutionPolicy, RetryPolicy};
+pub use store::{
+    AppendLimits, AppendReceipt, AppendRequest, Conflict, EventFilter, InvalidAppend, InvalidRequest, Operation,
+    ReadAllRequest, ReadAllResponse, ReadRequest, ReadResponse, StoreError, StreamAppend, StreamCommit, StreamRead,
+    StreamSlice,
+};
+pub use time::Time;
+pub use version::{ExpectedVersion, GlobalPosition, StreamVersion};

@@ -1,0 +1,878 @@
+//! The command-execution machine: one execution of one command as a value
+//! that is fed store responses and asked for its next step.
+//!
+//! ```text
+//! new ─► Read ─► (fold) ─► decide ─┬─► Read more streams (discovery) ─► ...
+//!                                  ├─► Append ─┬─► Committed ─► Done
+//!                                  │           ├─► Conflict ─► Wait(backoff) ─► Read ─► ...
+//!                                  │           ├─► Transient ─► Wait(backoff) ─► Read ─► ...
+//!                                  │           └─► Unknown ─► Wait(backoff) ─► re-send same Append
+//!                                  └─► domain error / nothing to do ─► Done
+//! ```
+//!
+//! The machine never blocks, sleeps or reads a clock: every input carries
+//! `now`, and `poll` returns the deadline it wants to be woken at. Every
+//! request carries a [`RequestId`]; a response with any other id is counted
+//! and ignored, so drivers may deliver responses late, twice or out of order.
+
+use crate::codec::{DecodeError, EncodeError};
+use crate::entropy::Entropy;
+use crate::store::{
+    AppendReceipt, AppendRequest, Operation, ReadRequest, ReadResponse, StoreError, StreamAppend, StreamRead,
+};
+use crate::{
+    CausationId, Command, CommandId, CorrelationId, Decision, Event, EventId, EventMetadata, ExecutionPolicy,
+    ExpectedVersion, GlobalPosition, NewEvent, RequestId, StreamId, StreamVersion, Time,
+};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Who is executing and why: the identity and metadata of one execution.
+///
+/// ```
+/// use eventcore::{CommandId, ExecutionContext, Time};
+/// let ctx = ExecutionContext::new(CommandId::v7(Time::ZERO, [0; 10])).with_user("user", "ada");
+/// assert_eq!(ctx.user["user"], "ada");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecutionContext {
+    /// Shared by every attempt; the store's idempotency key.
+    pub command_id: CommandId,
+    /// Defaults to the command id.
+    pub correlation_id: CorrelationId,
+    /// What caused this command, if anything.
+    pub causation_id: Option<CausationId>,
+    /// Copied into every event's metadata.
+    pub user: BTreeMap<String, String>,
+    /// An absolute deadline, in addition to the policy's relative timeout.
+    pub deadline: Option<Time>,
+}
+
+impl ExecutionContext {
+    /// A context for `command_id` with default metadata.
+    pub fn new(command_id: CommandId) -> Self {
+        ExecutionContext {
+            command_id,
+            correlation_id: CorrelationId::from_uuid(command_id.as_uuid()),
+            causation_id: None,
+            user: BTreeMap::new(),
+            deadline: None,
+        }
+    }
+
+    /// Sets the correlation id.
+    pub fn with_correlation(mut self, id: CorrelationId) -> Self {
+        self.correlation_id = id;
+        self
+    }
+
+    /// Sets the causation id.
+    pub fn with_causation(mut self, id: CausationId) -> Self {
+        self.causation_id = Some(id);
+        self
+    }
+
+    /// Adds a user metadata key/value.
+    pub fn with_user(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.user.insert(key.into(), value.into());
+        self
+    }
+
+    /// Sets an absolute deadline.
+    pub fn with_deadline(mut self, deadline: Time) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+}
+
+/// What the driver should do next.
+#[derive(Debug)]
+pub enum Step<E> {
+    /// Send this read to the store and report the answer with
+    /// [`CommandMachine::on_read`].
+    Read(ReadRequest),
+    /// Send this append and report the answer with
+    /// [`CommandMachine::on_append`].
+    Append(AppendRequest),
+    /// Nothing to send: a request is in flight or a backoff is running. Call
+    /// [`CommandMachine::on_wake`] at `until` unless a response arrives first.
+    Wait {
+        /// When to wake the machine.
+        until: Time,
+    },
+    /// The execution ended. Returned exactly once.
+    Done(Result<Executed, CommandError<E>>),
+    /// The result was already returned; there is nothing left to do.
+    Finished,
+}
+
+/// Counters of what happened during one execution.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExecutionStats {
+    /// Read requests emitted.
+    pub reads: u32,
+    /// Append requests emitted (re-sends included).
+    pub appends: u32,
+    /// Appends refused with a version conflict.
+    pub conflicts: u32,
+    /// Transient errors and read timeouts.
+    pub transient_errors: u32,
+    /// Appends whose outcome was unknown (timeouts, lost acknowledgements).
+    pub unknown_outcomes: u32,
+    /// Times `decide` asked for more streams.
+    pub discovery_rounds: u32,
+    /// Responses ignored because they were stale or duplicated.
+    pub ignored_responses: u32,
+}
+
+/// A successful execution.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Executed {
+    /// The execution's command id.
+    pub command_id: CommandId,
+    /// Attempts used, the first included.
+    pub attempts: u32,
+    /// What was committed; `None` when `decide` emitted no events.
+    pub appended: Option<AppendReceipt>,
+    /// What happened on the way.
+    pub stats: ExecutionStats,
+}
+
+/// Why an execution failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommandError<E> {
+    /// The command declared no streams to read.
+    #[error("command declares no streams to read")]
+    NoStreams,
+    /// The decision wrote to, or set an expectation on, a stream it never read.
+    #[error(
+        "command wrote to stream `{stream}` without reading it; add it to streams() or request it with Decision::read"
+    )]
+    UnreadStream {
+        /// The stream concerned.
+        stream: StreamId,
+    },
+    /// `decide` kept asking for new streams.
+    #[error("stream discovery did not settle within {limit} rounds; still requesting {pending:?}")]
+    DiscoveryLimit {
+        /// The policy's limit.
+        limit: u32,
+        /// The streams requested in the round that hit the limit.
+        pending: Vec<StreamId>,
+    },
+    /// The domain refused the command. Never retried.
+    #[error("command rejected: {0}")]
+    Domain(#[source] E),
+    /// A stored event could not be decoded.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// An emitted event could not be encoded.
+    #[error("event for stream `{stream}` could not be encoded: {source}")]
+    Encode {
+        /// Where the event was addressed.
+        stream: StreamId,
+        /// Why.
+        #[source]
+        source: EncodeError,
+    },
+    /// Every attempt failed with a retryable error; nothing was committed.
+    #[error("gave up after {attempts} attempts; last error: {last}")]
+    RetriesExhausted {
+        /// Attempts made.
+        attempts: u32,
+        /// The error of the last attempt.
+        last: StoreError,
+    },
+    /// The execution stopped while an append's outcome was unknown: it may
+    /// have committed (exactly once) or not at all. Executing again with the
+    /// same command id resolves it.
+    #[error("outcome unknown for command {command_id} after {attempts} attempts: {last}")]
+    OutcomeUnknown {
+        /// The command id to re-execute with.
+        command_id: CommandId,
+        /// Attempts made.
+        attempts: u32,
+        /// The error that left the outcome open.
+        last: StoreError,
+    },
+    /// The overall deadline passed (possibly before the first attempt).
+    #[error("deadline exceeded after {attempts} attempts{}", last.as_ref().map(|e| format!("; last error: {e}")).unwrap_or_default())]
+    DeadlineExceeded {
+        /// Attempts made.
+        attempts: u32,
+        /// The last store error, if any.
+        last: Option<StoreError>,
+    },
+    /// The store failed in a way retrying cannot fix, or refused the append.
+    #[error("store error: {0}")]
+    Store(#[source] StoreError),
+}
+
+impl<E> CommandError<E> {
+    /// True only for [`CommandError::OutcomeUnknown`]: every other error
+    /// guarantees that nothing was written.
+    pub fn may_have_committed(&self) -> bool {
+        matches!(self, CommandError::OutcomeUnknown { .. })
+    }
+}
+
+#[derive(Debug)]
+struct StreamCursor {
+    stream: StreamId,
+    /// Version of the last event we hold.
+    read_to: StreamVersion,
+    /// The stream's version when last read.
+    head: StreamVersion,
+    /// Whether a read is still owed for this stream.
+    pending: bool,
+}
+
+#[derive(Debug)]
+struct HeldEvent<E> {
+    position: GlobalPosition,
+    cursor: usize,
+    event: E,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterBackoff {
+    /// Re-read what changed and decide again.
+    Reread,
+    /// Re-send the append whose outcome is unknown.
+    Resend,
+}
+
+#[derive(Debug)]
+enum Phase {
+    ReadDue,
+    Reading {
+        id: RequestId,
+        asked: Vec<(usize, StreamVersion)>,
+        deadline: Time,
+    },
+    AppendDue(AppendRequest),
+    Appending {
+        id: RequestId,
+        request: AppendRequest,
+        deadline: Time,
+    },
+    Backoff {
+        until: Time,
+        then: AfterBackoff,
+    },
+    Done,
+    Finished,
+}
+
+/// One execution of one command. See the module docs for the flow.
+///
+/// ```
+/// use eventcore::*;
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Serialize, Deserialize)] enum Ev { Opened }
+/// # impl Event for Ev {}
+/// # #[derive(Debug, thiserror::Error)] #[error("never")] struct Never;
+/// struct Open(StreamId);
+/// impl Command for Open {
+///     type Event = Ev;
+///     type State = bool;
+///     type Error = Never;
+///     fn streams(&self) -> Vec<StreamId> { vec![self.0.clone()] }
+///     fn apply(&self, opened: &mut bool, _: &StreamId, _: &Ev) { *opened = true; }
+///     fn decide(&self, opened: &bool, out: &mut Decision<Ev>) -> Result<(), Never> {
+///         if !opened { out.emit(&self.0, Ev::Opened); }
+///         Ok(())
+///     }
+/// }
+///
+/// let now = Time::from_unix_millis(1_000);
+/// let ctx = ExecutionContext::new(CommandId::v7(now, [1; 10]));
+/// let mut m = CommandMachine::new(Open(StreamId::new("acc-1")?), ExecutionPolicy::default(), ctx, now, 42);
+/// let Step::Read(read) = m.poll() else { panic!("reads first") };
+/// m.on_read(read.id, Ok(ReadResponse { streams: vec![StreamSlice {
+///     stream: read.streams[0].stream.clone(), head: StreamVersion::NONE, events: vec![] }] }), now);
+/// let Step::Append(append) = m.poll() else { panic!("then appends") };
+/// assert_eq!(append.streams[0].expected, ExpectedVersion::NoStream);
+/// # Ok::<(), InvalidStreamId>(())
+/// ```
+#[derive(Debug)]
+pub struct CommandMachine<C: Command> {
+    command: C,
+    policy: ExecutionPolicy,
+    context: ExecutionContext,
+    entropy: Entropy,
+    deadline: Time,
+    now: Time,
+    next_request: u64,
+    attempts: u32,
+    cursors: Vec<StreamCursor>,
+    held: Vec<HeldEvent<C::Event>>,
+    applied: usize,
+    state: C::State,
+    discovery_rounds: u32,
+    phase: Phase,
+    /// The append whose outcome is unknown. While set, every retry re-sends
+    /// it unchanged; only a commit or a version conflict settles it.
+    unresolved: Option<AppendRequest>,
+    last_error: Option<StoreError>,
+    stats: ExecutionStats,
+    outcome: Option<Result<Executed, CommandError<C::Error>>>,
+}
+
+impl<C: Command> CommandMachine<C> {
+    /// Starts an execution at `now`. `seed` is the only source of the
+    /// machine's randomness (backoff jitter, event-id entropy).
+    pub fn new(command: C, policy: ExecutionPolicy, context: ExecutionContext, now: Time, seed: u64) -> Self {
+        let relative = policy.timeout.map(|t| now.saturating_add(t)).unwrap_or(Time::MAX);
+        let deadline = context.deadline.map_or(relative, |d| d.min(relative));
+        let mut cursors: Vec<StreamCursor> = Vec::new();
+        for stream in command.streams() {
+            if !cursors.iter().any(|c| c.stream == stream) {
+                cursors.push(StreamCursor {
+                    stream,
+                    read_to: StreamVersion::NONE,
+                    head: StreamVersion::NONE,
+                    pending: true,
+                });
+            }
+        }
+        let mut machine = CommandMachine {
+            command,
+            policy,
+            context,
+            entropy: Entropy::new(seed),
+            deadline,
+            now,
+            next_request: 0,
+            attempts: 1,
+            cursors,
+            held: Vec::new(),
+            applied: 0,
+            state: C::State::default(),
+            discovery_rounds: 0,
+            phase: Phase::ReadDue,
+            unresolved: None,
+            last_error: None,
+            stats: ExecutionStats::default(),
+            outcome: None,
+        };
+        if machine.cursors.is_empty() {
+            machine.finish(Err(CommandError::NoStreams));
+        } else if now >= deadline {
+            machine.finish(Err(CommandError::DeadlineExceeded {
+                attempts: 0,
+                last: None,
+            }));
+        }
+        machine
+    }
+
+    /// The execution's command id.
+    pub fn command_id(&self) -> CommandId {
+        self.context.command_id
+    }
+
+    /// Attempts started so far, the first included.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &ExecutionStats {
+        &self.stats
+    }
+
+    /// The command being executed.
+    pub fn command(&self) -> &C {
+        &self.command
+    }
+
+    /// The streams read so far, in the order they were first requested.
+    pub fn streams(&self) -> impl Iterator<Item = &StreamId> {
+        self.cursors.iter().map(|c| &c.stream)
+    }
+
+    /// True once the result has been handed out by [`CommandMachine::poll`].
+    pub fn is_finished(&self) -> bool {
+        matches!(self.phase, Phase::Finished)
+    }
+
+    /// The request the machine is waiting on, if any.
+    pub fn awaiting(&self) -> Option<RequestId> {
+        match &self.phase {
+            Phase::Reading { id, .. } | Phase::Appending { id, .. } => Some(*id),
+            _ => None,
+        }
+    }
+
+    /// When the machine next wants [`CommandMachine::on_wake`]: the deadline
+    /// of the request in flight or the end of a backoff. `None` when a
+    /// request is due (poll now) or the execution ended.
+    pub fn next_wake(&self) -> Option<Time> {
+        match &self.phase {
+            Phase::Reading { deadline, .. } | Phase::Appending { deadline, .. } => Some(*deadline),
+            Phase::Backoff { until, .. } => Some(*until),
+            _ => None,
+        }
+    }
+
+    /// The next thing to do. Requests are returned once each.
+    pub fn poll(&mut self) -> Step<C::Error> {
+        match std::mem::replace(&mut self.phase, Phase::Finished) {
+            Phase::ReadDue => {
+                let id = self.new_request_id();
+                let asked: Vec<(usize, StreamVersion)> = self
+                    .cursors
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| c.pending)
+                    .map(|(i, c)| (i, c.read_to))
+                    .collect();
+                let request = ReadRequest {
+                    id,
+                    streams: asked
+                        .iter()
+                        .map(|&(i, after)| StreamRead {
+                            stream: self.cursors[i].stream.clone(),
+                            after,
+                        })
+                        .collect(),
+                    page_size: self.policy.page_size,
+                };
+                let deadline = self.now.saturating_add(self.policy.read_timeout).min(self.deadline);
+                self.phase = Phase::Reading { id, asked, deadline };
+                self.stats.reads += 1;
+                Step::Read(request)
+            }
+            Phase::AppendDue(mut request) => {
+                let id = self.new_request_id();
+                request.id = id;
+                let deadline = self.now.saturating_add(self.policy.append_timeout).min(self.deadline);
+                self.phase = Phase::Appending {
+                    id,
+                    request: request.clone(),
+                    deadline,
+                };
+                self.stats.appends += 1;
+                Step::Append(request)
+            }
+            phase @ (Phase::Reading { deadline: until, .. }
+            | Phase::Appending { deadline: until, .. }
+            | Phase::Backoff { until, .. }) => {
+                self.phase = phase;
+                Step::Wait { until }
+            }
+            Phase::Done => match self.outcome.take() {
+                Some(outcome) => Step::Done(outcome),
+                None => Step::Finished,
+            },
+            Phase::Finished => Step::Finished,
+        }
+    }
+
+    /// Reports the answer to a read. Answers to anything but the read in
+    /// flight are ignored.
+    pub fn on_read(&mut self, id: RequestId, result: Result<ReadResponse, StoreError>, now: Time) {
+        self.observe(now);
+        let asked = match &mut self.phase {
+            Phase::Reading { id: pending, asked, .. } if *pending == id => std::mem::take(asked),
+            _ => {
+                self.stats.ignored_responses += 1;
+                return;
+            }
+        };
+        match result {
+            Ok(response) => {
+                if let Err(error) = self.absorb(&asked, response) {
+                    self.finish(Err(error));
+                    return;
+                }
+                if self.cursors.iter().any(|c| c.pending) {
+                    self.phase = Phase::ReadDue;
+                } else {
+                    self.decide();
+                }
+            }
+            Err(error) if error.is_retryable() => {
+                self.stats.transient_errors += 1;
+                self.retry(error, AfterBackoff::Reread);
+            }
+            Err(error) => self.finish(Err(CommandError::Store(error))),
+        }
+    }
+
+    /// Reports the answer to an append. Answers to anything but the append
+    /// in flight are ignored.
+    pub fn on_append(&mut self, id: RequestId, result: Result<AppendReceipt, StoreError>, now: Time) {
+        self.observe(now);
+        let request = match std::mem::replace(&mut self.phase, Phase::Finished) {
+            Phase::Appending {
+                id: pending, request, ..
+            } if pending == id => request,
+            other => {
+                self.phase = other;
+                self.stats.ignored_responses += 1;
+                return;
+            }
+        };
+        match result {
+            Ok(receipt) if receipt.command_id == self.context.command_id => {
+                self.unresolved = None;
+                let executed = Executed {
+                    command_id: self.context.command_id,
+                    attempts: self.attempts,
+                    appended: Some(receipt),
+                    stats: self.stats.clone(),
+                };
+                self.finish(Ok(executed));
+            }
+            Ok(receipt) => self.finish(Err(CommandError::Store(StoreError::ContractViolation {
+                operation: Operation::Append,
+                message: format!(
+                    "receipt for command {} answered an append of command {}",
+                    receipt.command_id, self.context.command_id
+                ),
+            }))),
+            Err(StoreError::Conflict(conflict)) => {
+                // A conflict is final: the store checks the command id before
+                // versions, so an append that had committed would have been
+                // answered with its receipt. Versions never go back, so the
+                // earlier attempt can never commit either.
+                self.unresolved = None;
+                self.stats.conflicts += 1;
+                self.retry(StoreError::Conflict(conflict), AfterBackoff::Reread);
+            }
+            Err(error) if error.may_have_committed() => {
+                self.stats.unknown_outcomes += 1;
+                self.unresolved = Some(request);
+                self.retry(error, AfterBackoff::Resend);
+            }
+            Err(error) if error.is_retryable() => {
+                self.stats.transient_errors += 1;
+                let then = if self.unresolved.is_some() {
+                    AfterBackoff::Resend
+                } else {
+                    AfterBackoff::Reread
+                };
+                self.retry(error, then);
+            }
+            Err(error) => {
+                if self.unresolved.is_some() {
+                    self.finish(Err(CommandError::OutcomeUnknown {
+                        command_id: self.context.command_id,
+                        attempts: self.attempts,
+                        last: error,
+                    }));
+                } else {
+                    self.finish(Err(CommandError::Store(error)));
+                }
+            }
+        }
+    }
+
+    /// Wakes the machine at or after the deadline it asked for. Waking early
+    /// is harmless.
+    pub fn on_wake(&mut self, now: Time) {
+        self.observe(now);
+        if matches!(self.phase, Phase::Done | Phase::Finished) {
+            return;
+        }
+        if now >= self.deadline {
+            if let Phase::Appending { request, .. } = std::mem::replace(&mut self.phase, Phase::Finished) {
+                self.unresolved = Some(request);
+            }
+            let error = self.deadline_error();
+            self.finish(Err(error));
+            return;
+        }
+        match std::mem::replace(&mut self.phase, Phase::Finished) {
+            Phase::Backoff { until, then } if now >= until => match then {
+                AfterBackoff::Reread => self.phase = Phase::ReadDue,
+                AfterBackoff::Resend => match self.unresolved.clone() {
+                    Some(request) => self.phase = Phase::AppendDue(request),
+                    None => self.phase = Phase::ReadDue,
+                },
+            },
+            Phase::Reading { deadline, .. } if now >= deadline => {
+                self.stats.transient_errors += 1;
+                let error = StoreError::Timeout {
+                    operation: Operation::Read,
+                    after: self.policy.read_timeout,
+                };
+                self.retry(error, AfterBackoff::Reread);
+            }
+            Phase::Appending { deadline, request, .. } if now >= deadline => {
+                self.stats.unknown_outcomes += 1;
+                self.unresolved = Some(request);
+                let error = StoreError::Timeout {
+                    operation: Operation::Append,
+                    after: self.policy.append_timeout,
+                };
+                self.retry(error, AfterBackoff::Resend);
+            }
+            other => self.phase = other,
+        }
+    }
+
+    fn observe(&mut self, now: Time) {
+        // Tolerate a driver clock that steps back: time never runs backwards
+        // inside the machine.
+        self.now = self.now.max(now);
+    }
+
+    fn new_request_id(&mut self) -> RequestId {
+        self.next_request += 1;
+        RequestId::new(self.next_request)
+    }
+
+    fn finish(&mut self, outcome: Result<Executed, CommandError<C::Error>>) {
+        self.outcome = Some(outcome);
+        self.phase = Phase::Done;
+    }
+
+    fn deadline_error(&mut self) -> CommandError<C::Error> {
+        match (self.unresolved.is_some(), self.last_error.take()) {
+            (true, last) => CommandError::OutcomeUnknown {
+                command_id: self.context.command_id,
+                attempts: self.attempts,
+                last: last.unwrap_or(StoreError::Timeout {
+                    operation: Operation::Append,
+                    after: self.policy.append_timeout,
+                }),
+            },
+            (false, last) => CommandError::DeadlineExceeded {
+                attempts: self.attempts,
+                last,
+            },
+        }
+    }
+
+    fn retry(&mut self, error: StoreError, then: AfterBackoff) {
+        let max_attempts = self.policy.retry.max_attempts.max(1);
+        if self.attempts >= max_attempts {
+            let outcome = if self.unresolved.is_some() {
+                CommandError::OutcomeUnknown {
+                    command_id: self.context.command_id,
+                    attempts: self.attempts,
+                    last: error,
+                }
+            } else {
+                CommandError::RetriesExhausted {
+                    attempts: self.attempts,
+                    last: error,
+                }
+            };
+            self.finish(Err(outcome));
+            return;
+        }
+        let ceiling = self.policy.retry.backoff_ceiling(self.attempts);
+        let ceiling_nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
+        let delay = std::time::Duration::from_nanos(self.entropy.up_to(ceiling_nanos));
+        let until = self.now.saturating_add(delay);
+        self.last_error = Some(error);
+        if until >= self.deadline {
+            let outcome = self.deadline_error();
+            self.finish(Err(outcome));
+            return;
+        }
+        self.attempts += 1;
+        if then == AfterBackoff::Reread {
+            for cursor in &mut self.cursors {
+                cursor.pending = true;
+            }
+        }
+        self.phase = Phase::Backoff { until, then };
+    }
+
+    /// Checks a read response against what was asked, decodes its events and
+    /// folds them into the held set.
+    fn absorb(
+        &mut self,
+        asked: &[(usize, StreamVersion)],
+        response: ReadResponse,
+    ) -> Result<(), CommandError<C::Error>> {
+        let violation = |message: String| {
+            CommandError::Store(StoreError::ContractViolation {
+                operation: Operation::Read,
+                message,
+            })
+        };
+        if response.streams.len() != asked.len() {
+            return Err(violation(format!(
+                "asked for {} streams, got {}",
+                asked.len(),
+                response.streams.len()
+            )));
+        }
+        let last_applied = self.applied.checked_sub(1).map(|i| self.held[i].position);
+        let mut needs_refold = false;
+        let first_new = self.held.len();
+        for (&(cursor, after), slice) in asked.iter().zip(response.streams) {
+            let stream = &self.cursors[cursor].stream;
+            if &slice.stream != stream {
+                return Err(violation(format!("asked for `{stream}`, got `{}`", slice.stream)));
+            }
+            if slice.head < after {
+                return Err(violation(format!(
+                    "stream `{stream}` went back from version {after} to {}",
+                    slice.head
+                )));
+            }
+            let mut expected = after.next();
+            for recorded in &slice.events {
+                if recorded.stream_id != *stream || recorded.version != expected {
+                    return Err(violation(format!(
+                        "stream `{stream}`: expected version {expected}, got `{}`@{}",
+                        recorded.stream_id, recorded.version
+                    )));
+                }
+                expected = expected.next();
+            }
+            let read_to = StreamVersion::new(expected.get() - 1);
+            if read_to > slice.head || (slice.head > after && slice.events.is_empty()) {
+                return Err(violation(format!(
+                    "stream `{stream}` reports head {} but returned events up to {read_to}",
+                    slice.head
+                )));
+            }
+            for recorded in &slice.events {
+                let event = crate::decode_recorded::<C::Event>(recorded)?;
+                if last_applied.is_some_and(|p| recorded.position <= p) {
+                    needs_refold = true;
+                }
+                self.held.push(HeldEvent {
+                    position: recorded.position,
+                    cursor,
+                    event,
+                });
+            }
+            let state = &mut self.cursors[cursor];
+            state.read_to = read_to;
+            state.head = slice.head;
+            state.pending = read_to < slice.head;
+        }
+        if needs_refold {
+            self.held.sort_by_key(|e| e.position);
+            self.state = C::State::default();
+            self.applied = 0;
+        } else {
+            self.held[first_new..].sort_by_key(|e| e.position);
+        }
+        Ok(())
+    }
+
+    fn fold(&mut self) {
+        for held in &self.held[self.applied..] {
+            self.command
+                .apply(&mut self.state, &self.cursors[held.cursor].stream, &held.event);
+        }
+        self.applied = self.held.len();
+    }
+
+    fn decide(&mut self) {
+        self.fold();
+        let mut decision = Decision::new();
+        if let Err(error) = self.command.decide(&self.state, &mut decision) {
+            self.finish(Err(CommandError::Domain(error)));
+            return;
+        }
+        let (events, reads, expectations) = decision.into_parts();
+        let new_streams: Vec<StreamId> = reads
+            .into_iter()
+            .filter(|s| !self.cursors.iter().any(|c| &c.stream == s))
+            .collect();
+        if !new_streams.is_empty() {
+            self.discovery_rounds += 1;
+            self.stats.discovery_rounds += 1;
+            if self.discovery_rounds > self.policy.discovery_limit {
+                self.finish(Err(CommandError::DiscoveryLimit {
+                    limit: self.policy.discovery_limit,
+                    pending: new_streams,
+                }));
+                return;
+            }
+            for stream in new_streams {
+                self.cursors.push(StreamCursor {
+                    stream,
+                    read_to: StreamVersion::NONE,
+                    head: StreamVersion::NONE,
+                    pending: true,
+                });
+            }
+            self.phase = Phase::ReadDue;
+            return;
+        }
+        let unread = events
+            .iter()
+            .map(|(s, _)| s)
+            .chain(expectations.iter().map(|(s, _)| s))
+            .find(|s| !self.cursors.iter().any(|c| &c.stream == *s));
+        if let Some(stream) = unread {
+            let stream = stream.clone();
+            self.finish(Err(CommandError::UnreadStream { stream }));
+            return;
+        }
+        if events.is_empty() {
+            let executed = Executed {
+                command_id: self.context.command_id,
+                attempts: self.attempts,
+                appended: None,
+                stats: self.stats.clone(),
+            };
+            self.finish(Ok(executed));
+            return;
+        }
+        match self.build_append(events, &expectations) {
+            Ok(request) => self.phase = Phase::AppendDue(request),
+            Err(error) => self.finish(Err(error)),
+        }
+    }
+
+    fn build_append(
+        &mut self,
+        events: Vec<(StreamId, C::Event)>,
+        expectations: &[(StreamId, ExpectedVersion)],
+    ) -> Result<AppendRequest, CommandError<C::Error>> {
+        let mut streams = Vec::with_capacity(self.cursors.len());
+        for cursor in &self.cursors {
+            let expected = expectations
+                .iter()
+                .find(|(s, _)| s == &cursor.stream)
+                .map_or(ExpectedVersion::from_read(cursor.head), |(_, e)| *e);
+            let mut new_events = Vec::new();
+            for (_, event) in events.iter().filter(|(s, _)| s == &cursor.stream) {
+                let encoded = event.encode().map_err(|source| CommandError::Encode {
+                    stream: cursor.stream.clone(),
+                    source,
+                })?;
+                new_events.push(NewEvent {
+                    event_id: EventId::v7(self.now, self.entropy.bytes10()),
+                    event_type: encoded.event_type,
+                    schema_version: encoded.schema_version,
+                    payload: encoded.payload,
+                });
+            }
+            if new_events.is_empty() && expected == ExpectedVersion::Any {
+                continue;
+            }
+            streams.push(StreamAppend {
+                stream: cursor.stream.clone(),
+                expected,
+                events: new_events,
+            });
+        }
+        let metadata = EventMetadata {
+            command_id: self.context.command_id,
+            correlation_id: self.context.correlation_id,
+            causation_id: self.context.causation_id,
+            timestamp: self.now,
+            user: self.context.user.clone(),
+        };
+        Ok(AppendRequest {
+            id: RequestId::new(0),
+            metadata: Arc::new(metadata),
+            streams,
+        })
+    }
+}

@@ -1,0 +1,175 @@
+//! Banking demo: opens accounts, runs concurrent transfers, prints throughput,
+//! conflicts and retries, then audits the store (money conserved, no negative
+//! balance, contiguous versions) and exits non-zero if an invariant fails.
+//!
+//! ```text
+//! cargo run --release --example banking -- [--accounts N] [--tasks T] [--transfers K]
+//! ```
+
+use eventcore::{CommandError, RecordedEvent};
+use eventcore_examples::bank::{account, Audit, BankError, OpenAccount, Transfer};
+use eventcore_tokio::{EventStore, Executor, MemoryEventStore};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+struct Options {
+    accounts: u32,
+    tasks: u32,
+    transfers: u32,
+}
+
+fn parse_options() -> Result<Options, String> {
+    let mut options = Options {
+        accounts: 20,
+        tasks: 8,
+        transfers: 2_000,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        let number: u32 = value
+            .parse()
+            .map_err(|_| format!("{flag}: `{value}` is not a number"))?;
+        match flag.as_str() {
+            "--accounts" if number >= 2 => options.accounts = number,
+            "--tasks" if number >= 1 => options.tasks = number,
+            "--transfers" => options.transfers = number,
+            _ => return Err(format!("unknown flag or bad value: {flag} {value}")),
+        }
+    }
+    Ok(options)
+}
+
+#[derive(Default)]
+struct Tally {
+    committed: u64,
+    refused: u64,
+    attempts: u64,
+    conflicts: u64,
+}
+
+/// Opens the accounts, runs the transfers, and returns the tally.
+async fn run<S: EventStore>(executor: Arc<Executor<S>>, options: &Options) -> Result<Tally, String> {
+    for n in 0..options.accounts {
+        match executor
+            .execute(OpenAccount {
+                account: account(n),
+                initial: 1_000,
+            })
+            .await
+        {
+            Ok(_) | Err(CommandError::Domain(BankError::AlreadyOpen(_))) => {}
+            Err(error) => return Err(format!("opening account {n}: {error}")),
+        }
+    }
+    let mut handles = Vec::new();
+    for task in 0..options.tasks {
+        let executor = executor.clone();
+        let (accounts, transfers) = (options.accounts, options.transfers);
+        handles.push(tokio::spawn(async move {
+            let mut rng = u64::from(task) * 0x9E37_79B9 + 1;
+            let mut tally = Tally::default();
+            for _ in 0..transfers {
+                let from = next(&mut rng) % u64::from(accounts);
+                let to = (from + 1 + next(&mut rng) % u64::from(accounts - 1)) % u64::from(accounts);
+                let amount = 1 + next(&mut rng) % 200;
+                let transfer = Transfer {
+                    from: account(from as u32),
+                    to: account(to as u32),
+                    amount,
+                };
+                match executor.execute(transfer).await {
+                    Ok(done) => {
+                        tally.committed += 1;
+                        tally.attempts += u64::from(done.attempts);
+                        tally.conflicts += u64::from(done.stats.conflicts);
+                    }
+                    Err(CommandError::Domain(BankError::InsufficientFunds { .. })) => tally.refused += 1,
+                    Err(error) => return Err(format!("transfer failed: {error}")),
+                }
+            }
+            Ok(tally)
+        }));
+    }
+    let mut total = Tally::default();
+    for handle in handles {
+        let tally = handle.await.map_err(|e| format!("task panicked: {e}"))??;
+        total.committed += tally.committed;
+        total.refused += tally.refused;
+        total.attempts += tally.attempts;
+        total.conflicts += tally.conflicts;
+    }
+    Ok(total)
+}
+
+fn next(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+fn report(options: &Options, tally: &Tally, seconds: f64, events: &[RecordedEvent]) -> ExitCode {
+    let executed = tally.committed + tally.refused;
+    println!(
+        "transfers: {} committed, {} refused (insufficient funds) by {} tasks in {:.2}s = {:.0} commands/s",
+        tally.committed,
+        tally.refused,
+        options.tasks,
+        seconds,
+        executed as f64 / seconds
+    );
+    println!(
+        "retries: {} conflicts retried, {} attempts for {} commits ({:.3} attempts/commit)",
+        tally.conflicts,
+        tally.attempts,
+        tally.committed,
+        tally.attempts as f64 / tally.committed.max(1) as f64
+    );
+    let audit = Audit::of(events);
+    println!(
+        "audit: {} events, {} accounts, opened {} and hold {}",
+        events.len(),
+        audit.balances.len(),
+        audit.opened_total,
+        audit.final_total
+    );
+    if audit.violations.is_empty() {
+        println!("invariants: OK (money conserved, no negative balance, versions contiguous)");
+        ExitCode::SUCCESS
+    } else {
+        for violation in &audit.violations {
+            eprintln!("invariant violated: {violation}");
+        }
+        ExitCode::FAILURE
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let options = match parse_options() {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("{message}\nusage: banking [--accounts N] [--tasks T] [--transfers K]");
+            return ExitCode::from(2);
+        }
+    };
+    println!(
+        "banking demo on the in-memory store: {} accounts, {} tasks x {} transfers",
+        options.accounts, options.tasks, options.transfers
+    );
+    let store = MemoryEventStore::new();
+    let executor = Arc::new(Executor::new(store.clone()));
+    let started = Instant::now();
+    let tally = match run(executor, &options).await {
+        Ok(tally) => tally,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    let events = store.inspect(|s| s.events().to_vec());
+    report(&options, &tally, seconds, &events)
+}

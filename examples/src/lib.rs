@@ -1,0 +1,4 @@
+//! Example domains for EventCore, shared by the runnable demos, the
+//! integration tests and the benchmarks.
+
+pub mod bank;

@@ -1,0 +1,204 @@
+//! # eventcore-memory
+//!
+//! The in-memory store: a plain synchronous data structure (no locks, no
+//! async, no clock) that answers the store contract exactly as the
+//! PostgreSQL store does. The tokio driver wraps it in a mutex; the
+//! simulator uses it directly behind its fault layer.
+//!
+//! ```
+//! use eventcore::*;
+//! use eventcore_memory::MemoryStore;
+//! use std::sync::Arc;
+//!
+//! let mut store = MemoryStore::new();
+//! let stream = StreamId::new("account-1")?;
+//! let meta = Arc::new(EventMetadata::new(CommandId::v7(Time::ZERO, [1; 10]), Time::ZERO));
+//! let event = NewEvent {
+//!     event_id: EventId::v7(Time::ZERO, [2; 10]),
+//!     event_type: EventType::new("Opened").expect("valid"),
+//!     schema_version: 1,
+//!     payload: Payload::from_trusted_json("null"),
+//! };
+//! let append = AppendRequest {
+//!     id: RequestId::new(1),
+//!     metadata: meta,
+//!     streams: vec![StreamAppend { stream: stream.clone(), expected: ExpectedVersion::NoStream, events: vec![event] }],
+//! };
+//! let receipt = store.append(&append)?;
+//! assert_eq!(receipt.streams[0].last_version, StreamVersion::new(1));
+//! assert_eq!(store.stream_version(&stream), StreamVersion::new(1));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use eventcore::{
+    AppendLimits, AppendReceipt, AppendRequest, CommandId, Conflict, GlobalPosition, ReadAllRequest, ReadAllResponse,
+    ReadRequest, ReadResponse, RecordedEvent, StoreError, StreamCommit, StreamId, StreamSlice, StreamVersion,
+};
+use std::collections::BTreeMap;
+
+/// The in-memory store. Cloning copies the data (that is how the simulator
+/// takes snapshots); every event is reference-counted inside, so a clone is
+/// cheap-ish.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryStore {
+    /// Every event in global order; the event at index `i` has position `i + 1`.
+    log: Vec<RecordedEvent>,
+    /// Per stream, the log indices of its events in version order. A
+    /// `BTreeMap` so that nothing on the simulated path iterates in hash order.
+    streams: BTreeMap<StreamId, Vec<usize>>,
+    /// Receipts of committed appends, by command id.
+    commands: BTreeMap<CommandId, AppendReceipt>,
+    limits: AppendLimits,
+}
+
+impl MemoryStore {
+    /// An empty store with the default limits.
+    pub fn new() -> Self {
+        MemoryStore::default()
+    }
+
+    /// An empty store with the given limits.
+    pub fn with_limits(limits: AppendLimits) -> Self {
+        MemoryStore {
+            limits,
+            ..MemoryStore::default()
+        }
+    }
+
+    /// The limits this store enforces.
+    pub fn limits(&self) -> &AppendLimits {
+        &self.limits
+    }
+
+    /// Appends atomically: every expected version is checked before anything
+    /// is written, so a conflict on any stream leaves the store untouched.
+    /// An append whose command id already committed returns the original
+    /// receipt (flagged `deduplicated`) and writes nothing.
+    pub fn append(&mut self, request: &AppendRequest) -> Result<AppendReceipt, StoreError> {
+        request.validate(&self.limits)?;
+        if let Some(receipt) = self.commands.get(&request.command_id()) {
+            return Ok(receipt.as_duplicate());
+        }
+        for entry in &request.streams {
+            let actual = self.stream_version(&entry.stream);
+            if !entry.expected.matches(actual) {
+                return Err(Conflict {
+                    stream: entry.stream.clone(),
+                    expected: entry.expected,
+                    actual,
+                }
+                .into());
+            }
+        }
+        let mut commits = Vec::new();
+        for entry in request.streams.iter().filter(|e| !e.events.is_empty()) {
+            let indices = self.streams.entry(entry.stream.clone()).or_default();
+            let first_version = StreamVersion::new(indices.len() as u64 + 1);
+            let mut positions = Vec::with_capacity(entry.events.len());
+            for event in &entry.events {
+                let position = GlobalPosition::new(self.log.len() as u64 + 1);
+                let version = StreamVersion::new(indices.len() as u64 + 1);
+                indices.push(self.log.len());
+                self.log.push(RecordedEvent {
+                    event_id: event.event_id,
+                    stream_id: entry.stream.clone(),
+                    version,
+                    position,
+                    event_type: event.event_type.clone(),
+                    schema_version: event.schema_version,
+                    payload: event.payload.clone(),
+                    metadata: request.metadata.clone(),
+                });
+                positions.push(position);
+            }
+            commits.push(StreamCommit {
+                stream: entry.stream.clone(),
+                first_version,
+                last_version: StreamVersion::new(indices.len() as u64),
+                positions,
+            });
+        }
+        let receipt = AppendReceipt {
+            command_id: request.command_id(),
+            streams: commits,
+            deduplicated: false,
+        };
+        self.commands.insert(request.command_id(), receipt.clone());
+        Ok(receipt)
+    }
+
+    /// Reads several streams at once, each after its requested version.
+    pub fn read(&self, request: &ReadRequest) -> Result<ReadResponse, StoreError> {
+        request.validate()?;
+        let page = request.page_size.map_or(usize::MAX, |p| p.get() as usize);
+        let streams = request
+            .streams
+            .iter()
+            .map(|read| {
+                let indices = self.streams.get(&read.stream).map(Vec::as_slice).unwrap_or(&[]);
+                let skip = usize::try_from(read.after.get())
+                    .unwrap_or(usize::MAX)
+                    .min(indices.len());
+                StreamSlice {
+                    stream: read.stream.clone(),
+                    head: StreamVersion::new(indices.len() as u64),
+                    events: indices[skip..]
+                        .iter()
+                        .take(page)
+                        .map(|&i| self.log[i].clone())
+                        .collect(),
+                }
+            })
+            .collect();
+        Ok(ReadResponse { streams })
+    }
+
+    /// Reads the global log after a position, filtered, at most `limit`
+    /// matching events.
+    pub fn read_all(&self, request: &ReadAllRequest) -> Result<ReadAllResponse, StoreError> {
+        let start = usize::try_from(request.after.get())
+            .unwrap_or(usize::MAX)
+            .min(self.log.len());
+        let limit = request.limit.get() as usize;
+        let mut events = Vec::new();
+        let mut complete_through = GlobalPosition::new(self.log.len() as u64).max(request.after);
+        for event in &self.log[start..] {
+            if request.filter.matches(event) {
+                events.push(event.clone());
+                if events.len() == limit {
+                    complete_through = event.position;
+                    break;
+                }
+            }
+        }
+        Ok(ReadAllResponse {
+            events,
+            complete_through,
+        })
+    }
+
+    /// The current version of a stream (0 if it does not exist).
+    pub fn stream_version(&self, stream: &StreamId) -> StreamVersion {
+        StreamVersion::new(self.streams.get(stream).map_or(0, Vec::len) as u64)
+    }
+
+    /// The position of the last event (0 if the store is empty).
+    pub fn last_position(&self) -> GlobalPosition {
+        GlobalPosition::new(self.log.len() as u64)
+    }
+
+    /// Every event, in global order.
+    pub fn events(&self) -> &[RecordedEvent] {
+        &self.log
+    }
+
+    /// The receipt of the append that committed `command_id`, if any.
+    pub fn receipt(&self, command_id: &CommandId) -> Option<&AppendReceipt> {
+        self.commands.get(command_id)
+    }
+
+    /// Every stream id, in order.
+    pub fn stream_ids(&self) -> impl Iterator<Item = &StreamId> {
+        self.streams.keys()
+    }
+}

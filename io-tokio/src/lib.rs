@@ -1,0 +1,16 @@
+//! # eventcore-tokio
+//!
+//! The tokio driver for EventCore: the async [`EventStore`] trait, the
+//! [`Executor`] that runs [`eventcore::CommandMachine`]s against a store with
+//! real time, timeouts and backoff, and [`MemoryEventStore`], the in-memory
+//! store for services and tests.
+
+mod clock;
+mod executor;
+mod memory;
+mod store;
+
+pub use clock::Clock;
+pub use executor::Executor;
+pub use memory::MemoryEventStore;
+pub use store::EventStore;
