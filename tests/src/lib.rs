@@ -1,0 +1,30 @@
+//! Cross-crate test support for EventCore.
+//!
+//! The heart of it is the **store conformance suite** ([`conformance`]): one
+//! set of checks of the store contract that every store runs unchanged. A
+//! store opts in with a [`StoreFactory`] and one macro call:
+//!
+//! ```ignore
+//! struct Memory;
+//! impl eventcore_tests::StoreFactory for Memory {
+//!     type Store = eventcore_tokio::MemoryEventStore;
+//!     async fn fresh(&self) -> Self::Store { eventcore_tokio::MemoryEventStore::new() }
+//! }
+//! eventcore_tests::conformance_suite!(Memory);
+//! ```
+
+pub mod conformance;
+
+use eventcore_tokio::EventStore;
+use std::future::Future;
+
+/// Makes empty stores for the conformance suite. Every call must return a
+/// store isolated from every other (its own schema or database), so that
+/// cases run in parallel.
+pub trait StoreFactory: Send + Sync + 'static {
+    /// The store under test.
+    type Store: EventStore + Clone;
+
+    /// A fresh, empty, isolated store.
+    fn fresh(&self) -> impl Future<Output = Self::Store> + Send;
+}
