@@ -28,3 +28,9 @@ pub trait StoreFactory: Send + Sync + 'static {
     /// A fresh, empty, isolated store.
     fn fresh(&self) -> impl Future<Output = Self::Store> + Send;
 }
+
+/// The README's code blocks, compiled and run as doctests so the README
+/// stays true.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
