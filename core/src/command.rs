@@ -86,9 +86,9 @@ pub trait Command: Send + 'static {
 /// ```
 #[derive(Debug)]
 pub struct Decision<E> {
-    events: Vec<(StreamId, E)>,
-    reads: Vec<StreamId>,
-    expectations: Vec<(StreamId, ExpectedVersion)>,
+    pub(crate) events: Vec<(StreamId, E)>,
+    pub(crate) reads: Vec<StreamId>,
+    pub(crate) expectations: Vec<(StreamId, ExpectedVersion)>,
 }
 
 impl<E> Default for Decision<E> {
@@ -143,9 +143,5 @@ impl<E> Decision<E> {
     /// The expected-version overrides.
     pub fn expectations(&self) -> &[(StreamId, ExpectedVersion)] {
         &self.expectations
-    }
-
-    pub(crate) fn into_parts(self) -> (Vec<(StreamId, E)>, Vec<StreamId>, Vec<(StreamId, ExpectedVersion)>) {
-        (self.events, self.reads, self.expectations)
     }
 }

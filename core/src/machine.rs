@@ -777,7 +777,11 @@ impl<C: Command> CommandMachine<C> {
             self.finish(Err(CommandError::Domain(error)));
             return;
         }
-        let (events, reads, expectations) = decision.into_parts();
+        let Decision {
+            events,
+            reads,
+            expectations,
+        } = decision;
         let new_streams: Vec<StreamId> = reads
             .into_iter()
             .filter(|s| !self.cursors.iter().any(|c| &c.stream == s))
