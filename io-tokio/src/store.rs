@@ -26,6 +26,23 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Reads the global log after a position.
     fn read_all(&self, request: &ReadAllRequest) -> impl Future<Output = Result<ReadAllResponse, StoreError>> + Send;
+
+    /// Appends several independent requests, each atomically, with one
+    /// outcome per request in request order: one request's conflict or bad
+    /// input never fails its neighbours. Stores that can commit a group in
+    /// one round trip override this; the default appends one by one.
+    fn append_batch(
+        &self,
+        requests: &[AppendRequest],
+    ) -> impl Future<Output = Vec<Result<AppendReceipt, StoreError>>> + Send {
+        async move {
+            let mut outcomes = Vec::with_capacity(requests.len());
+            for request in requests {
+                outcomes.push(self.append(request).await);
+            }
+            outcomes
+        }
+    }
 }
 
 impl<S: EventStore> EventStore for Arc<S> {
@@ -39,5 +56,12 @@ impl<S: EventStore> EventStore for Arc<S> {
 
     fn read_all(&self, request: &ReadAllRequest) -> impl Future<Output = Result<ReadAllResponse, StoreError>> + Send {
         (**self).read_all(request)
+    }
+
+    fn append_batch(
+        &self,
+        requests: &[AppendRequest],
+    ) -> impl Future<Output = Vec<Result<AppendReceipt, StoreError>>> + Send {
+        (**self).append_batch(requests)
     }
 }
