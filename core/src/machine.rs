@@ -22,7 +22,7 @@ use crate::store::{
 };
 use crate::{
     CausationId, Command, CommandId, CorrelationId, Decision, Event, EventId, EventMetadata, ExecutionPolicy,
-    ExpectedVersion, GlobalPosition, NewEvent, RequestId, StreamId, StreamVersion, Time,
+    ExpectedVersion, GlobalPosition, NewEvent, RecordedEvent, RequestId, StreamId, StreamVersion, Time,
 };
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -406,6 +406,72 @@ impl<C: Command> CommandMachine<C> {
         }
     }
 
+    /// Seeds a declared stream with events the driver already holds (a
+    /// cache), so the first attempt can skip reading it. `events` must be the
+    /// stream's events from version 1 on, contiguous; they may be stale — the
+    /// append pins the stream to the last version given, so a stale prefix
+    /// only costs a conflict and an incremental re-read of what is newer.
+    ///
+    /// Returns `false` and ignores the events when they cannot be used: the
+    /// stream is not declared, the machine has already started, or the
+    /// events are not a contiguous prefix of that stream. Decode failures end
+    /// the execution exactly as they would after a read.
+    ///
+    /// ```
+    /// # use eventcore::*;
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Serialize, Deserialize)] enum Ev { Opened }
+    /// # impl Event for Ev {}
+    /// # #[derive(Debug, thiserror::Error)] #[error("never")] struct Never;
+    /// # struct Touch(StreamId);
+    /// # impl Command for Touch {
+    /// #     type Event = Ev; type State = (); type Error = Never;
+    /// #     fn streams(&self) -> Vec<StreamId> { vec![self.0.clone()] }
+    /// #     fn apply(&self, _: &mut (), _: &StreamId, _: &Ev) {}
+    /// #     fn decide(&self, _: &(), out: &mut Decision<Ev>) -> Result<(), Never> { out.emit(&self.0, Ev::Opened); Ok(()) }
+    /// # }
+    /// let stream = StreamId::new("s")?;
+    /// let now = Time::from_unix_millis(1);
+    /// let ctx = ExecutionContext::new(CommandId::v7(now, [0; 10]));
+    /// let mut m = CommandMachine::new(Touch(stream.clone()), ExecutionPolicy::default(), ctx, now, 7);
+    /// assert!(m.prime(&stream, &[])); // known to be empty
+    /// let Step::Append(append) = m.poll() else { panic!("no read needed") };
+    /// assert_eq!(append.streams[0].expected, ExpectedVersion::NoStream);
+    /// # Ok::<(), InvalidStreamId>(())
+    /// ```
+    pub fn prime<'a>(&mut self, stream: &StreamId, events: impl IntoIterator<Item = &'a RecordedEvent>) -> bool {
+        if self.next_request != 0 || !matches!(self.phase, Phase::ReadDue) {
+            return false;
+        }
+        let Some(cursor) = self
+            .cursors
+            .iter()
+            .position(|c| &c.stream == stream && c.read_to.is_none())
+        else {
+            return false;
+        };
+        let events: Vec<RecordedEvent> = events.into_iter().cloned().collect();
+        let contiguous = events
+            .iter()
+            .enumerate()
+            .all(|(i, e)| &e.stream_id == stream && e.version.get() == i as u64 + 1);
+        if !contiguous {
+            return false;
+        }
+        let head = StreamVersion::new(events.len() as u64);
+        let slice = ReadResponse {
+            streams: vec![crate::StreamSlice {
+                stream: stream.clone(),
+                head,
+                events,
+            }],
+        };
+        if let Err(error) = self.absorb(&[(cursor, StreamVersion::NONE)], slice) {
+            self.finish(Err(error));
+        }
+        true
+    }
+
     /// When the machine next wants [`CommandMachine::on_wake`]: the deadline
     /// of the request in flight or the end of a backoff. `None` when a
     /// request is due (poll now) or the execution ended.
@@ -420,6 +486,12 @@ impl<C: Command> CommandMachine<C> {
     /// The next thing to do. Requests are returned once each.
     pub fn poll(&mut self) -> Step<C::Error> {
         match std::mem::replace(&mut self.phase, Phase::Finished) {
+            Phase::ReadDue if !self.cursors.iter().any(|c| c.pending) => {
+                // Every stream is already known (primed from a cache):
+                // decide straight away.
+                self.decide();
+                self.poll()
+            }
             Phase::ReadDue => {
                 let id = self.new_request_id();
                 let asked: Vec<(usize, StreamVersion)> = self

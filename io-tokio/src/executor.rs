@@ -1,6 +1,6 @@
 //! Runs command machines against an [`EventStore`] on tokio.
 
-use crate::{Clock, EventStore};
+use crate::{Clock, EventStore, StreamCache};
 use eventcore::{Command, CommandError, CommandId, Executed, ExecutionContext, ExecutionPolicy, Step};
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -43,6 +43,7 @@ pub struct Executor<S> {
     clock: Clock,
     seed_base: u64,
     executions: AtomicU64,
+    cache: Option<StreamCache>,
 }
 
 impl<S: EventStore> Executor<S> {
@@ -54,7 +55,26 @@ impl<S: EventStore> Executor<S> {
             clock: Clock::new(),
             seed_base: RandomState::new().build_hasher().finish(),
             executions: AtomicU64::new(0),
+            cache: None,
         }
+    }
+
+    /// Keeps up to `max_events` events of recently used streams in memory so
+    /// that commands skip reading streams this executor has already seen.
+    ///
+    /// Worth it when this process is the main writer of its streams: a
+    /// command then costs one round trip (the append) instead of two. When
+    /// another process wrote in between, the append conflicts on the stale
+    /// version and the command re-reads only the newer events, so the cache
+    /// never changes results, only costs.
+    pub fn with_stream_cache(mut self, max_events: usize) -> Self {
+        self.cache = Some(StreamCache::new(max_events));
+        self
+    }
+
+    /// The stream cache, if enabled.
+    pub fn stream_cache(&self) -> Option<&StreamCache> {
+        self.cache.as_ref()
     }
 
     /// Replaces the execution policy.
@@ -136,19 +156,37 @@ impl<S: EventStore> Executor<S> {
         policy: ExecutionPolicy,
     ) -> Result<Executed, CommandError<C::Error>> {
         let mut machine = eventcore::CommandMachine::new(command, policy, context, self.clock.now(), self.next_seed());
+        if let Some(cache) = &self.cache {
+            let declared: Vec<_> = machine.streams().cloned().collect();
+            for stream in declared {
+                if let Some(chunks) = cache.snapshot(&stream) {
+                    machine.prime(&stream, chunks.iter().flat_map(|chunk| chunk.iter()));
+                }
+            }
+        }
         loop {
             match machine.poll() {
                 Step::Read(request) => {
                     let deadline = self.wake_deadline(&machine);
                     match tokio::time::timeout_at(deadline, self.store.read(&request)).await {
-                        Ok(result) => machine.on_read(request.id, result, self.clock.now()),
+                        Ok(result) => {
+                            if let (Some(cache), Ok(response)) = (&self.cache, &result) {
+                                cache.record_read(&request, response);
+                            }
+                            machine.on_read(request.id, result, self.clock.now());
+                        }
                         Err(_elapsed) => machine.on_wake(self.clock.now()),
                     }
                 }
                 Step::Append(request) => {
                     let deadline = self.wake_deadline(&machine);
                     match tokio::time::timeout_at(deadline, self.store.append(&request)).await {
-                        Ok(result) => machine.on_append(request.id, result, self.clock.now()),
+                        Ok(result) => {
+                            if let (Some(cache), Ok(receipt)) = (&self.cache, &result) {
+                                cache.record_append(&request, receipt);
+                            }
+                            machine.on_append(request.id, result, self.clock.now());
+                        }
                         Err(_elapsed) => machine.on_wake(self.clock.now()),
                     }
                 }

@@ -5,11 +5,13 @@
 //! real time, timeouts and backoff, and [`MemoryEventStore`], the in-memory
 //! store for services and tests.
 
+mod cache;
 mod clock;
 mod executor;
 mod memory;
 mod store;
 
+pub use cache::StreamCache;
 pub use clock::Clock;
 pub use executor::Executor;
 pub use memory::MemoryEventStore;

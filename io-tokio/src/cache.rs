@@ -1,0 +1,187 @@
+//! A bounded cache of recently used streams' events, so that a command can
+//! skip reading streams the executor has seen before.
+//!
+//! Correctness never depends on the cache: events are immutable once
+//! committed, so a cached prefix of a stream is always true, only possibly
+//! short. The append pins each stream to the cached version; if the stream
+//! moved on, the append conflicts and the machine re-reads just the newer
+//! events. What the cache saves is the read round trip in the common case
+//! where this process is the stream's only writer.
+
+use eventcore::{AppendReceipt, AppendRequest, ReadRequest, ReadResponse, RecordedEvent, StreamId, StreamVersion};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Chunks are merged once a stream has this many, so a snapshot stays a
+/// handful of reference-count bumps and iteration stays cache-friendly.
+const MAX_CHUNKS: usize = 16;
+
+/// Events of recently used streams, bounded by a total event count and
+/// evicted least-recently-used first.
+///
+/// ```
+/// use eventcore_tokio::StreamCache;
+/// let cache = StreamCache::new(10_000);
+/// assert_eq!(cache.cached_events(), 0);
+/// ```
+#[derive(Debug)]
+pub struct StreamCache {
+    inner: Mutex<Inner>,
+    max_events: usize,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    entries: HashMap<StreamId, Entry>,
+    total: usize,
+    clock: u64,
+}
+
+#[derive(Debug)]
+struct Entry {
+    chunks: Vec<Arc<[RecordedEvent]>>,
+    head: StreamVersion,
+    last_used: u64,
+}
+
+impl StreamCache {
+    /// A cache holding at most `max_events` events in all.
+    pub fn new(max_events: usize) -> Self {
+        StreamCache {
+            inner: Mutex::new(Inner::default()),
+            max_events,
+        }
+    }
+
+    /// Events held in all.
+    pub fn cached_events(&self) -> usize {
+        self.lock().total
+    }
+
+    /// The cached prefix of `stream` (from version 1), as shared chunks.
+    pub fn snapshot(&self, stream: &StreamId) -> Option<Vec<Arc<[RecordedEvent]>>> {
+        let mut inner = self.lock();
+        inner.clock += 1;
+        let clock = inner.clock;
+        let entry = inner.entries.get_mut(stream)?;
+        entry.last_used = clock;
+        Some(entry.chunks.clone())
+    }
+
+    /// Learns from a read the executor passed through.
+    pub fn record_read(&self, request: &ReadRequest, response: &ReadResponse) {
+        let mut inner = self.lock();
+        for (asked, slice) in request.streams.iter().zip(&response.streams) {
+            if asked.stream == slice.stream {
+                inner.extend(&slice.stream, asked.after, &slice.events);
+            }
+        }
+        inner.evict(self.max_events);
+    }
+
+    /// Learns from an append that committed. A deduplicated receipt answers
+    /// an earlier request whose events may differ from this one's, so it
+    /// only invalidates.
+    pub fn record_append(&self, request: &AppendRequest, receipt: &AppendReceipt) {
+        let mut inner = self.lock();
+        for entry in request.streams.iter().filter(|e| !e.events.is_empty()) {
+            let commit = receipt.streams.iter().find(|c| c.stream == entry.stream);
+            let usable = commit.filter(|c| {
+                !receipt.deduplicated && c.positions.len() == entry.events.len() && c.first_version.get() >= 1
+            });
+            let Some(commit) = usable else {
+                inner.remove(&entry.stream);
+                continue;
+            };
+            let recorded: Vec<RecordedEvent> = entry
+                .events
+                .iter()
+                .zip(&commit.positions)
+                .enumerate()
+                .map(|(i, (event, position))| RecordedEvent {
+                    event_id: event.event_id,
+                    stream_id: entry.stream.clone(),
+                    version: StreamVersion::new(commit.first_version.get() + i as u64),
+                    position: *position,
+                    event_type: event.event_type.clone(),
+                    schema_version: event.schema_version,
+                    payload: event.payload.clone(),
+                    metadata: request.metadata.clone(),
+                })
+                .collect();
+            let after = StreamVersion::new(commit.first_version.get() - 1);
+            inner.extend(&entry.stream, after, &recorded);
+        }
+        inner.evict(self.max_events);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Every mutation leaves the map consistent before it can panic, so a
+        // poisoned lock is still safe to use.
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Inner {
+    /// Adds `events` (the stream's events after version `after`) to the
+    /// cached prefix when they continue it; anything that would leave a gap
+    /// drops the entry instead.
+    fn extend(&mut self, stream: &StreamId, after: StreamVersion, events: &[RecordedEvent]) {
+        self.clock += 1;
+        let clock = self.clock;
+        let head = match self.entries.get(stream) {
+            Some(entry) => entry.head,
+            None if after.is_none() => StreamVersion::NONE,
+            None => return,
+        };
+        if after > head {
+            self.remove(stream);
+            return;
+        }
+        let fresh: Vec<RecordedEvent> = events.iter().filter(|e| e.version > head).cloned().collect();
+        let contiguous = fresh
+            .iter()
+            .enumerate()
+            .all(|(i, e)| e.version.get() == head.get() + 1 + i as u64);
+        if !contiguous {
+            self.remove(stream);
+            return;
+        }
+        let added = fresh.len();
+        let entry = self.entries.entry(stream.clone()).or_insert_with(|| Entry {
+            chunks: Vec::new(),
+            head: StreamVersion::NONE,
+            last_used: clock,
+        });
+        entry.last_used = clock;
+        if let Some(last) = fresh.last() {
+            entry.head = last.version;
+            entry.chunks.push(Arc::from(fresh));
+        }
+        if entry.chunks.len() > MAX_CHUNKS {
+            let merged: Vec<RecordedEvent> = entry.chunks.iter().flat_map(|c| c.iter().cloned()).collect();
+            entry.chunks = vec![Arc::from(merged)];
+        }
+        self.total += added;
+    }
+
+    fn remove(&mut self, stream: &StreamId) {
+        if let Some(entry) = self.entries.remove(stream) {
+            self.total -= entry.head.get() as usize;
+        }
+    }
+
+    fn evict(&mut self, max_events: usize) {
+        while self.total > max_events {
+            let Some(oldest) = self
+                .entries
+                .iter()
+                .min_by_key(|(_, e)| e.last_used)
+                .map(|(s, _)| s.clone())
+            else {
+                return;
+            };
+            self.remove(&oldest);
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! The executor's stream cache saves reads without ever changing results.
+
+use eventcore::{
+    AppendReceipt, AppendRequest, Command, Decision, Event, ReadAllRequest, ReadAllResponse, ReadRequest, ReadResponse,
+    StoreError, StreamId, StreamVersion,
+};
+use eventcore_tokio::{EventStore, Executor, MemoryEventStore};
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Tick {
+    Ticked { n: u64 },
+}
+impl Event for Tick {}
+
+#[derive(Debug, thiserror::Error)]
+#[error("unreachable")]
+struct Never;
+
+/// Appends `Ticked { n }` where n is the stream's event count: the decision
+/// depends on the whole history, so a wrong fold shows up as a wrong `n`.
+struct TickCmd(StreamId);
+
+impl Command for TickCmd {
+    type Event = Tick;
+    type State = u64;
+    type Error = Never;
+    fn streams(&self) -> Vec<StreamId> {
+        vec![self.0.clone()]
+    }
+    fn apply(&self, count: &mut u64, _: &StreamId, _: &Tick) {
+        *count += 1;
+    }
+    fn decide(&self, count: &u64, out: &mut Decision<Tick>) -> Result<(), Never> {
+        out.emit(&self.0, Tick::Ticked { n: *count });
+        Ok(())
+    }
+}
+
+/// Counts reads on the way to a memory store.
+#[derive(Clone, Default)]
+struct CountingStore {
+    inner: MemoryEventStore,
+    reads: Arc<AtomicU32>,
+}
+
+impl EventStore for CountingStore {
+    async fn read(&self, request: &ReadRequest) -> Result<ReadResponse, StoreError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.read(request).await
+    }
+    async fn append(&self, request: &AppendRequest) -> Result<AppendReceipt, StoreError> {
+        self.inner.append(request).await
+    }
+    async fn read_all(&self, request: &ReadAllRequest) -> Result<ReadAllResponse, StoreError> {
+        self.inner.read_all(request).await
+    }
+}
+
+fn ticks(store: &MemoryEventStore, stream: &StreamId) -> Vec<u64> {
+    store.inspect(|s| {
+        s.events()
+            .iter()
+            .filter(|e| &e.stream_id == stream)
+            .map(|e| match eventcore::decode_recorded::<Tick>(e).expect("decodes") {
+                Tick::Ticked { n } => n,
+            })
+            .collect()
+    })
+}
+
+#[tokio::test]
+async fn a_cached_stream_is_not_read_again() {
+    let store = CountingStore::default();
+    let executor = Executor::new(store.clone()).with_stream_cache(1_000);
+    let stream = StreamId::new("ticks").expect("valid");
+    for _ in 0..5 {
+        executor.execute(TickCmd(stream.clone())).await.expect("commits");
+    }
+    assert_eq!(store.reads.load(Ordering::SeqCst), 1, "only the first command reads");
+    assert_eq!(ticks(&store.inner, &stream), vec![0, 1, 2, 3, 4]);
+    assert_eq!(executor.stream_cache().map(|c| c.cached_events()), Some(5));
+}
+
+#[tokio::test]
+async fn a_stale_cache_costs_a_conflict_and_never_a_wrong_decision() {
+    let store = CountingStore::default();
+    let cached = Executor::new(store.clone()).with_stream_cache(1_000);
+    let other = Executor::new(store.clone());
+    let stream = StreamId::new("shared").expect("valid");
+    cached.execute(TickCmd(stream.clone())).await.expect("commits");
+    other.execute(TickCmd(stream.clone())).await.expect("commits");
+    other.execute(TickCmd(stream.clone())).await.expect("commits");
+    let done = cached
+        .execute(TickCmd(stream.clone()))
+        .await
+        .expect("commits after re-reading");
+    assert_eq!(done.stats.conflicts, 1, "the stale version conflicts once");
+    assert_eq!(
+        ticks(&store.inner, &stream),
+        vec![0, 1, 2, 3],
+        "every decision saw the whole history"
+    );
+    assert_eq!(
+        cached.stream_cache().map(|c| c.cached_events()),
+        Some(4),
+        "the re-read and the commit refreshed the cache"
+    );
+}
+
+#[tokio::test]
+async fn the_cache_stays_within_its_bound() {
+    let store = MemoryEventStore::new();
+    let executor = Executor::new(store.clone()).with_stream_cache(10);
+    for n in 0..8 {
+        let stream = StreamId::new(format!("s-{n}")).expect("valid");
+        for _ in 0..3 {
+            executor.execute(TickCmd(stream.clone())).await.expect("commits");
+        }
+        let cached = executor.stream_cache().map(|c| c.cached_events()).unwrap_or(0);
+        assert!(cached <= 10, "cache holds {cached} events, bound is 10");
+    }
+    let last = StreamId::new("s-7").expect("valid");
+    assert_eq!(store.inspect(|s| s.stream_version(&last)), StreamVersion::new(3));
+}
