@@ -652,7 +652,13 @@ impl<C: Command> CommandMachine<C> {
         }
         if now >= self.deadline {
             if let Phase::Appending { request, .. } = std::mem::replace(&mut self.phase, Phase::Finished) {
+                // The append in flight is abandoned unanswered: that, not any
+                // earlier error, is why the outcome is open.
                 self.unresolved = Some(request);
+                self.last_error = Some(StoreError::Timeout {
+                    operation: Operation::Append,
+                    after: self.policy.append_timeout,
+                });
             }
             let error = self.deadline_error();
             self.finish(Err(error));
@@ -779,7 +785,6 @@ impl<C: Command> CommandMachine<C> {
         }
         let last_applied = self.applied.checked_sub(1).map(|i| self.held[i].position);
         let mut needs_refold = false;
-        let first_new = self.held.len();
         for (&(cursor, after), slice) in asked.iter().zip(response.streams) {
             let stream = &self.cursors[cursor].stream;
             if &slice.stream != stream {
@@ -829,7 +834,9 @@ impl<C: Command> CommandMachine<C> {
             self.state = C::State::default();
             self.applied = 0;
         } else {
-            self.held[first_new..].sort_by_key(|e| e.position);
+            // Everything not yet folded (earlier pages included) must be in
+            // global order; the folded prefix already is and stays below it.
+            self.held[self.applied..].sort_by_key(|e| e.position);
         }
         Ok(())
     }
@@ -950,5 +957,213 @@ impl<C: Command> CommandMachine<C> {
             metadata: Arc::new(metadata),
             streams,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{EventType, Payload, StreamSlice};
+    use serde::{Deserialize, Serialize};
+    use std::num::NonZeroU32;
+
+    #[derive(Debug, Serialize, Deserialize)]
+    enum Ev {
+        At(u64),
+    }
+    impl Event for Ev {}
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("folded out of global order: {0:?}")]
+    struct OutOfOrder(Vec<u64>);
+
+    /// Folds the global positions it sees (carried in the payload) and
+    /// refuses if they were applied out of order.
+    struct Order(Vec<StreamId>);
+
+    impl Command for Order {
+        type Event = Ev;
+        type State = Vec<u64>;
+        type Error = OutOfOrder;
+        fn streams(&self) -> Vec<StreamId> {
+            self.0.clone()
+        }
+        fn apply(&self, seen: &mut Vec<u64>, _: &StreamId, event: &Ev) {
+            let Ev::At(p) = event;
+            seen.push(*p);
+        }
+        fn decide(&self, seen: &Vec<u64>, _: &mut Decision<Ev>) -> Result<(), OutOfOrder> {
+            if seen.windows(2).all(|w| w[0] < w[1]) {
+                Ok(())
+            } else {
+                Err(OutOfOrder(seen.clone()))
+            }
+        }
+    }
+
+    fn stream(name: &str) -> StreamId {
+        StreamId::new(name).expect("valid")
+    }
+
+    fn recorded(stream: &StreamId, version: u64, position: u64) -> RecordedEvent {
+        let encoded = Ev::At(position).encode().expect("encodes");
+        RecordedEvent {
+            event_id: EventId::v7(Time::ZERO, [0; 10]),
+            stream_id: stream.clone(),
+            version: StreamVersion::new(version),
+            position: GlobalPosition::new(position),
+            event_type: EventType::new("At").expect("valid"),
+            schema_version: 1,
+            payload: Payload::from_trusted_json(encoded.payload.as_json().to_owned()),
+            metadata: Arc::new(EventMetadata::new(CommandId::v7(Time::ZERO, [9; 10]), Time::ZERO)),
+        }
+    }
+
+    /// A store holding the given streams, answering reads with paging.
+    fn answer(request: &ReadRequest, data: &[(StreamId, Vec<RecordedEvent>)]) -> ReadResponse {
+        let page = request.page_size.map_or(usize::MAX, |p| p.get() as usize);
+        ReadResponse {
+            streams: request
+                .streams
+                .iter()
+                .map(|read| {
+                    let events = data
+                        .iter()
+                        .find(|(s, _)| s == &read.stream)
+                        .map(|(_, e)| e.as_slice())
+                        .unwrap_or(&[]);
+                    StreamSlice {
+                        stream: read.stream.clone(),
+                        head: StreamVersion::new(events.len() as u64),
+                        events: events
+                            .iter()
+                            .skip(read.after.get() as usize)
+                            .take(page)
+                            .cloned()
+                            .collect(),
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    fn run(
+        command: Order,
+        policy: ExecutionPolicy,
+        data: &[(StreamId, Vec<RecordedEvent>)],
+    ) -> Result<Executed, CommandError<OutOfOrder>> {
+        let now = Time::from_unix_millis(1);
+        let ctx = ExecutionContext::new(CommandId::v7(now, [1; 10]));
+        let mut machine = CommandMachine::new(command, policy, ctx, now, 3);
+        for _ in 0..100 {
+            match machine.poll() {
+                Step::Read(request) => machine.on_read(request.id, Ok(answer(&request, data)), now),
+                Step::Done(result) => return result,
+                other => panic!("unexpected step {other:?}"),
+            }
+        }
+        panic!("did not finish");
+    }
+
+    #[test]
+    fn paged_reads_of_several_streams_fold_in_global_order() {
+        let (a, b) = (stream("a"), stream("b"));
+        let data = vec![
+            (
+                a.clone(),
+                vec![recorded(&a, 1, 1), recorded(&a, 2, 3), recorded(&a, 3, 5)],
+            ),
+            (b.clone(), vec![recorded(&b, 1, 2), recorded(&b, 2, 10)]),
+        ];
+        let policy = ExecutionPolicy::default().with_page_size(NonZeroU32::new(2));
+        let done = run(Order(vec![a, b]), policy, &data).expect("folds 1,2,3,5,10 in order");
+        assert_eq!(done.stats.reads, 2, "two pages");
+    }
+
+    #[test]
+    fn a_response_with_a_gap_is_a_contract_violation_not_a_fold() {
+        let a = stream("a");
+        let data = vec![(a.clone(), vec![recorded(&a, 1, 1), recorded(&a, 3, 2)])];
+        let result = run(Order(vec![a]), ExecutionPolicy::default(), &data);
+        assert!(
+            matches!(result, Err(CommandError::Store(StoreError::ContractViolation { .. }))),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn a_stale_response_is_ignored_and_counted() {
+        let a = stream("a");
+        let now = Time::from_unix_millis(1);
+        let ctx = ExecutionContext::new(CommandId::v7(now, [1; 10]));
+        let mut machine = CommandMachine::new(Order(vec![a.clone()]), ExecutionPolicy::default(), ctx, now, 3);
+        let Step::Read(request) = machine.poll() else {
+            panic!("reads first")
+        };
+        let stale = RequestId::new(request.id.get() + 40);
+        machine.on_read(stale, Ok(answer(&request, &[])), now);
+        assert_eq!(machine.stats().ignored_responses, 1);
+        assert_eq!(
+            machine.awaiting(),
+            Some(request.id),
+            "still waiting for the real answer"
+        );
+        machine.on_read(request.id, Ok(answer(&request, &[])), now);
+        assert!(matches!(machine.poll(), Step::Done(Ok(_))));
+        assert!(matches!(machine.poll(), Step::Finished));
+    }
+
+    #[test]
+    fn an_append_abandoned_at_the_deadline_reports_an_unknown_outcome() {
+        struct Write(StreamId);
+        impl Command for Write {
+            type Event = Ev;
+            type State = ();
+            type Error = OutOfOrder;
+            fn streams(&self) -> Vec<StreamId> {
+                vec![self.0.clone()]
+            }
+            fn apply(&self, _: &mut (), _: &StreamId, _: &Ev) {}
+            fn decide(&self, _: &(), out: &mut Decision<Ev>) -> Result<(), OutOfOrder> {
+                out.emit(&self.0, Ev::At(0));
+                Ok(())
+            }
+        }
+        let a = stream("a");
+        let now = Time::from_unix_millis(1);
+        let policy = ExecutionPolicy::default().with_timeout(std::time::Duration::from_secs(1));
+        let ctx = ExecutionContext::new(CommandId::v7(now, [1; 10]));
+        let mut machine = CommandMachine::new(Write(a), policy, ctx, now, 3);
+        let Step::Read(request) = machine.poll() else {
+            panic!("reads first")
+        };
+        machine.on_read(request.id, Ok(answer(&request, &[])), now);
+        let Step::Append(_) = machine.poll() else {
+            panic!("then appends")
+        };
+        let Step::Wait { until } = machine.poll() else {
+            panic!("then waits")
+        };
+        assert_eq!(
+            until,
+            now.saturating_add(std::time::Duration::from_secs(1)),
+            "bounded by the overall deadline"
+        );
+        machine.on_wake(until);
+        match machine.poll() {
+            Step::Done(Err(CommandError::OutcomeUnknown { last, .. })) => {
+                assert!(
+                    matches!(
+                        last,
+                        StoreError::Timeout {
+                            operation: Operation::Append,
+                            ..
+                        }
+                    ),
+                    "{last:?}"
+                );
+            }
+            other => panic!("expected an unknown outcome, got {other:?}"),
+        }
     }
 }
