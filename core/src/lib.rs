@@ -44,6 +44,7 @@ mod ids;
 mod machine;
 mod policy;
 pub mod store;
+mod subscription;
 mod time;
 mod version;
 
@@ -61,6 +62,10 @@ pub use store::{
     AppendLimits, AppendReceipt, AppendRequest, Conflict, EventFilter, InvalidAppend, InvalidRequest, Operation,
     ReadAllRequest, ReadAllResponse, ReadRequest, ReadResponse, StoreError, StreamAppend, StreamCommit, StreamRead,
     StreamSlice,
+};
+pub use subscription::{
+    Batch, CheckpointMode, ConsumerError, HandleError, PoisonAction, PoisonCause, PoisonEvent, PoisonPolicy,
+    SubscriptionError, SubscriptionMachine, SubscriptionPolicy, SubscriptionStats, SubscriptionStep,
 };
 pub use time::Time;
 pub use version::{ExpectedVersion, GlobalPosition, StreamVersion};
