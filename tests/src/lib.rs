@@ -4,13 +4,25 @@
 //! set of checks of the store contract that every store runs unchanged. A
 //! store opts in with a [`StoreFactory`] and one macro call:
 //!
-//! ```ignore
+//! ```
 //! struct Memory;
+//!
 //! impl eventcore_tests::StoreFactory for Memory {
 //!     type Store = eventcore_tokio::MemoryEventStore;
-//!     async fn fresh(&self) -> Self::Store { eventcore_tokio::MemoryEventStore::new() }
+//!     async fn fresh(&self) -> Self::Store {
+//!         eventcore_tokio::MemoryEventStore::new()
+//!     }
 //! }
+//!
+//! // In a test target this expands to one `#[tokio::test]` per case.
 //! eventcore_tests::conformance_suite!(Memory);
+//!
+//! // Each case is also a plain async function, runnable on its own:
+//! # fn main() {
+//! tokio::runtime::Runtime::new()
+//!     .expect("a runtime")
+//!     .block_on(eventcore_tests::conformance::versions_start_at_one_and_are_contiguous(Memory));
+//! # }
 //! ```
 
 pub mod conformance;
