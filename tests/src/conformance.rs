@@ -239,8 +239,14 @@ pub fn assert_conflict(
 ) {
     match result {
         Err(StoreError::Conflict(conflict)) => {
-            assert_eq!(&conflict.stream, stream, "the conflict names the stream that did not match");
-            assert_eq!(conflict.expected, expected, "the conflict reports what the append expected");
+            assert_eq!(
+                &conflict.stream, stream,
+                "the conflict names the stream that did not match"
+            );
+            assert_eq!(
+                conflict.expected, expected,
+                "the conflict reports what the append expected"
+            );
             assert_eq!(
                 conflict.actual,
                 StreamVersion::new(actual),
@@ -308,7 +314,11 @@ pub async fn versions_start_at_one_and_are_contiguous<F: StoreFactory>(factory: 
 /// A stream that was never written reads as head 0 with no events.
 pub async fn reading_a_missing_stream_gives_head_zero_and_no_events<F: StoreFactory>(factory: F) {
     let store = factory.fresh().await;
-    commit(&store, &Append::new().to(&stream("exists"), ExpectedVersion::Any, 1).build()).await;
+    commit(
+        &store,
+        &Append::new().to(&stream("exists"), ExpectedVersion::Any, 1).build(),
+    )
+    .await;
     let slices = read(&store, &[stream("never-written")]).await;
     assert_eq!(slices.len(), 1);
     assert_eq!(slices[0].stream, stream("never-written"));
@@ -335,7 +345,11 @@ pub async fn the_head_is_the_version_of_the_last_event<F: StoreFactory>(factory:
     let response = store.read(&request).await.expect("read");
     let slice = &response.streams[0];
     assert_eq!(versions(slice), vec![5, 6]);
-    assert_eq!(slice.head, StreamVersion::new(6), "reading a suffix still reports the head");
+    assert_eq!(
+        slice.head,
+        StreamVersion::new(6),
+        "reading a suffix still reports the head"
+    );
 }
 
 /// One request reads many streams; slices come back in request order, a
@@ -350,7 +364,11 @@ pub async fn reading_many_streams_preserves_request_order<F: StoreFactory>(facto
     let order = [c.clone(), missing.clone(), a.clone(), b.clone()];
     let slices = read(&store, &order).await;
     let names: Vec<&StreamId> = slices.iter().map(|s| &s.stream).collect();
-    assert_eq!(names, order.iter().collect::<Vec<_>>(), "slices follow the request order");
+    assert_eq!(
+        names,
+        order.iter().collect::<Vec<_>>(),
+        "slices follow the request order"
+    );
     let heads: Vec<u64> = slices.iter().map(|s| s.head.get()).collect();
     assert_eq!(heads, vec![3, 0, 1, 2]);
     for slice in &slices {
@@ -401,8 +419,16 @@ pub async fn page_size_caps_events_per_stream<F: StoreFactory>(factory: F) {
         })
         .await
         .expect("paged read");
-    assert_eq!(versions(&first.streams[0]), vec![1, 2], "a long stream is cut at the page size");
-    assert_eq!(first.streams[0].head, StreamVersion::new(5), "a cut slice still reports the head");
+    assert_eq!(
+        versions(&first.streams[0]),
+        vec![1, 2],
+        "a long stream is cut at the page size"
+    );
+    assert_eq!(
+        first.streams[0].head,
+        StreamVersion::new(5),
+        "a cut slice still reports the head"
+    );
     assert_eq!(versions(&first.streams[1]), vec![1], "a short stream comes whole");
     assert_eq!(first.streams[2].head, StreamVersion::NONE);
 
@@ -412,7 +438,10 @@ pub async fn page_size_caps_events_per_stream<F: StoreFactory>(factory: F) {
         let response = store
             .read(&ReadRequest {
                 id: RequestId::new(2),
-                streams: vec![StreamRead { stream: a.clone(), after }],
+                streams: vec![StreamRead {
+                    stream: a.clone(),
+                    after,
+                }],
                 page_size,
             })
             .await
@@ -488,7 +517,10 @@ pub async fn a_multi_stream_append_writes_every_stream<F: StoreFactory>(factory:
             .collect();
         assert_eq!(written.len(), commit.positions.len());
         let stored_positions: Vec<GlobalPosition> = written.iter().map(|e| e.position).collect();
-        assert_eq!(stored_positions, commit.positions, "receipt positions match the stored events");
+        assert_eq!(
+            stored_positions, commit.positions,
+            "receipt positions match the stored events"
+        );
         assert_eq!(written[0].version, commit.first_version);
         assert_eq!(written[written.len() - 1].version, commit.last_version);
     }
@@ -500,9 +532,15 @@ pub async fn a_multi_stream_append_writes_every_stream<F: StoreFactory>(factory:
             .map(|e| e.event_id)
             .collect();
         let sent: Vec<EventId> = entry.events.iter().map(|e| e.event_id).collect();
-        assert_eq!(stored, sent, "each stream holds exactly the events addressed to it, in order");
+        assert_eq!(
+            stored, sent,
+            "each stream holds exactly the events addressed to it, in order"
+        );
     }
-    assert_eq!(receipt.last_position(), *receipt.streams[2].positions.last().expect("b got events"));
+    assert_eq!(
+        receipt.last_position(),
+        *receipt.streams[2].positions.last().expect("b got events")
+    );
 }
 
 async fn conflict_leaves_every_stream_untouched<F: StoreFactory>(factory: F, conflicting: usize) {
@@ -541,7 +579,10 @@ async fn conflict_leaves_every_stream_untouched<F: StoreFactory>(factory: F, con
         .to(&streams[conflicting], ExpectedVersion::Exact(StreamVersion::new(2)), 1)
         .build();
     let receipt = commit(&store, &retry).await;
-    assert!(!receipt.deduplicated, "a conflicting append does not claim its command id");
+    assert!(
+        !receipt.deduplicated,
+        "a conflicting append does not claim its command id"
+    );
 }
 
 /// A conflict on the first stream of an append writes nothing to any stream.
@@ -565,7 +606,11 @@ pub async fn a_conflict_on_the_last_stream_writes_nothing<F: StoreFactory>(facto
 pub async fn a_passing_version_check_writes_nothing_to_its_stream<F: StoreFactory>(factory: F) {
     let store = factory.fresh().await;
     let (written, checked, absent) = (stream("vc-written"), stream("vc-checked"), stream("vc-absent"));
-    commit(&store, &Append::new().to(&checked, ExpectedVersion::NoStream, 3).build()).await;
+    commit(
+        &store,
+        &Append::new().to(&checked, ExpectedVersion::NoStream, 3).build(),
+    )
+    .await;
     let before = read(&store, std::slice::from_ref(&checked)).await;
 
     let receipt = commit(
@@ -578,9 +623,21 @@ pub async fn a_passing_version_check_writes_nothing_to_its_stream<F: StoreFactor
     )
     .await;
     let receipt_streams: Vec<&StreamId> = receipt.streams.iter().map(|s| &s.stream).collect();
-    assert_eq!(receipt_streams, vec![&written], "only streams that received events are in the receipt");
-    assert_eq!(read(&store, std::slice::from_ref(&checked)).await, before, "the checked stream is untouched");
-    assert_eq!(head(&store, &absent).await, StreamVersion::NONE, "a checked missing stream is not created");
+    assert_eq!(
+        receipt_streams,
+        vec![&written],
+        "only streams that received events are in the receipt"
+    );
+    assert_eq!(
+        read(&store, std::slice::from_ref(&checked)).await,
+        before,
+        "the checked stream is untouched"
+    );
+    assert_eq!(
+        head(&store, &absent).await,
+        StreamVersion::NONE,
+        "a checked missing stream is not created"
+    );
     assert_eq!(head(&store, &written).await, StreamVersion::new(1));
     let log = global_log(&store).await;
     assert!(log.iter().all(|e| e.stream_id != absent));
@@ -590,7 +647,11 @@ pub async fn a_passing_version_check_writes_nothing_to_its_stream<F: StoreFactor
 pub async fn a_failing_version_check_fails_the_whole_append<F: StoreFactory>(factory: F) {
     let store = factory.fresh().await;
     let (written, checked) = (stream("vcf-written"), stream("vcf-checked"));
-    commit(&store, &Append::new().to(&checked, ExpectedVersion::NoStream, 1).build()).await;
+    commit(
+        &store,
+        &Append::new().to(&checked, ExpectedVersion::NoStream, 1).build(),
+    )
+    .await;
     let decided_at = head(&store, &checked).await;
     commit(&store, &Append::new().to(&checked, ExpectedVersion::Any, 1).build()).await;
     let before = global_log(&store).await;
@@ -688,7 +749,9 @@ pub async fn expected_no_stream_passes_only_on_a_missing_stream<F: StoreFactory>
     commit(&store, &Append::new().to(&s, ExpectedVersion::NoStream, 2).build()).await;
     let before = global_log(&store).await;
     assert_conflict(
-        store.append(&Append::new().to(&s, ExpectedVersion::NoStream, 1).build()).await,
+        store
+            .append(&Append::new().to(&s, ExpectedVersion::NoStream, 1).build())
+            .await,
         &s,
         ExpectedVersion::NoStream,
         2,
@@ -701,7 +764,9 @@ pub async fn expected_stream_exists_passes_only_on_an_existing_stream<F: StoreFa
     let store = factory.fresh().await;
     let s = stream("exists");
     assert_conflict(
-        store.append(&Append::new().to(&s, ExpectedVersion::StreamExists, 1).build()).await,
+        store
+            .append(&Append::new().to(&s, ExpectedVersion::StreamExists, 1).build())
+            .await,
         &s,
         ExpectedVersion::StreamExists,
         0,
@@ -756,7 +821,12 @@ pub async fn expected_exact_on_a_missing_stream_reports_version_zero<F: StoreFac
     let store = factory.fresh().await;
     let s = stream("exact-missing");
     let expected = ExpectedVersion::Exact(StreamVersion::new(2));
-    assert_conflict(store.append(&Append::new().to(&s, expected, 1).build()).await, &s, expected, 0);
+    assert_conflict(
+        store.append(&Append::new().to(&s, expected, 1).build()).await,
+        &s,
+        expected,
+        0,
+    );
     assert!(global_log(&store).await.is_empty());
 }
 
@@ -818,7 +888,10 @@ pub async fn a_repeated_command_id_with_stale_versions_is_deduplicated<F: StoreF
     commit(&store, &Append::new().to(&s, ExpectedVersion::Any, 2).build()).await;
     let log = global_log(&store).await;
 
-    let again = store.append(&request).await.expect("a repeat is answered with its receipt");
+    let again = store
+        .append(&request)
+        .await
+        .expect("a repeat is answered with its receipt");
     assert!(again.deduplicated);
     assert!(again.same_commit(&original));
     assert_eq!(global_log(&store).await, log);
@@ -1023,7 +1096,9 @@ pub async fn read_all_filters_by_stream_prefix<F: StoreFactory>(factory: F) {
     let wider = filtered(&store, EventFilter::all().with_stream_prefix("account")).await;
     assert_eq!(wider.len(), 6, "`accounting` starts with `account`");
     // Pattern characters in a prefix are literal.
-    assert!(filtered(&store, EventFilter::all().with_stream_prefix("acc%")).await.is_empty());
+    assert!(filtered(&store, EventFilter::all().with_stream_prefix("acc%"))
+        .await
+        .is_empty());
     assert!(filtered(&store, EventFilter::all().with_stream_prefix("account_"))
         .await
         .is_empty());
@@ -1061,7 +1136,11 @@ pub async fn read_all_filter_conditions_combine<F: StoreFactory>(factory: F) {
     .await;
     assert_eq!(
         prefix_and_type,
-        pairs(&[("account-1", "Opened"), ("account-2", "Opened"), ("account-10", "Opened")])
+        pairs(&[
+            ("account-1", "Opened"),
+            ("account-2", "Opened"),
+            ("account-10", "Opened")
+        ])
     );
     let stream_and_type = filtered(
         &store,
@@ -1120,7 +1199,10 @@ pub async fn paging_by_complete_through_reassembles_the_log<F: StoreFactory>(fac
                 assert!(page.complete_through >= after, "complete_through went back");
                 for event in &page.events {
                     assert!(event.position > after, "an event at or before `after`");
-                    assert!(event.position <= page.complete_through, "an event beyond complete_through");
+                    assert!(
+                        event.position <= page.complete_through,
+                        "an event beyond complete_through"
+                    );
                     assert!(filter.matches(event), "an event the filter excludes");
                 }
                 if page.events.is_empty() {
@@ -1169,7 +1251,10 @@ pub async fn complete_through_advances_past_filtered_out_events<F: StoreFactory>
         .await
         .expect("read_all past the end");
     assert!(past_end.events.is_empty());
-    assert!(past_end.complete_through >= beyond, "complete_through never goes below `after`");
+    assert!(
+        past_end.complete_through >= beyond,
+        "complete_through never goes below `after`"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -1380,10 +1465,7 @@ pub async fn events_and_metadata_round_trip_exactly<F: StoreFactory>(factory: F)
         serde_json::json!([{"b": 1, "a": 2}, u64::MAX, i64::MIN]),
         serde_json::json!(null),
     ];
-    let mut sent: Vec<NewEvent> = payloads
-        .iter()
-        .map(|p| new_event("RoundTripped", p.clone()))
-        .collect();
+    let mut sent: Vec<NewEvent> = payloads.iter().map(|p| new_event("RoundTripped", p.clone())).collect();
     sent[1].schema_version = 7;
     sent[2].event_type = event_type("Other.Type-v2");
     let request = Append::new()
@@ -1408,8 +1490,14 @@ pub async fn events_and_metadata_round_trip_exactly<F: StoreFactory>(factory: F)
         assert_eq!(got.version, StreamVersion::new(places[i].1), "event {i}: version");
         assert_eq!(got.position, positions[i], "event {i}: position");
         assert_eq!(got.metadata.command_id, metadata.command_id, "event {i}: command id");
-        assert_eq!(got.metadata.correlation_id, metadata.correlation_id, "event {i}: correlation id");
-        assert_eq!(got.metadata.causation_id, metadata.causation_id, "event {i}: causation id");
+        assert_eq!(
+            got.metadata.correlation_id, metadata.correlation_id,
+            "event {i}: correlation id"
+        );
+        assert_eq!(
+            got.metadata.causation_id, metadata.causation_id,
+            "event {i}: causation id"
+        );
         assert_eq!(
             got.metadata.timestamp, metadata.timestamp,
             "event {i}: the timestamp keeps nanosecond precision"
@@ -1488,7 +1576,11 @@ pub async fn concurrent_exact_appends_lose_no_update<F: StoreFactory>(factory: F
     wins.sort();
     let won_versions: Vec<u64> = wins.iter().map(|(v, _)| v.get()).collect();
     let total = (WRITERS * SUCCESSES_EACH) as u64;
-    assert_eq!(won_versions, (1..=total).collect::<Vec<_>>(), "distinct, gap-free versions");
+    assert_eq!(
+        won_versions,
+        (1..=total).collect::<Vec<_>>(),
+        "distinct, gap-free versions"
+    );
     let slice = &read(&store, std::slice::from_ref(&s)).await[0];
     assert_eq!(slice.head, StreamVersion::new(total));
     let stored: Vec<(StreamVersion, EventId)> = slice.events.iter().map(|e| (e.version, e.event_id)).collect();
@@ -1548,7 +1640,11 @@ pub async fn concurrent_overlapping_multi_stream_appends_stay_atomic<F: StoreFac
         let (store, streams) = (store.clone(), streams.clone());
         tasks.push(tokio::spawn(async move {
             // Writer w uses the pair (w, w+1) mod 3, in one order or the other.
-            let (i, j) = if w % 2 == 0 { (w % 3, (w + 1) % 3) } else { ((w + 1) % 3, w % 3) };
+            let (i, j) = if w % 2 == 0 {
+                (w % 3, (w + 1) % 3)
+            } else {
+                ((w + 1) % 3, w % 3)
+            };
             let pair = [streams[i].clone(), streams[j].clone()];
             let mut receipts = Vec::new();
             let mut tries = 0;
@@ -1576,8 +1672,10 @@ pub async fn concurrent_overlapping_multi_stream_appends_stay_atomic<F: StoreFac
     let slices = read(&store, &streams).await;
     let total_events: usize = slices.iter().map(|s| s.events.len()).sum();
     assert_eq!(total_events, receipts.len() * 2);
-    let by_command: BTreeMap<CommandId, Vec<(StreamId, StreamVersion)>> =
-        slices.iter().flat_map(|s| s.events.iter()).fold(BTreeMap::new(), |mut map, e| {
+    let by_command: BTreeMap<CommandId, Vec<(StreamId, StreamVersion)>> = slices
+        .iter()
+        .flat_map(|s| s.events.iter())
+        .fold(BTreeMap::new(), |mut map, e| {
             map.entry(e.metadata.command_id)
                 .or_default()
                 .push((e.stream_id.clone(), e.version));
@@ -1672,8 +1770,15 @@ pub async fn a_global_reader_never_misses_or_reorders_events<F: StoreFactory>(fa
     let (seen, checkpoint) = follower.await.expect("follower task");
     let log = global_log(&store).await;
     let last = log.last().expect("writers wrote").position;
-    assert!(checkpoint >= last, "the reader caught up to {last}, stopped at {checkpoint}");
-    assert_eq!(event_ids(&seen), event_ids(&log), "the reader saw the whole log, once, in order");
+    assert!(
+        checkpoint >= last,
+        "the reader caught up to {last}, stopped at {checkpoint}"
+    );
+    assert_eq!(
+        event_ids(&seen),
+        event_ids(&log),
+        "the reader saw the whole log, once, in order"
+    );
     let distinct: BTreeSet<EventId> = seen.iter().map(|e| e.event_id).collect();
     assert_eq!(distinct.len(), seen.len());
 }
