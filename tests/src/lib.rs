@@ -26,6 +26,7 @@
 //! ```
 
 pub mod conformance;
+pub mod postgres;
 
 use eventcore_tokio::EventStore;
 use std::future::Future;

@@ -1,0 +1,160 @@
+//! How PostgreSQL and sqlx failures map onto the contract's error kinds.
+//!
+//! | failure | kind |
+//! |---|---|
+//! | `EV001` raised by `append()` | [`StoreError::Conflict`] with stream, expected and actual |
+//! | serialization failure, deadlock, lock not available, statement timeout, too many connections, server starting up | `Transient` |
+//! | connection refused, pool timeout, I/O error before the statement was sent | `Transient` |
+//! | I/O or protocol error, connection terminated, after an append was sent | `OutcomeUnknown` (the commit may have happened) |
+//! | invalid JSON, value too long, invalid text in an append (class 22) | `InvalidAppend::Rejected` naming the stream |
+//! | read-only transaction, permission denied, undefined table or function, anything else | `Permanent` |
+
+use eventcore::{AppendRequest, Conflict, InvalidAppend, Operation, StoreError, StreamId};
+use std::sync::Arc;
+
+/// Whether the statement may have reached the server when the error struck.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Taking a connection from the pool: nothing was sent.
+    Connecting,
+    /// The statement was (or may have been) sent.
+    Executing,
+}
+
+/// SQLSTATE raised by `append()` on a version conflict; DETAIL is
+/// `"<1-based stream index> <actual version>"`.
+const CONFLICT: &str = "EV001";
+/// SQLSTATE raised when one transaction would hold more than 2^20 events.
+const TOO_MANY_EVENTS: &str = "EV002";
+
+/// Maps a sqlx error; `request` is the append being executed, if any.
+pub(crate) fn map_error(
+    operation: Operation,
+    phase: Phase,
+    error: sqlx::Error,
+    request: Option<&AppendRequest>,
+) -> StoreError {
+    let sent_append = operation == Operation::Append && phase == Phase::Executing;
+    let message = error.to_string();
+    let kind = match &error {
+        sqlx::Error::Database(db) => {
+            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            if let (CONFLICT, Some(request)) = (code.as_str(), request) {
+                if let Some(conflict) = conflict_from_detail(db.as_ref(), request) {
+                    return conflict.into();
+                }
+            }
+            if let (TOO_MANY_EVENTS, Some(request)) = (code.as_str(), request) {
+                return InvalidAppend::TooManyEvents {
+                    count: request.event_count(),
+                    max: crate::MAX_EVENTS_PER_TRANSACTION,
+                }
+                .into();
+            }
+            if code.starts_with("22") {
+                if let Some(stream) = request.and_then(culprit) {
+                    return InvalidAppend::Rejected {
+                        stream,
+                        reason: db.message().to_owned(),
+                    }
+                    .into();
+                }
+            }
+            classify_sqlstate(&code, sent_append)
+        }
+        sqlx::Error::PoolTimedOut => Kind::Transient,
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => {
+            if sent_append {
+                Kind::Unknown
+            } else {
+                Kind::Transient
+            }
+        }
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::ColumnNotFound(_) => Kind::Contract,
+        _ => Kind::Permanent,
+    };
+    let source: Option<eventcore::store::ErrorSource> = Some(Arc::new(error));
+    match kind {
+        Kind::Transient => StoreError::Transient {
+            operation,
+            message,
+            source,
+        },
+        Kind::Unknown => StoreError::OutcomeUnknown {
+            operation,
+            message,
+            source,
+        },
+        Kind::Contract => StoreError::ContractViolation { operation, message },
+        Kind::Permanent => StoreError::Permanent {
+            operation,
+            message,
+            source,
+        },
+    }
+}
+
+enum Kind {
+    Transient,
+    Unknown,
+    Contract,
+    Permanent,
+}
+
+fn classify_sqlstate(code: &str, sent_append: bool) -> Kind {
+    match code {
+        // serialization_failure, deadlock_detected, lock_not_available,
+        // query_canceled (statement_timeout), cannot_connect_now.
+        "40001" | "40P01" | "55P03" | "57014" | "57P03" => Kind::Transient,
+        // admin_shutdown (pg_terminate_backend), crash_shutdown: the session
+        // died while running the statement.
+        "57P01" | "57P02" => {
+            if sent_append {
+                Kind::Unknown
+            } else {
+                Kind::Transient
+            }
+        }
+        // Class 08: connection exception; class 53: insufficient resources.
+        c if c.starts_with("08") => {
+            if sent_append {
+                Kind::Unknown
+            } else {
+                Kind::Transient
+            }
+        }
+        c if c.starts_with("53") => Kind::Transient,
+        // read_only_sql_transaction, insufficient_privilege, undefined
+        // table/function, invalid schema, and everything not listed.
+        _ => Kind::Permanent,
+    }
+}
+
+fn conflict_from_detail(db: &dyn sqlx::error::DatabaseError, request: &AppendRequest) -> Option<Conflict> {
+    let pg = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()?;
+    let mut parts = pg.detail()?.split(' ');
+    let index: usize = parts.next()?.parse().ok()?;
+    let actual: u64 = parts.next()?.parse().ok()?;
+    let entry = request.streams.get(index.checked_sub(1)?)?;
+    Some(Conflict {
+        stream: entry.stream.clone(),
+        expected: entry.expected,
+        actual: eventcore::StreamVersion::new(actual),
+    })
+}
+
+/// The stream whose data the database most likely rejected: the first event
+/// whose payload is not JSON PostgreSQL can store (malformed, or holding a
+/// NUL escape), else the first stream that carries events.
+fn culprit(request: &AppendRequest) -> Option<StreamId> {
+    let bad_payload = request.streams.iter().find(|entry| {
+        entry.events.iter().any(|event| {
+            let text = event.payload.as_json();
+            text.contains("\\u0000") || serde_json::from_str::<serde::de::IgnoredAny>(text).is_err()
+        })
+    });
+    bad_payload
+        .or_else(|| request.streams.iter().find(|entry| !entry.events.is_empty()))
+        .or_else(|| request.streams.first())
+        .map(|entry| entry.stream.clone())
+}

@@ -1,0 +1,224 @@
+//! Connection options and setup errors.
+
+use eventcore::AppendLimits;
+use std::time::Duration;
+
+/// The longest schema name PostgreSQL accepts, in bytes.
+pub const MAX_SCHEMA_NAME_BYTES: usize = 63;
+
+/// Most events one transaction can append: positions keep the index of an
+/// event within its transaction in their low 20 bits.
+pub const MAX_EVENTS_PER_TRANSACTION: usize = 1 << 20;
+
+/// How to reach the database and how long to wait for it.
+///
+/// ```
+/// use eventcore_postgres::PostgresOptions;
+/// use std::time::Duration;
+/// let options = PostgresOptions::new("postgres://postgres@127.0.0.1:5432/postgres")
+///     .schema("billing_events")
+///     .max_connections(16)
+///     .statement_timeout(Duration::from_secs(5));
+/// assert_eq!(options.schema, "billing_events");
+/// assert!(options.validate().is_ok());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PostgresOptions {
+    /// A `postgres://` connection URL.
+    pub url: String,
+    /// The schema holding the store's tables and functions (created by
+    /// [`crate::PostgresStore::migrate`]). Lower-case letters, digits and
+    /// underscores, not starting with a digit, at most 63 bytes.
+    pub schema: String,
+    /// Most connections in the pool.
+    pub max_connections: u32,
+    /// How long to wait for a connection (opening one or taking one from a
+    /// busy pool); past it an operation fails with a transient error.
+    pub connect_timeout: Duration,
+    /// The server cancels any statement running longer than this (set per
+    /// connection as `statement_timeout`); a cancelled statement changed
+    /// nothing and is reported as a transient error.
+    pub statement_timeout: Duration,
+    /// Client-side bound on a whole operation (connecting, waiting and the
+    /// statement itself). Past it the operation's future is dropped and the
+    /// caller gets [`eventcore::StoreError::Timeout`].
+    pub operation_timeout: Duration,
+    /// How long `read_all` may wait for in-flight transactions that hold back
+    /// events already committed (see ARCHITECTURE.md, "PostgreSQL global
+    /// order"). Zero: never wait, return what is final right now.
+    pub read_all_settle: Duration,
+    /// Size limits enforced on every append before it reaches the database.
+    pub limits: AppendLimits,
+}
+
+impl PostgresOptions {
+    /// Defaults: schema `eventcore`, 10 connections, 5 s to connect, 30 s
+    /// per statement, 40 s per operation, 100 ms read settle, default limits.
+    pub fn new(url: impl Into<String>) -> Self {
+        PostgresOptions {
+            url: url.into(),
+            schema: "eventcore".to_owned(),
+            max_connections: 10,
+            connect_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(30),
+            operation_timeout: Duration::from_secs(40),
+            read_all_settle: Duration::from_millis(100),
+            limits: AppendLimits::default(),
+        }
+    }
+
+    /// Sets the schema.
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = schema.into();
+        self
+    }
+
+    /// Sets the pool size.
+    pub fn max_connections(mut self, max: u32) -> Self {
+        self.max_connections = max;
+        self
+    }
+
+    /// Sets the connect timeout.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets the server-side statement timeout.
+    pub fn statement_timeout(mut self, timeout: Duration) -> Self {
+        self.statement_timeout = timeout;
+        self
+    }
+
+    /// Sets the client-side bound on each operation.
+    pub fn operation_timeout(mut self, timeout: Duration) -> Self {
+        self.operation_timeout = timeout;
+        self
+    }
+
+    /// Sets how long `read_all` may wait for held-back events.
+    pub fn read_all_settle(mut self, settle: Duration) -> Self {
+        self.read_all_settle = settle;
+        self
+    }
+
+    /// Sets the append limits.
+    pub fn limits(mut self, limits: AppendLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Checks everything that can be checked without a database.
+    ///
+    /// ```
+    /// use eventcore_postgres::{PostgresOptions, SetupError};
+    /// let bad = PostgresOptions::new("postgres://localhost/db").schema("Robert'); DROP TABLE students;--");
+    /// assert!(matches!(bad.validate(), Err(SetupError::InvalidSchema { .. })));
+    /// ```
+    pub fn validate(&self) -> Result<(), SetupError> {
+        validate_schema(&self.schema)?;
+        if self.max_connections == 0 {
+            return Err(SetupError::InvalidOption {
+                option: "max_connections",
+                reason: "must be at least 1".to_owned(),
+            });
+        }
+        if self.limits.max_events > MAX_EVENTS_PER_TRANSACTION {
+            return Err(SetupError::InvalidOption {
+                option: "limits.max_events",
+                reason: format!(
+                    "{} exceeds {MAX_EVENTS_PER_TRANSACTION}, the most events one transaction can hold",
+                    self.limits.max_events
+                ),
+            });
+        }
+        for (option, value) in [
+            ("connect_timeout", self.connect_timeout),
+            ("statement_timeout", self.statement_timeout),
+            ("operation_timeout", self.operation_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(SetupError::InvalidOption {
+                    option,
+                    reason: "must be longer than zero".to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn validate_schema(schema: &str) -> Result<(), SetupError> {
+    let invalid = |reason: &str| SetupError::InvalidSchema {
+        name: schema.to_owned(),
+        reason: reason.to_owned(),
+    };
+    if schema.is_empty() {
+        return Err(invalid("it is empty"));
+    }
+    if schema.len() > MAX_SCHEMA_NAME_BYTES {
+        return Err(invalid("it is longer than 63 bytes"));
+    }
+    if schema.starts_with(|c: char| c.is_ascii_digit()) {
+        return Err(invalid("it starts with a digit"));
+    }
+    if schema.starts_with("pg_") {
+        return Err(invalid("names starting with pg_ are reserved by PostgreSQL"));
+    }
+    if !schema
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        return Err(invalid(
+            "only lower-case ASCII letters, digits and underscores are allowed",
+        ));
+    }
+    Ok(())
+}
+
+/// Why a store could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SetupError {
+    /// The schema name is not one the store accepts.
+    #[error("invalid schema name {name:?}: {reason}")]
+    InvalidSchema {
+        /// The rejected name.
+        name: String,
+        /// Which rule it broke.
+        reason: String,
+    },
+    /// Another option is out of range.
+    #[error("invalid option {option}: {reason}")]
+    InvalidOption {
+        /// The option.
+        option: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The connection URL could not be parsed.
+    #[error("invalid connection URL: {0}")]
+    InvalidUrl(#[source] sqlx::Error),
+    /// The database could not be reached or refused the connection.
+    #[error("cannot connect: {0}")]
+    Connect(#[source] eventcore::StoreError),
+    /// Applying the migrations failed.
+    #[error("migration of schema {schema:?} failed: {source}")]
+    Migrate {
+        /// The schema being migrated.
+        schema: String,
+        /// What failed.
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+    /// A statement around the migrations failed.
+    #[error("preparing schema {schema:?} failed: {source}")]
+    Prepare {
+        /// The schema being prepared.
+        schema: String,
+        /// What failed.
+        #[source]
+        source: eventcore::StoreError,
+    },
+}

@@ -1,0 +1,712 @@
+//! The PostgreSQL store: connecting, migrating, appending and reading.
+
+use crate::error::{map_error, Phase};
+use crate::options::{PostgresOptions, SetupError};
+use eventcore::{
+    AppendReceipt, AppendRequest, CommandId, EventId, EventMetadata, EventType, ExpectedVersion, GlobalPosition,
+    InvalidAppend, Operation, Payload, ReadAllRequest, ReadAllResponse, ReadRequest, ReadResponse, RecordedEvent,
+    StoreError, StreamCommit, StreamId, StreamRead, StreamSlice, StreamVersion,
+};
+use eventcore_tokio::EventStore;
+use futures_util::stream::{self, Stream, TryStreamExt};
+use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::{ConnectOptions, Connection, Row};
+use std::borrow::Cow;
+use std::future::Future;
+use std::num::NonZeroU32;
+use std::str::FromStr;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// Bits of a global position that hold the event's index within its
+/// transaction; the bits above hold the transaction id.
+const INDEX_BITS: u32 = 20;
+
+/// The embedded migrations, in order.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "event store", include_str!("../migrations/0001_event_store.sql"))];
+
+/// The migrations compiled into this crate, as a sqlx migration source.
+#[derive(Debug, Clone, Copy)]
+struct Embedded;
+
+impl<'s> MigrationSource<'s> for Embedded {
+    fn resolve(self) -> futures_util::future::BoxFuture<'s, Result<Vec<Migration>, sqlx::error::BoxDynError>> {
+        Box::pin(async move {
+            Ok(MIGRATIONS
+                .iter()
+                .map(|&(version, description, sql)| {
+                    Migration::new(
+                        version,
+                        Cow::Borrowed(description),
+                        MigrationType::Simple,
+                        Cow::Borrowed(sql),
+                        false,
+                    )
+                })
+                .collect())
+        })
+    }
+}
+
+/// SQL text with the schema name filled in, built once per store.
+#[derive(Debug)]
+struct Statements {
+    append: String,
+    read: String,
+    read_all_prefix: String,
+    await_horizon: String,
+}
+
+impl Statements {
+    fn new(schema: &str) -> Self {
+        let s = format!("\"{schema}\"");
+        let columns = "e.position, e.event_id, e.stream_id, e.version, e.event_type, e.schema_version, \
+                       e.payload::text AS payload, e.metadata::text AS metadata, e.command_id";
+        Statements {
+            append: format!(
+                "SELECT deduplicated, xid, first_index, stream_ids, first_versions, counts \
+                 FROM {s}.append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+            ),
+            read: format!(
+                "SELECT r.ord::int4 AS ord, coalesce(h.version, 0) AS head, {columns} \
+                 FROM unnest($1::text[], $2::int8[]) WITH ORDINALITY AS r(stream_id, after, ord) \
+                 LEFT JOIN {s}.streams h ON h.stream_id = r.stream_id \
+                 LEFT JOIN LATERAL (SELECT * FROM {s}.events x \
+                    WHERE x.stream_id = r.stream_id AND x.version > r.after \
+                    ORDER BY x.version LIMIT $3) e ON true \
+                 ORDER BY r.ord, e.version"
+            ),
+            // The horizon and the events come from one statement, hence one
+            // snapshot: every transaction below the snapshot's xmin has
+            // finished and its events (if committed) are visible to it.
+            read_all_prefix: format!(
+                "SELECT h.horizon, \
+                   (SELECT max(m.position) FROM {s}.events m) AS newest, \
+                   {columns} \
+                 FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::int8 << {INDEX_BITS} AS horizon) h \
+                 LEFT JOIN LATERAL (SELECT * FROM {s}.events e \
+                    WHERE e.position > $1 AND e.position < h.horizon"
+            ),
+            await_horizon: format!("SELECT {s}.await_horizon($1, $2)"),
+        }
+    }
+
+    /// The `read_all` statement for one filter shape; parameters are
+    /// `$1` after, `$2` limit, then the filter's own in order.
+    fn read_all(&self, streams: bool, prefix: bool, types: bool) -> String {
+        let mut sql = self.read_all_prefix.clone();
+        let mut next = 3;
+        if streams {
+            sql.push_str(&format!(" AND e.stream_id = ANY(${next}::text[])"));
+            next += 1;
+        }
+        if prefix {
+            sql.push_str(&format!(" AND starts_with(e.stream_id, ${next}::text)"));
+            next += 1;
+        }
+        if types {
+            sql.push_str(&format!(" AND e.event_type = ANY(${next}::text[])"));
+        }
+        sql.push_str(" ORDER BY e.position LIMIT $2) e ON true ORDER BY e.position");
+        sql
+    }
+}
+
+/// What [`PostgresStore::health`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Health {
+    /// The server's version string.
+    pub server_version: String,
+    /// Whether the store's schema holds its tables (`migrate` has run).
+    pub migrated: bool,
+    /// Connections currently open in the pool.
+    pub connections: u32,
+    /// Of those, how many are idle.
+    pub idle: usize,
+}
+
+/// The PostgreSQL event store. Cheap to clone (a pool handle and shared
+/// configuration).
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use eventcore_postgres::{PostgresOptions, PostgresStore};
+/// let store = PostgresStore::connect_with(
+///     PostgresOptions::new("postgres://postgres@127.0.0.1:5432/postgres").schema("bank"),
+/// )
+/// .await?;
+/// store.migrate().await?;
+/// let executor = eventcore_tokio::Executor::new(store.clone());
+/// # let _ = executor;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct PostgresStore {
+    pool: PgPool,
+    options: Arc<PostgresOptions>,
+    connect: PgConnectOptions,
+    sql: Arc<Statements>,
+}
+
+impl PostgresStore {
+    /// Connects with default options to `url`, schema `eventcore`.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), eventcore_postgres::SetupError> {
+    /// let store = eventcore_postgres::PostgresStore::connect("postgres://postgres@127.0.0.1/postgres").await?;
+    /// store.migrate().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect(url: &str) -> Result<Self, SetupError> {
+        PostgresStore::connect_with(PostgresOptions::new(url)).await
+    }
+
+    /// Connects with the given options. Opens one connection right away so
+    /// that an unreachable database is reported here, as
+    /// [`SetupError::Connect`] holding a transient [`StoreError`].
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), eventcore_postgres::SetupError> {
+    /// use eventcore_postgres::{PostgresOptions, PostgresStore};
+    /// let options = PostgresOptions::new("postgres://postgres@127.0.0.1/postgres").schema("orders").max_connections(4);
+    /// let store = PostgresStore::connect_with(options).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect_with(options: PostgresOptions) -> Result<Self, SetupError> {
+        options.validate()?;
+        let statement_ms = options.statement_timeout.as_millis().to_string();
+        let connect = PgConnectOptions::from_str(&options.url)
+            .map_err(SetupError::InvalidUrl)?
+            .application_name("eventcore")
+            .options([("statement_timeout", statement_ms.as_str())])
+            .log_statements(tracing::log::LevelFilter::Trace);
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.connect_timeout)
+            .connect_with(connect.clone())
+            .await
+            .map_err(|e| SetupError::Connect(map_error(Operation::Other, Phase::Connecting, e, None)))?;
+        Ok(PostgresStore {
+            pool,
+            sql: Arc::new(Statements::new(&options.schema)),
+            options: Arc::new(options),
+            connect,
+        })
+    }
+
+    /// The options the store was built with.
+    pub fn options(&self) -> &PostgresOptions {
+        &self.options
+    }
+
+    /// The connection pool, for queries of your own against the same
+    /// database (read models, projections).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Creates the schema and applies the embedded migrations. Safe when
+    /// several processes start at once: it runs on its own connection while
+    /// holding a session advisory lock keyed by the schema name.
+    ///
+    /// ```no_run
+    /// # async fn demo(store: eventcore_postgres::PostgresStore) -> Result<(), eventcore_postgres::SetupError> {
+    /// store.migrate().await?;
+    /// store.migrate().await?; // already applied: nothing to do
+    /// # Ok(()) }
+    /// ```
+    pub async fn migrate(&self) -> Result<(), SetupError> {
+        let schema = self.options.schema.clone();
+        let prepare = |e: sqlx::Error| SetupError::Prepare {
+            schema: schema.clone(),
+            source: map_error(Operation::Other, Phase::Executing, e, None),
+        };
+        let mut conn = tokio::time::timeout(self.options.connect_timeout, self.connect.connect())
+            .await
+            .map_err(|_| {
+                SetupError::Connect(StoreError::Timeout {
+                    operation: Operation::Other,
+                    after: self.options.connect_timeout,
+                })
+            })?
+            .map_err(|e| SetupError::Connect(map_error(Operation::Other, Phase::Connecting, e, None)))?;
+        sqlx::query("SELECT pg_advisory_lock(hashtext('eventcore:migrate'), hashtext($1))")
+            .bind(&schema)
+            .execute(&mut conn)
+            .await
+            .map_err(prepare)?;
+        let result = self.migrate_locked(&mut conn).await;
+        // Closing the session releases the advisory lock in any case.
+        let _ = conn.close().await;
+        result
+    }
+
+    async fn migrate_locked(&self, conn: &mut PgConnection) -> Result<(), SetupError> {
+        let schema = &self.options.schema;
+        let prepare = |e: sqlx::Error| SetupError::Prepare {
+            schema: schema.clone(),
+            source: map_error(Operation::Other, Phase::Executing, e, None),
+        };
+        sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+            .execute(&mut *conn)
+            .await
+            .map_err(prepare)?;
+        sqlx::query(&format!("SET search_path TO \"{schema}\""))
+            .execute(&mut *conn)
+            .await
+            .map_err(prepare)?;
+        let mut migrator = Migrator::new(Embedded).await.map_err(|source| SetupError::Migrate {
+            schema: schema.clone(),
+            source,
+        })?;
+        migrator.set_locking(false);
+        migrator.run_direct(conn).await.map_err(|source| SetupError::Migrate {
+            schema: schema.clone(),
+            source,
+        })
+    }
+
+    /// Drops the store's schema and everything in it. For tests and demos.
+    ///
+    /// ```no_run
+    /// # async fn demo(store: eventcore_postgres::PostgresStore) -> Result<(), eventcore::StoreError> {
+    /// store.drop_schema().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn drop_schema(&self) -> Result<(), StoreError> {
+        let sql = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.options.schema);
+        self.bounded(Operation::Other, async {
+            sqlx::query(&sql)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| map_error(Operation::Other, Phase::Executing, e, None))
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Checks that the database answers and the schema is migrated.
+    ///
+    /// ```no_run
+    /// # async fn demo(store: eventcore_postgres::PostgresStore) -> Result<(), eventcore::StoreError> {
+    /// let health = store.health().await?;
+    /// assert!(health.migrated);
+    /// # Ok(()) }
+    /// ```
+    pub async fn health(&self) -> Result<Health, StoreError> {
+        let relation = format!("\"{}\".events", self.options.schema);
+        let row = self
+            .bounded(Operation::Other, async {
+                sqlx::query("SELECT current_setting('server_version'), to_regclass($1) IS NOT NULL")
+                    .bind(&relation)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(|e| map_error(Operation::Other, Phase::Executing, e, None))
+            })
+            .await?;
+        Ok(Health {
+            server_version: row.try_get(0).map_err(|e| contract(Operation::Other, e))?,
+            migrated: row.try_get(1).map_err(|e| contract(Operation::Other, e))?,
+            connections: self.pool.size(),
+            idle: self.pool.num_idle(),
+        })
+    }
+
+    /// Runs `work` under the operation timeout.
+    async fn bounded<T>(
+        &self,
+        operation: Operation,
+        work: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let after = self.options.operation_timeout;
+        tokio::time::timeout(after, work)
+            .await
+            .map_err(|_| StoreError::Timeout { operation, after })?
+    }
+
+    async fn acquire(&self, operation: Operation) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, StoreError> {
+        self.pool
+            .acquire()
+            .await
+            .map_err(|e| map_error(operation, Phase::Connecting, e, None))
+    }
+
+    /// Appends inside a transaction (or on a connection) of the caller's:
+    /// the events commit, and become visible to readers, when that
+    /// transaction commits, together with whatever else it wrote. Used for
+    /// outbox-style writes and by tests that hold an append open.
+    ///
+    /// Several appends in one transaction are fine (each gets its own
+    /// positions); the caller's transaction must run at READ COMMITTED.
+    ///
+    /// ```no_run
+    /// # async fn demo(store: eventcore_postgres::PostgresStore, request: eventcore::AppendRequest) -> Result<(), Box<dyn std::error::Error>> {
+    /// use sqlx::Connection;
+    /// let mut conn = store.pool().acquire().await?;
+    /// let mut tx = conn.begin().await?;
+    /// let receipt = store.append_in(&mut tx, &request).await?;
+    /// tx.commit().await?;
+    /// # let _ = receipt;
+    /// # Ok(()) }
+    /// ```
+    pub async fn append_in(
+        &self,
+        conn: &mut PgConnection,
+        request: &AppendRequest,
+    ) -> Result<AppendReceipt, StoreError> {
+        request.validate(&self.options.limits)?;
+        self.append_on(conn, request).await
+    }
+
+    async fn append_on(&self, conn: &mut PgConnection, request: &AppendRequest) -> Result<AppendReceipt, StoreError> {
+        let streams = request.streams.len();
+        let events = request.event_count();
+        let mut stream_ids = Vec::with_capacity(streams);
+        let mut kinds = Vec::with_capacity(streams);
+        let mut versions = Vec::with_capacity(streams);
+        let mut counts = Vec::with_capacity(streams);
+        let mut event_stream = Vec::with_capacity(events);
+        let mut event_ids = Vec::with_capacity(events);
+        let mut event_types = Vec::with_capacity(events);
+        let mut schema_versions = Vec::with_capacity(events);
+        let mut payloads = Vec::with_capacity(events);
+        for (index, entry) in request.streams.iter().enumerate() {
+            let (kind, version) = match entry.expected {
+                ExpectedVersion::Any => (0i16, 0i64),
+                ExpectedVersion::NoStream => (1, 0),
+                ExpectedVersion::StreamExists => (2, 0),
+                ExpectedVersion::Exact(v) => (3, i64::try_from(v.get()).unwrap_or(i64::MAX)),
+            };
+            stream_ids.push(entry.stream.as_str());
+            kinds.push(kind);
+            versions.push(version);
+            counts.push(i32::try_from(entry.events.len()).unwrap_or(i32::MAX));
+            for event in &entry.events {
+                event_stream.push(i32::try_from(index + 1).unwrap_or(i32::MAX));
+                event_ids.push(event.event_id.as_uuid());
+                event_types.push(event.event_type.as_str());
+                schema_versions.push(
+                    i32::try_from(event.schema_version).map_err(|_| InvalidAppend::Rejected {
+                        stream: entry.stream.clone(),
+                        reason: format!(
+                            "schema version {} of {} does not fit PostgreSQL's integer",
+                            event.schema_version, event.event_type
+                        ),
+                    })?,
+                );
+                payloads.push(event.payload.as_json());
+            }
+        }
+        let row = sqlx::query(&self.sql.append)
+            .bind(request.command_id().as_uuid())
+            .bind(sqlx::types::Json(&*request.metadata))
+            .bind(&stream_ids)
+            .bind(&kinds)
+            .bind(&versions)
+            .bind(&counts)
+            .bind(&event_stream)
+            .bind(&event_ids)
+            .bind(&event_types)
+            .bind(&schema_versions)
+            .bind(&payloads)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| map_error(Operation::Append, Phase::Executing, e, Some(request)))?;
+        receipt_from_row(request.command_id(), &row)
+    }
+
+    /// Reads one stream from `after` on as a stream of events, fetching
+    /// `page_size` events per query, so that a very long stream is never
+    /// held in memory whole. Each page is its own bounded query.
+    ///
+    /// ```no_run
+    /// # async fn demo(store: eventcore_postgres::PostgresStore) -> Result<(), eventcore::StoreError> {
+    /// use eventcore::{StreamId, StreamVersion};
+    /// use futures_util::TryStreamExt;
+    /// use std::num::NonZeroU32;
+    /// let stream = StreamId::new("account-1").expect("valid");
+    /// let page = NonZeroU32::new(500).expect("non-zero");
+    /// let mut events = std::pin::pin!(store.stream_events(stream, StreamVersion::NONE, page));
+    /// while let Some(event) = events.try_next().await? {
+    ///     println!("{} v{}", event.event_type, event.version);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn stream_events(
+        &self,
+        stream: StreamId,
+        after: StreamVersion,
+        page_size: NonZeroU32,
+    ) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + '_ {
+        let pages = stream::try_unfold(Some(after), move |cursor| {
+            let stream = stream.clone();
+            async move {
+                let Some(after) = cursor else {
+                    return Ok::<_, StoreError>(None);
+                };
+                let request = ReadRequest {
+                    id: eventcore::RequestId::new(0),
+                    streams: vec![StreamRead { stream, after }],
+                    page_size: Some(page_size),
+                };
+                let mut response = self.read(&request).await?;
+                let slice = response.streams.pop().ok_or_else(|| StoreError::ContractViolation {
+                    operation: Operation::Read,
+                    message: "read answered no slice".to_owned(),
+                })?;
+                let next = match slice.events.last() {
+                    Some(last) if last.version < slice.head => Some(last.version),
+                    _ => None,
+                };
+                Ok(Some((stream::iter(slice.events.into_iter().map(Ok)), next)))
+            }
+        });
+        pages.try_flatten()
+    }
+
+    async fn read_inner(&self, request: &ReadRequest) -> Result<ReadResponse, StoreError> {
+        request.validate()?;
+        let ids: Vec<&str> = request.streams.iter().map(|r| r.stream.as_str()).collect();
+        let afters: Vec<i64> = request
+            .streams
+            .iter()
+            .map(|r| i64::try_from(r.after.get()).unwrap_or(i64::MAX))
+            .collect();
+        let page = request.page_size.map(|p| i64::from(p.get()));
+        let mut conn = self.acquire(Operation::Read).await?;
+        let rows = sqlx::query(&self.sql.read)
+            .bind(&ids)
+            .bind(&afters)
+            .bind(page)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| map_error(Operation::Read, Phase::Executing, e, None))?;
+        let mut slices: Vec<StreamSlice> = request
+            .streams
+            .iter()
+            .map(|r| StreamSlice {
+                stream: r.stream.clone(),
+                head: StreamVersion::NONE,
+                events: Vec::new(),
+            })
+            .collect();
+        let mut metadata = MetadataCache::default();
+        for row in &rows {
+            let ord: i32 = row.try_get("ord").map_err(|e| contract(Operation::Read, e))?;
+            let slice = usize::try_from(ord)
+                .ok()
+                .and_then(|o| o.checked_sub(1))
+                .and_then(|o| slices.get_mut(o))
+                .ok_or_else(|| StoreError::ContractViolation {
+                    operation: Operation::Read,
+                    message: format!("row for unrequested stream index {ord}"),
+                })?;
+            let head: i64 = row.try_get("head").map_err(|e| contract(Operation::Read, e))?;
+            slice.head = StreamVersion::new(to_u64(head));
+            if let Some(event) = decode_event(row, Operation::Read, &mut metadata)? {
+                slice.events.push(event);
+            }
+        }
+        Ok(ReadResponse { streams: slices })
+    }
+
+    async fn read_all_inner(&self, request: &ReadAllRequest) -> Result<ReadAllResponse, StoreError> {
+        let filter = &request.filter;
+        let sql = self.sql.read_all(
+            !filter.streams.is_empty(),
+            filter.stream_prefix.is_some(),
+            !filter.event_types.is_empty(),
+        );
+        let after = i64::try_from(request.after.get()).unwrap_or(i64::MAX);
+        let limit = i64::from(request.limit.get());
+        let streams: Vec<&str> = filter.streams.iter().map(StreamId::as_str).collect();
+        let types: Vec<&str> = filter.event_types.iter().map(EventType::as_str).collect();
+        let mut conn = self.acquire(Operation::ReadAll).await?;
+        let mut waited = false;
+        loop {
+            let mut query = sqlx::query(&sql).bind(after).bind(limit);
+            if !streams.is_empty() {
+                query = query.bind(&streams);
+            }
+            if let Some(prefix) = &filter.stream_prefix {
+                query = query.bind(prefix.as_str());
+            }
+            if !types.is_empty() {
+                query = query.bind(&types);
+            }
+            let rows = query
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(|e| map_error(Operation::ReadAll, Phase::Executing, e, None))?;
+            let first = rows.first().ok_or_else(|| StoreError::ContractViolation {
+                operation: Operation::ReadAll,
+                message: "read-all answered no row".to_owned(),
+            })?;
+            let horizon: i64 = first.try_get("horizon").map_err(|e| contract(Operation::ReadAll, e))?;
+            let newest: Option<i64> = first.try_get("newest").map_err(|e| contract(Operation::ReadAll, e))?;
+            let mut metadata = MetadataCache::default();
+            let mut events = Vec::with_capacity(rows.len());
+            for row in &rows {
+                if let Some(event) = decode_event(row, Operation::ReadAll, &mut metadata)? {
+                    events.push(event);
+                }
+            }
+            let full = events.len() as u64 >= u64::from(request.limit.get());
+            // Committed events at or above the horizon are held back by a
+            // transaction that may still commit below them. Wait (briefly)
+            // for it once, so that a reader sees what committed before it
+            // asked, then answer with what is final.
+            let held_back = newest.is_some_and(|n| n >= horizon && n > after);
+            if held_back && !full && !waited && !self.options.read_all_settle.is_zero() {
+                waited = true;
+                let target = newest.unwrap_or(0) >> INDEX_BITS;
+                let wait_ms = i32::try_from(self.options.read_all_settle.as_millis()).unwrap_or(i32::MAX);
+                sqlx::query(&self.sql.await_horizon)
+                    .bind(target)
+                    .bind(wait_ms)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(|e| map_error(Operation::ReadAll, Phase::Executing, e, None))?;
+                continue;
+            }
+            // Everything below the horizon is final. Capped at the newest
+            // committed event so that a quiescent store reports its last
+            // position (and an empty one reports START), as memory does.
+            let settled = horizon.saturating_sub(1).min(newest.unwrap_or(0));
+            let complete_through = match events.last() {
+                Some(last) if full => last.position,
+                _ => GlobalPosition::new(to_u64(settled)).max(request.after),
+            };
+            return Ok(ReadAllResponse {
+                events,
+                complete_through,
+            });
+        }
+    }
+}
+
+impl EventStore for PostgresStore {
+    async fn read(&self, request: &ReadRequest) -> Result<ReadResponse, StoreError> {
+        self.bounded(Operation::Read, self.read_inner(request)).await
+    }
+
+    async fn append(&self, request: &AppendRequest) -> Result<AppendReceipt, StoreError> {
+        request.validate(&self.options.limits)?;
+        self.bounded(Operation::Append, async {
+            let mut conn = self.acquire(Operation::Append).await?;
+            self.append_on(&mut conn, request).await
+        })
+        .await
+    }
+
+    async fn read_all(&self, request: &ReadAllRequest) -> Result<ReadAllResponse, StoreError> {
+        self.bounded(Operation::ReadAll, self.read_all_inner(request)).await
+    }
+}
+
+fn contract(operation: Operation, error: sqlx::Error) -> StoreError {
+    StoreError::ContractViolation {
+        operation,
+        message: error.to_string(),
+    }
+}
+
+fn to_u64(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+fn receipt_from_row(command_id: CommandId, row: &PgRow) -> Result<AppendReceipt, StoreError> {
+    let get = |e| contract(Operation::Append, e);
+    let deduplicated: bool = row.try_get("deduplicated").map_err(get)?;
+    let xid: i64 = row.try_get("xid").map_err(get)?;
+    let first_index: i32 = row.try_get("first_index").map_err(get)?;
+    let stream_ids: Option<Vec<String>> = row.try_get("stream_ids").map_err(get)?;
+    let first_versions: Option<Vec<i64>> = row.try_get("first_versions").map_err(get)?;
+    let counts: Option<Vec<i32>> = row.try_get("counts").map_err(get)?;
+    let (stream_ids, first_versions, counts) = (
+        stream_ids.unwrap_or_default(),
+        first_versions.unwrap_or_default(),
+        counts.unwrap_or_default(),
+    );
+    if stream_ids.len() != first_versions.len() || stream_ids.len() != counts.len() {
+        return Err(StoreError::ContractViolation {
+            operation: Operation::Append,
+            message: "append answered arrays of different lengths".to_owned(),
+        });
+    }
+    let mut next = (to_u64(xid) << INDEX_BITS) + u64::try_from(first_index).unwrap_or(0);
+    let mut streams = Vec::with_capacity(stream_ids.len());
+    for ((id, first), count) in stream_ids.into_iter().zip(first_versions).zip(counts) {
+        let stream = StreamId::new(&id).map_err(|e| StoreError::ContractViolation {
+            operation: Operation::Append,
+            message: format!("stored stream id {id:?} is invalid: {e}"),
+        })?;
+        let count = u64::try_from(count).unwrap_or(0);
+        let first = to_u64(first);
+        let positions = (0..count).map(|i| GlobalPosition::new(next + i)).collect();
+        next += count;
+        streams.push(StreamCommit {
+            stream,
+            first_version: StreamVersion::new(first),
+            last_version: StreamVersion::new(first + count.saturating_sub(1)),
+            positions,
+        });
+    }
+    Ok(AppendReceipt {
+        command_id,
+        streams,
+        deduplicated,
+    })
+}
+
+/// Consecutive events of one append share their metadata; parse it once.
+#[derive(Default)]
+struct MetadataCache {
+    last: Option<(Uuid, Arc<EventMetadata>)>,
+}
+
+/// Decodes the event columns of a row; `None` when the row carries no event
+/// (a stream or read with nothing after the requested point).
+fn decode_event(
+    row: &PgRow,
+    operation: Operation,
+    cache: &mut MetadataCache,
+) -> Result<Option<RecordedEvent>, StoreError> {
+    let get = |e| contract(operation, e);
+    let position: Option<i64> = row.try_get("position").map_err(get)?;
+    let Some(position) = position else {
+        return Ok(None);
+    };
+    let bad = |what: &str, detail: String| StoreError::ContractViolation {
+        operation,
+        message: format!("event at position {position} has an invalid {what}: {detail}"),
+    };
+    let event_id: Uuid = row.try_get("event_id").map_err(get)?;
+    let stream_id: String = row.try_get("stream_id").map_err(get)?;
+    let version: i64 = row.try_get("version").map_err(get)?;
+    let event_type: String = row.try_get("event_type").map_err(get)?;
+    let schema_version: i32 = row.try_get("schema_version").map_err(get)?;
+    let payload: String = row.try_get("payload").map_err(get)?;
+    let command_id: Uuid = row.try_get("command_id").map_err(get)?;
+    let metadata = match &cache.last {
+        Some((id, meta)) if *id == command_id => meta.clone(),
+        _ => {
+            let text: String = row.try_get("metadata").map_err(get)?;
+            let meta: EventMetadata = serde_json::from_str(&text).map_err(|e| bad("metadata", e.to_string()))?;
+            let meta = Arc::new(meta);
+            cache.last = Some((command_id, meta.clone()));
+            meta
+        }
+    };
+    Ok(Some(RecordedEvent {
+        event_id: EventId::from_uuid(event_id),
+        stream_id: StreamId::new(&stream_id).map_err(|e| bad("stream id", e.to_string()))?,
+        version: StreamVersion::new(to_u64(version)),
+        position: GlobalPosition::new(to_u64(position)),
+        event_type: EventType::new(&event_type).map_err(|e| bad("event type", e.to_string()))?,
+        schema_version: u32::try_from(schema_version).map_err(|e| bad("schema version", e.to_string()))?,
+        payload: Payload::from_trusted_json(payload),
+        metadata,
+    }))
+}

@@ -1,0 +1,163 @@
+//! PostgreSQL test support: finding the database, and a [`StoreFactory`]
+//! that gives every store its own freshly created schema so that cases run
+//! in parallel.
+//!
+//! Tests find PostgreSQL through `DATABASE_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`). When it cannot be reached
+//! a test **fails** if `CI=true`, and otherwise prints a loud skip notice and
+//! passes without checking anything, so that `cargo test` works on a machine
+//! without PostgreSQL.
+
+use crate::StoreFactory;
+use eventcore_postgres::{PostgresOptions, PostgresStore};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The URL used when `DATABASE_URL` is not set.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// `DATABASE_URL`, or [`DEFAULT_DATABASE_URL`].
+pub fn database_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned())
+}
+
+/// Whether this run must not skip (`CI=true`).
+pub fn required() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+fn unix_seconds() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// A schema name no other test uses: `ec_<label>_<unix seconds>_<pid>_<counter>`.
+pub fn unique_schema(label: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let label: String = label
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .map(|c| c.to_ascii_lowercase())
+        .take(20)
+        .collect();
+    format!("ec_{label}_{}_{}_{n}", unix_seconds(), std::process::id())
+}
+
+/// Options for a fresh schema on the test database.
+pub fn options(label: &str) -> PostgresOptions {
+    PostgresOptions::new(database_url())
+        .schema(unique_schema(label))
+        .max_connections(8)
+}
+
+/// Connects to a fresh, migrated schema; `None` (after a loud notice) when
+/// the database cannot be reached and `CI` is not `true`.
+///
+/// # Panics
+///
+/// When the database cannot be reached and `CI=true`, or when migrating a
+/// reachable database fails.
+pub async fn fresh_store(label: &str) -> Option<PostgresStore> {
+    fresh_store_with(options(label)).await
+}
+
+/// [`fresh_store`] with options of the caller's.
+///
+/// # Panics
+///
+/// As [`fresh_store`].
+pub async fn fresh_store_with(options: PostgresOptions) -> Option<PostgresStore> {
+    let store = match PostgresStore::connect_with(options).await {
+        Ok(store) => store,
+        Err(error) => {
+            let url = database_url();
+            if required() {
+                panic!("CI=true but PostgreSQL at {url} cannot be reached: {error}");
+            }
+            eprintln!(
+                "\n*** SKIPPED: PostgreSQL at {url} cannot be reached ({error}).\n\
+                 *** Start one (bash .ci/start-postgres) or set DATABASE_URL; CI=true makes this a failure.\n"
+            );
+            return None;
+        }
+    };
+    if let Err(error) = store.migrate().await {
+        panic!("migrating schema {}: {error}", store.options().schema);
+    }
+    Some(store)
+}
+
+/// The conformance factory: every `fresh()` is a new schema.
+///
+/// Use it through [`postgres_factory!`](crate::postgres_factory), which
+/// returns early from the test (skipping it) when no database answers:
+/// `conformance_suite!(postgres_factory!())`.
+#[derive(Clone, Copy, Debug)]
+pub struct PostgresFactory;
+
+impl PostgresFactory {
+    /// The factory if the database answers; `None` (after a loud notice)
+    /// when it cannot be reached and `CI` is not `true`.
+    ///
+    /// # Panics
+    ///
+    /// When the database cannot be reached and `CI=true`.
+    pub async fn available() -> Option<PostgresFactory> {
+        let store = fresh_store("probe").await?;
+        let _ = store.drop_schema().await;
+        drop_stale_schemas(&store).await;
+        Some(PostgresFactory)
+    }
+}
+
+impl StoreFactory for PostgresFactory {
+    type Store = PostgresStore;
+
+    async fn fresh(&self) -> PostgresStore {
+        match fresh_store("conformance").await {
+            Some(store) => store,
+            None => panic!("PostgreSQL became unreachable after the probe succeeded"),
+        }
+    }
+}
+
+/// Evaluates to a [`PostgresFactory`], or returns from the enclosing test
+/// (after a loud skip notice) when PostgreSQL cannot be reached and `CI` is
+/// not `true`.
+#[macro_export]
+macro_rules! postgres_factory {
+    () => {
+        match $crate::postgres::PostgresFactory::available().await {
+            Some(factory) => factory,
+            None => return,
+        }
+    };
+}
+
+/// Drops test schemas left behind by runs more than an hour old (their
+/// creation time is in their name), once per process.
+async fn drop_stale_schemas(store: &PostgresStore) {
+    use sqlx::Row;
+    static DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if DONE.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    let Ok(rows) = sqlx::query("SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'ec\\_%'")
+        .fetch_all(store.pool())
+        .await
+    else {
+        return;
+    };
+    let cutoff = unix_seconds().saturating_sub(3600);
+    for row in rows {
+        let Ok(name) = row.try_get::<String, _>(0) else {
+            continue;
+        };
+        let created = name.split('_').rev().nth(2).and_then(|s| s.parse::<u64>().ok());
+        if created.is_some_and(|t| t < cutoff) {
+            let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
+                .execute(store.pool())
+                .await;
+        }
+    }
+}

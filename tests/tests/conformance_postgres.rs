@@ -1,0 +1,8 @@
+//! The store conformance suite against PostgreSQL: the same cases as the
+//! in-memory store, unchanged, each in its own freshly created schema.
+//!
+//! Needs `DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`);
+//! without a reachable database each case prints a skip notice and passes,
+//! unless `CI=true`, where it fails.
+
+eventcore_tests::conformance_suite!(eventcore_tests::postgres_factory!());
