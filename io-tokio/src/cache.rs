@@ -8,9 +8,10 @@
 //! events. What the cache saves is the read round trip in the common case
 //! where this process is the stream's only writer.
 
+use crate::sync::{Mutex, MutexGuard};
 use eventcore::{AppendReceipt, AppendRequest, ReadRequest, ReadResponse, RecordedEvent, StreamId, StreamVersion};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 /// Chunks are merged once a stream has this many, so a snapshot stays a
 /// handful of reference-count bumps and iteration stays cache-friendly.
@@ -116,9 +117,9 @@ impl StreamCache {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        // Every mutation leaves the map consistent before it can panic, so a
-        // poisoned lock is still safe to use.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        // Every mutation leaves the map consistent before it can panic, so
+        // the shim's lock ignores poisoning.
+        self.inner.lock()
     }
 }
 

@@ -9,10 +9,13 @@ mod cache;
 mod clock;
 mod executor;
 mod memory;
+mod notify;
 mod store;
+mod sync;
 
 pub use cache::StreamCache;
 pub use clock::Clock;
 pub use executor::Executor;
 pub use memory::MemoryEventStore;
+pub use notify::{HeadWatch, WaitPast};
 pub use store::EventStore;

@@ -1,16 +1,25 @@
 //! The in-memory store behind a mutex, for services and tests on tokio.
 
+use crate::notify::HeadWatch;
+use crate::sync::{Arc, Mutex, MutexGuard};
 use crate::EventStore;
 use eventcore::{
     AppendLimits, AppendReceipt, AppendRequest, GlobalPosition, ReadAllRequest, ReadAllResponse, ReadRequest,
     ReadResponse, StoreError,
 };
 use eventcore_memory::MemoryStore;
-use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
 
 /// A shared, cloneable handle to an in-memory store. The lock is held only
 /// for the synchronous store call, never across an await.
+///
+/// Every operation is a plain synchronous critical section
+/// ([`append_sync`](MemoryEventStore::append_sync),
+/// [`read_sync`](MemoryEventStore::read_sync),
+/// [`read_all_sync`](MemoryEventStore::read_all_sync)); the async
+/// [`EventStore`] methods only call them. That is what lets the loom models
+/// (`tests/loom_*.rs`, built with `--cfg eventcore_loom`) run the real code
+/// from loom threads.
 ///
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -25,7 +34,8 @@ use tokio::sync::watch;
 #[derive(Clone, Debug)]
 pub struct MemoryEventStore {
     inner: Arc<Mutex<MemoryStore>>,
-    head: Arc<watch::Sender<GlobalPosition>>,
+    head: HeadWatch,
+    watch: std::sync::Arc<watch::Sender<GlobalPosition>>,
 }
 
 impl Default for MemoryEventStore {
@@ -47,10 +57,11 @@ impl MemoryEventStore {
 
     /// Wraps an existing store.
     pub fn from_store(store: MemoryStore) -> Self {
-        let (head, _) = watch::channel(store.last_position());
+        let (watch, _) = watch::channel(store.last_position());
         MemoryEventStore {
+            head: HeadWatch::new(store.last_position()),
             inner: Arc::new(Mutex::new(store)),
-            head: Arc::new(head),
+            watch: std::sync::Arc::new(watch),
         }
     }
 
@@ -62,40 +73,74 @@ impl MemoryEventStore {
 
     /// A receiver that sees the position of the last committed event; it
     /// changes after every commit, which is how subscribers are woken.
+    /// Published at the same point as [`head`](MemoryEventStore::head).
     pub fn watch_head(&self) -> watch::Receiver<GlobalPosition> {
-        self.head.subscribe()
+        self.watch.subscribe()
     }
 
-    fn lock(&self) -> MutexGuard<'_, MemoryStore> {
-        // A panic while holding the lock cannot leave the store half-written
-        // (append checks everything before it writes), so a poisoned lock is
-        // still consistent and safe to use.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
-impl EventStore for MemoryEventStore {
-    async fn read(&self, request: &ReadRequest) -> Result<ReadResponse, StoreError> {
-        self.lock().read(request)
+    /// The position of the last committed event, and a way to wait until it
+    /// moves past a position (see [`HeadWatch::wait_past`] for the
+    /// check-then-wait protocol that cannot lose a wake-up).
+    pub fn head(&self) -> HeadWatch {
+        self.head.clone()
     }
 
-    async fn append(&self, request: &AppendRequest) -> Result<AppendReceipt, StoreError> {
+    /// Appends under the lock, then publishes the new head: the whole of
+    /// [`EventStore::append`], synchronously. Every append is all or
+    /// nothing, and one command id commits at most once.
+    pub fn append_sync(&self, request: &AppendRequest) -> Result<AppendReceipt, StoreError> {
         let (receipt, head) = {
             let mut store = self.lock();
             let receipt = store.append(request)?;
             (receipt, store.last_position())
         };
+        // Published after the lock is released: publication only raises the
+        // head, so two appenders publishing out of order still leave it at
+        // the larger position, and a subscriber that read before this commit
+        // waits past a smaller position and is woken here.
         if !receipt.deduplicated {
-            self.head.send_if_modified(|current| {
-                let moved = head > *current;
-                *current = (*current).max(head);
-                moved
-            });
+            self.publish(head);
         }
         Ok(receipt)
     }
 
-    async fn read_all(&self, request: &ReadAllRequest) -> Result<ReadAllResponse, StoreError> {
+    /// [`EventStore::read`], synchronously.
+    pub fn read_sync(&self, request: &ReadRequest) -> Result<ReadResponse, StoreError> {
+        self.lock().read(request)
+    }
+
+    /// [`EventStore::read_all`], synchronously.
+    pub fn read_all_sync(&self, request: &ReadAllRequest) -> Result<ReadAllResponse, StoreError> {
         self.lock().read_all(request)
+    }
+
+    fn publish(&self, head: GlobalPosition) {
+        self.head.publish(head);
+        self.watch.send_if_modified(|current| {
+            let moved = head > *current;
+            *current = (*current).max(head);
+            moved
+        });
+    }
+
+    fn lock(&self) -> MutexGuard<'_, MemoryStore> {
+        // A panic while holding the lock cannot leave the store half-written
+        // (append checks everything before it writes), so the shim's lock
+        // ignores poisoning.
+        self.inner.lock()
+    }
+}
+
+impl EventStore for MemoryEventStore {
+    async fn read(&self, request: &ReadRequest) -> Result<ReadResponse, StoreError> {
+        self.read_sync(request)
+    }
+
+    async fn append(&self, request: &AppendRequest) -> Result<AppendReceipt, StoreError> {
+        self.append_sync(request)
+    }
+
+    async fn read_all(&self, request: &ReadAllRequest) -> Result<ReadAllResponse, StoreError> {
+        self.read_all_sync(request)
     }
 }
