@@ -744,9 +744,17 @@ impl<C: Command> CommandMachine<C> {
             self.finish(Err(outcome));
             return;
         }
-        let ceiling = self.policy.retry.backoff_ceiling(self.attempts);
-        let ceiling_nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
-        let delay = std::time::Duration::from_nanos(self.entropy.up_to(ceiling_nanos));
+        // The first conflict is retried at once: it proves the competing
+        // commit has landed, so an immediate re-read sees it. Backoff only
+        // pays off once the same command keeps losing (a hot stream).
+        let first_conflict = matches!(error, StoreError::Conflict(_)) && self.stats.conflicts == 1;
+        let delay = if first_conflict {
+            std::time::Duration::ZERO
+        } else {
+            let ceiling = self.policy.retry.backoff_ceiling(self.attempts);
+            let ceiling_nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
+            std::time::Duration::from_nanos(self.entropy.up_to(ceiling_nanos))
+        };
         let until = self.now.saturating_add(delay);
         self.last_error = Some(error);
         if until >= self.deadline {
@@ -760,7 +768,17 @@ impl<C: Command> CommandMachine<C> {
                 cursor.pending = true;
             }
         }
-        self.phase = Phase::Backoff { until, then };
+        self.phase = if delay.is_zero() {
+            match then {
+                AfterBackoff::Reread => Phase::ReadDue,
+                AfterBackoff::Resend => match self.unresolved.clone() {
+                    Some(request) => Phase::AppendDue(request),
+                    None => Phase::ReadDue,
+                },
+            }
+        } else {
+            Phase::Backoff { until, then }
+        };
     }
 
     /// Checks a read response against what was asked, decodes its events and
