@@ -316,6 +316,12 @@ pub struct CommandMachine<C: Command> {
     /// it unchanged; only a commit or a version conflict settles it.
     unresolved: Option<AppendRequest>,
     last_error: Option<StoreError>,
+    /// Events read back that carry this execution's own command id: an
+    /// earlier execution with the same id committed (the caller re-executes
+    /// to settle an unknown outcome). Deciding again would act on the request
+    /// twice, or refuse it because of its own effects, so the machine asks
+    /// the store for the original receipt instead.
+    own_commit: Vec<RecordedEvent>,
     stats: ExecutionStats,
     outcome: Option<Result<Executed, CommandError<C::Error>>>,
 }
@@ -354,6 +360,7 @@ impl<C: Command> CommandMachine<C> {
             phase: Phase::ReadDue,
             unresolved: None,
             last_error: None,
+            own_commit: Vec::new(),
             stats: ExecutionStats::default(),
             outcome: None,
         };
@@ -833,6 +840,9 @@ impl<C: Command> CommandMachine<C> {
             }
             for recorded in &slice.events {
                 let event = crate::decode_recorded::<C::Event>(recorded)?;
+                if recorded.metadata.command_id == self.context.command_id {
+                    self.own_commit.push(recorded.clone());
+                }
                 if last_applied.is_some_and(|p| recorded.position <= p) {
                     needs_refold = true;
                 }
@@ -868,6 +878,10 @@ impl<C: Command> CommandMachine<C> {
     }
 
     fn decide(&mut self) {
+        if !self.own_commit.is_empty() {
+            self.phase = Phase::AppendDue(self.settle_request());
+            return;
+        }
         self.fold();
         let mut decision = Decision::new();
         if let Err(error) = self.command.decide(&self.state, &mut decision) {
@@ -927,6 +941,41 @@ impl<C: Command> CommandMachine<C> {
         match self.build_append(events, &expectations) {
             Ok(request) => self.phase = Phase::AppendDue(request),
             Err(error) => self.finish(Err(error)),
+        }
+    }
+
+    /// Re-sends what this command id already committed, so that the store
+    /// answers with the original receipt. Each stream is pinned to the
+    /// version before its first committed event: the stream is past that
+    /// already, so a store that failed to recognise the command id would
+    /// refuse with a conflict rather than write twice.
+    fn settle_request(&self) -> AppendRequest {
+        let mut streams: Vec<StreamAppend> = Vec::new();
+        for recorded in &self.own_commit {
+            let event = NewEvent {
+                event_id: recorded.event_id,
+                event_type: recorded.event_type.clone(),
+                schema_version: recorded.schema_version,
+                payload: recorded.payload.clone(),
+            };
+            match streams.iter_mut().find(|s| s.stream == recorded.stream_id) {
+                Some(entry) => entry.events.push(event),
+                None => streams.push(StreamAppend {
+                    stream: recorded.stream_id.clone(),
+                    expected: ExpectedVersion::Exact(StreamVersion::new(recorded.version.get().saturating_sub(1))),
+                    events: vec![event],
+                }),
+            }
+        }
+        let metadata = self
+            .own_commit
+            .first()
+            .map(|e| e.metadata.clone())
+            .unwrap_or_else(|| Arc::new(EventMetadata::new(self.context.command_id, self.now)));
+        AppendRequest {
+            id: RequestId::new(0),
+            metadata,
+            streams,
         }
     }
 
