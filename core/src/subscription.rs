@@ -1564,7 +1564,10 @@ mod tests {
         m.on_handled(alone.id, Err(poison.clone().into()), T0);
         // Backing off: nothing to deliver until the retry time.
         let until = expect_wait(&mut m);
-        assert!(until <= T0.saturating_add(Duration::from_millis(10)), "first retry within the initial backoff");
+        assert!(
+            until <= T0.saturating_add(Duration::from_millis(10)),
+            "first retry within the initial backoff"
+        );
         m.on_wake(until);
         let second = expect_deliver(&mut m);
         assert_eq!(positions(&second), vec![1]);

@@ -6,11 +6,16 @@
 //! store for services and tests.
 
 mod cache;
+mod checkpoint;
 mod clock;
+mod dead_letter;
 mod executor;
+mod lease;
 mod memory;
 mod notify;
+mod projection;
 mod store;
+mod subscription;
 mod sync;
 
 pub use cache::StreamCache;
@@ -19,3 +24,12 @@ pub use executor::Executor;
 pub use memory::MemoryEventStore;
 pub use notify::{HeadWatch, WaitPast};
 pub use store::EventStore;
+pub use checkpoint::{CheckpointError, CheckpointStore, MemoryCheckpointStore};
+pub use dead_letter::{DeadLetter, DeadLetterError, DeadLetterStore, MemoryDeadLetterStore, NoDeadLetters};
+pub use lease::{FencingToken, Lease, LeaseError, LeaseStore, MemoryLeaseStore, NoLease};
+pub use projection::{
+    MemoryReadModel, MemoryTransaction, Projection, ProjectionError, ProjectionSink, ProjectionStore, Serving,
+};
+pub use subscription::{
+    poison, ReplayReport, RunError, RunSummary, Runner, RunnerState, RunnerStatus, Sink, Subscriber, SubscriberSink,
+};
