@@ -77,6 +77,16 @@ pub trait Event: Serialize + DeserializeOwned + Send + 'static {
 }
 
 /// An event in stored form, before it has an id and a place.
+///
+/// ```
+/// use eventcore::Event;
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// enum E { Renamed(String) }
+/// impl Event for E {}
+/// let encoded = E::Renamed("x".into()).encode()?;
+/// assert_eq!((encoded.event_type.as_str(), encoded.payload.as_json()), ("Renamed", "\"x\""));
+/// # Ok::<(), eventcore::EncodeError>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EncodedEvent {
     /// The type name it is stored under.
@@ -88,6 +98,14 @@ pub struct EncodedEvent {
 }
 
 /// Why an event could not be encoded.
+///
+/// ```
+/// use eventcore::encode_json;
+/// use std::collections::BTreeMap;
+/// // JSON object keys must be strings: a map keyed by tuples cannot be stored.
+/// let bad: BTreeMap<(u8, u8), u8> = [((1, 2), 3)].into();
+/// assert!(encode_json(&bad, 1).is_err());
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EncodeError {
@@ -101,6 +119,15 @@ pub enum EncodeError {
 
 /// Why a stored event could not be decoded (without the stream context,
 /// which [`DecodeError`] adds).
+///
+/// ```
+/// use eventcore::{DecodeErrorKind, Event, Payload};
+/// #[derive(Debug, serde::Serialize, serde::Deserialize)]
+/// enum E { Opened }
+/// impl Event for E {}
+/// let err = E::decode("Opened", 9, &Payload::from_trusted_json("null")).unwrap_err();
+/// assert_eq!(err, DecodeErrorKind::UnsupportedSchemaVersion { found: 9, supported: 1 });
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum DecodeErrorKind {
@@ -122,6 +149,20 @@ pub enum DecodeErrorKind {
 }
 
 /// A stored event that could not be decoded, with where it is.
+///
+/// ```
+/// use eventcore::*;
+/// # use std::sync::Arc;
+/// # let recorded = RecordedEvent {
+/// #     event_id: EventId::v7(Time::ZERO, [1; 10]), stream_id: StreamId::new("acc-1").expect("valid"),
+/// #     version: StreamVersion::new(3), position: GlobalPosition::new(9),
+/// #     event_type: EventType::new("Opened").expect("valid"), schema_version: 1,
+/// #     payload: Payload::from_trusted_json("{}"),
+/// #     metadata: Arc::new(EventMetadata::new(CommandId::v7(Time::ZERO, [0; 10]), Time::ZERO)),
+/// # };
+/// let error = DecodeError::at(&recorded, DecodeErrorKind::UnknownEventType);
+/// assert_eq!(error.to_string(), "cannot decode event Opened at acc-1@3 (position 9): unknown event type");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("cannot decode event {event_type} at {stream}@{version} (position {position}): {kind}")]
 pub struct DecodeError {
@@ -181,6 +222,15 @@ pub fn decode_recorded<E: Event>(event: &RecordedEvent) -> Result<E, DecodeError
 
 /// The default encoding: enum variant name as type, variant content as
 /// payload; a non-enum value is stored whole under its Rust type name.
+///
+/// ```
+/// use eventcore::encode_json;
+/// #[derive(serde::Serialize)]
+/// enum E { Deposited { amount: u64 } }
+/// let encoded = encode_json(&E::Deposited { amount: 5 }, 1)?;
+/// assert_eq!(encoded.payload.as_json(), r#"{"amount":5}"#);
+/// # Ok::<(), eventcore::EncodeError>(())
+/// ```
 pub fn encode_json<E: Serialize + ?Sized>(event: &E, schema_version: u32) -> Result<EncodedEvent, EncodeError> {
     let value = serde_json::to_value(event)?;
     let (name, payload) = match event.serialize(VariantProbe) {
@@ -204,6 +254,13 @@ pub fn encode_json<E: Serialize + ?Sized>(event: &E, schema_version: u32) -> Res
 }
 
 /// The default decoding, the inverse of [`encode_json`].
+///
+/// ```
+/// use eventcore::decode_json;
+/// #[derive(Debug, PartialEq, serde::Deserialize)]
+/// enum E { Deposited { amount: u64 } }
+/// assert_eq!(decode_json::<E>("Deposited", r#"{"amount":5}"#), Ok(E::Deposited { amount: 5 }));
+/// ```
 pub fn decode_json<E: DeserializeOwned>(event_type: &str, payload: &str) -> Result<E, DecodeErrorKind> {
     let mut unknown_variant = false;
     let result = E::deserialize(StoredEvent {

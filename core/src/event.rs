@@ -11,6 +11,11 @@ use std::sync::Arc;
 pub const MAX_EVENT_TYPE_BYTES: usize = 255;
 
 /// Why a string is not a valid [`EventType`].
+///
+/// ```
+/// use eventcore::{EventType, InvalidEventType};
+/// assert_eq!(EventType::new(""), Err(InvalidEventType::Empty));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum InvalidEventType {

@@ -15,6 +15,12 @@ pub const MAX_STREAM_ID_BYTES: usize = 255;
 
 /// Why a string is not a valid [`StreamId`]. Each variant names the rule that
 /// failed and carries enough of the input to find it.
+///
+/// ```
+/// use eventcore::{InvalidStreamId, StreamId};
+/// let err = StreamId::new("bad\u{7}id").unwrap_err();
+/// assert_eq!(err.to_string(), "stream id \"bad\\u{7}id\" contains control character U+0007 at byte 3");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum InvalidStreamId {

@@ -59,9 +59,9 @@ pub use ids::{
 pub use machine::{CommandError, CommandMachine, Executed, ExecutionContext, ExecutionStats, Step};
 pub use policy::{ExecutionPolicy, RetryPolicy};
 pub use store::{
-    AppendLimits, AppendReceipt, AppendRequest, Conflict, EventFilter, InvalidAppend, InvalidRequest, Operation,
-    ReadAllRequest, ReadAllResponse, ReadRequest, ReadResponse, StoreError, StreamAppend, StreamCommit, StreamRead,
-    StreamSlice,
+    AppendLimits, AppendReceipt, AppendRequest, Conflict, ErrorSource, EventFilter, InvalidAppend, InvalidRequest,
+    Operation, ReadAllRequest, ReadAllResponse, ReadRequest, ReadResponse, StoreError, StreamAppend, StreamCommit,
+    StreamRead, StreamSlice,
 };
 pub use subscription::{
     Batch, CheckpointMode, ConsumerError, HandleError, PoisonAction, PoisonCause, PoisonEvent, PoisonPolicy,

@@ -86,6 +86,22 @@ impl ExecutionContext {
 }
 
 /// What the driver should do next.
+///
+/// ```
+/// use eventcore::*;
+/// // The shape of every driver loop (the tokio executor and the simulator):
+/// fn drive<C: Command>(mut machine: CommandMachine<C>) {
+///     loop {
+///         match machine.poll() {
+///             Step::Read(_request) => { /* send; later machine.on_read(id, answer, now) */ return; }
+///             Step::Append(_request) => { /* send; later machine.on_append(id, answer, now) */ return; }
+///             Step::Wait { until: _ } => { /* sleep; then machine.on_wake(now) */ return; }
+///             Step::Done(_result) => return,
+///             Step::Finished => return,
+///         }
+///     }
+/// }
+/// ```
 #[derive(Debug)]
 pub enum Step<E> {
     /// Send this read to the store and report the answer with
@@ -107,6 +123,12 @@ pub enum Step<E> {
 }
 
 /// Counters of what happened during one execution.
+///
+/// ```
+/// use eventcore::ExecutionStats;
+/// let stats = ExecutionStats { conflicts: 2, ..ExecutionStats::default() };
+/// assert_eq!(stats.unknown_outcomes, 0);
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ExecutionStats {
     /// Read requests emitted.
@@ -126,6 +148,12 @@ pub struct ExecutionStats {
 }
 
 /// A successful execution.
+///
+/// ```
+/// use eventcore::*;
+/// let done = Executed { command_id: CommandId::v7(Time::ZERO, [0; 10]), attempts: 1, appended: None, stats: ExecutionStats::default() };
+/// assert!(done.appended.is_none(), "decide emitted nothing; nothing was written");
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Executed {
     /// The execution's command id.
@@ -139,6 +167,17 @@ pub struct Executed {
 }
 
 /// Why an execution failed.
+///
+/// ```
+/// use eventcore::*;
+/// let unknown: CommandError<std::convert::Infallible> = CommandError::OutcomeUnknown {
+///     command_id: CommandId::v7(Time::ZERO, [0; 10]),
+///     attempts: 3,
+///     last: StoreError::Timeout { operation: Operation::Append, after: std::time::Duration::from_secs(5) },
+/// };
+/// assert!(unknown.may_have_committed(), "re-execute with the same command id to settle it");
+/// assert!(!CommandError::<std::convert::Infallible>::NoStreams.may_have_committed());
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CommandError<E> {

@@ -64,6 +64,13 @@ impl ReadRequest {
 }
 
 /// One stream of a [`ReadRequest`]: its events with version above `after`.
+///
+/// ```
+/// use eventcore::*;
+/// let read = StreamRead { stream: StreamId::new("a")?, after: StreamVersion::new(3) };
+/// assert_eq!(read.after.next(), StreamVersion::new(4)); // first version returned
+/// # Ok::<(), InvalidStreamId>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StreamRead {
     /// The stream.
@@ -75,6 +82,13 @@ pub struct StreamRead {
 /// The answer to a [`ReadRequest`]: one slice per requested stream, in
 /// request order. A stream that does not exist has head version 0 and no
 /// events.
+///
+/// ```
+/// use eventcore::*;
+/// let answer = ReadResponse { streams: vec![StreamSlice { stream: StreamId::new("new")?, head: StreamVersion::NONE, events: vec![] }] };
+/// assert!(answer.streams[0].head.is_none(), "a missing stream reads as empty at version 0");
+/// # Ok::<(), InvalidStreamId>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReadResponse {
     /// One slice per requested stream.
@@ -82,6 +96,14 @@ pub struct ReadResponse {
 }
 
 /// Events of one stream, plus its version at the time of the read.
+///
+/// ```
+/// use eventcore::*;
+/// let slice = StreamSlice { stream: StreamId::new("a")?, head: StreamVersion::new(7), events: vec![] };
+/// // Read after version 7: nothing new, and the head says so.
+/// assert_eq!(slice.head.get(), 7);
+/// # Ok::<(), InvalidStreamId>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StreamSlice {
     /// The stream.
@@ -98,6 +120,32 @@ pub struct StreamSlice {
 /// Every entry carries an expected version. An entry with no events is a pure
 /// version check: the append commits only if that stream is still at the
 /// version the command's decision was based on.
+///
+/// ```
+/// use eventcore::*;
+/// use std::sync::Arc;
+/// let order = StreamId::new("order-1")?;
+/// let product = StreamId::new("product-7")?;
+/// let meta = Arc::new(EventMetadata::new(CommandId::v7(Time::ZERO, [0; 10]), Time::ZERO));
+/// let cancelled = NewEvent {
+///     event_id: EventId::v7(Time::ZERO, [1; 10]),
+///     event_type: EventType::new("Cancelled").expect("valid"),
+///     schema_version: 1,
+///     payload: Payload::from_trusted_json("{}"),
+/// };
+/// let append = AppendRequest {
+///     id: RequestId::new(1),
+///     metadata: meta,
+///     streams: vec![
+///         StreamAppend { stream: order, expected: ExpectedVersion::Exact(StreamVersion::new(2)), events: vec![cancelled] },
+///         // Read but not written: still pinned, so the decision is checked whole.
+///         StreamAppend { stream: product, expected: ExpectedVersion::Exact(StreamVersion::new(9)), events: vec![] },
+///     ],
+/// };
+/// assert_eq!(append.event_count(), 1);
+/// assert!(append.validate(&AppendLimits::default()).is_ok());
+/// # Ok::<(), InvalidStreamId>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AppendRequest {
     /// Correlates the response with the request.
@@ -171,6 +219,13 @@ impl AppendRequest {
 }
 
 /// One stream of an [`AppendRequest`].
+///
+/// ```
+/// use eventcore::*;
+/// let check = StreamAppend { stream: StreamId::new("a")?, expected: ExpectedVersion::StreamExists, events: vec![] };
+/// assert!(check.events.is_empty(), "a pure version check");
+/// # Ok::<(), InvalidStreamId>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StreamAppend {
     /// The stream.
@@ -209,6 +264,23 @@ impl Default for AppendLimits {
 
 /// What an append committed. Re-sending an append with the same command id
 /// returns the same receipt with `deduplicated` set.
+///
+/// ```
+/// use eventcore::*;
+/// let receipt = AppendReceipt {
+///     command_id: CommandId::v7(Time::ZERO, [0; 10]),
+///     streams: vec![StreamCommit {
+///         stream: StreamId::new("a")?,
+///         first_version: StreamVersion::new(1),
+///         last_version: StreamVersion::new(2),
+///         positions: vec![GlobalPosition::new(10), GlobalPosition::new(11)],
+///     }],
+///     deduplicated: false,
+/// };
+/// assert_eq!(receipt.last_position(), GlobalPosition::new(11));
+/// assert!(receipt.as_duplicate().same_commit(&receipt));
+/// # Ok::<(), InvalidStreamId>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AppendReceipt {
     /// The idempotency key of the append.
@@ -244,6 +316,18 @@ impl AppendReceipt {
 }
 
 /// Where one stream's events of an append landed.
+///
+/// ```
+/// use eventcore::*;
+/// let commit = StreamCommit {
+///     stream: StreamId::new("a")?,
+///     first_version: StreamVersion::new(4),
+///     last_version: StreamVersion::new(4),
+///     positions: vec![GlobalPosition::new(77)],
+/// };
+/// assert_eq!(commit.positions.len() as u64, commit.last_version.get() - commit.first_version.get() + 1);
+/// # Ok::<(), InvalidStreamId>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StreamCommit {
     /// The stream.
@@ -257,6 +341,17 @@ pub struct StreamCommit {
 }
 
 /// Read the global log after a position.
+///
+/// ```
+/// use eventcore::*;
+/// use std::num::NonZeroU32;
+/// let request = ReadAllRequest {
+///     after: GlobalPosition::START,
+///     limit: NonZeroU32::new(500).expect("non-zero"),
+///     filter: EventFilter::all().with_stream_prefix("account-"),
+/// };
+/// assert_eq!(request.limit.get(), 500);
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReadAllRequest {
     /// Return events with a position strictly greater than this.
@@ -268,6 +363,13 @@ pub struct ReadAllRequest {
 }
 
 /// The answer to a [`ReadAllRequest`].
+///
+/// ```
+/// use eventcore::*;
+/// // Nothing matched, yet the reader may move its checkpoint to 42.
+/// let answer = ReadAllResponse { events: vec![], complete_through: GlobalPosition::new(42) };
+/// assert!(answer.events.is_empty());
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReadAllResponse {
     /// Matching events in global order.
@@ -332,6 +434,12 @@ impl EventFilter {
 }
 
 /// The store operation an error came from.
+///
+/// ```
+/// use eventcore::{Operation, StoreError};
+/// let error = StoreError::transient(Operation::Read, "connection refused");
+/// assert_eq!(error.to_string(), "transient failure during read: connection refused");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Operation {
     /// Reading streams.
@@ -375,6 +483,14 @@ pub struct Conflict {
 }
 
 /// An append the store refuses before looking at stored data.
+///
+/// ```
+/// use eventcore::*;
+/// let error = StoreError::from(InvalidAppend::DuplicateStream { stream: StreamId::new("a")? });
+/// assert_eq!(error.to_string(), "invalid append: stream `a` appears more than once in one append");
+/// assert!(!error.is_retryable());
+/// # Ok::<(), InvalidStreamId>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum InvalidAppend {
@@ -430,6 +546,14 @@ pub enum InvalidAppend {
 }
 
 /// A read the store refuses.
+///
+/// ```
+/// use eventcore::*;
+/// let s = StreamId::new("a")?;
+/// let mut read = ReadRequest::new(RequestId::new(1), [s.clone(), s]);
+/// assert!(matches!(read.validate(), Err(InvalidRequest::DuplicateStream { .. })));
+/// # Ok::<(), InvalidStreamId>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum InvalidRequest {
@@ -443,6 +567,16 @@ pub enum InvalidRequest {
 
 /// A shareable error source (cloneable so that simulators can duplicate
 /// responses).
+///
+/// ```
+/// use eventcore::{ErrorSource, Operation, StoreError};
+/// use std::sync::Arc;
+/// let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+/// let source: ErrorSource = Arc::new(io);
+/// let error = StoreError::OutcomeUnknown { operation: Operation::Append, message: "connection lost".into(), source: Some(source) };
+/// let copy = error.clone(); // simulators duplicate responses
+/// assert!(std::error::Error::source(&copy).is_some());
+/// ```
 pub type ErrorSource = Arc<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Everything a store may answer instead of a result.
@@ -451,6 +585,14 @@ pub type ErrorSource = Arc<dyn std::error::Error + Send + Sync + 'static>;
 /// conflicts re-read and re-decide, transient errors retry, an unknown
 /// outcome re-sends the same append (the command id makes that safe), and
 /// everything else ends the command.
+///
+/// ```
+/// use eventcore::*;
+/// let timeout = StoreError::Timeout { operation: Operation::Append, after: std::time::Duration::from_secs(5) };
+/// assert!(timeout.is_retryable() && timeout.may_have_committed());
+/// let denied = StoreError::permanent(Operation::Append, "permission denied for table events");
+/// assert!(!denied.is_retryable());
+/// ```
 #[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {

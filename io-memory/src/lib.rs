@@ -39,6 +39,16 @@ use std::collections::BTreeMap;
 /// The in-memory store. Cloning copies the data (that is how the simulator
 /// takes snapshots); every event is reference-counted inside, so a clone is
 /// cheap-ish.
+///
+/// ```
+/// use eventcore::*;
+/// use eventcore_memory::MemoryStore;
+/// let store = MemoryStore::new();
+/// let read = ReadRequest::new(RequestId::new(1), [StreamId::new("nobody")?]);
+/// assert_eq!(store.read(&read)?.streams[0].head, StreamVersion::NONE);
+/// assert_eq!(store.last_position(), GlobalPosition::START);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStore {
     /// Every event in global order; the event at index `i` has position `i + 1`.
