@@ -17,6 +17,14 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// What happens to an account.
+///
+/// ```
+/// use eventcore::Event;
+/// use eventcore_examples::bank::AccountEvent;
+/// let encoded = AccountEvent::Deposited { amount: 5 }.encode()?;
+/// assert_eq!(encoded.event_type.as_str(), "Deposited");
+/// # Ok::<(), eventcore::EncodeError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AccountEvent {
     /// The account was opened with an initial balance.
@@ -39,6 +47,12 @@ pub enum AccountEvent {
 impl Event for AccountEvent {}
 
 /// Why the bank refuses a command.
+///
+/// ```
+/// use eventcore_examples::bank::{account, BankError};
+/// let e = BankError::InsufficientFunds { account: account(1), balance: 3, amount: 5 };
+/// assert_eq!(e.to_string(), "account `account-1` holds 3, cannot send 5");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BankError {
     /// The account is not open.
@@ -63,12 +77,24 @@ pub enum BankError {
 }
 
 /// The stream id of account `n`.
+///
+/// ```
+/// assert_eq!(eventcore_examples::bank::account(7).as_str(), "account-7");
+/// ```
 pub fn account(n: u32) -> StreamId {
     // `account-<digits>` always satisfies the stream id rules.
     StreamId::new(format!("account-{n}")).unwrap_or_else(|_| unreachable!("account-<n> is a valid stream id"))
 }
 
 /// One account's state.
+///
+/// ```
+/// use eventcore_examples::bank::{Account, AccountEvent};
+/// let mut a = Account::default();
+/// a.apply(&AccountEvent::Opened { initial: 10 });
+/// a.apply(&AccountEvent::Withdrawn { amount: 4 });
+/// assert_eq!(a, Account { open: true, balance: 6 });
+/// ```
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Account {
     /// Whether it was opened.
@@ -92,6 +118,18 @@ impl Account {
 }
 
 /// Opens an account with an initial balance.
+///
+/// ```
+/// use eventcore::{Command, Decision};
+/// use eventcore_examples::bank::{account, Account, BankError, OpenAccount};
+/// let open = OpenAccount { account: account(1), initial: 100 };
+/// let mut out = Decision::new();
+/// open.decide(&Account::default(), &mut out)?;
+/// assert_eq!(out.events().len(), 1);
+/// let already = Account { open: true, balance: 0 };
+/// assert!(matches!(open.decide(&already, &mut Decision::new()), Err(BankError::AlreadyOpen(_))));
+/// # Ok::<(), BankError>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct OpenAccount {
     /// The account stream.
@@ -123,6 +161,19 @@ impl Command for OpenAccount {
 }
 
 /// Moves money between two accounts, atomically.
+///
+/// ```
+/// use eventcore::{Command, Decision};
+/// use eventcore_examples::bank::{account, Account, BankError, Transfer};
+/// let t = Transfer { from: account(1), to: account(2), amount: 50 };
+/// let poor = (Account { open: true, balance: 10 }, Account { open: true, balance: 0 });
+/// assert!(matches!(t.decide(&poor, &mut Decision::new()), Err(BankError::InsufficientFunds { .. })));
+/// let rich = (Account { open: true, balance: 80 }, Account { open: true, balance: 0 });
+/// let mut out = Decision::new();
+/// t.decide(&rich, &mut out)?;
+/// assert_eq!(out.events().len(), 2, "one withdrawal, one deposit");
+/// # Ok::<(), BankError>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct Transfer {
     /// Paying account.
@@ -173,6 +224,13 @@ impl Command for Transfer {
 }
 
 /// What an audit of the whole store found.
+///
+/// ```
+/// use eventcore_examples::bank::Audit;
+/// let audit = Audit::of(&[]);
+/// assert!(audit.violations.is_empty());
+/// assert_eq!(audit.final_total, 0);
+/// ```
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Audit {
     /// Final balance per account.
