@@ -918,7 +918,15 @@ impl<C: Command> CommandMachine<C> {
 
     fn decide(&mut self) {
         if !self.own_commit.is_empty() {
-            self.phase = Phase::AppendDue(self.settle_request());
+            // The command is known to have committed. If settling fails
+            // (transient error, timeout, attempts or deadline used up) the
+            // result must stay "may have committed": treating the settle
+            // append as unresolved keeps retries re-sending it and turns
+            // giving up into `OutcomeUnknown`, never "nothing was written".
+            // (Found by the simulator: seed 994, profile chaos.)
+            let request = self.settle_request();
+            self.unresolved = Some(request.clone());
+            self.phase = Phase::AppendDue(request);
             return;
         }
         self.fold();
@@ -1269,6 +1277,52 @@ mod tests {
                     "{last:?}"
                 );
             }
+            other => panic!("expected an unknown outcome, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_failed_settle_of_an_own_commit_never_claims_nothing_was_written() {
+        // A re-execution finds its own command id already committed; the
+        // append that would fetch the original receipt fails transiently and
+        // no retries are left. The command did commit, so the error must say
+        // it may have, not that nothing was written.
+        struct Write(StreamId);
+        impl Command for Write {
+            type Event = Ev;
+            type State = ();
+            type Error = OutOfOrder;
+            fn streams(&self) -> Vec<StreamId> {
+                vec![self.0.clone()]
+            }
+            fn apply(&self, _: &mut (), _: &StreamId, _: &Ev) {}
+            fn decide(&self, _: &(), out: &mut Decision<Ev>) -> Result<(), OutOfOrder> {
+                out.emit(&self.0, Ev::At(0));
+                Ok(())
+            }
+        }
+        let a = stream("a");
+        let now = Time::from_unix_millis(1);
+        let command_id = CommandId::v7(now, [1; 10]);
+        let mut committed = recorded(&a, 1, 1);
+        committed.metadata = Arc::new(EventMetadata::new(command_id, now));
+        let data = vec![(a.clone(), vec![committed])];
+        let policy = ExecutionPolicy::default().with_retry(crate::RetryPolicy::no_retries());
+        let mut machine = CommandMachine::new(Write(a), policy, ExecutionContext::new(command_id), now, 3);
+        let Step::Read(request) = machine.poll() else {
+            panic!("reads first")
+        };
+        machine.on_read(request.id, Ok(answer(&request, &data)), now);
+        let Step::Append(settle) = machine.poll() else {
+            panic!("then settles")
+        };
+        machine.on_append(
+            settle.id,
+            Err(StoreError::transient(Operation::Append, "connection reset")),
+            now,
+        );
+        match machine.poll() {
+            Step::Done(Err(error)) => assert!(error.may_have_committed(), "{error:?}"),
             other => panic!("expected an unknown outcome, got {other:?}"),
         }
     }

@@ -1,0 +1,70 @@
+//! The actors' bookkeeping: clients, the commands they issued, and the
+//! executions running on their behalf.
+
+use crate::exec::Execution;
+use crate::history::{CommandRecord, ExecutionRecord};
+use crate::workload::Job;
+use eventcore::{CommandId, Time};
+use std::collections::BTreeSet;
+
+/// Identifies one running execution across the whole simulation.
+pub type ExecId = u64;
+
+/// A simulated client process: issues commands, runs several at once, and
+/// may crash (losing every execution in flight) and restart.
+#[derive(Debug)]
+pub struct Client {
+    /// Accepting work and receiving responses.
+    pub up: bool,
+    /// Executions in flight.
+    pub running: BTreeSet<ExecId>,
+    /// Commands still to issue in the safety phase.
+    pub remaining: u32,
+    /// Commands whose outcome a crash left unknown, waiting to be
+    /// re-executed with their command id (indices into the command list).
+    pub orphans: Vec<usize>,
+}
+
+/// One command issued by a client, with every execution of it.
+pub struct CommandEntry {
+    /// What to execute.
+    pub job: Job,
+    /// Its idempotency key.
+    pub command_id: CommandId,
+    /// The client that owns it (and re-executes it after a crash).
+    pub client: usize,
+    /// Its executions so far.
+    pub executions: Vec<ExecutionRecord>,
+    /// The execution running now, if any.
+    pub running: Option<ExecId>,
+}
+
+impl CommandEntry {
+    /// See [`CommandRecord::is_resolved`].
+    pub fn resolved(&self) -> bool {
+        crate::history::resolved(&self.executions)
+    }
+
+    /// The history record.
+    pub fn record(&self) -> CommandRecord {
+        CommandRecord {
+            command_id: self.command_id,
+            label: self.job.to_string(),
+            executions: self.executions.clone(),
+        }
+    }
+}
+
+/// An execution in flight.
+pub struct Running {
+    /// Owner.
+    pub client: usize,
+    /// Index into the command list.
+    pub command: usize,
+    /// Index into that command's executions.
+    pub execution: usize,
+    /// The machine.
+    pub machine: Box<dyn Execution>,
+    /// The wake-up already queued, to avoid queueing duplicates.
+    pub wake: Option<Time>,
+}

@@ -1,0 +1,181 @@
+//! The invariant checker. It reads a [`History`](crate::history::History) —
+//! committed events plus what every execution was told — and nothing else,
+//! so the same checks run on the simulator's in-memory store and on a
+//! history read back from PostgreSQL by a chaos suite.
+//!
+//! Use it incrementally ([`Checker::observe_batch`] after every store step,
+//! which is how the simulator catches a violation at the step that caused
+//! it) and then once at the end ([`Checker::finish`]).
+
+mod contract;
+mod domain;
+mod outcomes;
+
+pub use domain::DomainModel;
+
+use crate::history::History;
+use eventcore::{CommandId, EventId, GlobalPosition, RecordedEvent, StreamId, StreamVersion};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// Which invariant a violation breaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Invariant {
+    /// Versions contiguous from 1, positions increasing, event ids unique.
+    StoreContract,
+    /// All events of one command became visible in one step, or none.
+    AtomicAppend,
+    /// A committed append honoured every expected version it carried.
+    ExpectedVersion,
+    /// No command id committed twice (or committed a shape it never sent).
+    Idempotency,
+    /// An acknowledged command appears exactly once, where its receipt says.
+    Acknowledged,
+    /// An execution that reported "nothing written" wrote nothing.
+    NothingWritten,
+    /// An execution started after its command committed reported the commit.
+    ReexecutionAfterCommit,
+    /// A domain rule of the workload (money, stock).
+    Domain,
+    /// After the faults stopped, every command finished with a definitive
+    /// outcome within the bound.
+    Liveness,
+}
+
+impl fmt::Display for Invariant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Invariant::StoreContract => "store contract",
+            Invariant::AtomicAppend => "atomic multi-stream append",
+            Invariant::ExpectedVersion => "expected versions honoured",
+            Invariant::Idempotency => "idempotency (no command committed twice)",
+            Invariant::Acknowledged => "acknowledged command committed exactly once at its receipt",
+            Invariant::NothingWritten => "an error that promises nothing was written",
+            Invariant::ReexecutionAfterCommit => "re-execution of a committed command reports the commit",
+            Invariant::Domain => "domain invariant",
+            Invariant::Liveness => "liveness after healing",
+        })
+    }
+}
+
+/// One broken invariant, with the evidence in words.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// What was broken.
+    pub invariant: Invariant,
+    /// The evidence.
+    pub detail: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.invariant, self.detail)
+    }
+}
+
+/// Checks a history, incrementally and at the end.
+///
+/// ```
+/// use eventcore_sim::check::Checker;
+/// use eventcore_sim::history::History;
+/// let checker = Checker::new(Vec::new());
+/// assert!(checker.finish(&History::default(), false).is_empty());
+/// ```
+pub struct Checker {
+    heads: BTreeMap<StreamId, StreamVersion>,
+    last_position: GlobalPosition,
+    event_ids: BTreeSet<EventId>,
+    /// The batch each command id first became visible in.
+    commands: BTreeMap<CommandId, usize>,
+    batches: usize,
+    observed: usize,
+    domains: Vec<Box<dyn DomainModel>>,
+    violations: Vec<Violation>,
+}
+
+impl Checker {
+    /// A checker that also replays the given domain models.
+    pub fn new(domains: Vec<Box<dyn DomainModel>>) -> Self {
+        Checker {
+            heads: BTreeMap::new(),
+            last_position: GlobalPosition::START,
+            event_ids: BTreeSet::new(),
+            commands: BTreeMap::new(),
+            batches: 0,
+            observed: 0,
+            domains,
+            violations: Vec::new(),
+        }
+    }
+
+    /// Feeds the events that became visible in one store step, in global
+    /// order. Returns the violations found so far (all of them, so a caller
+    /// can stop at the first).
+    pub fn observe_batch(&mut self, events: &[RecordedEvent]) -> &[Violation] {
+        self.batches += 1;
+        for event in events {
+            self.observe_event(event);
+        }
+        &self.violations
+    }
+
+    fn observe_event(&mut self, event: &RecordedEvent) {
+        self.observed += 1;
+        contract::check_event(self, event);
+        let command_id = event.metadata.command_id;
+        match self.commands.get(&command_id) {
+            Some(&batch) if batch != self.batches => self.violate(
+                Invariant::AtomicAppend,
+                format!(
+                    "command {command_id} became visible in two store steps (event `{}`@{} at position {})",
+                    event.stream_id, event.version, event.position
+                ),
+            ),
+            Some(_) => {}
+            None => {
+                self.commands.insert(command_id, self.batches);
+            }
+        }
+        for domain in &mut self.domains {
+            if let Err(detail) = domain.apply(event) {
+                self.violations.push(Violation {
+                    invariant: Invariant::Domain,
+                    detail: format!("{}: {detail}", domain.name()),
+                });
+            }
+        }
+    }
+
+    /// Violations found so far.
+    pub fn violations(&self) -> &[Violation] {
+        &self.violations
+    }
+
+    fn violate(&mut self, invariant: Invariant, detail: String) {
+        self.violations.push(Violation { invariant, detail });
+    }
+
+    /// Runs the end-of-run checks: events not yet observed are observed as
+    /// one batch, then every command's executions are checked against the
+    /// events. With `require_resolved`, a command whose last execution has
+    /// no definitive outcome is a liveness violation.
+    pub fn finish(mut self, history: &History, require_resolved: bool) -> Vec<Violation> {
+        if self.observed < history.events.len() {
+            let rest = &history.events[self.observed..];
+            self.batches += 1;
+            for event in rest {
+                self.observe_event(event);
+            }
+        }
+        outcomes::check(&mut self, history, require_resolved);
+        for domain in &self.domains {
+            for detail in domain.finish() {
+                self.violations.push(Violation {
+                    invariant: Invariant::Domain,
+                    detail: format!("{}: {detail}", domain.name()),
+                });
+            }
+        }
+        self.violations
+    }
+}

@@ -1,0 +1,134 @@
+//! A type-erased command execution, so one client can run commands of
+//! different types side by side. Anything that speaks this interface can be
+//! scheduled — the extension point for other sans-IO machines (a
+//! subscription consumer adapts its own machine the same way).
+
+use crate::history::ExecutionOutcome;
+use eventcore::{
+    AppendReceipt, AppendRequest, Command, CommandError, CommandId, CommandMachine, ExecutionStats, ReadRequest,
+    ReadResponse, RequestId, Step, StoreError, Time,
+};
+
+/// The next step of an execution, with its result already classified.
+#[derive(Debug)]
+pub enum SimStep {
+    /// Send this read.
+    Read(ReadRequest),
+    /// Send this append.
+    Append(AppendRequest),
+    /// Wake the execution at this time unless a response comes first.
+    Wait(Time),
+    /// The execution ended.
+    Done(Settled),
+    /// Nothing left to do.
+    Finished,
+}
+
+/// How an execution ended.
+#[derive(Debug)]
+pub struct Settled {
+    /// What the caller was told, as the history records it.
+    pub outcome: ExecutionOutcome,
+    /// The error variant, for coverage counters (`None` on success).
+    pub error_kind: Option<&'static str>,
+    /// The execution's counters.
+    pub stats: ExecutionStats,
+    /// Attempts used.
+    pub attempts: u32,
+}
+
+/// One running command execution, whatever its command type.
+pub trait Execution {
+    /// See [`CommandMachine::poll`].
+    fn poll(&mut self) -> SimStep;
+    /// See [`CommandMachine::on_read`].
+    fn on_read(&mut self, id: RequestId, result: Result<ReadResponse, StoreError>, now: Time);
+    /// See [`CommandMachine::on_append`].
+    fn on_append(&mut self, id: RequestId, result: Result<AppendReceipt, StoreError>, now: Time);
+    /// See [`CommandMachine::on_wake`].
+    fn on_wake(&mut self, now: Time);
+    /// The execution's counters so far.
+    fn stats(&self) -> &ExecutionStats;
+    /// The idempotency key.
+    fn command_id(&self) -> CommandId;
+}
+
+impl<C: Command> Execution for CommandMachine<C> {
+    fn poll(&mut self) -> SimStep {
+        match CommandMachine::poll(self) {
+            Step::Read(request) => SimStep::Read(request),
+            Step::Append(request) => SimStep::Append(request),
+            Step::Wait { until } => SimStep::Wait(until),
+            Step::Done(result) => {
+                let attempts = self.attempts();
+                let stats = self.stats().clone();
+                let (outcome, error_kind) = match result {
+                    Ok(executed) => match executed.appended {
+                        Some(receipt) => (ExecutionOutcome::Acknowledged(receipt), None),
+                        None => (ExecutionOutcome::NothingToDo, None),
+                    },
+                    Err(error) => {
+                        let kind = error_kind(&error);
+                        let reason = error.to_string();
+                        let outcome = if error.may_have_committed() {
+                            ExecutionOutcome::Unknown { reason }
+                        } else if matches!(
+                            error,
+                            CommandError::RetriesExhausted { .. }
+                                | CommandError::DeadlineExceeded { .. }
+                                | CommandError::Store(_)
+                        ) {
+                            ExecutionOutcome::GaveUp { reason }
+                        } else {
+                            ExecutionOutcome::Refused { reason }
+                        };
+                        (outcome, Some(kind))
+                    }
+                };
+                SimStep::Done(Settled {
+                    outcome,
+                    error_kind,
+                    stats,
+                    attempts,
+                })
+            }
+            Step::Finished => SimStep::Finished,
+        }
+    }
+
+    fn on_read(&mut self, id: RequestId, result: Result<ReadResponse, StoreError>, now: Time) {
+        CommandMachine::on_read(self, id, result, now);
+    }
+
+    fn on_append(&mut self, id: RequestId, result: Result<AppendReceipt, StoreError>, now: Time) {
+        CommandMachine::on_append(self, id, result, now);
+    }
+
+    fn on_wake(&mut self, now: Time) {
+        CommandMachine::on_wake(self, now);
+    }
+
+    fn stats(&self) -> &ExecutionStats {
+        CommandMachine::stats(self)
+    }
+
+    fn command_id(&self) -> CommandId {
+        CommandMachine::command_id(self)
+    }
+}
+
+fn error_kind<E>(error: &CommandError<E>) -> &'static str {
+    match error {
+        CommandError::NoStreams => "no_streams",
+        CommandError::UnreadStream { .. } => "unread_stream",
+        CommandError::DiscoveryLimit { .. } => "discovery_limit",
+        CommandError::Domain(_) => "domain",
+        CommandError::Decode(_) => "decode",
+        CommandError::Encode { .. } => "encode",
+        CommandError::RetriesExhausted { .. } => "retries_exhausted",
+        CommandError::OutcomeUnknown { .. } => "outcome_unknown",
+        CommandError::DeadlineExceeded { .. } => "deadline_exceeded",
+        CommandError::Store(_) => "store",
+        _ => "other",
+    }
+}

@@ -1,0 +1,119 @@
+//! The simulated store: the real [`MemoryStore`] plus what a server has and
+//! a data structure does not — being down, restarting (an epoch that
+//! invalidates every connection), and, for the canary, a deliberate bug.
+
+use eventcore::{AppendReceipt, AppendRequest, ExpectedVersion, GlobalPosition, ReadRequest, ReadResponse, StoreError};
+use eventcore_memory::MemoryStore;
+use std::fmt;
+use std::str::FromStr;
+
+/// A deliberately broken store, used only to prove that the checker and the
+/// sweep catch a real bug. Never enabled unless asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Canary {
+    /// Skips the expected-version check on the last stream of an append (a
+    /// classic off-by-one in a loop over streams).
+    SkipLastConflictCheck,
+}
+
+impl Canary {
+    /// The command-line name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Canary::SkipLastConflictCheck => "skip-last-conflict-check",
+        }
+    }
+}
+
+impl fmt::Display for Canary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An unknown canary name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown canary `{0}` (expected skip-last-conflict-check)")]
+pub struct UnknownCanary(pub String);
+
+impl FromStr for Canary {
+    type Err = UnknownCanary;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "skip-last-conflict-check" => Ok(Canary::SkipLastConflictCheck),
+            other => Err(UnknownCanary(other.to_owned())),
+        }
+    }
+}
+
+/// The store as the simulator sees it.
+#[derive(Debug, Default)]
+pub struct SimStore {
+    data: MemoryStore,
+    canary: Option<Canary>,
+    up: bool,
+    epoch: u64,
+}
+
+impl SimStore {
+    /// A running, empty store, optionally broken on purpose.
+    pub fn new(canary: Option<Canary>) -> Self {
+        SimStore {
+            data: MemoryStore::new(),
+            canary,
+            up: true,
+            epoch: 0,
+        }
+    }
+
+    /// Whether it accepts connections.
+    pub fn is_up(&self) -> bool {
+        self.up
+    }
+
+    /// Changes with every restart; a message from an older epoch belongs to
+    /// a connection that no longer exists.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Goes down: every connection dies. Committed data is kept.
+    pub fn crash(&mut self) {
+        self.up = false;
+        self.epoch += 1;
+    }
+
+    /// Comes back up.
+    pub fn restart(&mut self) {
+        self.up = true;
+    }
+
+    /// The data.
+    pub fn data(&self) -> &MemoryStore {
+        &self.data
+    }
+
+    /// The last committed position.
+    pub fn last_position(&self) -> GlobalPosition {
+        self.data.last_position()
+    }
+
+    /// Answers a read.
+    pub fn read(&self, request: &ReadRequest) -> Result<ReadResponse, StoreError> {
+        self.data.read(request)
+    }
+
+    /// Answers an append (through the canary's bug, if one is enabled).
+    pub fn append(&mut self, request: &AppendRequest) -> Result<AppendReceipt, StoreError> {
+        match self.canary {
+            None => self.data.append(request),
+            Some(Canary::SkipLastConflictCheck) => {
+                let mut broken = request.clone();
+                if let Some(last) = broken.streams.last_mut() {
+                    last.expected = ExpectedVersion::Any;
+                }
+                self.data.append(&broken)
+            }
+        }
+    }
+}

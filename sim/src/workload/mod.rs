@@ -1,0 +1,242 @@
+//! What the simulated clients ask for. Every parameter is drawn from the
+//! workload's own random stream, so the same seed issues the same commands
+//! whatever the fault menu.
+
+pub mod bank;
+pub mod shop;
+
+use crate::check::DomainModel;
+use crate::exec::Execution;
+use crate::rng::SimRng;
+use eventcore::{CommandMachine, ExecutionContext, ExecutionPolicy, StreamId, Time};
+use std::fmt;
+
+/// `prefix` + `n` as a stream id.
+pub(crate) fn stream(prefix: &str, n: u32) -> StreamId {
+    // A short ASCII prefix and digits always satisfy the stream-id rules.
+    StreamId::new(format!("{prefix}{n}")).unwrap_or_else(|_| unreachable!("`{prefix}<n>` is a valid stream id"))
+}
+
+/// One command a client can issue. Cloneable so that a restarted client can
+/// re-execute it with the same command id.
+#[derive(Clone, Debug)]
+pub enum Job {
+    /// Open an account (setup).
+    Open(bank::OpenAccount),
+    /// A transfer.
+    Transfer(bank::Transfer),
+    /// List a product (setup).
+    AddProduct(shop::AddProduct),
+    /// Place an order.
+    Place(shop::PlaceOrder),
+    /// Cancel an order (dynamic discovery).
+    Cancel(shop::CancelOrder),
+}
+
+impl Job {
+    /// Starts one execution of this job.
+    pub fn start(
+        &self,
+        policy: ExecutionPolicy,
+        context: ExecutionContext,
+        now: Time,
+        seed: u64,
+    ) -> Box<dyn Execution> {
+        match self {
+            Job::Open(c) => Box::new(CommandMachine::new(c.clone(), policy, context, now, seed)),
+            Job::Transfer(c) => Box::new(CommandMachine::new(c.clone(), policy, context, now, seed)),
+            Job::AddProduct(c) => Box::new(CommandMachine::new(c.clone(), policy, context, now, seed)),
+            Job::Place(c) => Box::new(CommandMachine::new(c.clone(), policy, context, now, seed)),
+            Job::Cancel(c) => Box::new(CommandMachine::new(c.clone(), policy, context, now, seed)),
+        }
+    }
+
+    /// True for the order cancellation, which discovers streams.
+    pub fn discovers(&self) -> bool {
+        matches!(self, Job::Cancel(_))
+    }
+}
+
+impl fmt::Display for Job {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Job::Open(c) => write!(f, "open {} with {}", c.account, c.initial),
+            Job::Transfer(c) => write!(f, "transfer {} -> {}: {}", c.from, c.to, c.amount),
+            Job::AddProduct(c) => write!(f, "add {} with {}", c.product, c.stock),
+            Job::Place(c) => {
+                write!(f, "place {}:", c.order)?;
+                for (p, q) in &c.lines {
+                    write!(f, " {p}x{q}")?;
+                }
+                Ok(())
+            }
+            Job::Cancel(c) => write!(
+                f,
+                "cancel {}{}",
+                c.order,
+                if c.one_at_a_time {
+                    " (one product per round)"
+                } else {
+                    ""
+                }
+            ),
+        }
+    }
+}
+
+/// The shape of a run's workload, drawn per seed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkloadParams {
+    /// Simulated clients.
+    pub clients: u32,
+    /// Commands each client may have in flight at once.
+    pub in_flight: u32,
+    /// Commands each client issues during the safety phase.
+    pub commands_per_client: u32,
+    /// Accounts.
+    pub accounts: u32,
+    /// The first `hot` accounts take `hot_per_mille` of the traffic.
+    pub hot: u32,
+    /// Share of transfers touching a hot account, per mille.
+    pub hot_per_mille: u32,
+    /// Products.
+    pub products: u32,
+    /// Share of shop commands, per mille.
+    pub shop_per_mille: u32,
+}
+
+impl fmt::Display for WorkloadParams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "clients={} in_flight={} commands/client={} accounts={} hot={}@{}‰ products={} shop={}‰",
+            self.clients,
+            self.in_flight,
+            self.commands_per_client,
+            self.accounts,
+            self.hot,
+            self.hot_per_mille,
+            self.products,
+            self.shop_per_mille
+        )
+    }
+}
+
+/// Issues commands.
+pub struct Workload {
+    params: WorkloadParams,
+    rng: SimRng,
+    next_order: u32,
+    placed: Vec<u32>,
+}
+
+impl Workload {
+    /// Draws the parameters from `rng` (the workload stream). `scale`
+    /// multiplies the number of commands per client.
+    pub fn new(mut rng: SimRng, scale: u32) -> Self {
+        let accounts = rng.between(2, 24) as u32;
+        let params = WorkloadParams {
+            clients: rng.between(1, 6) as u32,
+            in_flight: rng.between(1, 4) as u32,
+            commands_per_client: rng.between(4, 16) as u32 * scale.max(1),
+            accounts,
+            hot: rng.between(1, u64::from(accounts.min(3))) as u32,
+            hot_per_mille: rng.between(0, 900) as u32,
+            products: rng.between(1, 8) as u32,
+            shop_per_mille: rng.between(100, 600) as u32,
+        };
+        Workload {
+            params,
+            rng,
+            next_order: 0,
+            placed: Vec::new(),
+        }
+    }
+
+    /// The parameters drawn.
+    pub fn params(&self) -> &WorkloadParams {
+        &self.params
+    }
+
+    /// Commands that set the world up before the clients start.
+    pub fn setup(&mut self) -> Vec<Job> {
+        let mut jobs = Vec::new();
+        for n in 0..self.params.accounts {
+            jobs.push(Job::Open(bank::OpenAccount {
+                account: bank::account(n),
+                initial: self.rng.between(0, 200),
+            }));
+        }
+        for n in 0..self.params.products {
+            jobs.push(Job::AddProduct(shop::AddProduct {
+                product: shop::product(n),
+                stock: self.rng.between(0, 20),
+            }));
+        }
+        jobs
+    }
+
+    /// The next command some client issues.
+    pub fn next_job(&mut self) -> Job {
+        if self.rng.chance(self.params.shop_per_mille) {
+            return self.next_shop_job();
+        }
+        let from = self.pick_account();
+        let mut to = self.pick_account();
+        if to == from {
+            to = (from + 1) % self.params.accounts;
+        }
+        Job::Transfer(bank::Transfer {
+            from: bank::account(from),
+            to: bank::account(to),
+            amount: self.rng.between(1, 60),
+        })
+    }
+
+    fn pick_account(&mut self) -> u32 {
+        if self.rng.chance(self.params.hot_per_mille) {
+            self.rng.below(u64::from(self.params.hot)) as u32
+        } else {
+            self.rng.below(u64::from(self.params.accounts)) as u32
+        }
+    }
+
+    fn next_shop_job(&mut self) -> Job {
+        if !self.placed.is_empty() && self.rng.chance(450) {
+            let pick = self.rng.below(self.placed.len() as u64) as usize;
+            let order = self.placed[pick];
+            // Mostly cancel each order once; sometimes twice, which the
+            // domain must refuse.
+            if self.rng.chance(850) {
+                self.placed.swap_remove(pick);
+            }
+            return Job::Cancel(shop::CancelOrder {
+                order: shop::order(order),
+                one_at_a_time: self.rng.chance(400),
+            });
+        }
+        let order = self.next_order;
+        self.next_order += 1;
+        self.placed.push(order);
+        let count = self.rng.between(1, u64::from(self.params.products.min(4)));
+        let mut products: Vec<u32> = Vec::new();
+        while (products.len() as u64) < count {
+            let p = self.rng.below(u64::from(self.params.products)) as u32;
+            if !products.contains(&p) {
+                products.push(p);
+            }
+        }
+        Job::Place(shop::PlaceOrder {
+            order: shop::order(order),
+            lines: products
+                .into_iter()
+                .map(|p| (shop::product(p), self.rng.between(1, 5)))
+                .collect(),
+        })
+    }
+
+    /// The domain models that check this workload's rules.
+    pub fn models() -> Vec<Box<dyn DomainModel>> {
+        vec![Box::<bank::BankModel>::default(), Box::<shop::ShopModel>::default()]
+    }
+}

@@ -1,0 +1,355 @@
+//! The client side: issuing commands, pumping executions, delivering
+//! responses and timers to them, crashing and restarting.
+
+use super::{Msg, Request, Response, World};
+use crate::actors::{CommandEntry, ExecId, Running};
+use crate::exec::{Settled, SimStep};
+use crate::history::{Attempt, ExecutionOutcome, ExecutionRecord};
+use crate::workload::Job;
+use eventcore::{CommandId, ExecutionContext};
+use std::time::Duration;
+
+impl World {
+    /// A client may issue more commands: it fills its in-flight slots.
+    pub(super) fn think(&mut self, client: usize) {
+        if self.healed_at.is_some() || !self.clients[client].up {
+            return;
+        }
+        while self.clients[client].remaining > 0 && (self.clients[client].running.len() as u32) < self.in_flight {
+            self.clients[client].remaining -= 1;
+            let job = self.workload.next_job();
+            let command = self.new_command(client, job);
+            self.start_execution(command);
+            if !self.clients[client].up {
+                // It crashed while starting (a crash-before-append fault).
+                return;
+            }
+        }
+        if self.clients[client].remaining > 0 {
+            let pause = Duration::from_micros(self.sched.between(100, 10_000));
+            let at = self.clock.after(pause);
+            self.push(at, Msg::Think { client });
+        } else {
+            self.maybe_schedule_heal();
+        }
+    }
+
+    pub(super) fn new_command(&mut self, client: usize, job: Job) -> usize {
+        let mut entropy = [0u8; 10];
+        let a = self.sched.next_u64().to_le_bytes();
+        let b = self.sched.next_u64().to_le_bytes();
+        entropy[..8].copy_from_slice(&a);
+        entropy[8..].copy_from_slice(&b[..2]);
+        let command_id = CommandId::v7(self.now(), entropy);
+        self.commands.push(CommandEntry {
+            job,
+            command_id,
+            client,
+            executions: Vec::new(),
+            running: None,
+        });
+        self.commands.len() - 1
+    }
+
+    /// Starts a (re-)execution of `command` with its command id.
+    pub(super) fn start_execution(&mut self, command: usize) {
+        let now = self.now();
+        let seed = self.sched.next_u64();
+        let exec = self.next_exec;
+        self.next_exec += 1;
+        let started_after = self.store.last_position();
+        let healed = self.healed_at.is_some();
+        let policy = self.active.policy.clone();
+        let entry = &mut self.commands[command];
+        let client = entry.client;
+        let machine = entry
+            .job
+            .start(policy, ExecutionContext::new(entry.command_id), now, seed);
+        entry.executions.push(ExecutionRecord {
+            started_after,
+            healed,
+            attempts: Vec::new(),
+            outcome: ExecutionOutcome::Running,
+        });
+        entry.running = Some(exec);
+        let execution = entry.executions.len() - 1;
+        let label = format!("{}", entry.job);
+        self.clients[client].running.insert(exec);
+        self.execs.insert(
+            exec,
+            Running {
+                client,
+                command,
+                execution,
+                machine,
+                wake: None,
+            },
+        );
+        self.log(format_args!(
+            "c{client} start cmd#{command} run {} x{exec}: {label}",
+            execution + 1
+        ));
+        self.pump(exec);
+    }
+
+    /// Polls an execution until it waits or ends, sending what it asks for.
+    pub(super) fn pump(&mut self, exec: ExecId) {
+        loop {
+            let Some(running) = self.execs.get_mut(&exec) else {
+                return;
+            };
+            let client = running.client;
+            match running.machine.poll() {
+                SimStep::Read(request) => {
+                    self.log(format_args!(
+                        "x{exec} read {} [{}]",
+                        request.id,
+                        request
+                            .streams
+                            .iter()
+                            .map(|s| format!("{}>{}", s.stream, s.after))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    ));
+                    self.send(exec, Request::Read(request));
+                }
+                SimStep::Append(request) => {
+                    let (command, execution) = (running.command, running.execution);
+                    let attempt = Attempt::of(&request);
+                    let record = &mut self.commands[command].executions[execution];
+                    if !record.attempts.contains(&attempt) {
+                        record.attempts.push(attempt);
+                    }
+                    self.log(format_args!(
+                        "x{exec} append {} [{}]",
+                        request.id,
+                        request
+                            .streams
+                            .iter()
+                            .map(|s| format!("{}@{}+{}", s.stream, s.expected, s.events.len()))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    ));
+                    if self.fault(self.active.crash_before_append) {
+                        self.coverage.hit("crash_before_append");
+                        self.crash(client, "between decide and append");
+                        return;
+                    }
+                    self.send(exec, Request::Append(request));
+                }
+                SimStep::Wait(until) => {
+                    if running.wake != Some(until) {
+                        running.wake = Some(until);
+                        self.push(until, Msg::Wake { exec });
+                    }
+                    return;
+                }
+                SimStep::Done(settled) => {
+                    self.settle(exec, settled);
+                    return;
+                }
+                SimStep::Finished => {
+                    self.forget(exec);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn send(&mut self, exec: ExecId, request: Request) {
+        let epoch = self.store.epoch();
+        let delay = self.latency();
+        let at = self.clock.after(delay);
+        self.push(at, Msg::Request { exec, epoch, request });
+    }
+
+    fn forget(&mut self, exec: ExecId) -> Option<Running> {
+        let running = self.execs.remove(&exec)?;
+        self.clients[running.client].running.remove(&exec);
+        self.commands[running.command].running = None;
+        Some(running)
+    }
+
+    fn settle(&mut self, exec: ExecId, settled: Settled) {
+        let Some(running) = self.forget(exec) else { return };
+        let entry = &mut self.commands[running.command];
+        let previous = running
+            .execution
+            .checked_sub(1)
+            .map(|i| entry.executions[i].outcome.clone());
+        let record = &mut entry.executions[running.execution];
+        record.outcome = settled.outcome.clone();
+        let healed_run = record.healed && running.execution > 0;
+        let stats = &settled.stats;
+        let c = &mut self.coverage;
+        if stats.conflicts > 0 && settled.attempts > 1 {
+            c.hit("conflict_retried");
+        }
+        if stats.transient_errors > 0 && settled.attempts > 1 {
+            c.hit("transient_retried");
+        }
+        if stats.discovery_rounds > 0 {
+            c.hit("discovery_ran");
+            if stats.discovery_rounds > 1 {
+                c.hit("discovery_multi_round");
+            }
+            if settled.attempts > 1 || running.execution > 0 {
+                c.hit("discovery_rerun_after_retry");
+            }
+        }
+        c.add("stale_response_ignored", u64::from(stats.ignored_responses));
+        if let ExecutionOutcome::Acknowledged(receipt) = &settled.outcome {
+            if receipt.deduplicated {
+                c.hit("lost_ack_deduplicated");
+            }
+        }
+        if settled.outcome.is_verdict() {
+            match previous {
+                Some(ExecutionOutcome::Crashed) => c.hit("crash_recovered"),
+                Some(ExecutionOutcome::Unknown { .. }) => c.hit("unknown_outcome_resolved"),
+                _ => {}
+            }
+        }
+        if healed_run {
+            c.hit("liveness_reexecution");
+        }
+        if let Some(kind) = settled.error_kind {
+            c.hit(match kind {
+                "domain" => "domain_rejected",
+                "retries_exhausted" => "retries_exhausted",
+                "discovery_limit" => "discovery_limit",
+                "outcome_unknown" => "outcome_unknown_error",
+                "deadline_exceeded" => "deadline_exceeded",
+                _ => "other_error",
+            });
+            if self.active.policy.retry.max_attempts == 1 && matches!(kind, "retries_exhausted" | "outcome_unknown") {
+                c.hit("zero_retries_policy");
+            }
+        }
+        self.log(format_args!(
+            "x{exec} done after {} attempts: {}",
+            settled.attempts,
+            describe(&settled.outcome)
+        ));
+        // A client that was told "unknown" may try again at once with the
+        // same command id; otherwise the liveness phase resolves it.
+        if matches!(settled.outcome, ExecutionOutcome::Unknown { .. })
+            && self.healed_at.is_none()
+            && self.fault(self.plan.reexecute_on_restart)
+        {
+            self.start_execution(running.command);
+        }
+    }
+
+    pub(super) fn on_response(&mut self, exec: ExecId, epoch: u64, response: Response) {
+        if epoch != self.store.epoch() {
+            self.coverage.hit("response_dropped_by_restart");
+            self.log(format_args!("x{exec} response lost: the store restarted"));
+            return;
+        }
+        let now = self.now();
+        let Some(running) = self.execs.get_mut(&exec) else {
+            self.coverage.hit("response_to_gone_execution");
+            self.log(format_args!(
+                "x{exec} response to a finished or crashed execution dropped"
+            ));
+            return;
+        };
+        let before = running.machine.stats().ignored_responses;
+        let id = match response {
+            Response::Read(id, result) => {
+                running.machine.on_read(id, result, now);
+                id
+            }
+            Response::Append(id, result) => {
+                running.machine.on_append(id, result, now);
+                id
+            }
+        };
+        if running.machine.stats().ignored_responses > before {
+            self.log(format_args!("x{exec} ignored stale or duplicate response {id}"));
+        } else {
+            self.log(format_args!("x{exec} took response {id}"));
+        }
+        self.pump(exec);
+    }
+
+    pub(super) fn on_wake(&mut self, exec: ExecId) {
+        let now = self.now();
+        let Some(running) = self.execs.get_mut(&exec) else {
+            return;
+        };
+        if running.wake.is_none_or(|w| w > now) {
+            return;
+        }
+        running.wake = None;
+        running.machine.on_wake(now);
+        self.log(format_args!("x{exec} woke"));
+        self.pump(exec);
+    }
+
+    /// The client process dies: every execution in flight is lost and its
+    /// command's outcome becomes unknown.
+    pub(super) fn crash(&mut self, client: usize, why: &str) {
+        if !self.clients[client].up || self.healed_at.is_some() {
+            return;
+        }
+        self.clients[client].up = false;
+        self.coverage.hit("client_crash");
+        self.log(format_args!("c{client} CRASH ({why})"));
+        let lost: Vec<ExecId> = self.clients[client].running.iter().copied().collect();
+        for exec in lost {
+            if let Some(running) = self.forget(exec) {
+                self.commands[running.command].executions[running.execution].outcome = ExecutionOutcome::Crashed;
+                self.clients[client].orphans.push(running.command);
+            }
+        }
+        let down = Duration::from_micros(self.faults.between(5_000, 300_000));
+        let at = self.clock.after(down);
+        self.push(at, Msg::Restart { client });
+    }
+
+    /// A crashed client comes back and may re-execute what it lost.
+    pub(super) fn restart(&mut self, client: usize) {
+        if self.clients[client].up {
+            return;
+        }
+        self.clients[client].up = true;
+        self.log(format_args!("c{client} restarted"));
+        if self.healed_at.is_some() {
+            return;
+        }
+        let orphans = std::mem::take(&mut self.clients[client].orphans);
+        for command in orphans {
+            if self.commands[command].running.is_none() && self.fault(self.plan.reexecute_on_restart) {
+                self.start_execution(command);
+                if !self.clients[client].up {
+                    return;
+                }
+            }
+        }
+        let now = self.now();
+        self.push(now, Msg::Think { client });
+    }
+}
+
+fn describe(outcome: &ExecutionOutcome) -> String {
+    match outcome {
+        ExecutionOutcome::Acknowledged(receipt) => format!(
+            "committed{} [{}]",
+            if receipt.deduplicated { " (deduplicated)" } else { "" },
+            receipt
+                .streams
+                .iter()
+                .map(|s| format!("{}@{}..={}", s.stream, s.first_version, s.last_version))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        ExecutionOutcome::NothingToDo => "nothing to do".to_owned(),
+        ExecutionOutcome::Refused { reason } => format!("refused: {reason}"),
+        ExecutionOutcome::GaveUp { reason } => format!("gave up: {reason}"),
+        ExecutionOutcome::Unknown { reason } => format!("UNKNOWN: {reason}"),
+        ExecutionOutcome::Crashed => "crashed".to_owned(),
+        ExecutionOutcome::Running => "running".to_owned(),
+    }
+}

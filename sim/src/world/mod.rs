@@ -1,0 +1,348 @@
+//! The simulation loop: one thread, one virtual clock, one queue of timed
+//! messages. Clients send requests to the store over a simulated network;
+//! the fault layer decides, from the fault stream, what happens to each
+//! message; the checker looks at the store after every step.
+//!
+//! A run has two phases. In the **safety** phase the faults of the seed's
+//! plan are active. Once every client has issued its commands, the world
+//! **heals**: no new faults, the store up, every client restarted; after the
+//! network drains, every command whose outcome is still unknown is
+//! re-executed with its command id until it gets a definitive answer. A
+//! command that is still unresolved after [`LIVENESS_BOUND`] is a liveness
+//! violation.
+
+use crate::actors::{Client, CommandEntry, ExecId, Running};
+use crate::check::{Checker, Invariant, Violation};
+use crate::clock::VirtualClock;
+use crate::coverage::Coverage;
+use crate::faults::{FaultPlan, Profile};
+use crate::history::{ExecutionOutcome, History};
+use crate::queue::EventQueue;
+use crate::rng::{Purpose, SimRng};
+use crate::store::{Canary, SimStore};
+use crate::trace::Trace;
+use crate::workload::Workload;
+
+mod client;
+mod phases;
+mod server;
+use eventcore::{AppendReceipt, AppendRequest, ReadRequest, ReadResponse, RequestId, StoreError, Time};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// How long after healing every command must have a definitive outcome.
+pub const LIVENESS_BOUND: Duration = Duration::from_secs(30);
+/// How long the healed network is left to drain before re-executing.
+const DRAIN: Duration = Duration::from_secs(1);
+/// A run that takes more steps than this is stuck (a livelock).
+const MAX_STEPS: u64 = 2_000_000;
+
+/// What to run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimConfig {
+    /// The seed: everything random derives from it.
+    pub seed: u64,
+    /// The fault profile.
+    pub profile: Profile,
+    /// A deliberately broken store (canary runs only).
+    pub canary: Option<Canary>,
+    /// Keep the trace lines (for printing a replay).
+    pub keep_trace: bool,
+    /// Multiplies the commands each client issues.
+    pub scale: u32,
+}
+
+impl SimConfig {
+    /// Seed `seed` under the default profile.
+    pub fn new(seed: u64) -> Self {
+        SimConfig {
+            seed,
+            profile: Profile::Default,
+            canary: None,
+            keep_trace: false,
+            scale: 1,
+        }
+    }
+
+    /// The command line that replays this run.
+    pub fn replay_command(&self) -> String {
+        let mut cmd = format!(
+            "cargo run -p eventcore-sim --release -- --seed {} --profile {}",
+            self.seed, self.profile
+        );
+        if self.scale != 1 {
+            cmd.push_str(&format!(" --scale {}", self.scale));
+        }
+        if let Some(canary) = self.canary {
+            cmd.push_str(&format!(" --canary {canary}"));
+        }
+        cmd
+    }
+}
+
+/// The result of one run.
+#[derive(Debug)]
+pub struct RunReport {
+    /// What ran.
+    pub config: SimConfig,
+    /// The parameters the seed chose (workload and faults), in words.
+    pub parameters: String,
+    /// Hash of the whole trace: equal for equal seeds.
+    pub trace_hash: u64,
+    /// The trace lines, if kept.
+    pub trace: Vec<String>,
+    /// Scheduler steps taken.
+    pub steps: u64,
+    /// Simulated time the run took.
+    pub simulated: Duration,
+    /// Everything broken (empty: the run passed).
+    pub violations: Vec<Violation>,
+    /// Paths exercised.
+    pub coverage: Coverage,
+    /// The recorded history the checker judged.
+    pub history: History,
+}
+
+impl RunReport {
+    /// True when no invariant broke.
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
+
+enum Request {
+    Read(ReadRequest),
+    Append(AppendRequest),
+}
+
+#[derive(Clone)]
+enum Response {
+    Read(RequestId, Result<ReadResponse, StoreError>),
+    Append(RequestId, Result<AppendReceipt, StoreError>),
+}
+
+enum Msg {
+    /// A request arrives at the store.
+    Request { exec: ExecId, epoch: u64, request: Request },
+    /// A response arrives at a client.
+    Response {
+        exec: ExecId,
+        epoch: u64,
+        response: Response,
+    },
+    /// An execution's timer.
+    Wake { exec: ExecId },
+    /// A client may issue more commands.
+    Think { client: usize },
+    /// A client process dies.
+    Crash { client: usize, why: &'static str },
+    /// A crashed client comes back.
+    Restart { client: usize },
+    /// The store goes down (every connection dies).
+    StoreDown,
+    /// The store comes back with its data.
+    StoreUp,
+    /// The clock steps forward.
+    ClockJump { by: Duration },
+    /// The faults stop.
+    Heal,
+    /// Re-execute every command whose outcome is still unknown.
+    Resolve,
+}
+
+/// Runs one seed to the end and checks it.
+///
+/// ```
+/// use eventcore_sim::{run, SimConfig};
+/// let report = run(&SimConfig::new(1));
+/// assert!(report.passed(), "{:?}", report.violations);
+/// assert_eq!(report.trace_hash, run(&SimConfig::new(1)).trace_hash);
+/// ```
+pub fn run(config: &SimConfig) -> RunReport {
+    World::new(config).run()
+}
+
+struct World {
+    config: SimConfig,
+    clock: VirtualClock,
+    queue: EventQueue<Msg>,
+    sched: SimRng,
+    faults: SimRng,
+    net: SimRng,
+    workload: Workload,
+    plan: FaultPlan,
+    active: FaultPlan,
+    store: SimStore,
+    clients: Vec<Client>,
+    in_flight: u32,
+    commands: Vec<CommandEntry>,
+    execs: BTreeMap<ExecId, Running>,
+    next_exec: ExecId,
+    checker: Checker,
+    trace: Trace,
+    coverage: Coverage,
+    heal_scheduled: bool,
+    healed_at: Option<Time>,
+    failed: bool,
+    steps: u64,
+    /// Heal no later than this, whatever the clients are doing.
+    safety_cap: Time,
+    /// Violations the checker cannot see (a stuck run).
+    extra: Vec<Violation>,
+}
+
+impl World {
+    fn new(config: &SimConfig) -> Self {
+        let mut faults = SimRng::new(config.seed, Purpose::Faults);
+        let workload = Workload::new(SimRng::new(config.seed, Purpose::Workload), config.scale);
+        let plan = FaultPlan::choose(config.profile, &mut faults);
+        let params = workload.params().clone();
+        let clients = (0..params.clients)
+            .map(|_| Client {
+                up: true,
+                running: Default::default(),
+                remaining: params.commands_per_client,
+                orphans: Vec::new(),
+            })
+            .collect();
+        World {
+            config: config.clone(),
+            clock: VirtualClock::new(),
+            queue: EventQueue::new(),
+            sched: SimRng::new(config.seed, Purpose::Scheduler),
+            faults,
+            net: SimRng::new(config.seed, Purpose::Network),
+            workload,
+            active: plan.clone(),
+            plan,
+            store: SimStore::new(config.canary),
+            clients,
+            in_flight: params.in_flight,
+            commands: Vec::new(),
+            execs: BTreeMap::new(),
+            next_exec: 0,
+            checker: Checker::new(Workload::models()),
+            trace: Trace::new(config.keep_trace),
+            coverage: Coverage::default(),
+            heal_scheduled: false,
+            healed_at: None,
+            failed: false,
+            steps: 0,
+            extra: Vec::new(),
+            safety_cap: Time::MAX,
+        }
+    }
+
+    fn now(&self) -> Time {
+        self.clock.now()
+    }
+
+    fn log(&mut self, args: std::fmt::Arguments<'_>) {
+        let now = self.clock.now();
+        self.trace.line(now, args);
+    }
+
+    fn push(&mut self, at: Time, msg: Msg) {
+        let tie = self.sched.next_u64();
+        self.queue.push(at, tie, msg);
+    }
+
+    fn parameters(&self) -> String {
+        format!(
+            "seed={} profile={}{} | workload: {} | faults: {}",
+            self.config.seed,
+            self.config.profile,
+            self.config.canary.map(|c| format!(" canary={c}")).unwrap_or_default(),
+            self.workload.params(),
+            self.plan
+        )
+    }
+
+    fn run(mut self) -> RunReport {
+        let parameters = self.parameters();
+        self.log(format_args!("start {parameters}"));
+        self.setup();
+        self.schedule_safety_phase();
+        while !self.failed {
+            let Some((at, msg)) = self.queue.pop() else { break };
+            self.clock.advance_to(at);
+            self.steps += 1;
+            if self.healed_at.is_none() && self.now() >= self.safety_cap {
+                self.heal();
+            }
+            if self.steps > MAX_STEPS {
+                self.violation(Invariant::Liveness, format!("no progress after {MAX_STEPS} steps"));
+                break;
+            }
+            if let Some(healed) = self.healed_at {
+                if self.now() > healed.saturating_add(LIVENESS_BOUND) {
+                    self.log(format_args!("liveness bound reached"));
+                    break;
+                }
+            }
+            self.deliver(msg);
+        }
+        self.finish(parameters)
+    }
+
+    fn finish(mut self, parameters: String) -> RunReport {
+        for running in self.execs.values() {
+            if let Some(entry) = self.commands.get_mut(running.command) {
+                if let Some(record) = entry.executions.get_mut(running.execution) {
+                    record.outcome = ExecutionOutcome::Running;
+                }
+            }
+        }
+        let history = History {
+            events: self.store.data().events().to_vec(),
+            commands: self.commands.iter().map(CommandEntry::record).collect(),
+        };
+        let require_resolved = !self.failed;
+        let checker = std::mem::replace(&mut self.checker, Checker::new(Vec::new()));
+        let mut violations = std::mem::take(&mut self.extra);
+        violations.extend(checker.finish(&history, require_resolved));
+        for v in &violations {
+            self.log(format_args!("VIOLATION {v}"));
+        }
+        self.log(format_args!(
+            "end: {} events, {} commands, {} violations",
+            history.events.len(),
+            history.commands.len(),
+            violations.len()
+        ));
+        RunReport {
+            config: self.config,
+            parameters,
+            trace_hash: self.trace.hash(),
+            trace: self.trace.lines().to_vec(),
+            steps: self.steps,
+            simulated: self.clock.elapsed(),
+            violations,
+            coverage: self.coverage,
+            history,
+        }
+    }
+
+    fn violation(&mut self, invariant: Invariant, detail: String) {
+        self.failed = true;
+        self.extra.push(Violation { invariant, detail });
+    }
+}
+
+impl World {
+    fn deliver(&mut self, msg: Msg) {
+        match msg {
+            Msg::Request { exec, epoch, request } => self.on_request(exec, epoch, request),
+            Msg::Response { exec, epoch, response } => self.on_response(exec, epoch, response),
+            Msg::Wake { exec } => self.on_wake(exec),
+            Msg::Think { client } => self.think(client),
+            Msg::Crash { client, why } => self.crash(client, why),
+            Msg::Restart { client } => self.restart(client),
+            Msg::StoreDown => self.store_down(),
+            Msg::StoreUp => self.store_up(),
+            Msg::ClockJump { by } => self.clock_jump(by),
+            Msg::Heal => self.heal(),
+            Msg::Resolve => self.resolve(),
+        }
+    }
+}
