@@ -2,13 +2,20 @@
 //! conflicts and retries, then audits the store (money conserved, no negative
 //! balance, contiguous versions) and exits non-zero if an invariant fails.
 //!
+//! Runs on the in-memory store, or on PostgreSQL when `DATABASE_URL` is set
+//! (schema `banking_demo`, created on first use; accounts and history persist
+//! across runs, and the audit covers all of it).
+//!
 //! ```text
 //! cargo run --release --example banking -- [--accounts N] [--tasks T] [--transfers K]
+//! DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres cargo run --release --example banking
 //! ```
 
-use eventcore::{CommandError, RecordedEvent};
+use eventcore::{CommandError, EventFilter, GlobalPosition, ReadAllRequest, RecordedEvent};
 use eventcore_examples::bank::{account, Audit, BankError, OpenAccount, Transfer};
+use eventcore_postgres::{PostgresOptions, PostgresStore};
 use eventcore_tokio::{EventStore, Executor, MemoryEventStore};
+use std::num::NonZeroU32;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
@@ -146,6 +153,48 @@ fn report(options: &Options, tally: &Tally, seconds: f64, events: &[RecordedEven
     }
 }
 
+/// Every event in the store, in global order, page by page.
+async fn whole_log<S: EventStore>(store: &S) -> Result<Vec<RecordedEvent>, String> {
+    let mut after = GlobalPosition::START;
+    let mut log = Vec::new();
+    loop {
+        let page = store
+            .read_all(&ReadAllRequest {
+                after,
+                limit: NonZeroU32::new(1_000).unwrap_or(NonZeroU32::MIN),
+                filter: EventFilter::all(),
+            })
+            .await
+            .map_err(|e| format!("reading the log: {e}"))?;
+        if page.events.is_empty() && page.complete_through == after {
+            return Ok(log);
+        }
+        after = page.complete_through;
+        log.extend(page.events);
+    }
+}
+
+/// Runs the demo on `store` and audits it.
+async fn demo<S: EventStore>(store: S, options: &Options) -> ExitCode {
+    let executor = Arc::new(Executor::new(store));
+    let started = Instant::now();
+    let tally = match run(executor.clone(), options).await {
+        Ok(tally) => tally,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    match whole_log(executor.store()).await {
+        Ok(events) => report(options, &tally, seconds, &events),
+        Err(message) => {
+            eprintln!("{message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let options = match parse_options() {
@@ -155,21 +204,34 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    println!(
-        "banking demo on the in-memory store: {} accounts, {} tasks x {} transfers",
-        options.accounts, options.tasks, options.transfers
-    );
-    let store = MemoryEventStore::new();
-    let executor = Arc::new(Executor::new(store.clone()));
-    let started = Instant::now();
-    let tally = match run(executor, &options).await {
-        Ok(tally) => tally,
-        Err(message) => {
-            eprintln!("{message}");
-            return ExitCode::FAILURE;
+    match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.is_empty() => {
+            println!(
+                "banking demo on PostgreSQL (schema banking_demo): {} accounts, {} tasks x {} transfers",
+                options.accounts, options.tasks, options.transfers
+            );
+            let pg_options = PostgresOptions::new(url)
+                .schema("banking_demo")
+                .max_connections(options.tasks.clamp(2, 32));
+            let store = match PostgresStore::connect_with(pg_options).await {
+                Ok(store) => store,
+                Err(error) => {
+                    eprintln!("cannot use PostgreSQL: {error}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            if let Err(error) = store.migrate().await {
+                eprintln!("{error}");
+                return ExitCode::FAILURE;
+            }
+            demo(store, &options).await
         }
-    };
-    let seconds = started.elapsed().as_secs_f64();
-    let events = store.inspect(|s| s.events().to_vec());
-    report(&options, &tally, seconds, &events)
+        _ => {
+            println!(
+                "banking demo on the in-memory store: {} accounts, {} tasks x {} transfers",
+                options.accounts, options.tasks, options.transfers
+            );
+            demo(MemoryEventStore::new(), &options).await
+        }
+    }
 }
