@@ -13,7 +13,7 @@
 //! 1. streams and reads: versions, heads, multi-stream reads, `after`, paging;
 //! 2. atomic multi-stream appends, including pure version checks;
 //! 3. expected versions, and what a conflict reports;
-//! 4. idempotency by command id;
+//! 4. idempotency by command id, and batches of appends;
 //! 5. global order and `read_all` (filters, limits, `complete_through`);
 //! 6. bad input, refused with a typed error and without changing anything;
 //! 7. exact round trip of events and their metadata;
@@ -921,6 +921,73 @@ pub async fn an_invalid_append_does_not_claim_its_command_id<F: StoreFactory>(fa
     assert_eq!(head(&store, &s).await, StreamVersion::new(1));
 }
 
+/// `append_batch` answers each request on its own, in request order: a
+/// conflict or invalid request fails only itself, a repeated command id is
+/// deduplicated, and each request stays atomic across its streams.
+pub async fn a_batch_gives_each_request_its_own_outcome<F: StoreFactory>(factory: F) {
+    let store = factory.fresh().await;
+    let (a, b, c, d) = (
+        stream("batch-a"),
+        stream("batch-b"),
+        stream("batch-c"),
+        stream("batch-d"),
+    );
+    let earlier = Append::new().to(&b, ExpectedVersion::NoStream, 1).build();
+    let earlier_receipt = commit(&store, &earlier).await;
+    assert!(
+        store.append_batch(&[]).await.is_empty(),
+        "an empty batch has no outcomes"
+    );
+
+    let batch = [
+        Append::new().to(&a, ExpectedVersion::NoStream, 2).build(),
+        // Writes to `d`, but conflicts on `b`: nothing of it may land.
+        Append::new()
+            .to(&d, ExpectedVersion::NoStream, 1)
+            .to(&b, ExpectedVersion::NoStream, 1)
+            .build(),
+        Append::new().check(&c, ExpectedVersion::Any).build(),
+        earlier.clone(),
+        Append::new().to(&c, ExpectedVersion::NoStream, 1).build(),
+    ];
+    let outcomes = store.append_batch(&batch).await;
+    assert_eq!(outcomes.len(), batch.len(), "one outcome per request");
+    let first = outcomes[0].as_ref().expect("an independent request commits");
+    assert!(!first.deduplicated);
+    assert_eq!(first.streams[0].stream, a);
+    assert_conflict(outcomes[1].clone(), &b, ExpectedVersion::NoStream, 1);
+    assert!(
+        matches!(outcomes[2], Err(StoreError::InvalidAppend(InvalidAppend::NoEvents))),
+        "{:?}",
+        outcomes[2]
+    );
+    let repeat = outcomes[3]
+        .as_ref()
+        .expect("a repeated command id is answered with its receipt");
+    assert!(repeat.deduplicated && repeat.same_commit(&earlier_receipt));
+    let last = outcomes[4]
+        .as_ref()
+        .expect("a request after failed neighbours still commits");
+    assert_eq!(last.streams[0].stream, c);
+
+    let slices = read(&store, &[a.clone(), b.clone(), c.clone(), d.clone()]).await;
+    let heads: Vec<u64> = slices.iter().map(|s| s.head.get()).collect();
+    assert_eq!(
+        heads,
+        vec![2, 1, 1, 0],
+        "a, b (untouched), c, d (the conflicting request left nothing)"
+    );
+    for (outcome, request) in outcomes.iter().zip(&batch) {
+        if let Ok(receipt) = outcome {
+            assert_eq!(
+                receipt.command_id,
+                request.command_id(),
+                "outcomes are in request order"
+            );
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // 5. Global order and read_all
 // ---------------------------------------------------------------------------
@@ -1812,6 +1879,7 @@ macro_rules! conformance_suite {
             a_repeated_command_id_with_other_events_writes_nothing,
             a_repeated_command_id_with_stale_versions_is_deduplicated,
             an_invalid_append_does_not_claim_its_command_id,
+            a_batch_gives_each_request_its_own_outcome,
             positions_increase_in_commit_order_across_streams,
             read_all_returns_the_events_after_a_position,
             read_all_limit_counts_matching_events,
