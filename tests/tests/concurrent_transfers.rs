@@ -107,7 +107,7 @@ struct Report {
     store: MemoryEventStore,
 }
 
-async fn run_transfers(faulty: bool) -> Report {
+async fn run_transfers(faulty: bool, cached: bool) -> Report {
     let store = Contended::new(faulty);
     let policy = ExecutionPolicy::default().with_retry(RetryPolicy {
         max_attempts: 60,
@@ -115,7 +115,11 @@ async fn run_transfers(faulty: bool) -> Report {
         multiplier: 2,
         max_backoff: Duration::from_millis(2),
     });
-    let executor = Arc::new(Executor::new(store.clone()).with_policy(policy));
+    let mut executor = Executor::new(store.clone()).with_policy(policy);
+    if cached {
+        executor = executor.with_stream_cache(10_000);
+    }
+    let executor = Arc::new(executor);
     let opener = Executor::new(store.inner.clone());
     for n in 1..=ACCOUNTS {
         opener
@@ -237,7 +241,7 @@ fn audit(report: &Report) -> (usize, u32) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_transfers_conserve_money_and_commit_exactly_once() {
-    let report = run_transfers(false).await;
+    let report = run_transfers(false, false).await;
     assert_eq!(report.outcomes.len(), TASKS as usize * TRANSFERS_EACH);
     assert!(
         !report.outcomes.iter().any(|(_, o)| matches!(o, Outcome::Unknown)),
@@ -253,7 +257,7 @@ async fn concurrent_transfers_conserve_money_and_commit_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_transfers_through_a_faulty_store_still_commit_at_most_once() {
-    let report = run_transfers(true).await;
+    let report = run_transfers(true, false).await;
     let (committed, _) = audit(&report);
     assert!(committed > 0, "some transfers went through despite the faults");
     let resent = report
@@ -262,4 +266,16 @@ async fn concurrent_transfers_through_a_faulty_store_still_commit_at_most_once()
         .filter(|(_, o)| matches!(o, Outcome::Committed(r, _) if r.deduplicated))
         .count();
     assert!(resent > 0, "some commits were found again after a lost acknowledgement");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_transfers_with_a_stream_cache_keep_every_invariant() {
+    // The cache lets commands skip reads; a stale entry must only ever cost
+    // a conflict, never a wrong decision.
+    let report = run_transfers(false, true).await;
+    let (committed, _) = audit(&report);
+    assert!(committed > 0);
+    let faulty = run_transfers(true, true).await;
+    let (committed, _) = audit(&faulty);
+    assert!(committed > 0);
 }
