@@ -321,6 +321,12 @@ struct Run {
     /// The machine's streams at the end, in the order first requested.
     streams: Vec<StreamId>,
     store: MemoryStore,
+    /// Events of the command id already in the store before this run (an
+    /// earlier execution's commit, when re-executing).
+    own_before: usize,
+    /// Whether the machine re-sent events already stored (it found its own
+    /// earlier commit and asked for the original receipt).
+    settled: bool,
     /// Contract breaches seen while driving.
     violations: Vec<String>,
 }
@@ -367,6 +373,12 @@ fn drive_on(scenario: &Scenario, mut store: MemoryStore, actions: &[Action], wit
     let all_streams = scenario.all_streams();
     let max_attempts = scenario.max_attempts;
 
+    let own_before = store
+        .events()
+        .iter()
+        .filter(|e| e.metadata.command_id == scenario.command_id())
+        .count();
+    let mut settled = false;
     let mut now = start();
     let mut actions = actions.iter();
     let mut history: Vec<Response> = Vec::new();
@@ -453,6 +465,7 @@ fn drive_on(scenario: &Scenario, mut store: MemoryStore, actions: &[Action], wit
                             .first()
                             .and_then(stored_version)
                             .map(|v| ExpectedVersion::Exact(StreamVersion::new(v.get() - 1)));
+                        settled |= settle_pin.is_some();
                         let pin = settle_pin.or(heads.get(&entry.stream).map(|&h| ExpectedVersion::from_read(h)));
                         match heads.get(&entry.stream) {
                             None => violations.push(format!("append to unread stream `{}`", entry.stream)),
@@ -544,6 +557,8 @@ fn drive_on(scenario: &Scenario, mut store: MemoryStore, actions: &[Action], wit
         outcome,
         streams: machine.streams().cloned().collect(),
         store,
+        own_before,
+        settled,
         violations,
     }
 }
@@ -612,8 +627,11 @@ fn check_run(scenario: &Scenario, run: &Run, first: bool) -> Result<(), TestCase
         Err(_) => {}
     }
 
-    // Commits: exactly once on success, at most once when unknown, never
-    // otherwise.
+    // Commits: exactly once on success, at most once when unknown, and
+    // nothing new otherwise. (A re-execution that fails before it could
+    // read, say after exhausting its retries on reads, does not learn about
+    // an earlier commit under its command id, so "nothing written" holds for
+    // this execution only.)
     match &run.outcome {
         Ok(done) => {
             let receipt = done.appended.as_ref().expect("the probe always emits");
@@ -632,7 +650,15 @@ fn check_run(scenario: &Scenario, run: &Run, first: bool) -> Result<(), TestCase
         Err(error) if error.may_have_committed() => {
             prop_assert!(ours.is_empty() || ours.len() == declared.len(), "{} events", ours.len());
         }
-        Err(error) => prop_assert!(ours.is_empty(), "{error:?} but {} events were written", ours.len()),
+        Err(error) => prop_assert_eq!(ours.len(), run.own_before, "{:?} but events were written", error),
+    }
+
+    // Once the machine has seen its own commit, no failure may claim that
+    // nothing was written.
+    if run.settled {
+        if let Err(error) = &run.outcome {
+            prop_assert!(error.may_have_committed(), "{:?} after finding its own commit", error);
+        }
     }
 
     // Discovery.
@@ -694,6 +720,11 @@ proptest! {
         if let Err(error) = &run.outcome {
             if error.may_have_committed() {
                 let earlier = run.store.receipt(&scenario.command_id()).cloned();
+                // A re-execution under the same faults keeps every promise
+                // (a failed settle must still say "may have committed")...
+                let faulty = drive_on(&scenario, run.store.clone(), &scenario.actions, true);
+                check_run(&scenario, &faulty, false)?;
+                // ...and a fault-free one settles it.
                 let again = drive_on(&scenario, run.store.clone(), &[], false);
                 check_run(&scenario, &again, false)?;
                 let done = again.outcome.as_ref().expect("a fault-free re-execution succeeds");
@@ -705,6 +736,20 @@ proptest! {
                     }
                     None => prop_assert!(!receipt.deduplicated),
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn re_executing_a_committed_command_under_faults_never_commits_twice(scenario in scenario()) {
+        let first = drive_on(&scenario, scenario.initial_store(), &[], false);
+        if let Ok(Executed { appended: Some(original), .. }) = &first.outcome {
+            let again = drive_on(&scenario, first.store.clone(), &scenario.actions, true);
+            check_run(&scenario, &again, false)?;
+            prop_assert_eq!(again.events_of(scenario.command_id()).len(), scenario.declared().len());
+            if let Ok(done) = &again.outcome {
+                let receipt = done.appended.as_ref().expect("appended");
+                prop_assert!(receipt.deduplicated && receipt.same_commit(original));
             }
         }
     }
