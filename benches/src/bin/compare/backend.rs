@@ -1,0 +1,57 @@
+//! Which store the EventCore side runs on.
+
+use crate::{Config, Row};
+use eventcore_postgres::{PostgresOptions, PostgresStore};
+use eventcore_tokio::{EventStore, MemoryEventStore};
+use std::future::Future;
+
+/// The store used when `--store` is not given.
+pub const DEFAULT: &str = "postgres";
+
+/// Makes fresh stores for the EventCore side.
+pub trait Backend {
+    /// The store.
+    type Store: EventStore + Clone;
+
+    /// A fresh, empty store in `schema` with up to `connections` connections.
+    fn fresh(&self, schema: &str, connections: u32) -> impl Future<Output = Result<Self::Store, String>>;
+}
+
+/// The in-memory store (validates the harness; ratios mean nothing).
+pub struct Memory;
+
+impl Backend for Memory {
+    type Store = MemoryEventStore;
+
+    async fn fresh(&self, _schema: &str, _connections: u32) -> Result<MemoryEventStore, String> {
+        Ok(MemoryEventStore::new())
+    }
+}
+
+/// `eventcore-postgres` on the same database as the raw floor.
+pub struct Postgres {
+    url: String,
+}
+
+impl Backend for Postgres {
+    type Store = PostgresStore;
+
+    async fn fresh(&self, schema: &str, connections: u32) -> Result<PostgresStore, String> {
+        let options = PostgresOptions::new(&self.url)
+            .schema(schema)
+            .max_connections(connections);
+        let store = PostgresStore::connect_with(options).await.map_err(|e| e.to_string())?;
+        store.drop_schema().await.map_err(|e| e.to_string())?;
+        store.migrate().await.map_err(|e| e.to_string())?;
+        Ok(store)
+    }
+}
+
+/// Runs every workload on the store `cfg.store` names.
+pub async fn run_with(cfg: &Config) -> Result<Vec<Row>, String> {
+    match cfg.store.as_str() {
+        "postgres" => crate::run(cfg, &Postgres { url: cfg.url.clone() }).await,
+        "memory" => crate::run(cfg, &Memory).await,
+        other => Err(format!("unknown store {other}: use postgres or memory")),
+    }
+}

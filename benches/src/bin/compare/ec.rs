@@ -1,0 +1,232 @@
+//! The EventCore side of each workload: the library's own command path
+//! (`Executor::execute`) on any [`EventStore`].
+
+use crate::harness::{Outcome, Rng};
+use eventcore::{
+    decode_recorded, CommandError, EventFilter, Executed, ExpectedVersion, ReadAllRequest, StreamId, Time,
+};
+use eventcore_benches::bank::{account, AccountEvent, OpenAccount, Transfer};
+use eventcore_benches::{append_request, Deposit, DepositMany, Replay, Totals};
+use eventcore_tokio::{EventStore, Executor};
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Events the executors' stream cache may hold.
+pub const CACHE_EVENTS: usize = 1_000_000;
+
+fn outcome<E: std::fmt::Display>(units: u64, result: Result<Executed, CommandError<E>>) -> Outcome {
+    match result {
+        Ok(done) => Outcome {
+            units,
+            conflicts: u64::from(done.stats.conflicts),
+            retries: u64::from(done.attempts.saturating_sub(1)),
+            error: None,
+        },
+        Err(e) => Outcome::failed(e),
+    }
+}
+
+/// W1 client: deposits into its own stream through a shared executor.
+pub struct StreamClient<S> {
+    executor: Arc<Executor<S>>,
+    stream: StreamId,
+}
+
+impl<S: EventStore> StreamClient<S> {
+    /// A client for `stream`.
+    pub fn new(executor: Arc<Executor<S>>, stream: StreamId) -> Self {
+        StreamClient { executor, stream }
+    }
+
+    /// One single-stream command.
+    pub async fn deposit(self) -> (Self, Outcome) {
+        let command = Deposit {
+            account: self.stream.clone(),
+            amount: 1,
+        };
+        let result = self.executor.execute(command).await;
+        (self, outcome(1, result))
+    }
+}
+
+/// W2 client: transfers between random pairs through a shared executor.
+pub struct TransferClient<S> {
+    executor: Arc<Executor<S>>,
+    accounts: Arc<Vec<StreamId>>,
+    rng: Rng,
+}
+
+impl<S: EventStore> TransferClient<S> {
+    /// A client over `accounts`.
+    pub fn new(executor: Arc<Executor<S>>, accounts: Arc<Vec<StreamId>>, seed: u64) -> Self {
+        TransferClient {
+            executor,
+            accounts,
+            rng: Rng::new(seed),
+        }
+    }
+
+    /// Opens accounts `0..n` with `initial` each (setup), returning their ids.
+    pub async fn open_all(executor: &Executor<S>, n: u32, initial: u64) -> Result<Vec<StreamId>, String> {
+        let mut ids = Vec::with_capacity(n as usize);
+        for i in 0..n {
+            let id = account(i);
+            executor
+                .execute(OpenAccount {
+                    account: id.clone(),
+                    initial,
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+            ids.push(id);
+        }
+        Ok(ids)
+    }
+
+    /// One transfer of 1 between a random pair.
+    pub async fn transfer(mut self) -> (Self, Outcome) {
+        let (from, to) = self.rng.pair(self.accounts.len() as u32);
+        let command = Transfer {
+            from: self.accounts[from as usize].clone(),
+            to: self.accounts[to as usize].clone(),
+            amount: 1,
+        };
+        let result = self.executor.execute(command).await;
+        (self, outcome(1, result))
+    }
+}
+
+static REQUESTS: AtomicU64 = AtomicU64::new(1 << 40);
+
+/// Loads `events` into `stream` in appends of at most `per_append` events
+/// (data set setup, straight to the store).
+pub async fn load<S: EventStore>(
+    store: &S,
+    stream: &StreamId,
+    events: &[AccountEvent],
+    per_append: usize,
+) -> Result<(), String> {
+    let mut version = 0u64;
+    for chunk in events.chunks(per_append) {
+        let expected = ExpectedVersion::from_read(eventcore::StreamVersion::new(version));
+        let n = REQUESTS.fetch_add(1, Ordering::Relaxed);
+        let request = append_request(stream, expected, chunk, now(), n);
+        store.append(&request).await.map_err(|e| e.to_string())?;
+        version += chunk.len() as u64;
+    }
+    Ok(())
+}
+
+fn now() -> Time {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    Time::from_unix_nanos(nanos)
+}
+
+/// W3: folds one whole stream through the command path (an executor
+/// without a stream cache, so every replay reads the stream).
+pub async fn replay_stream<S: EventStore>(executor: &Executor<S>, stream: &StreamId, events: u64) -> Outcome {
+    let result = executor.execute(Replay { stream: stream.clone() }).await;
+    outcome(events, result)
+}
+
+/// W3: folds the whole store from position 0 through `read_all`, in pages
+/// of `page` events.
+pub async fn replay_all<S: EventStore>(store: &S, page: NonZeroU32) -> Result<Totals, String> {
+    let mut totals = Totals::default();
+    let mut after = eventcore::GlobalPosition::START;
+    loop {
+        let request = ReadAllRequest {
+            after,
+            limit: page,
+            filter: EventFilter::all(),
+        };
+        let response = store.read_all(&request).await.map_err(|e| e.to_string())?;
+        for recorded in &response.events {
+            let event: AccountEvent = decode_recorded(recorded).map_err(|e| e.to_string())?;
+            totals.apply(&event);
+        }
+        let full = response.events.len() == page.get() as usize;
+        after = response
+            .events
+            .last()
+            .map_or(response.complete_through, |e| e.position)
+            .max(response.complete_through);
+        if !full {
+            return Ok(totals);
+        }
+    }
+}
+
+/// W4 client through the command path: one command appends `count` events.
+pub struct BatchClient<S> {
+    executor: Arc<Executor<S>>,
+    stream: StreamId,
+    count: usize,
+}
+
+impl<S: EventStore> BatchClient<S> {
+    /// A writer of `stream`.
+    pub fn new(executor: Arc<Executor<S>>, stream: StreamId, count: usize) -> Self {
+        BatchClient {
+            executor,
+            stream,
+            count,
+        }
+    }
+
+    /// One command appending `count` events.
+    pub async fn append(self) -> (Self, Outcome) {
+        let command = DepositMany {
+            account: self.stream.clone(),
+            count: self.count,
+        };
+        let result = self.executor.execute(command).await;
+        let units = self.count as u64;
+        (self, outcome(units, result))
+    }
+}
+
+/// W4 straight to the store (no command): the sole writer appends `count`
+/// events per request at the version it knows.
+pub struct DirectWriter<S> {
+    store: Arc<S>,
+    stream: StreamId,
+    version: u64,
+    count: usize,
+}
+
+impl<S: EventStore> DirectWriter<S> {
+    /// A writer of an empty `stream`.
+    pub fn new(store: Arc<S>, stream: StreamId, count: usize) -> Self {
+        DirectWriter {
+            store,
+            stream,
+            version: 0,
+            count,
+        }
+    }
+
+    /// One append of `count` events.
+    pub async fn append(mut self) -> (Self, Outcome) {
+        let events = vec![AccountEvent::Deposited { amount: 1 }; self.count];
+        let expected = ExpectedVersion::from_read(eventcore::StreamVersion::new(self.version));
+        let request = append_request(
+            &self.stream,
+            expected,
+            &events,
+            now(),
+            REQUESTS.fetch_add(1, Ordering::Relaxed),
+        );
+        match self.store.append(&request).await {
+            Ok(_) => {
+                self.version += self.count as u64;
+                let units = self.count as u64;
+                (self, Outcome::done(units))
+            }
+            Err(e) => (self, Outcome::failed(e)),
+        }
+    }
+}
