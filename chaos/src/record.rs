@@ -102,6 +102,7 @@ struct Inner {
     /// Appends sent by executions still running, by command id.
     in_flight: HashMap<CommandId, Vec<Attempt>>,
     classes: BTreeMap<OutcomeClass, u64>,
+    deduplicated_acks: u64,
 }
 
 /// Collects the history of a run.
@@ -145,6 +146,9 @@ impl Recorder {
     ) -> (OutcomeClass, bool) {
         let (outcome, class) = classify(result);
         let mut inner = self.lock();
+        if matches!(&outcome, ExecutionOutcome::Acknowledged(receipt) if receipt.deduplicated) {
+            inner.deduplicated_acks += 1;
+        }
         let attempts = inner.in_flight.remove(&command_id).unwrap_or_default();
         *inner.classes.entry(class).or_default() += 1;
         if !inner.commands.contains_key(&command_id) {
@@ -167,6 +171,12 @@ impl Recorder {
     /// Executions per outcome class.
     pub fn classes(&self) -> BTreeMap<OutcomeClass, u64> {
         self.lock().classes.clone()
+    }
+
+    /// Acknowledgements that carried a deduplicated receipt (the command
+    /// had committed on an earlier send whose answer was lost).
+    pub fn deduplicated_acks(&self) -> u64 {
+        self.lock().deduplicated_acks
     }
 
     /// Commands not resolved yet.

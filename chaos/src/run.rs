@@ -8,6 +8,7 @@ use crate::faults::{FaultCounters, FaultKind, FaultMix, FaultReport, FaultRng, F
 use crate::ledger::{owner, Consolidate, LedgerModel, Link};
 use crate::proxy::{BackendPorts, Proxy, ProxyConfig, ProxyError};
 use crate::record::{OutcomeClass, Recorder, RecordingStore};
+use eventcore::{Batch, HandleError, SubscriptionPolicy};
 use eventcore::{
     Command, EventFilter, ExecutionContext, ExecutionPolicy, GlobalPosition, ReadAllRequest, RecordedEvent,
     RetryPolicy, StoreError, StreamId,
@@ -15,7 +16,7 @@ use eventcore::{
 use eventcore_examples::bank::{account, Audit, OpenAccount, Transfer};
 use eventcore_postgres::{PostgresOptions, PostgresStore, SetupError};
 use eventcore_sim::check::{Checker, Violation};
-use eventcore_tokio::{EventStore, Executor};
+use eventcore_tokio::{EventStore, Executor, MemoryCheckpointStore, Runner, Subscriber};
 use sqlx::postgres::{PgConnectOptions, PgPool};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -101,8 +102,12 @@ pub enum ChaosError {
 pub struct SubscriberCheck {
     /// Events delivered.
     pub delivered: usize,
-    /// Reads that failed (and were retried).
+    /// Reads that failed (and were retried), or runner restarts after an
+    /// error.
     pub failed_reads: u64,
+    /// Events delivered again after a restart (at-least-once; allowed only
+    /// after a restart, and only events delivered before).
+    pub redelivered: usize,
     /// Every discrepancy with the store's final log.
     pub problems: Vec<String>,
 }
@@ -131,8 +136,14 @@ pub struct ChaosReport {
     pub violations: Vec<Violation>,
     /// The examples' own `Audit` of the bank (money, versions, negatives).
     pub audit: Vec<String>,
-    /// The subscriber's check.
+    /// The polling subscriber's check (plain `read_all` through the proxy).
     pub subscriber: SubscriberCheck,
+    /// The subscription runner's check (`eventcore_tokio::Runner` with an
+    /// in-memory checkpoint, through the proxy, restarted after errors).
+    pub runner: SubscriberCheck,
+    /// Acknowledgements that carried a deduplicated receipt: the command
+    /// had committed on an earlier send whose answer was lost.
+    pub deduplicated_acks: u64,
 }
 
 impl ChaosReport {
@@ -142,6 +153,7 @@ impl ChaosReport {
             && self.audit.is_empty()
             && self.missing_faults.is_empty()
             && self.subscriber.problems.is_empty()
+            && self.runner.problems.is_empty()
     }
 }
 
@@ -190,15 +202,26 @@ impl fmt::Display for ChaosReport {
         )?;
         writeln!(
             f,
-            "subscriber: {} events delivered, {} failed reads retried: {}",
-            self.subscriber.delivered,
-            self.subscriber.failed_reads,
-            if self.subscriber.problems.is_empty() {
-                "every event once, in global order".to_owned()
-            } else {
-                self.subscriber.problems.join("; ")
-            }
+            "  acknowledged with a deduplicated receipt (committed earlier, answer lost): {}",
+            self.deduplicated_acks
         )?;
+        for (name, check, retried) in [
+            ("polling subscriber", &self.subscriber, "failed reads retried"),
+            ("subscription runner", &self.runner, "restarts after an error"),
+        ] {
+            writeln!(
+                f,
+                "{name}: {} events delivered, {} {retried}, {} redelivered after a restart: {}",
+                check.delivered,
+                check.failed_reads,
+                check.redelivered,
+                if check.problems.is_empty() {
+                    "every event once, in global order".to_owned()
+                } else {
+                    check.problems.join("; ")
+                }
+            )?;
+        }
         writeln!(f, "result: {}", if self.passed() { "PASSED" } else { "FAILED" })
     }
 }
@@ -327,6 +350,7 @@ pub async fn run(config: ChaosConfig, direct: PostgresStore) -> Result<ChaosRepo
     // The subscriber reads through the proxy for the whole run.
     let subscriber_stop = Arc::new(AtomicBool::new(false));
     let subscriber = tokio::spawn(subscribe(store_a.clone(), subscriber_stop.clone()));
+    let runner = tokio::spawn(run_subscription(store_b.clone(), subscriber_stop.clone()));
 
     // The fault schedule.
     let schedule = FaultSchedule::generate(config.seed, config.fault_phase, &config.mix);
@@ -369,7 +393,19 @@ pub async fn run(config: ChaosConfig, direct: PostgresStore) -> Result<ChaosRepo
         Ok(Ok(seen)) => seen,
         _ => (Vec::new(), 0),
     };
-    let subscriber = check_subscriber(&events, &delivered, failed_reads);
+    // A failed read is retried from the same position: no re-delivery is
+    // ever allowed for the poller.
+    let subscriber = SubscriberCheck {
+        failed_reads,
+        ..check_subscriber(&events, &delivered, 0)
+    };
+    let runner = match tokio::time::timeout(Duration::from_secs(60), runner).await {
+        Ok(Ok((delivered, restarts))) => check_subscriber(&events, &delivered, restarts),
+        _ => SubscriberCheck {
+            problems: vec!["the subscription runner did not finish catching up".to_owned()],
+            ..SubscriberCheck::default()
+        },
+    };
 
     let audit = Audit::of(&events).violations;
     let history = recorder.history(events);
@@ -397,6 +433,8 @@ pub async fn run(config: ChaosConfig, direct: PostgresStore) -> Result<ChaosRepo
         violations,
         audit,
         subscriber,
+        runner,
+        deduplicated_acks: recorder.deduplicated_acks(),
     })
 }
 
@@ -633,25 +671,42 @@ async fn subscribe(store: PostgresStore, stop: Arc<AtomicBool>) -> (Vec<Recorded
     (seen, failed)
 }
 
-fn check_subscriber(events: &[RecordedEvent], delivered: &[RecordedEvent], failed_reads: u64) -> SubscriberCheck {
+/// Checks a subscriber's deliveries against the final log: after dropping
+/// re-deliveries (an event at or below a position already delivered, which
+/// must be one delivered before, and is allowed only after a restart), the
+/// deliveries are the log, in order, each once.
+fn check_subscriber(events: &[RecordedEvent], delivered: &[RecordedEvent], restarts: u64) -> SubscriberCheck {
     let mut problems = Vec::new();
-    for pair in delivered.windows(2) {
-        if pair[1].position <= pair[0].position {
-            problems.push(format!(
-                "delivered position {} after {} (out of order or twice)",
-                pair[1].position, pair[0].position
-            ));
-            break;
+    let mut seen = std::collections::BTreeSet::new();
+    let mut unique: Vec<&RecordedEvent> = Vec::with_capacity(delivered.len());
+    let mut redelivered = 0;
+    let mut last = GlobalPosition::START;
+    for event in delivered {
+        if event.position <= last {
+            if !seen.contains(&event.event_id) {
+                problems.push(format!(
+                    "new event {} at position {} delivered after position {} (global order broken)",
+                    event.event_id, event.position, last
+                ));
+            }
+            redelivered += 1;
+            continue;
         }
+        last = event.position;
+        seen.insert(event.event_id);
+        unique.push(event);
     }
-    if delivered.len() != events.len() {
+    if redelivered > 0 && restarts == 0 {
+        problems.push(format!("{redelivered} events delivered twice without a restart"));
+    }
+    if unique.len() != events.len() {
         problems.push(format!(
-            "delivered {} events, the store holds {}",
-            delivered.len(),
+            "delivered {} distinct events, the store holds {}",
+            unique.len(),
             events.len()
         ));
     }
-    if let Some((i, (d, e))) = delivered
+    if let Some((i, (d, e))) = unique
         .iter()
         .zip(events)
         .enumerate()
@@ -664,9 +719,63 @@ fn check_subscriber(events: &[RecordedEvent], delivered: &[RecordedEvent], faile
     }
     SubscriberCheck {
         delivered: delivered.len(),
-        failed_reads,
+        failed_reads: restarts,
+        redelivered,
         problems,
     }
+}
+
+/// Collects what a subscription runner delivers.
+struct Collect(Arc<std::sync::Mutex<Vec<RecordedEvent>>>);
+
+impl Subscriber for Collect {
+    async fn handle(&mut self, batch: &Batch) -> Result<(), HandleError> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend(batch.events.iter().cloned());
+        Ok(())
+    }
+}
+
+/// Runs a subscription (the real runner, in-memory checkpoint) through the
+/// proxy until `stop`, restarting it from its checkpoint after an error;
+/// then catches up. Returns what it delivered and how often it restarted.
+async fn run_subscription(store: PostgresStore, stop: Arc<AtomicBool>) -> (Vec<RecordedEvent>, u64) {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let checkpoints = MemoryCheckpointStore::new();
+    let policy = SubscriptionPolicy {
+        poll_interval: Duration::from_millis(50),
+        fetch_timeout: Duration::from_secs(1),
+        ..SubscriptionPolicy::default()
+    };
+    let mut runner = Runner::subscription("chaos", store, checkpoints, Collect(seen.clone())).with_policy(policy);
+    let mut restarts = 0;
+    let stopped = || {
+        let stop = stop.clone();
+        async move {
+            while !stop.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    for _ in 0..1_000 {
+        match runner.run_until(stopped()).await {
+            Ok(_) => break,
+            Err(_) => {
+                restarts += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    for _ in 0..20 {
+        if runner.run_until_caught_up().await.is_ok() {
+            break;
+        }
+        restarts += 1;
+    }
+    let delivered = seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    (delivered, restarts)
 }
 
 /// What the side (non-proxied) fault injector works with.
