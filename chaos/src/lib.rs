@@ -22,7 +22,7 @@
 //! Contributing section and ARCHITECTURE.md ("Chaos and loom").
 //!
 //! [`Executor`]: eventcore_tokio::Executor
-#![allow(clippy::disallowed_methods)] // real clocks and sockets are the point here
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // real clocks, sockets and hash maps are the point here
 
 pub mod faults;
 pub mod ledger;

@@ -7,6 +7,7 @@
 //! from `EVENTCORE_CHAOS_SEED` or the clock, and is printed with the fault
 //! counts and the invariant results. Needs PostgreSQL: skipped with a
 //! notice when it cannot be reached, a failure under `CI=true`.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // real clocks and sockets
 
 use eventcore_chaos::run::{run, ChaosConfig};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

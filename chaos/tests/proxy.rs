@@ -1,6 +1,7 @@
 //! The proxy on its own: byte-exact forwarding, TLS refusal, and each
 //! proxy fault against a tiny fake server speaking just enough of the
 //! PostgreSQL framing; then a lost acknowledgement of a real COMMIT.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // real clocks and sockets
 
 use eventcore_chaos::faults::{FaultCounters, FaultKind};
 use eventcore_chaos::proxy::{Proxy, ProxyConfig};
