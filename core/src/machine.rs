@@ -531,6 +531,12 @@ impl<C: Command> CommandMachine<C> {
 
     /// The next thing to do. Requests are returned once each.
     pub fn poll(&mut self) -> Step<C::Error> {
+        if matches!(self.phase, Phase::ReadDue | Phase::AppendDue(_)) && self.now >= self.deadline {
+            // A response that arrived at or after the overall deadline must
+            // not start new work: no request is ever sent past the deadline.
+            let error = self.deadline_error();
+            self.finish(Err(error));
+        }
         match std::mem::replace(&mut self.phase, Phase::Finished) {
             Phase::ReadDue if !self.cursors.iter().any(|c| c.pending) => {
                 // Every stream is already known (primed from a cache):

@@ -506,6 +506,34 @@ fn a_zero_timeout_fails_before_any_request() {
     assert!(asked.is_empty());
 }
 
+/// Regression: an answer that arrived at or after the overall deadline used
+/// to let the machine decide and send an append past its deadline.
+#[test]
+fn an_answer_arriving_after_the_deadline_starts_no_new_request() {
+    let store = seeded_store();
+    let before = snapshot(&store);
+    let mut m = CommandMachine::new(
+        Touch::new(&["plain"], &["plain"]),
+        ExecutionPolicy::default().with_timeout(Duration::from_millis(20)),
+        context(),
+        start(),
+        7,
+    );
+    let Step::Read(read) = m.poll() else {
+        panic!("reads first")
+    };
+    let late = start().saturating_add(Duration::from_millis(25));
+    m.on_read(read.id, store.read(&read), late);
+    match m.poll() {
+        Step::Done(Err(CommandError::DeadlineExceeded {
+            attempts: 1,
+            last: None,
+        })) => {}
+        other => panic!("expected DeadlineExceeded instead of a request past the deadline, got {other:?}"),
+    }
+    assert_eq!(snapshot(&store), before);
+}
+
 #[tokio::test]
 async fn the_executor_reports_a_passed_deadline_without_touching_the_store() {
     let store = MemoryEventStore::new();

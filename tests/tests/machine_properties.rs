@@ -370,6 +370,9 @@ fn drive_on(scenario: &Scenario, mut store: MemoryStore, actions: &[Action], wit
     };
     let context = ExecutionContext::new(scenario.command_id());
     let mut machine = CommandMachine::new(command, scenario.policy(), context, start(), scenario.seed);
+    let deadline = scenario
+        .timeout_ms
+        .map_or(Time::MAX, |ms| start().saturating_add(Duration::from_millis(ms)));
     let all_streams = scenario.all_streams();
     let max_attempts = scenario.max_attempts;
 
@@ -402,6 +405,9 @@ fn drive_on(scenario: &Scenario, mut store: MemoryStore, actions: &[Action], wit
             let step = machine.poll();
             match step {
                 Step::Read(request) => {
+                    if now >= deadline {
+                        violations.push(format!("read emitted at {now:?}, past the deadline {deadline:?}"));
+                    }
                     transcript.push(format!("{request:?}"));
                     for append in late.drain(..) {
                         let _ = store.append(&append);
@@ -445,6 +451,9 @@ fn drive_on(scenario: &Scenario, mut store: MemoryStore, actions: &[Action], wit
                     deliver_stale(&mut machine, &action.stale, false, &history, now, with_stale, true);
                 }
                 Step::Append(request) => {
+                    if now >= deadline {
+                        violations.push(format!("append emitted at {now:?}, past the deadline {deadline:?}"));
+                    }
                     transcript.push(format!("{request:?}"));
                     let resend = last_append
                         .as_ref()
