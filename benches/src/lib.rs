@@ -8,7 +8,7 @@
 //! Every command uses the bank domain's [`AccountEvent`], so that the raw
 //! floor stores exactly the same event types and payloads.
 
-#![allow(clippy::disallowed_methods)]
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use eventcore::{
     AppendRequest, Command, CommandError, CommandId, Decision, Event, EventId, EventMetadata, Executed,

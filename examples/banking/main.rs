@@ -10,6 +10,7 @@
 //! cargo run --release --example banking -- [--accounts N] [--tasks T] [--transfers K]
 //! DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres cargo run --release --example banking
 //! ```
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // off the simulated path: real clocks and hash maps are fine here (see clippy.toml)
 
 use eventcore::{CommandError, EventFilter, GlobalPosition, ReadAllRequest, RecordedEvent};
 use eventcore_examples::bank::{account, Audit, BankError, OpenAccount, Transfer};

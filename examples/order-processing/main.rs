@@ -16,6 +16,7 @@
 //!
 //! Uses `DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`),
 //! schema `order_processing`.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // off the simulated path: real clocks and hash maps are fine here (see clippy.toml)
 
 use eventcore::{
     decode_recorded, Command, CommandError, Decision, Event, EventFilter, GlobalPosition, ReadAllRequest,

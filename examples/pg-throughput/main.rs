@@ -8,6 +8,7 @@
 //! ```
 //!
 //! Uses `DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`).
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // off the simulated path: real clocks and hash maps are fine here (see clippy.toml)
 
 use eventcore::{
     AppendRequest, CommandError, CommandId, EventId, EventMetadata, EventType, ExpectedVersion, NewEvent, Payload,

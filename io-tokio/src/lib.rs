@@ -4,6 +4,7 @@
 //! [`Executor`] that runs [`eventcore::CommandMachine`]s against a store with
 //! real time, timeouts and backoff, and [`MemoryEventStore`], the in-memory
 //! store for services and tests.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // off the simulated path: real clocks and hash maps are fine here (see clippy.toml)
 
 mod cache;
 mod checkpoint;

@@ -10,7 +10,7 @@
 //! each) so that drift in the machine or the database hits both sides
 //! alike. `DATABASE_URL` defaults to `postgres://postgres@127.0.0.1:5432/postgres`.
 
-#![allow(clippy::disallowed_methods)]
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 mod backend;
 mod ec;

@@ -1,0 +1,41 @@
+//! The canary: a store that skips the expected-version check on the last
+//! stream of an append. The sweep must catch it, and the failure must carry
+//! the command that replays it — and replaying must fail the same way.
+
+use eventcore_sim::sweep::{sweep, SweepConfig};
+use eventcore_sim::{run, Canary};
+
+#[test]
+fn the_sweep_catches_a_store_that_skips_a_conflict_check() {
+    let mut config = SweepConfig::new(0..50);
+    config.canary = Some(Canary::SkipLastConflictCheck);
+    config.stop_at_first = true;
+    let report = sweep(&config);
+    let failure = report.failures.first().expect("the canary must be caught within 50 seeds");
+    let text = failure.to_string();
+    eprintln!("{text}");
+    assert!(
+        text.contains(&format!(
+            "cargo run -p eventcore-sim --release -- --seed {} --profile {} --canary skip-last-conflict-check",
+            failure.config.seed, failure.config.profile
+        )),
+        "{text}"
+    );
+    assert!(text.contains("violated:"), "{text}");
+    assert!(failure.file.as_ref().is_some_and(|f| f.exists()), "trace written");
+    // The replay command reproduces it exactly.
+    let again = run(&failure.config);
+    assert_eq!(
+        again.violations.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        failure.violations
+    );
+}
+
+#[test]
+fn without_the_canary_the_same_seeds_pass() {
+    let report = sweep(&SweepConfig {
+        failure_dir: None,
+        ..SweepConfig::new(0..50)
+    });
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+}
