@@ -8,7 +8,7 @@
 //!
 //! Run with `cargo bench -p eventcore-benches --bench core`.
 
-#![allow(clippy::disallowed_methods, missing_docs)]
+#![allow(clippy::disallowed_methods, clippy::disallowed_types, missing_docs)]
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use eventcore::{

@@ -6,6 +6,7 @@
 //! store for services and tests.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)] // off the simulated path: real clocks and hash maps are fine here (see clippy.toml)
 
+mod batching;
 mod cache;
 mod checkpoint;
 mod clock;
@@ -19,6 +20,7 @@ mod store;
 mod subscription;
 mod sync;
 
+pub use batching::{BatchingOptions, BatchingStats, BatchingStore};
 pub use cache::StreamCache;
 pub use clock::Clock;
 pub use executor::Executor;

@@ -1,0 +1,170 @@
+//! Append batching (`BatchingStore`) keeps the store contract: the whole
+//! conformance suite through it, on memory and on PostgreSQL, and concurrent
+//! appends where some conflict — each caller gets its own exact outcome.
+
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
+use eventcore::*;
+use eventcore_tests::conformance::append_to;
+use eventcore_tokio::{BatchingOptions, BatchingStore, EventStore, MemoryEventStore};
+use std::time::Duration;
+
+/// Lingering a little makes concurrent appends share batches even on a fast
+/// store, so the tests exercise real groups.
+fn options() -> BatchingOptions {
+    BatchingOptions::default()
+        .linger(Duration::from_millis(2))
+        .max_batch(16)
+}
+
+mod memory {
+    use super::*;
+
+    struct Batching;
+
+    impl eventcore_tests::StoreFactory for Batching {
+        type Store = BatchingStore<MemoryEventStore>;
+
+        async fn fresh(&self) -> Self::Store {
+            BatchingStore::with_options(MemoryEventStore::new(), options())
+        }
+    }
+
+    eventcore_tests::conformance_suite!(Batching);
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_appends_get_their_own_outcomes() {
+        super::contended(BatchingStore::with_options(MemoryEventStore::new(), options())).await;
+    }
+}
+
+mod postgres {
+    use super::*;
+    use eventcore_postgres::PostgresStore;
+    use eventcore_tests::postgres::PostgresFactory;
+
+    struct Batching(PostgresFactory);
+
+    impl eventcore_tests::StoreFactory for Batching {
+        type Store = BatchingStore<PostgresStore>;
+
+        async fn fresh(&self) -> Self::Store {
+            BatchingStore::with_options(eventcore_tests::StoreFactory::fresh(&self.0).await, options())
+        }
+    }
+
+    eventcore_tests::conformance_suite!(Batching(eventcore_tests::postgres_factory!()));
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_appends_get_their_own_outcomes() {
+        let Some(store) = eventcore_tests::postgres::fresh_store("batching").await else {
+            return;
+        };
+        super::contended(BatchingStore::with_options(store.clone(), options())).await;
+        let _ = store.drop_schema().await;
+    }
+}
+
+/// 8 streams with 4 contenders each (all expecting no stream: one wins per
+/// stream, three conflict), 8 appends sent twice at once (one commit, one
+/// deduplicated answer), and 8 appends with bad input, all at the same time.
+async fn contended<S: EventStore>(store: BatchingStore<S>) {
+    let streams: Vec<StreamId> = (0..8)
+        .map(|i| StreamId::new(format!("contended-{i}")).expect("valid"))
+        .collect();
+    let mut tasks = Vec::new();
+    let mut seed = 1u8;
+    for stream in &streams {
+        for _ in 0..4 {
+            let request = append_to(stream, ExpectedVersion::NoStream, 1, seed);
+            seed += 1;
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let outcome = store.append(&request).await;
+                ("contender", request, outcome)
+            }));
+        }
+    }
+    for i in 0..8 {
+        let stream = StreamId::new(format!("twice-{i}")).expect("valid");
+        let request = append_to(&stream, ExpectedVersion::NoStream, 2, seed);
+        seed += 1;
+        for _ in 0..2 {
+            let (store, request) = (store.clone(), request.clone());
+            tasks.push(tokio::spawn(async move {
+                let outcome = store.append(&request).await;
+                ("twice", request, outcome)
+            }));
+        }
+    }
+    for i in 0..8 {
+        let stream = StreamId::new(format!("empty-{i}")).expect("valid");
+        let request = append_to(&stream, ExpectedVersion::Any, 0, seed);
+        seed += 1;
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let outcome = store.append(&request).await;
+            ("invalid", request, outcome)
+        }));
+    }
+    let mut winners = std::collections::BTreeMap::new();
+    let mut twice = std::collections::BTreeMap::<CommandId, Vec<AppendReceipt>>::new();
+    for task in tasks {
+        let (kind, request, outcome) = task.await.expect("task");
+        let stream = request.streams[0].stream.clone();
+        match (kind, outcome) {
+            ("contender", Ok(receipt)) => {
+                assert!(!receipt.deduplicated);
+                assert_eq!(receipt.command_id, request.command_id());
+                assert_eq!(receipt.streams[0].first_version, StreamVersion::new(1));
+                assert!(winners.insert(stream, request.command_id()).is_none(), "two winners");
+            }
+            ("contender", Err(StoreError::Conflict(conflict))) => {
+                assert_eq!(conflict.stream, stream);
+                assert_eq!(conflict.expected, ExpectedVersion::NoStream);
+                assert_eq!(conflict.actual, StreamVersion::new(1));
+            }
+            ("twice", Ok(receipt)) => {
+                assert_eq!(receipt.command_id, request.command_id());
+                twice.entry(receipt.command_id).or_default().push(receipt);
+            }
+            ("invalid", Err(StoreError::InvalidAppend(InvalidAppend::NoEvents))) => {}
+            (kind, outcome) => panic!("{kind} append to {stream}: unexpected {outcome:?}"),
+        }
+    }
+    assert_eq!(
+        winners.len(),
+        streams.len(),
+        "every contended stream has exactly one winner"
+    );
+    assert_eq!(twice.len(), 8);
+    for receipts in twice.values() {
+        assert_eq!(receipts.len(), 2);
+        assert!(
+            receipts[0].same_commit(&receipts[1]),
+            "both answers describe one commit"
+        );
+        assert_eq!(receipts.iter().filter(|r| r.deduplicated).count(), 1);
+    }
+    let mut read_streams = streams.clone();
+    read_streams.extend((0..8).map(|i| StreamId::new(format!("twice-{i}")).expect("valid")));
+    let read = store
+        .read(&ReadRequest::new(RequestId::new(1), read_streams))
+        .await
+        .expect("read");
+    for slice in &read.streams {
+        match winners.get(&slice.stream) {
+            Some(winner) => {
+                assert_eq!(slice.head, StreamVersion::new(1));
+                assert_eq!(slice.events[0].metadata.command_id, *winner);
+            }
+            None => assert_eq!(slice.head, StreamVersion::new(2), "written once, not twice"),
+        }
+    }
+    let stats = store.stats();
+    assert_eq!(stats.appends, 56);
+    assert!(
+        stats.batches < stats.appends,
+        "appends arriving together share batches: {stats:?}"
+    );
+}
