@@ -184,7 +184,9 @@ impl<P: Projection> ProjectionSink<P> {
     fn claimed(&self) -> Result<(&str, FencingToken), CheckpointError> {
         match &self.claimed {
             Some((name, token)) => Ok((name, *token)),
-            None => Err(CheckpointError::Permanent("projection used before it was claimed".into())),
+            None => Err(CheckpointError::Permanent(
+                "projection used before it was claimed".into(),
+            )),
         }
     }
 }
@@ -426,7 +428,9 @@ impl<T: Clone + Send + 'static> ProjectionStore for MemoryReadModel<T> {
                 state: inner.state.clone(),
             }),
             Some((_, current)) => Err(fenced(name, token, *current)),
-            None => Err(CheckpointError::Permanent(format!("projection `{name}` was never claimed"))),
+            None => Err(CheckpointError::Permanent(format!(
+                "projection `{name}` was never claimed"
+            ))),
         }
     }
 
@@ -489,7 +493,10 @@ impl<M: Clone> Serving<M> {
 
     /// The model to read from now.
     pub fn current(&self) -> M {
-        self.current.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+        self.current
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     /// Serves `model` from now on; returns the one it replaces.

@@ -10,8 +10,8 @@
 //! slows its subscription instead of growing memory.
 
 use crate::{
-    CheckpointError, CheckpointStore, Clock, DeadLetter, DeadLetterStore, EventStore, FencingToken, Lease,
-    LeaseError, LeaseStore, NoDeadLetters, NoLease,
+    CheckpointError, CheckpointStore, Clock, DeadLetter, DeadLetterStore, EventStore, FencingToken, Lease, LeaseError,
+    LeaseStore, NoDeadLetters, NoLease,
 };
 use eventcore::{
     Batch, CheckpointMode, ConsumerError, EventFilter, GlobalPosition, HandleError, PoisonEvent, ReadAllResponse,
@@ -109,7 +109,9 @@ impl<C: CheckpointStore, H: Subscriber> Sink for SubscriberSink<C, H> {
 
     async fn save(&mut self, position: GlobalPosition) -> Result<(), CheckpointError> {
         let Some((name, token)) = &self.claimed else {
-            return Err(CheckpointError::Permanent("checkpoint saved before it was claimed".into()));
+            return Err(CheckpointError::Permanent(
+                "checkpoint saved before it was claimed".into(),
+            ));
         };
         self.checkpoints.save(name, *token, position).await
     }
@@ -290,7 +292,12 @@ impl<S: EventStore, K: Sink, L: LeaseStore, D: DeadLetterStore> Runner<S, K, L, 
     /// runs; the others wait in standby and take over when it expires.
     /// `holder` names this instance; `ttl` is how long a dead holder keeps
     /// the lease (renewed every third of it).
-    pub fn with_lease<L2: LeaseStore>(self, leases: L2, holder: impl Into<String>, ttl: Duration) -> Runner<S, K, L2, D> {
+    pub fn with_lease<L2: LeaseStore>(
+        self,
+        leases: L2,
+        holder: impl Into<String>,
+        ttl: Duration,
+    ) -> Runner<S, K, L2, D> {
         Runner {
             name: self.name,
             store: self.store,
@@ -408,7 +415,11 @@ impl<S: EventStore, K: Sink, L: LeaseStore, D: DeadLetterStore> Runner<S, K, L, 
             .await?
         {
             Some(lease) => lease,
-            None => return Err(RunError::LeaseHeld { name: self.name.clone() }),
+            None => {
+                return Err(RunError::LeaseHeld {
+                    name: self.name.clone(),
+                })
+            }
         };
         let result = self.replay_with(&lease).await;
         let _ = self.leases.release(&lease).await;
@@ -416,7 +427,11 @@ impl<S: EventStore, K: Sink, L: LeaseStore, D: DeadLetterStore> Runner<S, K, L, 
     }
 
     async fn replay_with(&mut self, lease: &Lease) -> Result<ReplayReport, RunError> {
-        let checkpoint = self.sink.claim(&self.name, lease.token).await.map_err(RunError::Claim)?;
+        let checkpoint = self
+            .sink
+            .claim(&self.name, lease.token)
+            .await
+            .map_err(RunError::Claim)?;
         let mut report = ReplayReport::default();
         for (n, letter) in self.dead_letters.list(&self.name).await?.into_iter().enumerate() {
             let position = letter.event.position;
@@ -502,10 +517,19 @@ impl<S: EventStore, K: Sink, L: LeaseStore, D: DeadLetterStore> Runner<S, K, L, 
         shutdown: &mut Pin<&mut (impl Future<Output = ()> + Send)>,
         until_caught_up: bool,
     ) -> Result<RunSummary, RunError> {
-        let checkpoint = self.sink.claim(&self.name, lease.token).await.map_err(RunError::Claim)?;
+        let checkpoint = self
+            .sink
+            .claim(&self.name, lease.token)
+            .await
+            .map_err(RunError::Claim)?;
         let seed = mix(self.seed_base ^ self.runs);
-        let mut machine =
-            SubscriptionMachine::new(checkpoint, self.filter.clone(), self.policy.clone(), self.clock.now(), seed);
+        let mut machine = SubscriptionMachine::new(
+            checkpoint,
+            self.filter.clone(),
+            self.policy.clone(),
+            self.clock.now(),
+            seed,
+        );
         self.update(|s| {
             s.state = RunnerState::Running;
             s.token = Some(lease.token);
@@ -733,7 +757,11 @@ fn internal(message: &str) -> RunError {
 }
 
 fn default_holder() -> String {
-    format!("pid-{}-{:x}", std::process::id(), RandomState::new().build_hasher().finish())
+    format!(
+        "pid-{}-{:x}",
+        std::process::id(),
+        RandomState::new().build_hasher().finish()
+    )
 }
 
 fn mix(mut z: u64) -> u64 {
