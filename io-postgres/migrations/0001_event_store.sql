@@ -67,10 +67,12 @@ CREATE TRIGGER events_are_not_truncated
 --
 -- Steps: (1) claim the command id (a concurrent append with the same id waits
 -- here for the first to finish, then finds its receipt); (2) lock every
--- stream head in one fixed order (FOR UPDATE when writing, FOR SHARE for a
--- pure check), creating missing heads at version 0; (3) check every expected
--- version, raising EV001 with "index actual" in DETAIL on the first mismatch
--- in request order; (4) insert the events and advance the heads.
+-- stream head in one fixed order, advancing written heads (UPDATE) and
+-- share-locking checked ones, creating missing heads; (3) check every
+-- expected version, raising EV001 with "index actual" in DETAIL on the first
+-- mismatch in request order (which rolls back everything); (4) insert the
+-- events. Every statement finds its rows by key: the cost does not grow with
+-- the number of streams or events stored.
 CREATE FUNCTION append(
     p_command_id uuid,
     p_metadata jsonb,
@@ -135,17 +137,31 @@ BEGIN
         RETURN;
     END IF;
 
+    -- Lock every head in one global order. A written stream's head is
+    -- advanced right away (UPDATE takes the row lock, and a conflict below
+    -- rolls it back); a checked-only stream is locked FOR SHARE. A missing
+    -- head is created, at its final version when written, else at 0.
     FOR i IN SELECT o.i FROM unnest(p_streams) WITH ORDINALITY AS o(s, i) ORDER BY o.s COLLATE "C" LOOP
         IF p_counts[i] > 0 THEN
-            SELECT h.version INTO v_head FROM streams h WHERE h.stream_id = p_streams[i] FOR UPDATE;
+            UPDATE streams h SET version = h.version + p_counts[i]
+             WHERE h.stream_id = p_streams[i]
+            RETURNING h.version - p_counts[i] INTO v_head;
+            IF NOT FOUND THEN
+                INSERT INTO streams (stream_id, version) VALUES (p_streams[i], p_counts[i])
+                ON CONFLICT (stream_id) DO NOTHING;
+                IF FOUND THEN
+                    v_head := 0;
+                ELSE
+                    -- Created concurrently and committed meanwhile.
+                    UPDATE streams h SET version = h.version + p_counts[i]
+                     WHERE h.stream_id = p_streams[i]
+                    RETURNING h.version - p_counts[i] INTO v_head;
+                END IF;
+            END IF;
         ELSE
             SELECT h.version INTO v_head FROM streams h WHERE h.stream_id = p_streams[i] FOR SHARE;
-        END IF;
-        IF NOT FOUND THEN
-            INSERT INTO streams (stream_id, version) VALUES (p_streams[i], 0) ON CONFLICT (stream_id) DO NOTHING;
-            IF p_counts[i] > 0 THEN
-                SELECT h.version INTO v_head FROM streams h WHERE h.stream_id = p_streams[i] FOR UPDATE;
-            ELSE
+            IF NOT FOUND THEN
+                INSERT INTO streams (stream_id, version) VALUES (p_streams[i], 0) ON CONFLICT (stream_id) DO NOTHING;
                 SELECT h.version INTO v_head FROM streams h WHERE h.stream_id = p_streams[i] FOR SHARE;
             END IF;
         END IF;
@@ -174,11 +190,6 @@ BEGIN
            p_command_id
       FROM unnest(p_event_stream, p_event_ids, p_event_types, p_schema_versions, p_payloads)
            WITH ORDINALITY AS u(s, event_id, event_type, schema_version, payload, k);
-
-    UPDATE streams h
-       SET version = v_heads[o.i] + p_counts[o.i]
-      FROM generate_subscripts(p_streams, 1) AS o(i)
-     WHERE h.stream_id = p_streams[o.i] AND p_counts[o.i] > 0;
 
     RETURN QUERY
     SELECT false, v_xid, v_first,

@@ -24,7 +24,13 @@ use uuid::Uuid;
 const INDEX_BITS: u32 = 20;
 
 /// The embedded migrations, in order.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "event store", include_str!("../migrations/0001_event_store.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "event store", include_str!("../migrations/0001_event_store.sql")),
+    (2, "append batch", include_str!("../migrations/0002_append_batch.sql")),
+];
+
+#[path = "batch.rs"]
+mod batch;
 
 /// The migrations compiled into this crate, as a sqlx migration source.
 #[derive(Debug, Clone, Copy)]
@@ -602,6 +608,11 @@ impl EventStore for PostgresStore {
 
     async fn read_all(&self, request: &ReadAllRequest) -> Result<ReadAllResponse, StoreError> {
         self.bounded(Operation::ReadAll, self.read_all_inner(request)).await
+    }
+
+    /// One round trip and one transaction for the whole group (see `batch.rs`).
+    async fn append_batch(&self, requests: &[AppendRequest]) -> Vec<Result<AppendReceipt, StoreError>> {
+        self.append_group(requests).await
     }
 }
 

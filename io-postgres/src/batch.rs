@@ -1,0 +1,189 @@
+//! Group commit: [`EventStore::append_batch`](eventcore_tokio::EventStore::append_batch)
+//! in one round trip and one transaction.
+//!
+//! The requests go to the server-side function `append_batch()` (migration
+//! 0002) as one set of parallel arrays. It runs each request through
+//! `append()` inside its own subtransaction, so a request that conflicts or
+//! fails rolls back alone while the others commit together, with one WAL
+//! flush for the whole group. Each request keeps everything a single append
+//! has: its own exact conflict (stream, expected, actual), idempotency by
+//! command id (a command id repeated inside one batch is answered with the
+//! first one's receipt), and all-or-nothing across its streams.
+//!
+//! A request that fails with anything other than a version conflict is sent
+//! again on its own, so that its error is mapped exactly as a single append's
+//! (its subtransaction rolled back, so nothing of it was written).
+
+use super::{receipt_from_row, PostgresStore};
+use crate::error::{map_error, Phase};
+use eventcore::{AppendReceipt, AppendRequest, Conflict, ExpectedVersion, Operation, StoreError, StreamVersion};
+use eventcore_tokio::EventStore;
+use sqlx::postgres::PgRow;
+use sqlx::Row;
+
+/// SQLSTATE of a version conflict raised by `append()`.
+const CONFLICT: &str = "EV001";
+
+impl PostgresStore {
+    /// Appends `requests` as one group: one statement, one transaction, one
+    /// outcome per request in request order.
+    pub(super) async fn append_group(&self, requests: &[AppendRequest]) -> Vec<Result<AppendReceipt, StoreError>> {
+        let mut outcomes: Vec<Option<Result<AppendReceipt, StoreError>>> = requests
+            .iter()
+            .map(|r| r.validate(&self.options.limits).err().map(|e| Err(e.into())))
+            .collect();
+        let valid: Vec<usize> = (0..requests.len()).filter(|&i| outcomes[i].is_none()).collect();
+        match valid.as_slice() {
+            [] => {}
+            [only] => outcomes[*only] = Some(self.append(&requests[*only]).await),
+            _ => {
+                let group: Vec<&AppendRequest> = valid.iter().map(|&i| &requests[i]).collect();
+                let mut retry_alone = Vec::new();
+                match self.bounded(Operation::Append, self.send_group(&group)).await {
+                    Ok(rows) if rows.len() == group.len() => {
+                        for ((&index, request), row) in valid.iter().zip(&group).zip(&rows) {
+                            match outcome_from_row(request, row) {
+                                Some(outcome) => outcomes[index] = Some(outcome),
+                                None => retry_alone.push(index),
+                            }
+                        }
+                    }
+                    Ok(rows) => {
+                        let error = StoreError::ContractViolation {
+                            operation: Operation::Append,
+                            message: format!("append_batch answered {} rows for {} appends", rows.len(), group.len()),
+                        };
+                        for &index in &valid {
+                            outcomes[index] = Some(Err(error.clone()));
+                        }
+                    }
+                    Err(error) => {
+                        for &index in &valid {
+                            outcomes[index] = Some(Err(error.clone()));
+                        }
+                    }
+                }
+                for index in retry_alone {
+                    outcomes[index] = Some(self.append(&requests[index]).await);
+                }
+            }
+        }
+        outcomes
+            .into_iter()
+            .map(|o| {
+                o.unwrap_or_else(|| {
+                    Err(StoreError::ContractViolation {
+                        operation: Operation::Append,
+                        message: "append left without an outcome".to_owned(),
+                    })
+                })
+            })
+            .collect()
+    }
+
+    async fn send_group(&self, group: &[&AppendRequest]) -> Result<Vec<PgRow>, StoreError> {
+        let streams: usize = group.iter().map(|r| r.streams.len()).sum();
+        let events: usize = group.iter().map(|r| r.event_count()).sum();
+        let mut command_ids = Vec::with_capacity(group.len());
+        let mut metadata = Vec::with_capacity(group.len());
+        let mut stream_counts = Vec::with_capacity(group.len());
+        let mut event_counts = Vec::with_capacity(group.len());
+        let mut stream_ids = Vec::with_capacity(streams);
+        let mut kinds = Vec::with_capacity(streams);
+        let mut versions = Vec::with_capacity(streams);
+        let mut counts = Vec::with_capacity(streams);
+        let mut event_stream = Vec::with_capacity(events);
+        let mut event_ids = Vec::with_capacity(events);
+        let mut event_types = Vec::with_capacity(events);
+        let mut schema_versions = Vec::with_capacity(events);
+        let mut payloads = Vec::with_capacity(events);
+        for request in group {
+            command_ids.push(request.command_id().as_uuid());
+            metadata.push(sqlx::types::Json(&*request.metadata));
+            stream_counts.push(i32::try_from(request.streams.len()).unwrap_or(i32::MAX));
+            event_counts.push(i32::try_from(request.event_count()).unwrap_or(i32::MAX));
+            for (index, entry) in request.streams.iter().enumerate() {
+                let (kind, version) = match entry.expected {
+                    ExpectedVersion::Any => (0i16, 0i64),
+                    ExpectedVersion::NoStream => (1, 0),
+                    ExpectedVersion::StreamExists => (2, 0),
+                    ExpectedVersion::Exact(v) => (3, i64::try_from(v.get()).unwrap_or(i64::MAX)),
+                };
+                stream_ids.push(entry.stream.as_str());
+                kinds.push(kind);
+                versions.push(version);
+                counts.push(i32::try_from(entry.events.len()).unwrap_or(i32::MAX));
+                for event in &entry.events {
+                    event_stream.push(i32::try_from(index + 1).unwrap_or(i32::MAX));
+                    event_ids.push(event.event_id.as_uuid());
+                    event_types.push(event.event_type.as_str());
+                    // Out of range: the server rejects it, and the request is
+                    // sent again alone, where the single append maps it.
+                    schema_versions.push(i32::try_from(event.schema_version).unwrap_or(-1));
+                    payloads.push(event.payload.as_json());
+                }
+            }
+        }
+        let sql = format!(
+            "SELECT o_ord, o_state, o_message, o_detail, o_deduplicated AS deduplicated, o_xid AS xid, \
+             o_first_index AS first_index, o_stream_ids AS stream_ids, o_first_versions AS first_versions, \
+             o_counts AS counts \
+             FROM \"{}\".append_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            self.options.schema
+        );
+        let mut conn = self.acquire(Operation::Append).await?;
+        sqlx::query(&sql)
+            .bind(&command_ids)
+            .bind(&metadata)
+            .bind(&stream_counts)
+            .bind(&event_counts)
+            .bind(&stream_ids)
+            .bind(&kinds)
+            .bind(&versions)
+            .bind(&counts)
+            .bind(&event_stream)
+            .bind(&event_ids)
+            .bind(&event_types)
+            .bind(&schema_versions)
+            .bind(&payloads)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| map_error(Operation::Append, Phase::Executing, e, None))
+    }
+}
+
+/// The outcome of one request from its row; `None` when it failed with
+/// something other than a version conflict (it is then sent again alone).
+fn outcome_from_row(request: &AppendRequest, row: &PgRow) -> Option<Result<AppendReceipt, StoreError>> {
+    let state: Option<String> = match row.try_get("o_state") {
+        Ok(state) => state,
+        Err(e) => {
+            return Some(Err(StoreError::ContractViolation {
+                operation: Operation::Append,
+                message: e.to_string(),
+            }))
+        }
+    };
+    match state.as_deref() {
+        None => Some(receipt_from_row(request.command_id(), row)),
+        Some(CONFLICT) => {
+            let detail: Option<String> = row.try_get("o_detail").ok().flatten();
+            conflict(request, detail.as_deref()?).map(|c| Err(c.into()))
+        }
+        Some(_) => None,
+    }
+}
+
+/// Rebuilds the conflict from `append()`'s DETAIL, `"<1-based stream index>
+/// <actual version>"`.
+fn conflict(request: &AppendRequest, detail: &str) -> Option<Conflict> {
+    let mut parts = detail.split(' ');
+    let index: usize = parts.next()?.parse().ok()?;
+    let actual: u64 = parts.next()?.parse().ok()?;
+    let entry = request.streams.get(index.checked_sub(1)?)?;
+    Some(Conflict {
+        stream: entry.stream.clone(),
+        expected: entry.expected,
+        actual: StreamVersion::new(actual),
+    })
+}
