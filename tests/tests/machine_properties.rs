@@ -351,6 +351,8 @@ struct Run {
     /// Whether the machine re-sent events already stored (it found its own
     /// earlier commit and asked for the original receipt).
     settled: bool,
+    /// The last append the machine emitted.
+    last_append: Option<AppendRequest>,
     /// Contract breaches seen while driving.
     violations: Vec<String>,
 }
@@ -592,6 +594,7 @@ fn drive_on(scenario: &Scenario, mut store: MemoryStore, actions: &[Action], wit
         store,
         own_before,
         settled,
+        last_append,
         violations,
     }
 }
@@ -691,6 +694,52 @@ fn check_run(scenario: &Scenario, run: &Run, first: bool) -> Result<(), TestCase
     if run.settled {
         if let Err(error) = &run.outcome {
             prop_assert!(error.may_have_committed(), "{:?} after finding its own commit", error);
+        }
+    }
+
+    // The fold: `apply` saw exactly the events read, each once, in global
+    // order. The append pins every stream read to the version its decision
+    // saw, so those events can be found in the store afterwards.
+    if let (Ok(_), true, false) = (&run.outcome, first, run.settled) {
+        let append = run.last_append.as_ref().expect("a success appended");
+        let pinned: BTreeMap<&StreamId, u64> = append
+            .streams
+            .iter()
+            .map(|entry| {
+                let version = match entry.expected {
+                    ExpectedVersion::Exact(v) => v.get(),
+                    ExpectedVersion::NoStream => 0,
+                    other => panic!("the probe never relaxes expectations, got {other}"),
+                };
+                (&entry.stream, version)
+            })
+            .collect();
+        prop_assert_eq!(
+            pinned.keys().copied().collect::<BTreeSet<_>>(),
+            run.streams.iter().collect::<BTreeSet<_>>(),
+            "every stream read is pinned"
+        );
+        let probe = Probe {
+            declared: Vec::new(),
+            refuse: false,
+            rogue: None,
+        };
+        let mut expected = Folded::default();
+        for event in run.store.events() {
+            if pinned.get(&event.stream_id).is_some_and(|&v| event.version.get() <= v) {
+                let decoded = decode_recorded::<Ev>(event).expect("decodes");
+                probe.apply(&mut expected, &event.stream_id, &decoded);
+            }
+        }
+        for event in &ours {
+            let decoded = decode_recorded::<Ev>(event).expect("decodes");
+            prop_assert_eq!(
+                decoded,
+                Ev::Touched {
+                    folded: expected.digest
+                },
+                "the decision folded exactly the events read, in global order"
+            );
         }
     }
 
