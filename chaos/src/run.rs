@@ -533,7 +533,13 @@ async fn client(shared: Arc<Shared>, exec: Arc<Exec>, index: u64) -> Vec<Pending
             Op::Transfer(Transfer {
                 from: account(from as u32),
                 to: account(to as u32),
-                amount: rng.between(1, 30),
+                // Now and then more than an account may hold, so that the
+                // domain refuses (and the checker verifies it wrote nothing).
+                amount: if rng.percent(10) {
+                    rng.between(config.initial_balance / 2, config.initial_balance * 2)
+                } else {
+                    rng.between(1, 30)
+                },
             })
         };
         let id = exec.new_command_id();
