@@ -1850,6 +1850,71 @@ pub async fn a_global_reader_never_misses_or_reorders_events<F: StoreFactory>(fa
     assert_eq!(distinct.len(), seen.len());
 }
 
+/// An append whose future is dropped part-way (as the executor does on a
+/// timeout) leaves all of its events or none, and re-sending it settles the
+/// outcome: afterwards every append is stored exactly once, whole.
+pub async fn a_dropped_append_is_all_or_nothing_and_settled_by_resending<F: StoreFactory>(factory: F) {
+    let store = factory.fresh().await;
+    let streams = [stream("drop-a"), stream("drop-b"), stream("drop-c")];
+    let mut requests = Vec::new();
+    for i in 0..24u64 {
+        let request = Append::new()
+            .to(&streams[0], ExpectedVersion::Any, 2)
+            .to(&streams[1], ExpectedVersion::Any, 1)
+            .to(&streams[2], ExpectedVersion::Any, 3)
+            .build();
+        // Cut the append off after a varying amount of work: never polled,
+        // polled once, or given a few microseconds to a few milliseconds.
+        match i % 4 {
+            0 => drop(store.append(&request)),
+            1 => {
+                let mut future = std::pin::pin!(store.append(&request));
+                let waker = std::task::Waker::noop();
+                let _ = std::future::Future::poll(future.as_mut(), &mut std::task::Context::from_waker(waker));
+            }
+            _ => {
+                let _ =
+                    tokio::time::timeout(std::time::Duration::from_micros(i * i * 10), store.append(&request)).await;
+            }
+        }
+        requests.push(request);
+    }
+    for request in &requests {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            assert!(tries < 1_000, "re-sending never settled");
+            match store.append(request).await {
+                Ok(receipt) => {
+                    assert_eq!(receipt.command_id, request.command_id());
+                    break;
+                }
+                Err(StoreError::Transient { .. }) => tokio::task::yield_now().await,
+                Err(other) => panic!("re-sending a dropped append failed: {other}"),
+            }
+        }
+    }
+    let log = global_log(&store).await;
+    assert_eq!(log.len(), requests.len() * 6, "every append stored exactly once");
+    for request in &requests {
+        let stored: Vec<EventId> = log
+            .iter()
+            .filter(|e| e.metadata.command_id == request.command_id())
+            .map(|e| e.event_id)
+            .collect();
+        let sent: Vec<EventId> = request
+            .streams
+            .iter()
+            .flat_map(|s| s.events.iter().map(|e| e.event_id))
+            .collect();
+        assert_eq!(stored, sent, "append {} is whole, in order", request.command_id());
+    }
+    for slice in read(&store, &streams).await {
+        let expected: Vec<u64> = (1..=slice.head.get()).collect();
+        assert_eq!(versions(&slice), expected, "`{}` is gap-free", slice.stream);
+    }
+}
+
 /// Expands to one `#[tokio::test]` per conformance case for `$factory`.
 #[macro_export]
 macro_rules! conformance_suite {
@@ -1900,6 +1965,7 @@ macro_rules! conformance_suite {
             concurrent_exact_appends_lose_no_update,
             concurrent_appends_with_one_command_id_commit_once,
             concurrent_overlapping_multi_stream_appends_stay_atomic,
+            a_dropped_append_is_all_or_nothing_and_settled_by_resending,
             a_global_reader_never_misses_or_reorders_events,
         );
     };
