@@ -17,8 +17,9 @@
 //! 5. global order and `read_all` (filters, limits, `complete_through`);
 //! 6. bad input, refused with a typed error and without changing anything;
 //! 7. exact round trip of events and their metadata;
-//! 8. concurrency: no lost update, one commit per command id, atomic
-//!    visibility, and a global reader that never misses an event.
+//! 8. concurrency and cancellation: no lost update, one commit per command
+//!    id, atomic visibility, a global reader that never misses an event, and
+//!    appends dropped part-way that are all-or-nothing.
 
 use crate::StoreFactory;
 use eventcore::*;
