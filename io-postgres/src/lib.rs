@@ -37,9 +37,17 @@
 // The driver legitimately uses the clock (timeouts); it is not simulated.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
+mod checkpoint;
+mod dead_letter;
 mod error;
+mod lease;
 mod options;
 mod store;
+mod subscription;
 
 pub use options::{PostgresOptions, SetupError, MAX_EVENTS_PER_TRANSACTION, MAX_SCHEMA_NAME_BYTES};
 pub use store::{Health, PostgresStore};
+pub use checkpoint::{PgCheckpointStore, PgProjectionStore, PgTransaction};
+pub use dead_letter::PgDeadLetterStore;
+pub use lease::PgLeaseStore;
+pub use subscription::{migrate_subscriptions, PgNotifier, NOTIFY_CHANNEL};

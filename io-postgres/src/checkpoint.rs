@@ -1,0 +1,286 @@
+//! Checkpoints and transactional projections on PostgreSQL.
+//!
+//! [`PgCheckpointStore`] keeps at-least-once checkpoints.
+//! [`PgProjectionStore`] is the exactly-once path: a projection writes its
+//! read model through a [`PgTransaction`], and the commit saves the
+//! checkpoint **in the same SQL transaction**, after checking in that
+//! transaction that the writer is still the current holder (the fence in the
+//! checkpoint row, and no newer lease token). A stale holder's transaction
+//! is rolled back, read-model writes included.
+
+use crate::subscription::{store_error, Tables};
+use crate::PostgresStore;
+use eventcore::{GlobalPosition, StoreError};
+use eventcore_tokio::{CheckpointError, CheckpointStore, FencingToken, ProjectionStore};
+use sqlx::postgres::{PgConnection, PgPool};
+use sqlx::{Postgres, Transaction};
+use std::ops::{Deref, DerefMut};
+
+fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn position(raw: i64) -> GlobalPosition {
+    GlobalPosition::new(u64::try_from(raw).unwrap_or(0))
+}
+
+fn checkpoint_error(error: sqlx::Error) -> CheckpointError {
+    from_store_error(store_error(error))
+}
+
+fn from_store_error(error: StoreError) -> CheckpointError {
+    if error.is_retryable() {
+        CheckpointError::Transient(error.to_string())
+    } else {
+        CheckpointError::Permanent(error.to_string())
+    }
+}
+
+/// The SQL shared by both stores.
+#[derive(Clone, Debug)]
+struct Sql {
+    claim: String,
+    fence: String,
+    save: String,
+}
+
+impl Sql {
+    fn new(tables: &Tables) -> Self {
+        let (c, l) = (&tables.checkpoints, &tables.leases);
+        Sql {
+            claim: format!(
+                "INSERT INTO {c} AS c (name, position, fence) VALUES ($1, 0, $2) \
+                 ON CONFLICT (name) DO UPDATE SET fence = EXCLUDED.fence, updated_at = now() \
+                 WHERE c.fence <= EXCLUDED.fence \
+                 RETURNING c.position"
+            ),
+            fence: format!("SELECT fence FROM {c} WHERE name = $1"),
+            // Row-locking update: the fence check and the write are one step,
+            // and the lock is held until the transaction ends. A newer lease
+            // token (a takeover in progress) fences too.
+            save: format!(
+                "UPDATE {c} SET position = greatest(position, $3), updated_at = now() \
+                 WHERE name = $1 AND fence = $2 \
+                   AND NOT EXISTS (SELECT 1 FROM {l} WHERE name = $1 AND token > $2)"
+            ),
+        }
+    }
+}
+
+async fn claim(
+    pool: &PgPool,
+    sql: &Sql,
+    name: &str,
+    token: FencingToken,
+) -> Result<GlobalPosition, CheckpointError> {
+    let row: Option<i64> = sqlx::query_scalar(&sql.claim)
+        .bind(name)
+        .bind(to_i64(token.get()))
+        .fetch_optional(pool)
+        .await
+        .map_err(checkpoint_error)?;
+    match row {
+        Some(raw) => Ok(position(raw)),
+        None => Err(fenced(pool, sql, name, token).await),
+    }
+}
+
+async fn fenced(conn: impl sqlx::PgExecutor<'_>, sql: &Sql, name: &str, token: FencingToken) -> CheckpointError {
+    let current: Option<i64> = sqlx::query_scalar(&sql.fence)
+        .bind(name)
+        .fetch_optional(conn)
+        .await
+        .ok()
+        .flatten();
+    CheckpointError::Fenced {
+        name: name.to_owned(),
+        token,
+        current: FencingToken::new(current.and_then(|c| u64::try_from(c).ok()).unwrap_or(0)),
+    }
+}
+
+/// At-least-once checkpoints in `subscription_checkpoints`.
+///
+/// ```no_run
+/// # async fn demo(store: eventcore_postgres::PostgresStore) {
+/// use eventcore_postgres::PgCheckpointStore;
+/// use eventcore_tokio::{MemoryCheckpointStore, Runner};
+/// let checkpoints = PgCheckpointStore::new(&store);
+/// # let _ = checkpoints;
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct PgCheckpointStore {
+    pool: PgPool,
+    sql: Sql,
+}
+
+impl PgCheckpointStore {
+    /// Checkpoints in `store`'s schema (run
+    /// [`crate::migrate_subscriptions`] first).
+    pub fn new(store: &PostgresStore) -> Self {
+        PgCheckpointStore {
+            pool: store.pool().clone(),
+            sql: Sql::new(&Tables::of(store)),
+        }
+    }
+
+    /// The saved checkpoint of `name`, if any.
+    pub async fn get(&self, name: &str) -> Result<Option<GlobalPosition>, StoreError> {
+        let sql = self.sql.fence.replace("SELECT fence", "SELECT position");
+        let row: Option<i64> = sqlx::query_scalar(&sql)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(row.map(position))
+    }
+}
+
+impl CheckpointStore for PgCheckpointStore {
+    async fn claim(&self, name: &str, token: FencingToken) -> Result<GlobalPosition, CheckpointError> {
+        claim(&self.pool, &self.sql, name, token).await
+    }
+
+    async fn save(&self, name: &str, token: FencingToken, position: GlobalPosition) -> Result<(), CheckpointError> {
+        let done = sqlx::query(&self.sql.save)
+            .bind(name)
+            .bind(to_i64(token.get()))
+            .bind(to_i64(position.get()))
+            .execute(&self.pool)
+            .await
+            .map_err(checkpoint_error)?;
+        if done.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(fenced(&self.pool, &self.sql, name, token).await)
+        }
+    }
+}
+
+/// A projection's read model in the same PostgreSQL database as its
+/// checkpoint: every batch is one SQL transaction (read-model writes, fence
+/// check, checkpoint), hence exactly-once.
+///
+/// ```no_run
+/// # async fn demo(store: eventcore_postgres::PostgresStore) {
+/// use eventcore_postgres::PgProjectionStore;
+/// let read_models = PgProjectionStore::new(&store);
+/// # let _ = read_models;
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct PgProjectionStore {
+    pool: PgPool,
+    sql: Sql,
+}
+
+impl PgProjectionStore {
+    /// Read models and checkpoints in `store`'s database (checkpoints in its
+    /// schema; run [`crate::migrate_subscriptions`] first).
+    pub fn new(store: &PostgresStore) -> Self {
+        PgProjectionStore {
+            pool: store.pool().clone(),
+            sql: Sql::new(&Tables::of(store)),
+        }
+    }
+
+    /// The pool, for reading the read model.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The committed checkpoint of `name`, if any.
+    pub async fn checkpoint(&self, name: &str) -> Result<Option<GlobalPosition>, StoreError> {
+        let sql = self.sql.fence.replace("SELECT fence", "SELECT position");
+        let row: Option<i64> = sqlx::query_scalar(&sql)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(row.map(position))
+    }
+}
+
+/// One batch's SQL transaction. Dereferences to the connection, so a
+/// projection writes with `sqlx::query(...).execute(&mut **tx)`. Dropping it
+/// rolls back.
+#[derive(Debug)]
+pub struct PgTransaction {
+    tx: Transaction<'static, Postgres>,
+    name: String,
+    token: FencingToken,
+}
+
+impl PgTransaction {
+    /// The projection's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The fencing token the transaction carries.
+    pub fn token(&self) -> FencingToken {
+        self.token
+    }
+}
+
+impl Deref for PgTransaction {
+    type Target = PgConnection;
+
+    fn deref(&self) -> &PgConnection {
+        &self.tx
+    }
+}
+
+impl DerefMut for PgTransaction {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        &mut self.tx
+    }
+}
+
+impl ProjectionStore for PgProjectionStore {
+    type Transaction = PgTransaction;
+
+    async fn claim(&self, name: &str, token: FencingToken) -> Result<GlobalPosition, CheckpointError> {
+        claim(&self.pool, &self.sql, name, token).await
+    }
+
+    async fn begin(&self, name: &str, token: FencingToken) -> Result<PgTransaction, CheckpointError> {
+        let mut tx = self.pool.begin().await.map_err(checkpoint_error)?;
+        // Fail fast when already fenced; the commit checks again, under the
+        // row lock.
+        let current: Option<i64> = sqlx::query_scalar(&self.sql.fence)
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(checkpoint_error)?;
+        if current != Some(to_i64(token.get())) {
+            return Err(CheckpointError::Fenced {
+                name: name.to_owned(),
+                token,
+                current: FencingToken::new(current.and_then(|c| u64::try_from(c).ok()).unwrap_or(0)),
+            });
+        }
+        Ok(PgTransaction {
+            tx,
+            name: name.to_owned(),
+            token,
+        })
+    }
+
+    async fn commit(&self, transaction: PgTransaction, checkpoint: GlobalPosition) -> Result<(), CheckpointError> {
+        let PgTransaction { mut tx, name, token } = transaction;
+        let done = sqlx::query(&self.sql.save)
+            .bind(&name)
+            .bind(to_i64(token.get()))
+            .bind(to_i64(checkpoint.get()))
+            .execute(&mut *tx)
+            .await
+            .map_err(checkpoint_error)?;
+        if done.rows_affected() != 1 {
+            drop(tx);
+            return Err(fenced(&self.pool, &self.sql, &name, token).await);
+        }
+        tx.commit().await.map_err(checkpoint_error)
+    }
+}

@@ -1,0 +1,266 @@
+//! Subscriptions on PostgreSQL: the schema they need
+//! ([`migrate_subscriptions`]) and the LISTEN/NOTIFY wake-ups
+//! ([`PgNotifier`]).
+//!
+//! The append path notifies through a trigger installed by
+//! [`migrate_subscriptions`]: after every statement that inserts events,
+//! `pg_notify('eventcore_events', '<schema>:<highest position>')`, which
+//! PostgreSQL delivers when (and only if) the transaction commits.
+//!
+//! [`PgNotifier`] listens on a **dedicated connection**, not one from the
+//! store's pool, and publishes into a `tokio::sync::watch` that runners take
+//! with [`eventcore_tokio::Runner::with_wakeups`]. Notifications are only a
+//! hint: when the listener's connection drops, it reconnects, listens again
+//! and wakes every subscriber so that it fetches (catches up on whatever
+//! committed while nobody listened); and every runner polls at its
+//! [`eventcore::SubscriptionPolicy::poll_interval`] anyway, which also covers
+//! events held back by a transaction that later rolled back (no
+//! notification is sent for those).
+
+use crate::error::{map_error, Phase};
+use crate::PostgresStore;
+use eventcore::{GlobalPosition, Operation, StoreError};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// The channel the trigger notifies.
+pub const NOTIFY_CHANNEL: &str = "eventcore_events";
+
+/// The subscription migrations, in order (versions from 100 up).
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    100,
+    "subscriptions",
+    include_str!("../migrations/0100_subscriptions.sql"),
+)];
+
+/// Qualified names of the subscription tables of one schema.
+#[derive(Clone, Debug)]
+pub(crate) struct Tables {
+    pub(crate) checkpoints: String,
+    pub(crate) leases: String,
+    pub(crate) dead_letters: String,
+}
+
+impl Tables {
+    pub(crate) fn of(store: &PostgresStore) -> Self {
+        let s = &store.options().schema;
+        Tables {
+            checkpoints: format!("\"{s}\".subscription_checkpoints"),
+            leases: format!("\"{s}\".subscription_leases"),
+            dead_letters: format!("\"{s}\".subscription_dead_letters"),
+        }
+    }
+}
+
+/// Maps a sqlx error met outside an append.
+pub(crate) fn store_error(error: sqlx::Error) -> StoreError {
+    map_error(Operation::Other, Phase::Executing, error, None)
+}
+
+/// Creates the subscription tables (checkpoints, leases, dead letters) and
+/// the notify trigger in the store's schema. Run it after
+/// [`PostgresStore::migrate`]; it is idempotent and safe when several
+/// processes start at once (it holds an advisory lock keyed by the schema,
+/// on a connection of its own).
+///
+/// ```no_run
+/// # async fn demo(store: eventcore_postgres::PostgresStore) -> Result<(), eventcore::StoreError> {
+/// store.migrate().await.expect("event store schema");
+/// eventcore_postgres::migrate_subscriptions(&store).await?;
+/// # Ok(()) }
+/// ```
+pub async fn migrate_subscriptions(store: &PostgresStore) -> Result<(), StoreError> {
+    let schema = store.options().schema.clone();
+    let mut conn = sqlx::PgConnection::connect(&store.options().url)
+        .await
+        .map_err(|e| map_error(Operation::Other, Phase::Connecting, e, None))?;
+    let result = async {
+        sqlx::query("SELECT pg_advisory_lock(hashtext('eventcore:subscriptions'), hashtext($1))")
+            .bind(&schema)
+            .execute(&mut conn)
+            .await
+            .map_err(store_error)?;
+        sqlx::query(&format!("SET search_path TO \"{schema}\""))
+            .execute(&mut conn)
+            .await
+            .map_err(store_error)?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS subscription_migrations (\
+               version bigint PRIMARY KEY, description text NOT NULL, \
+               applied_at timestamptz NOT NULL DEFAULT now())",
+        )
+        .execute(&mut conn)
+        .await
+        .map_err(store_error)?;
+        for &(version, description, sql) in MIGRATIONS {
+            let mut tx = conn.begin().await.map_err(store_error)?;
+            let applied: Option<i64> =
+                sqlx::query_scalar("SELECT version FROM subscription_migrations WHERE version = $1")
+                    .bind(version)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(store_error)?;
+            if applied.is_some() {
+                continue;
+            }
+            sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(store_error)?;
+            sqlx::query("INSERT INTO subscription_migrations (version, description) VALUES ($1, $2)")
+                .bind(version)
+                .bind(description)
+                .execute(&mut *tx)
+                .await
+                .map_err(store_error)?;
+            tx.commit().await.map_err(store_error)?;
+        }
+        Ok(())
+    }
+    .await;
+    // Closing the session releases the advisory lock in any case.
+    let _ = conn.close().await;
+    result
+}
+
+/// Counters of a [`PgNotifier`].
+#[derive(Debug, Default)]
+struct Counters {
+    notifications: AtomicU64,
+    reconnects: AtomicU64,
+}
+
+/// LISTEN/NOTIFY wake-ups for the subscribers of one store, on a dedicated
+/// connection. Publishes the highest committed position it was told about
+/// into a watch channel; after the connection dropped and was re-established
+/// it publishes again (same value) so that subscribers catch up. Dropping
+/// the notifier stops it.
+///
+/// ```no_run
+/// # async fn demo(store: eventcore_postgres::PostgresStore) -> Result<(), eventcore::StoreError> {
+/// use eventcore_postgres::PgNotifier;
+/// let notifier = PgNotifier::start(&store).await?;
+/// let wakeups = notifier.subscribe(); // for Runner::with_wakeups
+/// # let _ = wakeups;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct PgNotifier {
+    head: Arc<watch::Sender<GlobalPosition>>,
+    counters: Arc<Counters>,
+    application_name: String,
+    task: JoinHandle<()>,
+}
+
+impl PgNotifier {
+    /// Connects the listener (its own connection) and starts listening.
+    /// Fails if the first connection cannot be made.
+    pub async fn start(store: &PostgresStore) -> Result<PgNotifier, StoreError> {
+        let schema = store.options().schema.clone();
+        let application_name: String = format!("eventcore-listener-{schema}").chars().take(63).collect();
+        let connect = PgConnectOptions::from_str(&store.options().url)
+            .map_err(|e| map_error(Operation::Other, Phase::Connecting, e, None))?
+            .application_name(&application_name)
+            .log_statements(tracing::log::LevelFilter::Trace);
+        // A pool of one connection, owned by the listener alone: sqlx uses
+        // it to reconnect. Never shared with the store's pool.
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .min_connections(0)
+            .max_lifetime(None)
+            .idle_timeout(None)
+            .acquire_timeout(store.options().connect_timeout)
+            .connect_with(connect)
+            .await
+            .map_err(|e| map_error(Operation::Other, Phase::Connecting, e, None))?;
+        let mut listener = PgListener::connect_with(&pool)
+            .await
+            .map_err(|e| map_error(Operation::Other, Phase::Connecting, e, None))?;
+        listener.listen(NOTIFY_CHANNEL).await.map_err(store_error)?;
+        let (head, _) = watch::channel(GlobalPosition::START);
+        let head = Arc::new(head);
+        let counters = Arc::new(Counters::default());
+        let task = tokio::spawn(listen(listener, format!("{schema}:"), head.clone(), counters.clone()));
+        Ok(PgNotifier {
+            head,
+            counters,
+            application_name,
+            task,
+        })
+    }
+
+    /// A receiver for [`eventcore_tokio::Runner::with_wakeups`].
+    pub fn subscribe(&self) -> watch::Receiver<GlobalPosition> {
+        self.head.subscribe()
+    }
+
+    /// Notifications received for this store's schema.
+    pub fn notifications(&self) -> u64 {
+        self.counters.notifications.load(Ordering::Relaxed)
+    }
+
+    /// Times the listener's connection was re-established.
+    pub fn reconnects(&self) -> u64 {
+        self.counters.reconnects.load(Ordering::Relaxed)
+    }
+
+    /// The `application_name` of the listener's connection (to find it in
+    /// `pg_stat_activity`).
+    pub fn application_name(&self) -> &str {
+        &self.application_name
+    }
+}
+
+impl Drop for PgNotifier {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn listen(
+    mut listener: PgListener,
+    prefix: String,
+    head: Arc<watch::Sender<GlobalPosition>>,
+    counters: Arc<Counters>,
+) {
+    let mut failures = 0u32;
+    loop {
+        match listener.try_recv().await {
+            Ok(Some(notification)) => {
+                failures = 0;
+                let Some(position) = notification
+                    .payload()
+                    .strip_prefix(&prefix)
+                    .and_then(|p| p.parse::<u64>().ok())
+                else {
+                    continue;
+                };
+                counters.notifications.fetch_add(1, Ordering::Relaxed);
+                head.send_modify(|h| *h = (*h).max(GlobalPosition::new(position)));
+            }
+            Ok(None) => {
+                // The connection dropped and sqlx re-established it (and
+                // listens again): anything committed meanwhile went
+                // unannounced, so wake everyone to catch up.
+                counters.reconnects.fetch_add(1, Ordering::Relaxed);
+                tracing::info!("notification listener reconnected; waking subscribers");
+                head.send_modify(|_| {});
+            }
+            Err(error) => {
+                failures = failures.saturating_add(1);
+                let backoff = Duration::from_millis(50u64.saturating_mul(1 << failures.min(7)));
+                tracing::warn!(%error, ?backoff, "notification listener lost its connection");
+                tokio::time::sleep(backoff).await;
+                // Reconnect and listen again now (a plain query does it),
+                // then wake everyone to catch up.
+                if sqlx::query("SELECT 1").execute(&mut listener).await.is_ok() {
+                    counters.reconnects.fetch_add(1, Ordering::Relaxed);
+                    head.send_modify(|_| {});
+                }
+            }
+        }
+    }
+}
