@@ -1,5 +1,6 @@
 //! loom model of the executor's stream cache under concurrent record and
-//! snapshot calls: the event bound holds after every call, every snapshot
+//! snapshot calls (a reader, two committers, and the executor's snapshots;
+//! the bound forces evictions): the event bound holds after every call, every snapshot
 //! is a contiguous prefix of its stream from version 1, and the cache's
 //! event count matches what it holds.
 #![cfg(eventcore_loom)]
@@ -51,10 +52,12 @@ fn read(store: &MemoryStore, name: &str, after: u64) -> (ReadRequest, ReadRespon
 }
 
 /// What the threads feed the cache, computed once per iteration on a plain
-/// store: `s1` has 3 events, `s2` has 2 and then a third by an append.
+/// store: `s1` has 3 events and then a fourth by an append, `s2` has 2 and
+/// then a third by an append.
 struct Script {
     s1_full: (ReadRequest, ReadResponse),
     s1_tail: (ReadRequest, ReadResponse),
+    s1_append: (AppendRequest, AppendReceipt),
     s2_full: (ReadRequest, ReadResponse),
     s2_append: (AppendRequest, AppendReceipt),
     truth: MemoryStore,
@@ -69,9 +72,12 @@ fn script() -> Script {
     let s2_full = read(&store, "s2", 0);
     let request = append(3, "s2", 1);
     let receipt = store.append(&request).expect("s2 again");
+    let s1_request = append(4, "s1", 1);
+    let s1_receipt = store.append(&s1_request).expect("s1 again");
     Script {
         s1_full,
         s1_tail,
+        s1_append: (s1_request, s1_receipt),
         s2_full,
         s2_append: (request, receipt),
         truth: store,
@@ -127,12 +133,22 @@ fn cache_stays_bounded_and_prefixes_stay_contiguous() {
                 assert!(cache.cached_events() <= MAX_EVENTS);
             })
         };
+        // A second executor committing to `s1` while the first reads it.
+        let other = {
+            let (cache, script) = (cache.clone(), script.clone());
+            loom::thread::spawn(move || {
+                cache.record_append(&script.s1_append.0, &script.s1_append.1);
+                assert!(cache.cached_events() <= MAX_EVENTS);
+                check_snapshot(&cache, &script.truth, "s1");
+            })
+        };
         // The executor's side: snapshots taken while the others record.
         check_snapshot(&cache, &script.truth, "s1");
         check_snapshot(&cache, &script.truth, "s2");
 
         reader.join().expect("reader");
         writer.join().expect("writer");
+        other.join().expect("other writer");
         let held = check_snapshot(&cache, &script.truth, "s1") + check_snapshot(&cache, &script.truth, "s2");
         assert_eq!(held, cache.cached_events(), "the event count drifted from the entries");
         assert!(held <= MAX_EVENTS);

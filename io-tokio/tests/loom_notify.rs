@@ -106,6 +106,32 @@ fn out_of_order_publication_wakes_the_subscriber() {
     });
 }
 
+/// Two subscribers sharing one head, two writers: every subscriber sees
+/// both events, and no waker is left behind.
+#[test]
+fn every_subscriber_is_woken() {
+    loom::model(|| {
+        let store = MemoryEventStore::new();
+        let writer = {
+            let store = store.clone();
+            loom::thread::spawn(move || {
+                store.append_sync(&append(1, "a")).expect("append 1");
+                store.append_sync(&append(2, "b")).expect("append 2");
+            })
+        };
+        let other = {
+            let store = store.clone();
+            loom::thread::spawn(move || subscribe(&store, 2))
+        };
+        let seen = subscribe(&store, 2);
+        writer.join().expect("writer");
+        let other = other.join().expect("other subscriber");
+        let expected = vec![GlobalPosition::new(1), GlobalPosition::new(2)];
+        assert_eq!((seen, other), (expected.clone(), expected));
+        assert_eq!(store.head().waiters(), 0);
+    });
+}
+
 /// A wait that is dropped before it completes (a subscriber whose poll
 /// timeout fired) unregisters its waker, whatever the interleaving with a
 /// publication.
