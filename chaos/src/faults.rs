@@ -53,11 +53,15 @@ pub enum FaultKind {
     /// An operation failed because no pooled connection came free in time,
     /// observed.
     PoolTimeout,
+    /// A client abandoned an execution mid-flight (its future dropped, as a
+    /// crashing process would) and later re-executed the command with the
+    /// same command id.
+    ClientCrash,
 }
 
 impl FaultKind {
     /// Every kind, in report order.
-    pub const ALL: [FaultKind; 13] = [
+    pub const ALL: [FaultKind; 14] = [
         FaultKind::Latency,
         FaultKind::Jitter,
         FaultKind::SlowRead,
@@ -71,6 +75,7 @@ impl FaultKind {
         FaultKind::StatementTimeout,
         FaultKind::PoolSqueeze,
         FaultKind::PoolTimeout,
+        FaultKind::ClientCrash,
     ];
 
     /// Kinds the proxy injects (armed by the schedule).
@@ -111,6 +116,7 @@ impl FaultKind {
             FaultKind::StatementTimeout => "statement_timeout hit",
             FaultKind::PoolSqueeze => "pool-squeeze",
             FaultKind::PoolTimeout => "pool exhausted (acquire timed out)",
+            FaultKind::ClientCrash => "client crash mid-command (then re-executed)",
         }
     }
 }
@@ -135,9 +141,9 @@ impl fmt::Display for FaultKind {
 /// ```
 #[derive(Debug, Default)]
 pub struct FaultCounters {
-    armed: [AtomicU64; 13],
-    scheduled: [AtomicU64; 13],
-    injected: [AtomicU64; 13],
+    armed: [AtomicU64; 14],
+    scheduled: [AtomicU64; 14],
+    injected: [AtomicU64; 14],
 }
 
 impl FaultCounters {
@@ -259,6 +265,29 @@ pub struct FaultMix {
     /// Per kind, faults per minute (at least one of each listed kind is
     /// scheduled, however short the phase).
     pub per_minute: Vec<(FaultKind, u32)>,
+    /// Percentage of workload commands whose client crashes mid-flight.
+    pub crash_percent: u64,
+}
+
+impl FaultMix {
+    /// The same mix with every rate multiplied by `factor` (a soak's
+    /// "intensity").
+    ///
+    /// ```
+    /// use eventcore_chaos::faults::FaultMix;
+    /// let heavy = FaultMix::default().scaled(3);
+    /// assert_eq!(heavy.per_minute[0].1, FaultMix::default().per_minute[0].1 * 3);
+    /// ```
+    pub fn scaled(&self, factor: u32) -> Self {
+        FaultMix {
+            per_minute: self
+                .per_minute
+                .iter()
+                .map(|(k, n)| (*k, n.saturating_mul(factor)))
+                .collect(),
+            crash_percent: (self.crash_percent * u64::from(factor)).min(50),
+        }
+    }
 }
 
 impl Default for FaultMix {
@@ -275,6 +304,7 @@ impl Default for FaultMix {
                 (FaultKind::LockHold, 12),
                 (FaultKind::PoolSqueeze, 6),
             ],
+            crash_percent: 3,
         }
     }
 }

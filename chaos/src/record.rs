@@ -173,6 +173,28 @@ impl Recorder {
         self.lock().classes.clone()
     }
 
+    /// Files an execution of `command_id` that was abandoned mid-flight (a
+    /// client crash): its outcome is unknown.
+    pub fn crashed(&self, command_id: CommandId, label: &str, started_after: GlobalPosition, healed: bool) {
+        let mut inner = self.lock();
+        let attempts = inner.in_flight.remove(&command_id).unwrap_or_default();
+        *inner.classes.entry(OutcomeClass::Unknown).or_default() += 1;
+        if !inner.commands.contains_key(&command_id) {
+            inner.order.push(command_id);
+        }
+        let record = inner.commands.entry(command_id).or_insert_with(|| CommandRecord {
+            command_id,
+            label: label.to_owned(),
+            executions: Vec::new(),
+        });
+        record.executions.push(ExecutionRecord {
+            started_after,
+            healed,
+            attempts,
+            outcome: ExecutionOutcome::Crashed,
+        });
+    }
+
     /// Acknowledgements that carried a deduplicated receipt (the command
     /// had committed on an earlier send whose answer was lost).
     pub fn deduplicated_acks(&self) -> u64 {

@@ -543,7 +543,27 @@ async fn client(shared: Arc<Shared>, exec: Arc<Exec>, index: u64) -> Vec<Pending
             })
         };
         let id = exec.new_command_id();
-        let mut resolved = execute(&shared, &exec, &op, id, GlobalPosition::START).await;
+        // Now and then the client "crashes": the execution is dropped after
+        // a few milliseconds, wherever it is, and re-executed below.
+        let crash = (Instant::now() < shared.heal_at && rng.percent(config.mix.crash_percent))
+            .then(|| Duration::from_millis(rng.between(1, 40)));
+        if crash.is_some() {
+            shared.counters.schedule(FaultKind::ClientCrash);
+        }
+        let mut resolved = match crash {
+            Some(after) => {
+                match tokio::time::timeout(after, execute(&shared, &exec, &op, id, GlobalPosition::START)).await {
+                    Ok(resolved) => resolved,
+                    Err(_) => {
+                        let healed = Instant::now() >= shared.heal_at;
+                        shared.recorder.crashed(id, &op.label(), GlobalPosition::START, healed);
+                        shared.counters.injected(FaultKind::ClientCrash);
+                        false
+                    }
+                }
+            }
+            None => execute(&shared, &exec, &op, id, GlobalPosition::START).await,
+        };
         // An unresolved command (an unknown outcome, or giving up after
         // one) is re-executed with the same command id: the store answers
         // a commit it already holds with the first receipt.

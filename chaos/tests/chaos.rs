@@ -3,7 +3,8 @@
 //!
 //! Budget: `EVENTCORE_CHAOS_SECS` seconds of faults (default 45), then a
 //! short healing phase, setup and read-back (about a minute in all).
-//! `EVENTCORE_CHAOS_SOAK=1` makes the default ten minutes. The seed comes
+//! `EVENTCORE_CHAOS_SOAK=1` makes the default ten minutes;
+//! `EVENTCORE_CHAOS_INTENSITY=N` multiplies every fault rate by N. The seed comes
 //! from `EVENTCORE_CHAOS_SEED` or the clock, and is printed with the fault
 //! counts and the invariant results. Needs PostgreSQL: skipped with a
 //! notice when it cannot be reached, a failure under `CI=true`.
@@ -30,7 +31,11 @@ async fn chaos_run_keeps_every_invariant() {
     let Some(direct) = eventcore_tests::postgres::fresh_store_with(options).await else {
         return;
     };
-    let report = match run(ChaosConfig::new(seed, Duration::from_secs(secs)), direct.clone()).await {
+    let mut config = ChaosConfig::new(seed, Duration::from_secs(secs));
+    if let Some(factor) = env_u64("EVENTCORE_CHAOS_INTENSITY") {
+        config.mix = config.mix.scaled(u32::try_from(factor).unwrap_or(1).max(1));
+    }
+    let report = match run(config, direct.clone()).await {
         Ok(report) => report,
         Err(error) => panic!("chaos run (seed {seed}) could not be carried out: {error}"),
     };
