@@ -68,3 +68,23 @@ pub struct Running {
     /// The wake-up already queued, to avoid queueing duplicates.
     pub wake: Option<Time>,
 }
+
+/// A subscription consumer: a [`eventcore::SubscriptionMachine`], a handler
+/// that records what it handled, and a durable checkpoint that survives its
+/// crashes.
+pub struct Subscriber {
+    /// The machine of the current run (`None` while crashed or after the end).
+    pub machine: Option<eventcore::SubscriptionMachine>,
+    /// Its policy.
+    pub policy: eventcore::SubscriptionPolicy,
+    /// Bumped at every restart; messages for older incarnations are dropped.
+    pub incarnation: u32,
+    /// The durable checkpoint.
+    pub checkpoint: eventcore::GlobalPosition,
+    /// The wake-up already queued.
+    pub wake: Option<Time>,
+    /// Stopped on purpose at the end of the run.
+    pub shut_down: bool,
+    /// What it did, for the checker.
+    pub record: crate::check::SubscriberRecord,
+}

@@ -33,6 +33,15 @@ pub const REQUIRED: &[&str] = &[
     "paged_read",
     "zero_retries_policy",
     "liveness_reexecution",
+    "subscriber_batch_handled",
+    "subscriber_handler_failed",
+    "subscriber_checkpoint_failed",
+    "subscriber_crash",
+    "subscriber_resumed",
+    "subscriber_redelivered_after_crash",
+    "subscriber_stale_ignored",
+    "notification_lost",
+    "fetch_timeout",
 ];
 
 /// Named counters.

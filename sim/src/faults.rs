@@ -97,6 +97,14 @@ pub struct FaultPlan {
     pub store_restarts: u32,
     /// Forward clock jumps.
     pub clock_jumps: u32,
+    /// A subscriber's handler fails transiently (the batch is not applied).
+    pub handler_fail: u32,
+    /// Saving a subscriber checkpoint fails transiently.
+    pub checkpoint_fail: u32,
+    /// A commit notification is lost (the poll interval must cover it).
+    pub notify_lost: u32,
+    /// Subscriber crashes (resume from the saved checkpoint).
+    pub subscriber_crashes: u32,
     /// The execution policy every command runs under.
     pub policy: ExecutionPolicy,
 }
@@ -120,6 +128,10 @@ impl FaultPlan {
             reexecute_on_restart: 0,
             store_restarts: 0,
             clock_jumps: 0,
+            handler_fail: 0,
+            checkpoint_fail: 0,
+            notify_lost: 0,
+            subscriber_crashes: 0,
             policy,
         }
     }
@@ -163,6 +175,12 @@ impl FaultPlan {
         plan.reexecute_on_restart = rng.between(0, 1_000) as u32;
         plan.store_restarts = rate(rng, 3);
         plan.clock_jumps = rate(rng, 3);
+        // Drawn last, so that adding them left the earlier draws (and the
+        // regression seeds that depend on them) unchanged.
+        plan.handler_fail = rate(rng, max);
+        plan.checkpoint_fail = rate(rng, max);
+        plan.notify_lost = rate(rng, 500);
+        plan.subscriber_crashes = rate(rng, 8);
         plan
     }
 }
@@ -219,7 +237,8 @@ impl fmt::Display for FaultPlan {
             f,
             "latency={}..{}us slow={}‰(≤{}ms) dup={}‰ read_transient={}‰ read_lost={}‰ append_fail={}‰ \
              lost_ack={}‰(unknown {}‰) crash_before_append={}‰ crash_after_commit={}‰ random_crashes={} \
-             reexecute_on_restart={}‰ store_restarts={} clock_jumps={} | policy: attempts={} backoff={:?}..{:?} \
+             reexecute_on_restart={}‰ store_restarts={} clock_jumps={} handler_fail={}‰ checkpoint_fail={}‰ \
+             notify_lost={}‰ subscriber_crashes={} | policy: attempts={} backoff={:?}..{:?} \
              discovery_limit={} page_size={:?}",
             self.latency_us.0,
             self.latency_us.1,
@@ -237,6 +256,10 @@ impl fmt::Display for FaultPlan {
             self.reexecute_on_restart,
             self.store_restarts,
             self.clock_jumps,
+            self.handler_fail,
+            self.checkpoint_fail,
+            self.notify_lost,
+            self.subscriber_crashes,
             p.retry.max_attempts,
             p.retry.initial_backoff,
             p.retry.max_backoff,

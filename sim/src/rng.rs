@@ -18,6 +18,8 @@ pub enum Purpose {
     Faults,
     /// Network latency of requests and responses.
     Network,
+    /// How many subscribers there are and how they are configured.
+    Subscribers,
 }
 
 impl Purpose {
@@ -27,6 +29,7 @@ impl Purpose {
             Purpose::Scheduler => 2,
             Purpose::Faults => 3,
             Purpose::Network => 4,
+            Purpose::Subscribers => 5,
         }
     }
 }

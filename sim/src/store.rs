@@ -103,6 +103,11 @@ impl SimStore {
         self.data.read(request)
     }
 
+    /// Answers a read of the global log.
+    pub fn read_all(&self, request: &eventcore::ReadAllRequest) -> Result<eventcore::ReadAllResponse, StoreError> {
+        self.data.read_all(request)
+    }
+
     /// Answers an append (through the canary's bug, if one is enabled).
     pub fn append(&mut self, request: &AppendRequest) -> Result<AppendReceipt, StoreError> {
         match self.canary {

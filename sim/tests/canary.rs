@@ -11,7 +11,10 @@ fn the_sweep_catches_a_store_that_skips_a_conflict_check() {
     config.canary = Some(Canary::SkipLastConflictCheck);
     config.stop_at_first = true;
     let report = sweep(&config);
-    let failure = report.failures.first().expect("the canary must be caught within 50 seeds");
+    let failure = report
+        .failures
+        .first()
+        .expect("the canary must be caught within 50 seeds");
     let text = failure.to_string();
     eprintln!("{text}");
     assert!(

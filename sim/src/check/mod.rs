@@ -10,8 +10,10 @@
 mod contract;
 mod domain;
 mod outcomes;
+mod subscription;
 
 pub use domain::DomainModel;
+pub use subscription::{check_subscriber, SubscriberRecord, SubscriberRun};
 
 use crate::history::History;
 use eventcore::{CommandId, EventId, GlobalPosition, RecordedEvent, StreamId, StreamVersion};
@@ -37,6 +39,9 @@ pub enum Invariant {
     ReexecutionAfterCommit,
     /// A domain rule of the workload (money, stock).
     Domain,
+    /// A subscriber saw every matching event once per run, in global order,
+    /// never skipped one across a resume, and caught up after healing.
+    Subscription,
     /// After the faults stopped, every command finished with a definitive
     /// outcome within the bound.
     Liveness,
@@ -53,6 +58,7 @@ impl fmt::Display for Invariant {
             Invariant::NothingWritten => "an error that promises nothing was written",
             Invariant::ReexecutionAfterCommit => "re-execution of a committed command reports the commit",
             Invariant::Domain => "domain invariant",
+            Invariant::Subscription => "subscription delivery (global order, no gaps, once per run)",
             Invariant::Liveness => "liveness after healing",
         })
     }

@@ -1,7 +1,7 @@
 //! The client side: issuing commands, pumping executions, delivering
 //! responses and timers to them, crashing and restarting.
 
-use super::{Msg, Request, Response, World};
+use super::{Endpoint, Msg, Request, Response, World};
 use crate::actors::{CommandEntry, ExecId, Running};
 use crate::exec::{Settled, SimStep};
 use crate::history::{Attempt, ExecutionOutcome, ExecutionRecord};
@@ -160,7 +160,14 @@ impl World {
         let epoch = self.store.epoch();
         let delay = self.latency();
         let at = self.clock.after(delay);
-        self.push(at, Msg::Request { exec, epoch, request });
+        self.push(
+            at,
+            Msg::Request {
+                to: Endpoint::Exec(exec),
+                epoch,
+                request,
+            },
+        );
     }
 
     fn forget(&mut self, exec: ExecId) -> Option<Running> {
@@ -263,6 +270,10 @@ impl World {
             }
             Response::Append(id, result) => {
                 running.machine.on_append(id, result, now);
+                id
+            }
+            Response::ReadAll(id, _) => {
+                // Executions never read the global log.
                 id
             }
         };

@@ -11,7 +11,7 @@
 //! command that is still unresolved after [`LIVENESS_BOUND`] is a liveness
 //! violation.
 
-use crate::actors::{Client, CommandEntry, ExecId, Running};
+use crate::actors::{Client, CommandEntry, ExecId, Running, Subscriber};
 use crate::check::{Checker, Invariant, Violation};
 use crate::clock::VirtualClock;
 use crate::coverage::Coverage;
@@ -26,7 +26,11 @@ use crate::workload::Workload;
 mod client;
 mod phases;
 mod server;
-use eventcore::{AppendReceipt, AppendRequest, ReadRequest, ReadResponse, RequestId, StoreError, Time};
+mod subscriber;
+use eventcore::{
+    AppendReceipt, AppendRequest, ReadAllRequest, ReadAllResponse, ReadRequest, ReadResponse, RequestId, StoreError,
+    Time,
+};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -113,20 +117,48 @@ impl RunReport {
 enum Request {
     Read(ReadRequest),
     Append(AppendRequest),
+    ReadAll(RequestId, ReadAllRequest),
 }
 
 #[derive(Clone)]
 enum Response {
     Read(RequestId, Result<ReadResponse, StoreError>),
     Append(RequestId, Result<AppendReceipt, StoreError>),
+    ReadAll(RequestId, Result<ReadAllResponse, StoreError>),
+}
+
+/// Who a store message is for: a command execution, or one incarnation of
+/// a subscriber (messages to an earlier incarnation are dropped).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Endpoint {
+    Exec(ExecId),
+    Sub { sub: usize, incarnation: u32 },
+}
+
+impl Endpoint {
+    fn exec(self) -> Option<ExecId> {
+        match self {
+            Endpoint::Exec(exec) => Some(exec),
+            Endpoint::Sub { .. } => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Exec(exec) => write!(f, "x{exec}"),
+            Endpoint::Sub { sub, incarnation } => write!(f, "s{sub}.{incarnation}"),
+        }
+    }
 }
 
 enum Msg {
     /// A request arrives at the store.
-    Request { exec: ExecId, epoch: u64, request: Request },
-    /// A response arrives at a client.
+    Request { to: Endpoint, epoch: u64, request: Request },
+    /// A response arrives at a client or a subscriber.
     Response {
-        exec: ExecId,
+        to: Endpoint,
         epoch: u64,
         response: Response,
     },
@@ -144,6 +176,27 @@ enum Msg {
     StoreUp,
     /// The clock steps forward.
     ClockJump { by: Duration },
+    /// A commit notification (LISTEN/NOTIFY) reaches a subscriber.
+    Notify { sub: usize, incarnation: u32 },
+    /// A subscriber's handler finished a batch.
+    Handled {
+        sub: usize,
+        incarnation: u32,
+        batch: eventcore::Batch,
+    },
+    /// A subscriber's checkpoint save finished.
+    Saved {
+        sub: usize,
+        incarnation: u32,
+        id: RequestId,
+        position: eventcore::GlobalPosition,
+    },
+    /// A subscriber's timer.
+    SubWake { sub: usize, incarnation: u32 },
+    /// A subscriber process dies.
+    SubCrash { sub: usize },
+    /// It comes back and resumes from its saved checkpoint.
+    SubRestart { sub: usize },
     /// The faults stop.
     Heal,
     /// Re-execute every command whose outcome is still unknown.
@@ -178,6 +231,7 @@ struct World {
     commands: Vec<CommandEntry>,
     execs: BTreeMap<ExecId, Running>,
     next_exec: ExecId,
+    subscribers: Vec<Subscriber>,
     checker: Checker,
     trace: Trace,
     coverage: Coverage,
@@ -221,6 +275,7 @@ impl World {
             commands: Vec::new(),
             execs: BTreeMap::new(),
             next_exec: 0,
+            subscribers: subscriber::subscribers(config.seed),
             checker: Checker::new(Workload::models()),
             trace: Trace::new(config.keep_trace),
             coverage: Coverage::default(),
@@ -249,11 +304,16 @@ impl World {
 
     fn parameters(&self) -> String {
         format!(
-            "seed={} profile={}{} | workload: {} | faults: {}",
+            "seed={} profile={}{} | workload: {} | subscribers: [{}] | faults: {}",
             self.config.seed,
             self.config.profile,
             self.config.canary.map(|c| format!(" canary={c}")).unwrap_or_default(),
             self.workload.params(),
+            self.subscribers
+                .iter()
+                .map(|s| format!("{} batch={}", s.record.name, s.policy.batch_size))
+                .collect::<Vec<_>>()
+                .join(", "),
             self.plan
         )
     }
@@ -262,6 +322,9 @@ impl World {
         let parameters = self.parameters();
         self.log(format_args!("start {parameters}"));
         self.setup();
+        for sub in 0..self.subscribers.len() {
+            self.start_subscriber(sub);
+        }
         self.schedule_safety_phase();
         while !self.failed {
             let Some((at, msg)) = self.queue.pop() else { break };
@@ -301,6 +364,13 @@ impl World {
         let checker = std::mem::replace(&mut self.checker, Checker::new(Vec::new()));
         let mut violations = std::mem::take(&mut self.extra);
         violations.extend(checker.finish(&history, require_resolved));
+        for sub in &self.subscribers {
+            violations.extend(crate::check::check_subscriber(
+                &history.events,
+                &sub.record,
+                require_resolved,
+            ));
+        }
         for v in &violations {
             self.log(format_args!("VIOLATION {v}"));
         }
@@ -332,8 +402,32 @@ impl World {
 impl World {
     fn deliver(&mut self, msg: Msg) {
         match msg {
-            Msg::Request { exec, epoch, request } => self.on_request(exec, epoch, request),
-            Msg::Response { exec, epoch, response } => self.on_response(exec, epoch, response),
+            Msg::Request { to, epoch, request } => self.on_request(to, epoch, request),
+            Msg::Response {
+                to: Endpoint::Exec(exec),
+                epoch,
+                response,
+            } => self.on_response(exec, epoch, response),
+            Msg::Response {
+                to: Endpoint::Sub { sub, incarnation },
+                epoch,
+                response,
+            } => self.on_sub_response(sub, incarnation, epoch, response),
+            Msg::Notify { sub, incarnation } => self.on_notify(sub, incarnation),
+            Msg::Handled {
+                sub,
+                incarnation,
+                batch,
+            } => self.on_handled(sub, incarnation, batch),
+            Msg::Saved {
+                sub,
+                incarnation,
+                id,
+                position,
+            } => self.on_saved(sub, incarnation, id, position),
+            Msg::SubWake { sub, incarnation } => self.on_sub_wake(sub, incarnation),
+            Msg::SubCrash { sub } => self.sub_crash(sub),
+            Msg::SubRestart { sub } => self.sub_restart(sub),
             Msg::Wake { exec } => self.on_wake(exec),
             Msg::Think { client } => self.think(client),
             Msg::Crash { client, why } => self.crash(client, why),

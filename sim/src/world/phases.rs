@@ -91,6 +91,13 @@ impl World {
             let client = self.faults.below(self.clients.len() as u64) as usize;
             self.push(t, Msg::Crash { client, why: "random" });
         }
+        for _ in 0..self.plan.subscriber_crashes {
+            let t = at(self);
+            if !self.subscribers.is_empty() {
+                let sub = self.faults.below(self.subscribers.len() as u64) as usize;
+                self.push(t, Msg::SubCrash { sub });
+            }
+        }
         for client in 0..self.clients.len() {
             let t = start.saturating_add(Duration::from_micros(self.sched.between(0, 1_000)));
             self.push(t, Msg::Think { client });
@@ -153,6 +160,9 @@ impl World {
             client.remaining = 0;
         }
         self.log(format_args!("HEAL: faults off, store up, clients restarted"));
+        for sub in 0..self.subscribers.len() {
+            self.sub_restart(sub);
+        }
         let at = self.clock.after(DRAIN_AFTER_HEAL);
         self.push(at, Msg::Resolve);
     }
@@ -170,10 +180,14 @@ impl World {
             self.start_execution(command);
         }
         let open = self.commands.iter().any(|c| c.running.is_some() || !c.resolved());
-        if open {
-            let at = self.clock.after(Duration::from_secs(1));
-            self.push(at, Msg::Resolve);
+        if !open && self.subscribers_caught_up() {
+            // Nothing left to settle: stop the subscribers so the queue
+            // drains and the run ends.
+            self.shut_down_subscribers();
+            return;
         }
+        let at = self.clock.after(Duration::from_millis(250));
+        self.push(at, Msg::Resolve);
     }
 }
 

@@ -1,8 +1,7 @@
 //! The store side and the network between: latency, and the fault layer
 //! that decides what happens to each request and response.
 
-use super::{Msg, Request, Response, World};
-use crate::actors::ExecId;
+use super::{Endpoint, Msg, Request, Response, World};
 use eventcore::{Operation, StoreError};
 use std::time::Duration;
 
@@ -24,7 +23,7 @@ impl World {
         Duration::from_micros(micros)
     }
 
-    pub(super) fn respond(&mut self, exec: ExecId, response: Response) {
+    pub(super) fn respond(&mut self, to: Endpoint, response: Response) {
         let epoch = self.store.epoch();
         let delay = self.latency();
         let at = self.clock.after(delay);
@@ -34,54 +33,58 @@ impl World {
             self.push(
                 at.saturating_add(extra),
                 Msg::Response {
-                    exec,
+                    to,
                     epoch,
                     response: response.clone(),
                 },
             );
         }
-        self.push(at, Msg::Response { exec, epoch, response });
+        self.push(at, Msg::Response { to, epoch, response });
     }
 
     /// A request reaches the store. It is served even if the client that
     /// sent it has crashed since: the bytes were already on the wire.
-    pub(super) fn on_request(&mut self, exec: ExecId, epoch: u64, request: Request) {
+    pub(super) fn on_request(&mut self, to: Endpoint, epoch: u64, request: Request) {
         if epoch != self.store.epoch() {
             self.coverage.hit("request_dropped_by_restart");
-            self.log(format_args!("x{exec} request lost: the store restarted"));
+            self.log(format_args!("{to} request lost: the store restarted"));
             return;
         }
         if !self.store.is_up() {
-            self.log(format_args!("x{exec} request refused: the store is down"));
+            self.log(format_args!("{to} request refused: the store is down"));
             let response = match request {
                 Request::Read(r) => {
                     Response::Read(r.id, Err(StoreError::transient(Operation::Read, "connection refused")))
+                }
+                Request::ReadAll(id, _) => {
+                    Response::ReadAll(id, Err(StoreError::transient(Operation::ReadAll, "connection refused")))
                 }
                 Request::Append(a) => Response::Append(
                     a.id,
                     Err(StoreError::transient(Operation::Append, "connection refused")),
                 ),
             };
-            self.respond(exec, response);
+            self.respond(to, response);
             return;
         }
         match request {
-            Request::Read(read) => self.serve_read(exec, read),
-            Request::Append(append) => self.serve_append(exec, append),
+            Request::Read(read) => self.serve_read(to, read),
+            Request::ReadAll(id, read) => self.serve_read_all(to, id, read),
+            Request::Append(append) => self.serve_append(to, append),
         }
     }
 
-    fn serve_read(&mut self, exec: ExecId, read: eventcore::ReadRequest) {
+    fn serve_read(&mut self, to: Endpoint, read: eventcore::ReadRequest) {
         if self.fault(self.active.read_transient) {
             self.coverage.hit("read_transient");
-            self.log(format_args!("x{exec} store: read {} fails (transient)", read.id));
+            self.log(format_args!("{to} store: read {} fails (transient)", read.id));
             let error = StoreError::transient(Operation::Read, "injected: serialization failure");
-            self.respond(exec, Response::Read(read.id, Err(error)));
+            self.respond(to, Response::Read(read.id, Err(error)));
             return;
         }
         if self.fault(self.active.read_lost) {
             self.coverage.hit("read_timeout");
-            self.log(format_args!("x{exec} store: read {} answer lost", read.id));
+            self.log(format_args!("{to} store: read {} answer lost", read.id));
             return;
         }
         let result = self.store.read(&read);
@@ -92,7 +95,7 @@ impl World {
                 self.coverage.hit("paged_read");
             }
             self.log(format_args!(
-                "x{exec} store: read {} -> [{}]",
+                "{to} store: read {} -> [{}]",
                 read.id,
                 response
                     .streams
@@ -102,15 +105,39 @@ impl World {
                     .join(" ")
             ));
         }
-        self.respond(exec, Response::Read(read.id, result));
+        self.respond(to, Response::Read(read.id, result));
     }
 
-    fn serve_append(&mut self, exec: ExecId, append: eventcore::AppendRequest) {
+    fn serve_read_all(&mut self, to: Endpoint, id: eventcore::RequestId, read: eventcore::ReadAllRequest) {
+        if self.fault(self.active.read_transient) {
+            self.coverage.hit("read_all_transient");
+            self.log(format_args!("{to} store: fetch {id} fails (transient)"));
+            let error = StoreError::transient(Operation::ReadAll, "injected: statement timeout");
+            self.respond(to, Response::ReadAll(id, Err(error)));
+            return;
+        }
+        if self.fault(self.active.read_lost) {
+            self.coverage.hit("fetch_timeout");
+            self.log(format_args!("{to} store: fetch {id} answer lost"));
+            return;
+        }
+        let result = self.store.read_all(&read);
+        if let Ok(response) = &result {
+            self.log(format_args!(
+                "{to} store: fetch {id} -> {} events, complete through {}",
+                response.events.len(),
+                response.complete_through
+            ));
+        }
+        self.respond(to, Response::ReadAll(id, result));
+    }
+
+    fn serve_append(&mut self, to: Endpoint, append: eventcore::AppendRequest) {
         if self.fault(self.active.append_fail) {
             self.coverage.hit("append_failed_before_commit");
-            self.log(format_args!("x{exec} store: append {} fails before commit", append.id));
+            self.log(format_args!("{to} store: append {} fails before commit", append.id));
             let error = StoreError::transient(Operation::Append, "injected: connection reset before commit");
-            self.respond(exec, Response::Append(append.id, Err(error)));
+            self.respond(to, Response::Append(append.id, Err(error)));
             return;
         }
         let before = self.store.last_position().get() as usize;
@@ -119,7 +146,7 @@ impl World {
         let committed = after > before;
         match &result {
             Ok(receipt) => self.log(format_args!(
-                "x{exec} store: append {} {} at positions {}..={}",
+                "{to} store: append {} {} at positions {}..={}",
                 append.id,
                 if receipt.deduplicated {
                     "deduplicated, first committed"
@@ -134,9 +161,10 @@ impl World {
                     .map_or(0, |p| p.get()),
                 receipt.last_position()
             )),
-            Err(error) => self.log(format_args!("x{exec} store: append {} refused: {error}", append.id)),
+            Err(error) => self.log(format_args!("{to} store: append {} refused: {error}", append.id)),
         }
         if committed {
+            self.notify_subscribers();
             // The continuous check: every store step is judged at once, so
             // a violation is reported at the step that caused it.
             let seen = self.checker.violations().len();
@@ -151,7 +179,7 @@ impl World {
             if self.fault(self.active.lost_ack_reports_unknown) {
                 self.coverage.hit("lost_ack_unknown_reported");
                 self.log(format_args!(
-                    "x{exec} ack of {} lost; client told: outcome unknown",
+                    "{to} ack of {} lost; client told: outcome unknown",
                     append.id
                 ));
                 let error = StoreError::OutcomeUnknown {
@@ -159,16 +187,16 @@ impl World {
                     message: "injected: connection lost after commit was sent".to_owned(),
                     source: None,
                 };
-                self.respond(exec, Response::Append(append.id, Err(error)));
+                self.respond(to, Response::Append(append.id, Err(error)));
             } else {
                 self.coverage.hit("lost_ack_silent");
-                self.log(format_args!("x{exec} ack of {} lost silently", append.id));
+                self.log(format_args!("{to} ack of {} lost silently", append.id));
             }
         } else {
-            self.respond(exec, Response::Append(append.id, result));
+            self.respond(to, Response::Append(append.id, result));
         }
         if committed && self.fault(self.active.crash_after_commit) {
-            if let Some(client) = self.execs.get(&exec).map(|r| r.client) {
+            if let Some(client) = to.exec().and_then(|e| self.execs.get(&e)).map(|r| r.client) {
                 self.coverage.hit("crash_after_commit");
                 self.crash(client, "between commit and acknowledgement");
             }
