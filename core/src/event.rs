@@ -133,6 +133,27 @@ impl Payload {
         Ok(Payload(Arc::from(serde_json::to_string(value)?)))
     }
 
+    /// Checks that the text is one JSON document every store can hold:
+    /// well-formed, and without the `\u0000` escape (PostgreSQL's JSONB
+    /// cannot store a NUL character). Stores call this on append so that a
+    /// payload built with [`Payload::from_trusted_json`] is refused the same
+    /// way everywhere.
+    ///
+    /// ```
+    /// use eventcore::Payload;
+    /// assert!(Payload::from_trusted_json(r#"{"a":1}"#).check_storable().is_ok());
+    /// assert!(Payload::from_trusted_json("{oops").check_storable().is_err());
+    /// assert!(Payload::from_trusted_json(r#""nul\u0000""#).check_storable().is_err());
+    /// ```
+    pub fn check_storable(&self) -> Result<(), String> {
+        serde_json::from_str::<serde::de::IgnoredAny>(&self.0)
+            .map_err(|e| format!("payload is not valid JSON: {e}"))?;
+        if self.0.contains("\\u0000") {
+            return Err("payload contains \\u0000, which JSON stores cannot hold".to_owned());
+        }
+        Ok(())
+    }
+
     /// The JSON text.
     pub fn as_json(&self) -> &str {
         &self.0

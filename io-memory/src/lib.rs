@@ -31,8 +31,9 @@
 //! ```
 
 use eventcore::{
-    AppendLimits, AppendReceipt, AppendRequest, CommandId, Conflict, GlobalPosition, ReadAllRequest, ReadAllResponse,
-    ReadRequest, ReadResponse, RecordedEvent, StoreError, StreamCommit, StreamId, StreamSlice, StreamVersion,
+    AppendLimits, AppendReceipt, AppendRequest, CommandId, Conflict, GlobalPosition, InvalidAppend, ReadAllRequest,
+    ReadAllResponse, ReadRequest, ReadResponse, RecordedEvent, StoreError, StreamCommit, StreamId, StreamSlice,
+    StreamVersion,
 };
 use std::collections::BTreeMap;
 
@@ -88,6 +89,17 @@ impl MemoryStore {
         request.validate(&self.limits)?;
         if let Some(receipt) = self.commands.get(&request.command_id()) {
             return Ok(receipt.as_duplicate());
+        }
+        for entry in &request.streams {
+            for event in &entry.events {
+                event
+                    .payload
+                    .check_storable()
+                    .map_err(|reason| InvalidAppend::Rejected {
+                        stream: entry.stream.clone(),
+                        reason: format!("{} event: {reason}", event.event_type),
+                    })?;
+            }
         }
         for entry in &request.streams {
             let actual = self.stream_version(&entry.stream);

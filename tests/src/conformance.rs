@@ -1447,6 +1447,38 @@ pub async fn an_append_to_too_many_streams_is_refused<F: StoreFactory>(factory: 
 /// A payload above [`AppendLimits::default`]'s maximum is refused with
 /// `PayloadTooLarge`, naming the stream, type and sizes; one of exactly the
 /// maximum is accepted.
+/// A payload that is not storable JSON (malformed, or holding `\u0000`,
+/// which PostgreSQL's JSONB refuses) is refused naming its stream, and
+/// nothing is written.
+pub async fn a_payload_that_is_not_storable_json_is_refused<F: StoreFactory>(factory: F) {
+    let (store, streams) = seeded_store(factory).await;
+    let before = contents(&store, &streams).await;
+    for text in ["{not json", "\"nul \\u0000 inside\""] {
+        let bad = NewEvent {
+            payload: Payload::from_trusted_json(text),
+            ..new_event("Bad", serde_json::Value::Null)
+        };
+        let result = store
+            .append(
+                &Append::new()
+                    .to(&streams[0], ExpectedVersion::Any, 1)
+                    .with_events(&streams[1], ExpectedVersion::Any, vec![bad])
+                    .build(),
+            )
+            .await;
+        match result {
+            Err(StoreError::InvalidAppend(InvalidAppend::Rejected { stream, .. })) => {
+                assert_eq!(
+                    stream, streams[1],
+                    "the error names the stream of the bad payload ({text})"
+                );
+            }
+            other => panic!("expected InvalidAppend::Rejected for {text:?}, got {other:?}"),
+        }
+        assert_eq!(contents(&store, &streams).await, before, "nothing was written");
+    }
+}
+
 pub async fn an_oversized_payload_is_refused<F: StoreFactory>(factory: F) {
     let (store, streams) = seeded_store(factory).await;
     let before = contents(&store, &streams).await;
@@ -1961,6 +1993,7 @@ macro_rules! conformance_suite {
             an_append_with_too_many_events_is_refused,
             an_append_to_too_many_streams_is_refused,
             an_oversized_payload_is_refused,
+            a_payload_that_is_not_storable_json_is_refused,
             a_read_naming_a_stream_twice_is_refused,
             events_and_metadata_round_trip_exactly,
             concurrent_exact_appends_lose_no_update,
