@@ -1444,9 +1444,6 @@ pub async fn an_append_to_too_many_streams_is_refused<F: StoreFactory>(factory: 
     assert_eq!(contents(&store, &streams).await, before);
 }
 
-/// A payload above [`AppendLimits::default`]'s maximum is refused with
-/// `PayloadTooLarge`, naming the stream, type and sizes; one of exactly the
-/// maximum is accepted.
 /// A payload that is not storable JSON (malformed, or holding `\u0000`,
 /// which PostgreSQL's JSONB refuses) is refused naming its stream, and
 /// nothing is written.
@@ -1479,6 +1476,9 @@ pub async fn a_payload_that_is_not_storable_json_is_refused<F: StoreFactory>(fac
     }
 }
 
+/// A payload above [`AppendLimits::default`]'s maximum is refused with
+/// `PayloadTooLarge`, naming the stream, type and sizes; one of exactly the
+/// maximum is accepted.
 pub async fn an_oversized_payload_is_refused<F: StoreFactory>(factory: F) {
     let (store, streams) = seeded_store(factory).await;
     let before = contents(&store, &streams).await;
