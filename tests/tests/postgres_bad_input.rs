@@ -6,7 +6,7 @@ use eventcore::*;
 use eventcore_examples::bank::{account, OpenAccount, Transfer};
 use eventcore_postgres::{PostgresOptions, PostgresStore, SetupError};
 use eventcore_tests::conformance::{fresh_command_id, new_event, read, stream, tested_events};
-use eventcore_tests::postgres::{database_url, fresh_store, fresh_store_with, required, unique_schema};
+use eventcore_tests::postgres::{database_url, fresh_store, required, unique_schema};
 use eventcore_tokio::{EventStore, Executor};
 use std::sync::Arc;
 
@@ -207,24 +207,16 @@ async fn an_unreachable_database_is_a_transient_connect_error() {
     }
 }
 
-/// A database switched to read-only: appends fail permanently, reads keep
-/// working, and what was stored is intact.
+/// A read-only database (`default_transaction_read_only`, as on a database
+/// switched to read-only or a hot standby): appends fail permanently,
+/// reads keep working, and what was stored is intact. The setting is put on
+/// a login role of the test's own, so no other test is affected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_database_refuses_appends_permanently_and_keeps_its_data() {
-    let Some(admin) = fresh_store("ro_admin").await else {
-        return;
-    };
-    let database = unique_schema("ro");
-    sqlx::query(&format!("CREATE DATABASE \"{database}\""))
-        .execute(admin.pool())
-        .await
-        .expect("create a scratch database");
-    let url = scratch_url(&database);
-    let writable = fresh_store_with(PostgresOptions::new(&url).schema("events"))
-        .await
-        .expect("scratch database reachable");
+    let Some(admin) = fresh_store("ro").await else { return };
+    let schema = admin.options().schema.clone();
     let s = stream("ledger");
-    writable
+    admin
         .append(&request(vec![StreamAppend {
             stream: s.clone(),
             expected: ExpectedVersion::NoStream,
@@ -232,17 +224,20 @@ async fn a_read_only_database_refuses_appends_permanently_and_keeps_its_data() {
         }]))
         .await
         .expect("append while writable");
-    writable.pool().close().await;
-    sqlx::query(&format!(
-        "ALTER DATABASE \"{database}\" SET default_transaction_read_only = on"
-    ))
-    .execute(admin.pool())
-    .await
-    .expect("make it read-only");
+    let role = format!("{schema}_reader");
+    for statement in [
+        format!("CREATE ROLE \"{role}\" LOGIN"),
+        format!("GRANT USAGE ON SCHEMA \"{schema}\" TO \"{role}\""),
+        format!("GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA \"{schema}\" TO \"{role}\""),
+        format!("GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA \"{schema}\" TO \"{role}\""),
+        format!("ALTER ROLE \"{role}\" SET default_transaction_read_only = on"),
+    ] {
+        sqlx::query(&statement).execute(admin.pool()).await.expect(&statement);
+    }
 
-    let read_only = PostgresStore::connect_with(PostgresOptions::new(&url).schema("events"))
+    let read_only = PostgresStore::connect_with(PostgresOptions::new(url_as(&role)).schema(schema.clone()))
         .await
-        .expect("connect");
+        .expect("connect as the read-only role");
     let error = read_only
         .append(&request(vec![StreamAppend {
             stream: s.clone(),
@@ -262,22 +257,24 @@ async fn a_read_only_database_refuses_appends_permanently_and_keeps_its_data() {
         "{error:?}"
     );
     assert!(error.to_string().contains("read-only"), "{error}");
+    assert!(
+        std::error::Error::source(&error).is_some(),
+        "the sqlx error is kept as source"
+    );
     let slice = &read(&read_only, std::slice::from_ref(&s)).await[0];
     assert_eq!(slice.head, StreamVersion::new(2), "reads still work; nothing changed");
     read_only.pool().close().await;
-    sqlx::query(&format!("DROP DATABASE \"{database}\" WITH (FORCE)"))
-        .execute(admin.pool())
-        .await
-        .expect("drop the scratch database");
+    for statement in [format!("DROP OWNED BY \"{role}\""), format!("DROP ROLE \"{role}\"")] {
+        let _ = sqlx::query(&statement).execute(admin.pool()).await;
+    }
 }
 
-/// `DATABASE_URL` with its database name replaced.
-fn scratch_url(database: &str) -> String {
+/// `DATABASE_URL` with its user replaced by `user` (trust authentication).
+fn url_as(user: &str) -> String {
     let base = database_url();
-    let (prefix, rest) = match base.rfind('/') {
-        Some(i) if base[..i].contains("://") && !base[..i].ends_with('/') => (&base[..i], &base[i..]),
-        _ => (base.as_str(), ""),
+    let Some((scheme, rest)) = base.split_once("://") else {
+        return base;
     };
-    let query = rest.find('?').map_or("", |q| &rest[q..]);
-    format!("{prefix}/{database}{query}")
+    let host = rest.split_once('@').map_or(rest, |(_, host)| host);
+    format!("{scheme}://{user}@{host}")
 }
