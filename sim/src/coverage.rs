@@ -14,6 +14,7 @@ pub const REQUIRED: &[&str] = &[
     "lost_ack_deduplicated",
     "stale_response_ignored",
     "duplicate_response_delivered",
+    "duplicate_request_delivered",
     "crash_recovered",
     "crash_before_append",
     "crash_after_commit",

@@ -105,6 +105,8 @@ pub struct FaultPlan {
     pub notify_lost: u32,
     /// Subscriber crashes (resume from the saved checkpoint).
     pub subscriber_crashes: u32,
+    /// A request reaches the store twice (a retransmission).
+    pub duplicate_request: u32,
     /// The execution policy every command runs under.
     pub policy: ExecutionPolicy,
 }
@@ -132,6 +134,7 @@ impl FaultPlan {
             checkpoint_fail: 0,
             notify_lost: 0,
             subscriber_crashes: 0,
+            duplicate_request: 0,
             policy,
         }
     }
@@ -181,6 +184,7 @@ impl FaultPlan {
         plan.checkpoint_fail = rate(rng, max);
         plan.notify_lost = rate(rng, 500);
         plan.subscriber_crashes = rate(rng, 8);
+        plan.duplicate_request = rate(rng, max);
         plan
     }
 }
@@ -238,7 +242,7 @@ impl fmt::Display for FaultPlan {
             "latency={}..{}us slow={}‰(≤{}ms) dup={}‰ read_transient={}‰ read_lost={}‰ append_fail={}‰ \
              lost_ack={}‰(unknown {}‰) crash_before_append={}‰ crash_after_commit={}‰ random_crashes={} \
              reexecute_on_restart={}‰ store_restarts={} clock_jumps={} handler_fail={}‰ checkpoint_fail={}‰ \
-             notify_lost={}‰ subscriber_crashes={} | policy: attempts={} backoff={:?}..{:?} \
+             notify_lost={}‰ subscriber_crashes={} dup_request={}‰ | policy: attempts={} backoff={:?}..{:?} \
              discovery_limit={} page_size={:?}",
             self.latency_us.0,
             self.latency_us.1,
@@ -260,6 +264,7 @@ impl fmt::Display for FaultPlan {
             self.checkpoint_fail,
             self.notify_lost,
             self.subscriber_crashes,
+            self.duplicate_request,
             p.retry.max_attempts,
             p.retry.initial_backoff,
             p.retry.max_backoff,

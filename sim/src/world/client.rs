@@ -160,6 +160,28 @@ impl World {
         let epoch = self.store.epoch();
         let delay = self.latency();
         let at = self.clock.after(delay);
+        // A retransmission: the store sees the same read twice. Appends are
+        // not duplicated: over one connection a store that answered "not
+        // applied" (a transient error) can never apply that request later,
+        // and the machine relies on exactly that; a network or pooler that
+        // replays statements would break the contract for any client.
+        let copy = match &request {
+            Request::Read(r) => Some(Request::Read(r.clone())),
+            Request::ReadAll(id, r) => Some(Request::ReadAll(*id, r.clone())),
+            Request::Append(_) => None,
+        };
+        if let Some(copy) = copy.filter(|_| self.fault(self.active.duplicate_request)) {
+            self.coverage.hit("duplicate_request_delivered");
+            let extra = self.latency();
+            self.push(
+                at.saturating_add(extra),
+                Msg::Request {
+                    to: Endpoint::Exec(exec),
+                    epoch,
+                    request: copy,
+                },
+            );
+        }
         self.push(
             at,
             Msg::Request {
