@@ -155,6 +155,11 @@ pub struct SubscriptionPolicy {
     /// Once caught up, fetch again after this long even without a
     /// notification (notifications may be lost).
     pub poll_interval: Duration,
+    /// When a short answer stops below a head the store announced
+    /// ([`SubscriptionMachine::on_head`]) — events held back by a
+    /// transaction still in flight — fetch again after this long instead of
+    /// the poll interval.
+    pub held_back_retry: Duration,
     /// A fetch not answered within this long counts as a transient failure.
     pub fetch_timeout: Duration,
     /// Backoff after transient failures (fetches, handler infrastructure,
@@ -174,6 +179,7 @@ impl Default for SubscriptionPolicy {
             batch_size: NonZeroU32::new(256).unwrap_or(NonZeroU32::MIN),
             buffer_limit: 1024,
             poll_interval: Duration::from_secs(1),
+            held_back_retry: Duration::from_millis(20),
             fetch_timeout: Duration::from_secs(10),
             retry: RetryPolicy {
                 max_attempts: u32::MAX,
@@ -572,6 +578,8 @@ pub struct SubscriptionMachine {
     next_request: u64,
     /// Every matching event at or below this is buffered, handled or parked.
     fetched_through: GlobalPosition,
+    /// The highest committed position the store announced.
+    known_head: GlobalPosition,
     /// The highest position handled or parked.
     handled_through: GlobalPosition,
     /// The last checkpoint known to be saved.
@@ -613,6 +621,7 @@ impl SubscriptionMachine {
             now,
             next_request: 0,
             fetched_through: checkpoint,
+            known_head: checkpoint,
             handled_through: checkpoint,
             saved: checkpoint,
             buffer: VecDeque::new(),
@@ -664,6 +673,7 @@ impl SubscriptionMachine {
             && self.buffer.is_empty()
             && matches!(self.consumer, ConsumerPhase::Idle)
             && self.saved >= self.fetched_through
+            && self.fetched_through >= self.known_head
             && !self.notified_in_flight
     }
 
@@ -751,8 +761,13 @@ impl SubscriptionMachine {
         if full || std::mem::take(&mut self.notified_in_flight) {
             self.fetch = FetchPhase::Due;
         } else {
+            let wait = if self.fetched_through < self.known_head {
+                self.policy.held_back_retry
+            } else {
+                self.policy.poll_interval
+            };
             self.fetch = FetchPhase::CaughtUp {
-                until: self.now.saturating_add(self.policy.poll_interval),
+                until: self.now.saturating_add(wait),
             };
         }
     }
@@ -859,6 +874,17 @@ impl SubscriptionMachine {
             FetchPhase::InFlight { .. } => self.notified_in_flight = true,
             FetchPhase::Due | FetchPhase::Backoff { .. } => {}
         }
+    }
+
+    /// The store announced that events up to `head` have committed (a
+    /// notification carrying a position): like
+    /// [`SubscriptionMachine::on_notified`], and until the subscription has
+    /// fetched through `head` it is not caught up — a short answer below it
+    /// (events held back by an older transaction still in flight) is
+    /// retried after [`SubscriptionPolicy::held_back_retry`].
+    pub fn on_head(&mut self, head: GlobalPosition, now: Time) {
+        self.known_head = self.known_head.max(head);
+        self.on_notified(now);
     }
 
     /// Wakes the machine at or after the deadline it asked for. Waking early
@@ -1299,6 +1325,25 @@ mod tests {
         m.on_checkpoint_saved(save, Ok(()), T0);
         let (_, request) = expect_fetch(&mut m);
         assert_eq!(request.after, pos(1));
+    }
+
+    #[test]
+    fn an_answer_held_back_below_the_announced_head_is_retried_soon_and_is_not_caught_up() {
+        let mut m = machine(10);
+        m.on_head(pos(5), T0);
+        let (id, _) = expect_fetch(&mut m);
+        // An older transaction still runs: the store answers only up to 3.
+        answer(&mut m, id, events([1, 2]), 3);
+        assert_eq!(drain(&mut m), vec![1, 2]);
+        assert!(!m.is_caught_up(), "5 was announced, only 3 is final");
+        let until = expect_wait(&mut m);
+        assert_eq!(until, T0.saturating_add(m.policy.held_back_retry));
+        m.on_wake(until);
+        let (id, request) = expect_fetch(&mut m);
+        assert_eq!(request.after, pos(3));
+        answer(&mut m, id, events([4, 5]), 5);
+        assert_eq!(drain(&mut m), vec![4, 5]);
+        assert!(m.is_caught_up());
     }
 
     #[test]

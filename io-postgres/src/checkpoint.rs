@@ -67,12 +67,7 @@ impl Sql {
     }
 }
 
-async fn claim(
-    pool: &PgPool,
-    sql: &Sql,
-    name: &str,
-    token: FencingToken,
-) -> Result<GlobalPosition, CheckpointError> {
+async fn claim(pool: &PgPool, sql: &Sql, name: &str, token: FencingToken) -> Result<GlobalPosition, CheckpointError> {
     let row: Option<i64> = sqlx::query_scalar(&sql.claim)
         .bind(name)
         .bind(to_i64(token.get()))

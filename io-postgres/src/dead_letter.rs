@@ -59,10 +59,15 @@ fn cause_columns(cause: &PoisonCause) -> (&'static str, String, Option<i32>, Opt
     match cause {
         PoisonCause::Handler(message) => ("handler", message.clone(), None, None),
         PoisonCause::Decode(DecodeErrorKind::UnknownEventType) => ("unknown_event_type", String::new(), None, None),
-        PoisonCause::Decode(DecodeErrorKind::InvalidPayload(message)) => ("invalid_payload", message.clone(), None, None),
-        PoisonCause::Decode(DecodeErrorKind::UnsupportedSchemaVersion { found, supported }) => {
-            ("unsupported_schema_version", String::new(), int(*found), int(*supported))
+        PoisonCause::Decode(DecodeErrorKind::InvalidPayload(message)) => {
+            ("invalid_payload", message.clone(), None, None)
         }
+        PoisonCause::Decode(DecodeErrorKind::UnsupportedSchemaVersion { found, supported }) => (
+            "unsupported_schema_version",
+            String::new(),
+            int(*found),
+            int(*supported),
+        ),
         other => ("other", other.to_string(), None, None),
     }
 }
@@ -146,7 +151,8 @@ impl PgDeadLetterStore {
 impl DeadLetterStore for PgDeadLetterStore {
     async fn park(&self, letter: DeadLetter) -> Result<(), DeadLetterError> {
         let event = &letter.event;
-        let metadata = serde_json::to_string(&*event.metadata).map_err(|e| DeadLetterError::Permanent(e.to_string()))?;
+        let metadata =
+            serde_json::to_string(&*event.metadata).map_err(|e| DeadLetterError::Permanent(e.to_string()))?;
         let (kind, message, found, supported) = cause_columns(&letter.poison.cause);
         sqlx::query(&self.park)
             .bind(&letter.subscription)

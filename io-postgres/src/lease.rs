@@ -66,9 +66,7 @@ impl PgLeaseStore {
                 "UPDATE {l} SET expires_at = clock_timestamp() + $4 * interval '1 millisecond' \
                  WHERE name = $1 AND holder = $2 AND token = $3 RETURNING {expires}"
             ),
-            release: format!(
-                "UPDATE {l} SET holder = NULL, expires_at = '-infinity' WHERE name = $1 AND token = $2"
-            ),
+            release: format!("UPDATE {l} SET holder = NULL, expires_at = '-infinity' WHERE name = $1 AND token = $2"),
         }
     }
 }

@@ -180,7 +180,14 @@ impl PgNotifier {
             .await
             .map_err(|e| map_error(Operation::Other, Phase::Connecting, e, None))?;
         listener.listen(NOTIFY_CHANNEL).await.map_err(store_error)?;
-        let (head, _) = watch::channel(GlobalPosition::START);
+        // Start from the newest committed position, so that a runner knows
+        // how far "caught up" is before the first notification arrives.
+        let newest: Option<i64> = sqlx::query_scalar(&format!("SELECT max(position) FROM \"{schema}\".events"))
+            .fetch_one(store.pool())
+            .await
+            .map_err(store_error)?;
+        let newest = GlobalPosition::new(newest.and_then(|p| u64::try_from(p).ok()).unwrap_or(0));
+        let (head, _) = watch::channel(newest);
         let head = Arc::new(head);
         let counters = Arc::new(Counters::default());
         let task = tokio::spawn(listen(listener, format!("{schema}:"), head.clone(), counters.clone()));

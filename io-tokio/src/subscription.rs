@@ -556,7 +556,8 @@ impl<S: EventStore, K: Sink, L: LeaseStore, D: DeadLetterStore> Runner<S, K, L, 
         let mut renew_at = Instant::now() + renew_every;
         let mut wakeups = wakeups.clone();
         if let Some(w) = wakeups.as_mut() {
-            w.borrow_and_update();
+            let head = *w.borrow_and_update();
+            machine.on_head(head, clock.now());
         }
 
         // The sink is moved into the consumer future and handed back with
@@ -665,13 +666,17 @@ impl<S: EventStore, K: Sink, L: LeaseStore, D: DeadLetterStore> Runner<S, K, L, 
                     fetch = None;
                     machine.on_fetched(id, result, now);
                 }
-                Input::Notified(open) => {
-                    if !open {
+                Input::Notified(open) => match wakeups.as_mut() {
+                    Some(rx) if open => {
+                        let head = *rx.borrow_and_update();
+                        machine.on_head(head, now);
+                    }
+                    _ => {
                         // The notifier is gone: poll at the interval.
                         wakeups = None;
+                        machine.on_notified(now);
                     }
-                    machine.on_notified(now);
-                }
+                },
                 Input::Renew => match leases.renew(&lease, lease_ttl, now).await {
                     Ok(renewed) => {
                         lease = renewed;
