@@ -230,3 +230,33 @@ impl<S: EventStore> DirectWriter<S> {
         }
     }
 }
+
+/// W5: a subscriber that decodes and folds every event it is handed.
+#[derive(Debug, Default)]
+pub struct Folding(pub Totals);
+
+impl eventcore_tokio::Subscriber for Folding {
+    async fn handle(&mut self, batch: &eventcore::Batch) -> Result<(), eventcore::HandleError> {
+        for recorded in &batch.events {
+            match decode_recorded::<AccountEvent>(recorded) {
+                Ok(event) => self.0.apply(&event),
+                Err(e) => return Err(eventcore_tokio::poison(recorded, e.to_string())),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// W5: a fresh subscription (checkpoints in memory) caught up from position
+/// 0 through the subscription runner, folding every event.
+pub async fn catch_up<S: EventStore>(store: S, batch: NonZeroU32) -> Result<Totals, String> {
+    let mut runner = eventcore_tokio::Runner::subscription(
+        "bench-catch-up",
+        store,
+        eventcore_tokio::MemoryCheckpointStore::new(),
+        Folding::default(),
+    )
+    .with_policy(eventcore::SubscriptionPolicy::default().with_batch_size(batch));
+    runner.run_until_caught_up().await.map_err(|e| e.to_string())?;
+    Ok(runner.sink().subscriber().0)
+}

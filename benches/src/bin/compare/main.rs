@@ -21,7 +21,7 @@ use backend::Backend;
 use eventcore::StreamId;
 use eventcore_benches::bank::AccountEvent;
 use eventcore_benches::stream;
-use eventcore_tokio::Executor;
+use eventcore_tokio::{BatchingOptions, BatchingStore, Executor};
 use harness::{drive, Outcome, Tally};
 use std::fmt::Write as _;
 use std::future::Future;
@@ -82,7 +82,7 @@ fn parse_args() -> Result<Config> {
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: compare [--secs N] [--short] [--store postgres|memory] [--only W1,W2,W3,W4,W5]\n\
+                    "usage: compare [--secs N] [--short] [--store postgres|memory] [--only W1,W2,W3,W4,W5,B]\n\
                      Runs each workload on EventCore and on a raw-SQL floor (plain sqlx) against DATABASE_URL\n\
                      (default postgres://postgres@127.0.0.1:5432/postgres) and prints both rates and their ratio.\n\
                      --secs N   measured seconds per side and workload (default 10)\n\
@@ -127,6 +127,8 @@ pub struct Row {
     target: f64,
     eventcore: Tally,
     raw: Tally,
+    /// Anything else worth printing (batch sizes).
+    extra: String,
 }
 
 impl Row {
@@ -161,6 +163,9 @@ impl Row {
                 );
             }
             notes.push_str("; ");
+        }
+        if !self.extra.is_empty() {
+            let _ = write!(notes, "{}; ", self.extra);
         }
         format!(
             "| {} | {} {} | {} {} | {:.2}× | ≥ {:.1}× {} | {} |",
@@ -219,8 +224,19 @@ fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
-async fn w1<B: Backend>(cfg: &Config, backend: &B, clients: usize) -> Result<Row> {
-    let name = format!("W1n{clients}");
+/// What the batching layer did, for the notes column.
+fn batched_note<S>(store: &BatchingStore<S>) -> String {
+    let stats = store.stats();
+    format!(
+        "batching: {} appends in {} batches ({:.1} per batch)",
+        stats.appends,
+        stats.batches,
+        stats.appends as f64 / stats.batches.max(1) as f64
+    )
+}
+
+async fn w1<B: Backend>(cfg: &Config, backend: &B, clients: usize, batched: bool) -> Result<Row> {
+    let name = format!("W1n{clients}{}", if batched { "b" } else { "" });
     let raw = raw::Raw::create(&cfg.url, &cfg.schema(&name, "raw"), clients as u32)
         .await
         .map_err(err)?;
@@ -228,29 +244,52 @@ async fn w1<B: Backend>(cfg: &Config, backend: &B, clients: usize) -> Result<Row
         .map(|i| raw::StreamClient::new(raw.clone(), format!("w1-{i}")))
         .collect();
     let store = backend.fresh(&cfg.schema(&name, "ec"), clients as u32).await?;
-    let executor = Arc::new(Executor::new(store).with_stream_cache(ec::CACHE_EVENTS));
-    let ec_clients: Vec<_> = (0..clients)
-        .map(|i| ec::StreamClient::new(executor.clone(), stream(format!("w1-{i}"))))
-        .collect();
-    let (eventcore, raw) = abba(cfg, raw_clients, |c| c.deposit(), ec_clients, |c| c.deposit()).await;
+    let streams: Vec<StreamId> = (0..clients).map(|i| stream(format!("w1-{i}"))).collect();
+    let (eventcore, raw, extra) = if batched {
+        let store = BatchingStore::with_options(store, batching_options());
+        let executor = Arc::new(Executor::new(store.clone()).with_stream_cache(ec::CACHE_EVENTS));
+        let ec_clients: Vec<_> = streams
+            .into_iter()
+            .map(|s| ec::StreamClient::new(executor.clone(), s))
+            .collect();
+        let (e, r) = abba(cfg, raw_clients, |c| c.deposit(), ec_clients, |c| c.deposit()).await;
+        (e, r, batched_note(&store))
+    } else {
+        let executor = Arc::new(Executor::new(store).with_stream_cache(ec::CACHE_EVENTS));
+        let ec_clients: Vec<_> = streams
+            .into_iter()
+            .map(|s| ec::StreamClient::new(executor.clone(), s))
+            .collect();
+        let (e, r) = abba(cfg, raw_clients, |c| c.deposit(), ec_clients, |c| c.deposit()).await;
+        (e, r, String::new())
+    };
     Ok(Row {
         workload: format!(
-            "W1 single-stream command, {clients} client{}",
-            if clients == 1 { "" } else { "s" }
+            "W1 single-stream command, {clients} client{}{}",
+            if clients == 1 { "" } else { "s" },
+            if batched { ", append batching" } else { "" }
         ),
         unit: "cmd/s",
-        target: 0.9,
+        target: if batched { 2.0 } else { 0.9 },
         eventcore,
         raw,
+        extra,
     })
+}
+
+/// Batching as the benchmarks use it: the defaults (no linger; a batch
+/// forms from the appends that queue while the previous one commits).
+fn batching_options() -> BatchingOptions {
+    BatchingOptions::default()
 }
 
 const ACCOUNTS: u32 = 100;
 const INITIAL: u64 = 1_000_000_000;
 
-async fn w2<B: Backend>(cfg: &Config, backend: &B) -> Result<Row> {
+async fn w2<B: Backend>(cfg: &Config, backend: &B, batched: bool) -> Result<Row> {
     let clients = 8;
-    let raw = raw::Raw::create(&cfg.url, &cfg.schema("W2", "raw"), clients)
+    let name = if batched { "W2b" } else { "W2" };
+    let raw = raw::Raw::create(&cfg.url, &cfg.schema(name, "raw"), clients)
         .await
         .map_err(err)?;
     raw::TransferClient::open_all(&raw, ACCOUNTS, INITIAL)
@@ -260,19 +299,35 @@ async fn w2<B: Backend>(cfg: &Config, backend: &B) -> Result<Row> {
     let raw_clients: Vec<_> = (0..clients)
         .map(|i| raw::TransferClient::new(raw.clone(), cache.clone(), u64::from(i) + 1, ACCOUNTS))
         .collect();
-    let store = backend.fresh(&cfg.schema("W2", "ec"), clients).await?;
-    let executor = Arc::new(Executor::new(store).with_stream_cache(ec::CACHE_EVENTS));
-    let accounts = Arc::new(ec::TransferClient::open_all(&executor, ACCOUNTS, INITIAL).await?);
-    let ec_clients: Vec<_> = (0..clients)
-        .map(|i| ec::TransferClient::new(executor.clone(), accounts.clone(), u64::from(i) + 1))
-        .collect();
-    let (eventcore, raw) = abba(cfg, raw_clients, |c| c.transfer(), ec_clients, |c| c.transfer()).await;
+    let store = backend.fresh(&cfg.schema(name, "ec"), clients).await?;
+    let (eventcore, raw, extra) = if batched {
+        let store = BatchingStore::with_options(store, batching_options());
+        let executor = Arc::new(Executor::new(store.clone()).with_stream_cache(ec::CACHE_EVENTS));
+        let accounts = Arc::new(ec::TransferClient::open_all(&executor, ACCOUNTS, INITIAL).await?);
+        let ec_clients: Vec<_> = (0..clients)
+            .map(|i| ec::TransferClient::new(executor.clone(), accounts.clone(), u64::from(i) + 1))
+            .collect();
+        let (e, r) = abba(cfg, raw_clients, |c| c.transfer(), ec_clients, |c| c.transfer()).await;
+        (e, r, batched_note(&store))
+    } else {
+        let executor = Arc::new(Executor::new(store).with_stream_cache(ec::CACHE_EVENTS));
+        let accounts = Arc::new(ec::TransferClient::open_all(&executor, ACCOUNTS, INITIAL).await?);
+        let ec_clients: Vec<_> = (0..clients)
+            .map(|i| ec::TransferClient::new(executor.clone(), accounts.clone(), u64::from(i) + 1))
+            .collect();
+        let (e, r) = abba(cfg, raw_clients, |c| c.transfer(), ec_clients, |c| c.transfer()).await;
+        (e, r, String::new())
+    };
     Ok(Row {
-        workload: format!("W2 two-stream transfer, {ACCOUNTS} accounts, {clients} clients"),
+        workload: format!(
+            "W2 two-stream transfer, {ACCOUNTS} accounts, {clients} clients{}",
+            if batched { ", append batching" } else { "" }
+        ),
         unit: "transfers/s",
-        target: 1.0,
+        target: if batched { 2.0 } else { 1.0 },
         eventcore,
         raw,
+        extra,
     })
 }
 
@@ -331,6 +386,7 @@ async fn w3<B: Backend>(cfg: &Config, backend: &B) -> Result<Vec<Row>> {
         target: 0.9,
         eventcore,
         raw: raw_tally,
+        extra: String::new(),
     };
     const PAGE: u32 = 1_000;
     let total_events = total as u64;
@@ -377,8 +433,57 @@ async fn w3<B: Backend>(cfg: &Config, backend: &B) -> Result<Vec<Row>> {
         target: 0.9,
         eventcore,
         raw: raw_tally,
+        extra: String::new(),
     };
-    Ok(vec![one, all])
+    if !cfg.wants("W5") {
+        return Ok(vec![one, all]);
+    }
+    let raw_sub = {
+        let raw = raw.clone();
+        move |(): ()| {
+            let raw = raw.clone();
+            async move {
+                match raw::catch_up(&raw, i64::from(PAGE)).await {
+                    Ok(t) if t.events == total_events => ((), Outcome::done(t.events)),
+                    Ok(t) => (
+                        (),
+                        Outcome::failed(format!("folded {} events of {total_events}", t.events)),
+                    ),
+                    Err(e) => ((), Outcome::failed(e)),
+                }
+            }
+        }
+    };
+    let ec_sub = {
+        let store = store.clone();
+        move |(): ()| {
+            let store = store.clone();
+            async move {
+                let batch = NonZeroU32::new(PAGE).unwrap_or(NonZeroU32::MIN);
+                match ec::catch_up(store, batch).await {
+                    Ok(t) if t.events == total_events => ((), Outcome::done(t.events)),
+                    Ok(t) => (
+                        (),
+                        Outcome::failed(format!("folded {} events of {total_events}", t.events)),
+                    ),
+                    Err(e) => ((), Outcome::failed(e)),
+                }
+            }
+        }
+    };
+    let (eventcore, raw_tally) = abba(cfg, vec![()], raw_sub, vec![()], ec_sub).await;
+    let sub = Row {
+        workload: format!(
+            "W5 subscription catch-up from 0 ({} events), batches of {PAGE}",
+            fmt_rate(total as f64)
+        ),
+        unit: "events/s",
+        target: 0.9,
+        eventcore,
+        raw: raw_tally,
+        extra: String::new(),
+    };
+    Ok(vec![one, all, sub])
 }
 
 const BATCH: usize = 100;
@@ -409,6 +514,7 @@ async fn w4<B: Backend>(cfg: &Config, backend: &B, direct: bool) -> Result<Row> 
         target: 0.8,
         eventcore,
         raw,
+        extra: String::new(),
     })
 }
 
@@ -494,13 +600,13 @@ async fn run<B: Backend>(cfg: &Config, backend: &B) -> Result<Vec<Row>> {
         rows.push(row);
     };
     if cfg.wants("W1") {
-        report(w1(cfg, backend, 1).await?);
-        report(w1(cfg, backend, 8).await?);
+        report(w1(cfg, backend, 1, false).await?);
+        report(w1(cfg, backend, 8, false).await?);
     }
     if cfg.wants("W2") {
-        report(w2(cfg, backend).await?);
+        report(w2(cfg, backend, false).await?);
     }
-    if cfg.wants("W3") {
+    if cfg.wants("W3") || cfg.wants("W5") {
         for row in w3(cfg, backend).await? {
             report(row);
         }
@@ -508,6 +614,10 @@ async fn run<B: Backend>(cfg: &Config, backend: &B) -> Result<Vec<Row>> {
     if cfg.wants("W4") {
         report(w4(cfg, backend, false).await?);
         report(w4(cfg, backend, true).await?);
+    }
+    if cfg.wants("B") {
+        report(w1(cfg, backend, 8, true).await?);
+        report(w2(cfg, backend, true).await?);
     }
     Ok(rows)
 }
