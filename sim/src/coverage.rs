@@ -32,6 +32,8 @@ pub const REQUIRED: &[&str] = &[
     "discovery_limit",
     "outcome_unknown_error",
     "paged_read",
+    "pure_version_check_sent",
+    "relaxed_expectation_sent",
     "zero_retries_policy",
     "liveness_reexecution",
     "subscriber_batch_handled",

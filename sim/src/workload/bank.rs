@@ -3,7 +3,7 @@
 //! balance may ever go below zero.
 
 use crate::check::DomainModel;
-use eventcore::{Command, Decision, Event, RecordedEvent, StreamId};
+use eventcore::{Command, Decision, Event, ExpectedVersion, RecordedEvent, StreamId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -13,6 +13,14 @@ pub const PREFIX: &str = "acct-";
 /// The stream of account `n`.
 pub fn account(n: u32) -> StreamId {
     crate::workload::stream(PREFIX, n)
+}
+
+/// The bank's rules stream: a transfer limit, and an audit trail some
+/// transfers append to. Transfers that only check the limit read it without
+/// writing it — a pure version check in their append.
+pub fn rules() -> StreamId {
+    // A fixed ASCII name always satisfies the stream-id rules.
+    StreamId::new("bank-rules").unwrap_or_else(|_| unreachable!("`bank-rules` is a valid stream id"))
 }
 
 /// What happens to an account.
@@ -33,6 +41,16 @@ pub enum BankEvent {
         /// Amount.
         amount: u64,
     },
+    /// The transfer limit was set (rules stream).
+    LimitSet {
+        /// Largest amount one checked transfer may move.
+        max: u64,
+    },
+    /// A transfer was audited (rules stream).
+    Audited {
+        /// Its amount.
+        amount: u64,
+    },
 }
 
 impl Event for BankEvent {}
@@ -46,6 +64,14 @@ pub enum BankError {
     /// Using an account that is not open.
     #[error("account `{0}` is not open")]
     NotOpen(StreamId),
+    /// Above the transfer limit.
+    #[error("transfer of {amount} exceeds the limit of {max}")]
+    OverLimit {
+        /// The amount.
+        amount: u64,
+        /// The limit.
+        max: u64,
+    },
     /// Not enough money.
     #[error("account `{account}` holds {balance}, cannot send {amount}")]
     Insufficient {
@@ -78,7 +104,32 @@ impl Account {
             // the domain model reports the negative balance instead.
             BankEvent::Withdrawn { amount } => self.balance = self.balance.saturating_sub(*amount),
             BankEvent::Deposited { amount } => self.balance = self.balance.saturating_add(*amount),
+            BankEvent::LimitSet { .. } | BankEvent::Audited { .. } => {}
         }
+    }
+}
+
+/// Sets the transfer limit (setup).
+#[derive(Clone, Debug)]
+pub struct SetLimit {
+    /// The limit.
+    pub max: u64,
+}
+
+impl Command for SetLimit {
+    type Event = BankEvent;
+    type State = ();
+    type Error = BankError;
+
+    fn streams(&self) -> Vec<StreamId> {
+        vec![rules()]
+    }
+
+    fn apply(&self, _: &mut (), _: &StreamId, _: &BankEvent) {}
+
+    fn decide(&self, _: &(), out: &mut Decision<BankEvent>) -> Result<(), BankError> {
+        out.emit(&rules(), BankEvent::LimitSet { max: self.max });
+        Ok(())
     }
 }
 
@@ -122,40 +173,75 @@ pub struct Transfer {
     pub to: StreamId,
     /// Amount.
     pub amount: u64,
+    /// Relax the receiving account to `ExpectedVersion::Any`: a deposit
+    /// does not depend on its balance, so concurrent deposits need not
+    /// conflict.
+    pub relax_to: bool,
+    /// Read the rules stream and refuse amounts above the limit (a pure
+    /// version check unless `audit` also writes it).
+    pub check_limit: bool,
+    /// Append an audit entry to the rules stream.
+    pub audit: bool,
+}
+
+/// Folded state of a transfer.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TransferState {
+    from: Account,
+    to: Account,
+    limit: Option<u64>,
 }
 
 impl Command for Transfer {
     type Event = BankEvent;
-    type State = (Account, Account);
+    type State = TransferState;
     type Error = BankError;
 
     fn streams(&self) -> Vec<StreamId> {
-        vec![self.from.clone(), self.to.clone()]
+        let mut streams = vec![self.from.clone(), self.to.clone()];
+        if self.check_limit || self.audit {
+            streams.push(rules());
+        }
+        streams
     }
 
-    fn apply(&self, (from, to): &mut (Account, Account), stream: &StreamId, event: &BankEvent) {
+    fn apply(&self, state: &mut TransferState, stream: &StreamId, event: &BankEvent) {
         if stream == &self.from {
-            from.apply(event);
-        } else {
-            to.apply(event);
+            state.from.apply(event);
+        } else if stream == &self.to {
+            state.to.apply(event);
+        } else if let BankEvent::LimitSet { max } = event {
+            state.limit = Some(*max);
         }
     }
 
-    fn decide(&self, (from, to): &(Account, Account), out: &mut Decision<BankEvent>) -> Result<(), BankError> {
-        for (id, account) in [(&self.from, from), (&self.to, to)] {
+    fn decide(&self, state: &TransferState, out: &mut Decision<BankEvent>) -> Result<(), BankError> {
+        for (id, account) in [(&self.from, &state.from), (&self.to, &state.to)] {
             if !account.open {
                 return Err(BankError::NotOpen(id.clone()));
             }
         }
-        if from.balance < self.amount {
+        if state.from.balance < self.amount {
             return Err(BankError::Insufficient {
                 account: self.from.clone(),
-                balance: from.balance,
+                balance: state.from.balance,
                 amount: self.amount,
+            });
+        }
+        if let Some(max) = state.limit.filter(|max| self.check_limit && self.amount > *max) {
+            return Err(BankError::OverLimit {
+                amount: self.amount,
+                max,
             });
         }
         out.emit(&self.from, BankEvent::Withdrawn { amount: self.amount });
         out.emit(&self.to, BankEvent::Deposited { amount: self.amount });
+        if self.audit {
+            out.emit(&rules(), BankEvent::Audited { amount: self.amount });
+        }
+        if self.relax_to {
+            out.expect(&self.to, ExpectedVersion::Any);
+        }
         Ok(())
     }
 }
@@ -186,6 +272,7 @@ impl DomainModel for BankModel {
             }
             BankEvent::Withdrawn { amount } => *balance -= i128::from(amount),
             BankEvent::Deposited { amount } => *balance += i128::from(amount),
+            BankEvent::LimitSet { .. } | BankEvent::Audited { .. } => {}
         }
         if *balance < 0 {
             return Err(format!(

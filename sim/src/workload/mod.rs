@@ -23,6 +23,8 @@ pub(crate) fn stream(prefix: &str, n: u32) -> StreamId {
 pub enum Job {
     /// Open an account (setup).
     Open(bank::OpenAccount),
+    /// Set the transfer limit (setup).
+    SetLimit(bank::SetLimit),
     /// A transfer.
     Transfer(bank::Transfer),
     /// List a product (setup).
@@ -44,6 +46,7 @@ impl Job {
     ) -> Box<dyn Execution> {
         match self {
             Job::Open(c) => Box::new(CommandMachine::new(c.clone(), policy, context, now, seed)),
+            Job::SetLimit(c) => Box::new(CommandMachine::new(c.clone(), policy, context, now, seed)),
             Job::Transfer(c) => Box::new(CommandMachine::new(c.clone(), policy, context, now, seed)),
             Job::AddProduct(c) => Box::new(CommandMachine::new(c.clone(), policy, context, now, seed)),
             Job::Place(c) => Box::new(CommandMachine::new(c.clone(), policy, context, now, seed)),
@@ -61,7 +64,17 @@ impl fmt::Display for Job {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Job::Open(c) => write!(f, "open {} with {}", c.account, c.initial),
-            Job::Transfer(c) => write!(f, "transfer {} -> {}: {}", c.from, c.to, c.amount),
+            Job::SetLimit(c) => write!(f, "set transfer limit {}", c.max),
+            Job::Transfer(c) => write!(
+                f,
+                "transfer {} -> {}: {}{}{}{}",
+                c.from,
+                c.to,
+                c.amount,
+                if c.relax_to { " (to: any version)" } else { "" },
+                if c.check_limit { " (limit checked)" } else { "" },
+                if c.audit { " (audited)" } else { "" }
+            ),
             Job::AddProduct(c) => write!(f, "add {} with {}", c.product, c.stock),
             Job::Place(c) => {
                 write!(f, "place {}:", c.order)?;
@@ -173,6 +186,7 @@ impl Workload {
                 stock: self.rng.between(0, 20),
             }));
         }
+        jobs.push(Job::SetLimit(bank::SetLimit { max: 45 }));
         jobs
     }
 
@@ -186,10 +200,15 @@ impl Workload {
         if to == from {
             to = (from + 1) % self.params.accounts;
         }
+        let amount = self.rng.between(1, 60);
+        // Variants derived from the amount, so that they cost no extra draw.
         Job::Transfer(bank::Transfer {
             from: bank::account(from),
             to: bank::account(to),
-            amount: self.rng.between(1, 60),
+            amount,
+            relax_to: amount % 4 == 0,
+            check_limit: amount % 3 == 0,
+            audit: amount % 7 == 0,
         })
     }
 

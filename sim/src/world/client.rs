@@ -115,6 +115,16 @@ impl World {
                 }
                 SimStep::Append(request) => {
                     let (command, execution) = (running.command, running.execution);
+                    if request.streams.iter().any(|s| s.events.is_empty()) {
+                        self.coverage.hit("pure_version_check_sent");
+                    }
+                    if request
+                        .streams
+                        .iter()
+                        .any(|s| s.expected == eventcore::ExpectedVersion::Any)
+                    {
+                        self.coverage.hit("relaxed_expectation_sent");
+                    }
                     let attempt = Attempt::of(&request);
                     let record = &mut self.commands[command].executions[execution];
                     if !record.attempts.contains(&attempt) {
