@@ -437,6 +437,15 @@ impl SubscriptionError {
 }
 
 /// What the driver should do next.
+///
+/// ```
+/// use eventcore::*;
+/// let mut sub = SubscriptionMachine::new(GlobalPosition::START, EventFilter::all(), SubscriptionPolicy::default(), Time::ZERO, 1);
+/// match sub.poll() {
+///     SubscriptionStep::Fetch { request, .. } => assert_eq!(request.after, GlobalPosition::START),
+///     other => panic!("a new subscription fetches first, not {other:?}"),
+/// }
+/// ```
 #[derive(Debug)]
 pub enum SubscriptionStep {
     /// Read the global log and report the answer with
@@ -483,6 +492,12 @@ pub enum SubscriptionStep {
 }
 
 /// Counters of what happened.
+///
+/// ```
+/// use eventcore::*;
+/// let sub = SubscriptionMachine::new(GlobalPosition::START, EventFilter::all(), SubscriptionPolicy::default(), Time::ZERO, 1);
+/// assert_eq!(sub.stats(), &SubscriptionStats::default());
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SubscriptionStats {
     /// Fetches emitted.

@@ -200,6 +200,14 @@ impl PgProjectionStore {
 /// One batch's SQL transaction. Dereferences to the connection, so a
 /// projection writes with `sqlx::query(...).execute(&mut **tx)`. Dropping it
 /// rolls back.
+///
+/// ```no_run
+/// # async fn demo(tx: &mut eventcore_postgres::PgTransaction) -> Result<(), sqlx::Error> {
+/// sqlx::query("UPDATE balances SET balance = balance + 5 WHERE account = 'a'")
+///     .execute(&mut **tx)
+///     .await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct PgTransaction {
     tx: Transaction<'static, Postgres>,

@@ -9,7 +9,7 @@ use sqlx::Row;
 use std::time::Duration;
 
 /// Leases shared by every process using the database. Expiry uses the
-/// database's clock (`now()`), so processes with skewed clocks agree; the
+/// database's clock (`clock_timestamp()`), so processes with skewed clocks agree; the
 /// `now` passed in by the runner is ignored.
 ///
 /// ```no_run

@@ -30,6 +30,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// The channel the trigger notifies.
+///
+/// ```
+/// assert_eq!(eventcore_postgres::NOTIFY_CHANNEL, "eventcore_events");
+/// ```
 pub const NOTIFY_CHANNEL: &str = "eventcore_events";
 
 /// The subscription migrations, in order (versions from 100 up).

@@ -7,6 +7,25 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// One parked event.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use eventcore::*;
+/// use eventcore_tokio::{DeadLetter, DeadLetterStore, MemoryDeadLetterStore};
+/// # use std::sync::Arc;
+/// # let event = RecordedEvent {
+/// #     event_id: EventId::v7(Time::ZERO, [1; 10]), stream_id: StreamId::new("acc-1").expect("valid"),
+/// #     version: StreamVersion::new(1), position: GlobalPosition::new(4),
+/// #     event_type: EventType::new("Deposited").expect("valid"), schema_version: 1,
+/// #     payload: Payload::from_trusted_json("{}"),
+/// #     metadata: Arc::new(EventMetadata::new(CommandId::v7(Time::ZERO, [0; 10]), Time::ZERO)) };
+/// let dlq = MemoryDeadLetterStore::new();
+/// let poison = PoisonEvent::handler(&event, "bad amount");
+/// dlq.park(DeadLetter { subscription: "balances".into(), event, poison, parked_at: Time::ZERO }).await.unwrap();
+/// assert_eq!(dlq.list("balances").await.unwrap()[0].poison.position, GlobalPosition::new(4));
+/// assert!(dlq.remove("balances", GlobalPosition::new(4)).await.unwrap());
+/// # });
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeadLetter {
     /// The subscription (or projection) that parked it.

@@ -369,6 +369,18 @@ impl<T> MemoryReadModel<T> {
 }
 
 /// A transaction on a [`MemoryReadModel`]: a private copy of the state.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use eventcore_tokio::{FencingToken, MemoryReadModel, ProjectionStore};
+/// let model = MemoryReadModel::with_state(1u32);
+/// model.claim("p", FencingToken::new(3)).await.unwrap();
+/// let mut tx = model.begin("p", FencingToken::new(3)).await.unwrap();
+/// *tx.state_mut() += 1;
+/// assert_eq!((*tx.state(), model.read(|n| *n)), (2, 1), "invisible until committed");
+/// assert_eq!(tx.token(), FencingToken::new(3));
+/// # });
+/// ```
 #[derive(Debug)]
 pub struct MemoryTransaction<T> {
     name: String,

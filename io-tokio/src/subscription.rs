@@ -72,7 +72,18 @@ pub trait Sink: Send + 'static {
 }
 
 /// A [`Subscriber`] with a [`CheckpointStore`]: at-least-once delivery,
-/// checkpoint saved after every batch.
+/// checkpoint saved after every batch. Built by [`Runner::subscription`].
+///
+/// ```
+/// use eventcore::{Batch, CheckpointMode, HandleError};
+/// use eventcore_tokio::{MemoryCheckpointStore, MemoryEventStore, Runner, Sink, Subscriber};
+/// struct Ignore;
+/// impl Subscriber for Ignore {
+///     async fn handle(&mut self, _: &Batch) -> Result<(), HandleError> { Ok(()) }
+/// }
+/// let runner = Runner::subscription("s", MemoryEventStore::new(), MemoryCheckpointStore::new(), Ignore);
+/// assert_eq!(runner.sink().checkpoint_mode(), CheckpointMode::AfterBatch);
+/// ```
 #[derive(Debug)]
 pub struct SubscriberSink<C, H> {
     checkpoints: C,
@@ -118,6 +129,11 @@ impl<C: CheckpointStore, H: Subscriber> Sink for SubscriberSink<C, H> {
 }
 
 /// Where a runner is.
+///
+/// ```
+/// use eventcore_tokio::RunnerState;
+/// assert_eq!(RunnerState::default(), RunnerState::Idle);
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum RunnerState {
     /// Not started.
@@ -132,6 +148,21 @@ pub enum RunnerState {
 }
 
 /// What a runner reports while it runs (see [`Runner::status`]).
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use eventcore::{Batch, HandleError};
+/// use eventcore_tokio::{MemoryCheckpointStore, MemoryEventStore, Runner, RunnerState, Subscriber};
+/// # struct Ignore;
+/// # impl Subscriber for Ignore {
+/// #     async fn handle(&mut self, _: &Batch) -> Result<(), HandleError> { Ok(()) }
+/// # }
+/// let mut runner = Runner::subscription("s", MemoryEventStore::new(), MemoryCheckpointStore::new(), Ignore);
+/// let status = runner.status();
+/// runner.run_until_caught_up().await.unwrap();
+/// assert_eq!(status.borrow().state, RunnerState::Stopped);
+/// # });
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RunnerStatus {
     /// Where the runner is.
@@ -149,6 +180,12 @@ pub struct RunnerStatus {
 }
 
 /// How a run ended without error.
+///
+/// ```
+/// use eventcore_tokio::RunSummary;
+/// let never_held_the_lease = RunSummary { checkpoint: None, stats: Default::default() };
+/// assert!(never_held_the_lease.checkpoint.is_none());
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunSummary {
     /// The checkpoint saved last (`None` if the run never held the lease).
@@ -158,6 +195,12 @@ pub struct RunSummary {
 }
 
 /// Why a run failed.
+///
+/// ```
+/// use eventcore_tokio::{LeaseError, RunError};
+/// let lost = RunError::from(LeaseError::Lost { name: "p".into(), holder: "a".into() });
+/// assert!(lost.is_fenced());
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RunError {
@@ -196,6 +239,12 @@ impl RunError {
 }
 
 /// The outcome of [`Runner::replay_parked`].
+///
+/// ```
+/// use eventcore_tokio::ReplayReport;
+/// let nothing = ReplayReport::default();
+/// assert!(nothing.replayed.is_empty() && nothing.still_failing.is_empty());
+/// ```
 #[derive(Debug, Default)]
 pub struct ReplayReport {
     /// Positions handled and removed from the dead-letter store.
