@@ -14,9 +14,10 @@ use eventcore::{
     RetryPolicy, StoreError, StreamId,
 };
 use eventcore_examples::bank::{account, Audit, OpenAccount, Transfer};
+use eventcore_postgres::{migrate_subscriptions, PgCheckpointStore, PgNotifier};
 use eventcore_postgres::{PostgresOptions, PostgresStore, SetupError};
 use eventcore_sim::check::{Checker, Violation};
-use eventcore_tokio::{EventStore, Executor, MemoryCheckpointStore, Runner, Subscriber};
+use eventcore_tokio::{EventStore, Executor, Runner, Subscriber};
 use sqlx::postgres::{PgConnectOptions, PgPool};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -108,6 +109,10 @@ pub struct SubscriberCheck {
     /// Events delivered again after a restart (at-least-once; allowed only
     /// after a restart, and only events delivered before).
     pub redelivered: usize,
+    /// LISTEN/NOTIFY wake-ups the runner's notifier received.
+    pub notifications: u64,
+    /// Times the notifier's connection was re-established.
+    pub reconnects: u64,
     /// Every discrepancy with the store's final log.
     pub problems: Vec<String>,
 }
@@ -138,8 +143,9 @@ pub struct ChaosReport {
     pub audit: Vec<String>,
     /// The polling subscriber's check (plain `read_all` through the proxy).
     pub subscriber: SubscriberCheck,
-    /// The subscription runner's check (`eventcore_tokio::Runner` with an
-    /// in-memory checkpoint, through the proxy, restarted after errors).
+    /// The subscription runner's check (`eventcore_tokio::Runner` with its
+    /// checkpoint in PostgreSQL and LISTEN/NOTIFY wake-ups, all through the
+    /// proxy, restarted after errors).
     pub runner: SubscriberCheck,
     /// Acknowledgements that carried a deduplicated receipt: the command
     /// had committed on an earlier send whose answer was lost.
@@ -207,7 +213,11 @@ impl fmt::Display for ChaosReport {
         )?;
         for (name, check, retried) in [
             ("polling subscriber", &self.subscriber, "failed reads retried"),
-            ("subscription runner", &self.runner, "restarts after an error"),
+            (
+                "subscription runner (PostgreSQL checkpoint, LISTEN/NOTIFY wake-ups)",
+                &self.runner,
+                "restarts after an error",
+            ),
         ] {
             writeln!(
                 f,
@@ -222,6 +232,11 @@ impl fmt::Display for ChaosReport {
                 }
             )?;
         }
+        writeln!(
+            f,
+            "  notifier: {} notifications, {} reconnects",
+            self.runner.notifications, self.runner.reconnects
+        )?;
         writeln!(f, "result: {}", if self.passed() { "PASSED" } else { "FAILED" })
     }
 }
@@ -345,6 +360,7 @@ pub async fn run(config: ChaosConfig, direct: PostgresStore) -> Result<ChaosRepo
         stop_at: start + config.fault_phase + config.heal_phase,
     });
 
+    migrate_subscriptions(&direct).await?;
     setup(&shared, &exec_direct).await?;
 
     // The subscriber reads through the proxy for the whole run.
@@ -400,7 +416,11 @@ pub async fn run(config: ChaosConfig, direct: PostgresStore) -> Result<ChaosRepo
         ..check_subscriber(&events, &delivered, 0)
     };
     let runner = match tokio::time::timeout(Duration::from_secs(60), runner).await {
-        Ok(Ok((delivered, restarts))) => check_subscriber(&events, &delivered, restarts),
+        Ok(Ok((delivered, restarts, notifications, reconnects))) => SubscriberCheck {
+            notifications,
+            reconnects,
+            ..check_subscriber(&events, &delivered, restarts)
+        },
         _ => SubscriberCheck {
             problems: vec!["the subscription runner did not finish catching up".to_owned()],
             ..SubscriberCheck::default()
@@ -748,6 +768,7 @@ fn check_subscriber(events: &[RecordedEvent], delivered: &[RecordedEvent], resta
         failed_reads: restarts,
         redelivered,
         problems,
+        ..SubscriberCheck::default()
     }
 }
 
@@ -764,18 +785,28 @@ impl Subscriber for Collect {
     }
 }
 
-/// Runs a subscription (the real runner, in-memory checkpoint) through the
-/// proxy until `stop`, restarting it from its checkpoint after an error;
-/// then catches up. Returns what it delivered and how often it restarted.
-async fn run_subscription(store: PostgresStore, stop: Arc<AtomicBool>) -> (Vec<RecordedEvent>, u64) {
+/// Runs a subscription — the real runner, its checkpoint in PostgreSQL,
+/// woken by the LISTEN/NOTIFY notifier — through the proxy until `stop`,
+/// restarting it from its checkpoint after an error; then catches up.
+/// Returns what it delivered, how often it restarted, and the notifier's
+/// notification and reconnect counts.
+async fn run_subscription(store: PostgresStore, stop: Arc<AtomicBool>) -> (Vec<RecordedEvent>, u64, u64, u64) {
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let checkpoints = MemoryCheckpointStore::new();
+    let notifier = PgNotifier::start(&store).await.ok();
     let policy = SubscriptionPolicy {
-        poll_interval: Duration::from_millis(50),
         fetch_timeout: Duration::from_secs(1),
         ..SubscriptionPolicy::default()
     };
-    let mut runner = Runner::subscription("chaos", store, checkpoints, Collect(seen.clone())).with_policy(policy);
+    let mut runner = Runner::subscription(
+        "chaos",
+        store.clone(),
+        PgCheckpointStore::new(&store),
+        Collect(seen.clone()),
+    )
+    .with_policy(policy);
+    if let Some(notifier) = &notifier {
+        runner = runner.with_wakeups(notifier.subscribe());
+    }
     let mut restarts = 0;
     let stopped = || {
         let stop = stop.clone();
@@ -801,7 +832,8 @@ async fn run_subscription(store: PostgresStore, stop: Arc<AtomicBool>) -> (Vec<R
         restarts += 1;
     }
     let delivered = seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-    (delivered, restarts)
+    let (notifications, reconnects) = notifier.map_or((0, 0), |n| (n.notifications(), n.reconnects()));
+    (delivered, restarts, notifications, reconnects)
 }
 
 /// What the side (non-proxied) fault injector works with.
