@@ -45,7 +45,9 @@ pub struct PostgresOptions {
     pub operation_timeout: Duration,
     /// How long `read_all` may wait for in-flight transactions that hold back
     /// events already committed (see ARCHITECTURE.md, "PostgreSQL global
-    /// order"). Zero: never wait, return what is final right now.
+    /// order"). It only waits when such events exist and its page is not
+    /// full, and only until the older transactions end; the answer is
+    /// correct either way. Zero: never wait, return what is final now.
     pub read_all_settle: Duration,
     /// Size limits enforced on every append before it reaches the database.
     pub limits: AppendLimits,
@@ -53,7 +55,7 @@ pub struct PostgresOptions {
 
 impl PostgresOptions {
     /// Defaults: schema `eventcore`, 10 connections, 5 s to connect, 30 s
-    /// per statement, 40 s per operation, 100 ms read settle, default limits.
+    /// per statement, 40 s per operation, 1 s read settle, default limits.
     pub fn new(url: impl Into<String>) -> Self {
         PostgresOptions {
             url: url.into(),
@@ -62,7 +64,7 @@ impl PostgresOptions {
             connect_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(30),
             operation_timeout: Duration::from_secs(40),
-            read_all_settle: Duration::from_millis(100),
+            read_all_settle: Duration::from_secs(1),
             limits: AppendLimits::default(),
         }
     }

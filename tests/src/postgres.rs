@@ -46,10 +46,16 @@ pub fn unique_schema(label: &str) -> String {
 }
 
 /// Options for a fresh schema on the test database.
+///
+/// `read_all` may wait up to 10 s for older in-flight transactions: tests
+/// run in parallel on one cluster, and another test's migration or append
+/// holds back every reader's horizon while it runs (see ARCHITECTURE.md,
+/// "PostgreSQL global order"); a test that reads its own writes wants them.
 pub fn options(label: &str) -> PostgresOptions {
     PostgresOptions::new(database_url())
         .schema(unique_schema(label))
         .max_connections(8)
+        .read_all_settle(std::time::Duration::from_secs(10))
 }
 
 /// Connects to a fresh, migrated schema; `None` (after a loud notice) when

@@ -9,11 +9,12 @@
 use eventcore::*;
 use eventcore_postgres::PostgresStore;
 use eventcore_tests::conformance::{fresh_command_id, new_event, read_all_request, stream, tested_events};
-use eventcore_tests::postgres::fresh_store;
+use eventcore_tests::postgres::{fresh_store_with, options};
 use eventcore_tokio::EventStore;
 use sqlx::Connection;
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 fn append(stream_id: &StreamId, events: Vec<NewEvent>) -> AppendRequest {
     AppendRequest {
@@ -25,6 +26,13 @@ fn append(stream_id: &StreamId, events: Vec<NewEvent>) -> AppendRequest {
             events,
         }],
     }
+}
+
+/// A store whose readers wait only briefly for held-back events: these tests
+/// hold transactions open on purpose, and the readers must then answer with
+/// what is final rather than wait.
+async fn held_back_store(label: &str) -> Option<PostgresStore> {
+    fresh_store_with(options(label).read_all_settle(Duration::from_millis(50))).await
 }
 
 /// A subscriber's view: reads from its checkpoint, remembers everything it
@@ -74,7 +82,7 @@ impl Reader {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_transaction_holds_readers_back_until_it_commits_and_none_skips_its_event() {
-    let Some(store) = fresh_store("order_open").await else {
+    let Some(store) = held_back_store("order_open").await else {
         return;
     };
     let s = stream("ordered");
@@ -134,7 +142,7 @@ async fn an_open_transaction_holds_readers_back_until_it_commits_and_none_skips_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolled_back_transaction_leaves_no_event_and_blocks_no_one_after_it_ends() {
-    let Some(store) = fresh_store("order_rollback").await else {
+    let Some(store) = held_back_store("order_rollback").await else {
         return;
     };
     let s = stream("rolled");
@@ -173,7 +181,7 @@ async fn a_rolled_back_transaction_leaves_no_event_and_blocks_no_one_after_it_en
 /// each once, in increasing position order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_following_concurrent_commits_and_rollbacks_sees_every_committed_event_once() {
-    let Some(store) = fresh_store("order_race").await else {
+    let Some(store) = held_back_store("order_race").await else {
         return;
     };
     let writers = 6;
