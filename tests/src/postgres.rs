@@ -54,7 +54,7 @@ pub fn unique_schema(label: &str) -> String {
 pub fn options(label: &str) -> PostgresOptions {
     PostgresOptions::new(database_url())
         .schema(unique_schema(label))
-        .max_connections(8)
+        .max_connections(4)
         .read_all_settle(std::time::Duration::from_secs(10))
 }
 

@@ -32,7 +32,10 @@ fn append(stream_id: &StreamId, events: Vec<NewEvent>) -> AppendRequest {
 /// hold transactions open on purpose, and the readers must then answer with
 /// what is final rather than wait.
 async fn held_back_store(label: &str) -> Option<PostgresStore> {
-    fresh_store_with(options(label).read_all_settle(Duration::from_millis(50))).await
+    let options = options(label)
+        .read_all_settle(Duration::from_millis(50))
+        .max_connections(10);
+    fresh_store_with(options).await
 }
 
 /// A subscriber's view: reads from its checkpoint, remembers everything it
