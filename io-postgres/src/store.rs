@@ -401,6 +401,16 @@ impl PostgresStore {
                         ),
                     })?,
                 );
+                // The same check, and the same error, as the memory store;
+                // the database would refuse these too, but could not say
+                // which event.
+                event
+                    .payload
+                    .check_storable()
+                    .map_err(|reason| InvalidAppend::Rejected {
+                        stream: entry.stream.clone(),
+                        reason: format!("{} event: {reason}", event.event_type),
+                    })?;
                 payloads.push(event.payload.as_json());
             }
         }
