@@ -45,9 +45,9 @@ mod options;
 mod store;
 mod subscription;
 
-pub use options::{PostgresOptions, SetupError, MAX_EVENTS_PER_TRANSACTION, MAX_SCHEMA_NAME_BYTES};
-pub use store::{Health, PostgresStore};
 pub use checkpoint::{PgCheckpointStore, PgProjectionStore, PgTransaction};
 pub use dead_letter::PgDeadLetterStore;
 pub use lease::PgLeaseStore;
+pub use options::{PostgresOptions, SetupError, MAX_EVENTS_PER_TRANSACTION, MAX_SCHEMA_NAME_BYTES};
+pub use store::{Health, PostgresStore};
 pub use subscription::{migrate_subscriptions, PgNotifier, NOTIFY_CHANNEL};
