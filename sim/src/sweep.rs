@@ -14,7 +14,12 @@ use std::path::{Path, PathBuf};
 
 /// Where failing runs are written: `target/sim-failures/` of the workspace.
 pub fn default_failure_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/sim-failures")
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .parent()
+        .unwrap_or(manifest)
+        .join("target")
+        .join("sim-failures")
 }
 
 /// What to sweep.

@@ -15,7 +15,7 @@ mod subscription;
 pub use domain::DomainModel;
 pub use subscription::{check_subscriber, SubscriberRecord, SubscriberRun};
 
-use crate::history::History;
+use crate::history::{Attempt, History};
 use eventcore::{CommandId, EventId, GlobalPosition, RecordedEvent, StreamId, StreamVersion};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -123,6 +123,30 @@ impl Checker {
             self.observe_event(event);
         }
         &self.violations
+    }
+
+    /// Like [`Checker::observe_batch`] for the events one append committed:
+    /// first checks that every stream was at a version the append expected
+    /// (what the client sent, not what the store says it checked), so a
+    /// store that skips a check is caught at the step that did it.
+    pub fn observe_commit(&mut self, attempt: &Attempt, events: &[RecordedEvent]) -> &[Violation] {
+        for entry in &attempt.streams {
+            let head = self.heads.get(&entry.stream).copied().unwrap_or_default();
+            if !entry.expected.matches(head) {
+                let command = events
+                    .first()
+                    .map(|e| e.metadata.command_id.to_string())
+                    .unwrap_or_default();
+                self.violate(
+                    Invariant::ExpectedVersion,
+                    format!(
+                        "command {command} committed to `{}` at version {head} although it expected {}",
+                        entry.stream, entry.expected
+                    ),
+                );
+            }
+        }
+        self.observe_batch(events)
     }
 
     fn observe_event(&mut self, event: &RecordedEvent) {

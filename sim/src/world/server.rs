@@ -168,7 +168,10 @@ impl World {
             // The continuous check: every store step is judged at once, so
             // a violation is reported at the step that caused it.
             let seen = self.checker.violations().len();
-            let found = self.checker.observe_batch(&self.store.data().events()[before..after]);
+            let attempt = crate::history::Attempt::of(&append);
+            let found = self
+                .checker
+                .observe_commit(&attempt, &self.store.data().events()[before..after]);
             if found.len() > seen {
                 let first = found[seen].to_string();
                 self.log(format_args!("VIOLATION {first}"));
