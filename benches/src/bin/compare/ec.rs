@@ -21,6 +21,7 @@ fn outcome<E: std::fmt::Display>(units: u64, result: Result<Executed, CommandErr
             units,
             conflicts: u64::from(done.stats.conflicts),
             retries: u64::from(done.attempts.saturating_sub(1)),
+            round_trips: u64::from(done.stats.reads + done.stats.appends),
             error: None,
         },
         Err(e) => Outcome::failed(e),

@@ -12,6 +12,8 @@ pub struct Outcome {
     pub conflicts: u64,
     /// Attempts beyond the first.
     pub retries: u64,
+    /// Store round trips made (reads + appends), when the side counts them.
+    pub round_trips: u64,
     /// The operation failed for good.
     pub error: Option<String>,
 }
@@ -47,6 +49,8 @@ pub struct Tally {
     pub retries: u64,
     /// Operations that failed.
     pub errors: u64,
+    /// Store round trips counted.
+    pub round_trips: u64,
     /// The first failure, verbatim.
     pub first_error: Option<String>,
     /// Wall time from start to the last client's last operation.
@@ -72,6 +76,7 @@ impl Tally {
         self.conflicts += other.conflicts;
         self.retries += other.retries;
         self.errors += other.errors;
+        self.round_trips += other.round_trips;
         if self.first_error.is_none() {
             self.first_error = other.first_error;
         }
@@ -126,6 +131,7 @@ where
                     client = back;
                     tally.conflicts += outcome.conflicts;
                     tally.retries += outcome.retries;
+                    tally.round_trips += outcome.round_trips;
                     match outcome.error {
                         None => {
                             tally.ops += 1;

@@ -50,6 +50,8 @@ pub struct Config {
     pub command_line: String,
     /// Prefix of every schema this run creates.
     pub schema_prefix: String,
+    /// Batches in flight at once in the append-batching rows.
+    pub batch_in_flight: usize,
 }
 
 impl Config {
@@ -67,6 +69,7 @@ fn parse_args() -> Result<Config> {
     let mut short = false;
     let mut only = Vec::new();
     let mut store = backend::DEFAULT.to_string();
+    let mut batch_in_flight = 1usize;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -75,6 +78,10 @@ fn parse_args() -> Result<Config> {
                 secs = v.parse().map_err(|_| format!("--secs: not a number: {v}"))?;
             }
             "--short" => short = true,
+            "--batch-in-flight" => {
+                let v = args.next().ok_or("--batch-in-flight needs a value")?;
+                batch_in_flight = v.parse().map_err(|_| format!("--batch-in-flight: not a number: {v}"))?;
+            }
             "--store" => store = args.next().ok_or("--store needs postgres or memory")?,
             "--only" => {
                 let v = args.next().ok_or("--only needs a list such as W1,W3")?;
@@ -86,7 +93,8 @@ fn parse_args() -> Result<Config> {
                      Runs each workload on EventCore and on a raw-SQL floor (plain sqlx) against DATABASE_URL\n\
                      (default postgres://postgres@127.0.0.1:5432/postgres) and prints both rates and their ratio.\n\
                      --secs N   measured seconds per side and workload (default 10)\n\
-                     --short    a quick smoke run (CI): 0.3 s per side, small data sets"
+                     --short    a quick smoke run (CI): 0.3 s per side, small data sets\n\
+                     --batch-in-flight N   batches in flight at once in the batching rows (default 1)"
                 );
                 std::process::exit(0);
             }
@@ -117,6 +125,7 @@ fn parse_args() -> Result<Config> {
         store,
         command_line,
         schema_prefix: format!("bench_{}", std::process::id()),
+        batch_in_flight,
     })
 }
 
@@ -151,6 +160,13 @@ impl Row {
                 server,
                 self.unit.trim_end_matches("/s"),
             );
+            if tally.round_trips > 0 {
+                let _ = write!(
+                    notes,
+                    ", {:.2} round trips/op",
+                    tally.round_trips as f64 / tally.ops.max(1) as f64
+                );
+            }
             if tally.conflicts + tally.retries > 0 {
                 let _ = write!(notes, ", {} conflicts, {} retries", tally.conflicts, tally.retries);
             }
@@ -246,7 +262,7 @@ async fn w1<B: Backend>(cfg: &Config, backend: &B, clients: usize, batched: bool
     let store = backend.fresh(&cfg.schema(&name, "ec"), clients as u32).await?;
     let streams: Vec<StreamId> = (0..clients).map(|i| stream(format!("w1-{i}"))).collect();
     let (eventcore, raw, extra) = if batched {
-        let store = BatchingStore::with_options(store, batching_options());
+        let store = BatchingStore::with_options(store, batching_options(cfg));
         let executor = Arc::new(Executor::new(store.clone()).with_stream_cache(ec::CACHE_EVENTS));
         let ec_clients: Vec<_> = streams
             .into_iter()
@@ -279,8 +295,8 @@ async fn w1<B: Backend>(cfg: &Config, backend: &B, clients: usize, batched: bool
 
 /// Batching as the benchmarks use it: the defaults (no linger; a batch
 /// forms from the appends that queue while the previous one commits).
-fn batching_options() -> BatchingOptions {
-    BatchingOptions::default()
+fn batching_options(cfg: &Config) -> BatchingOptions {
+    BatchingOptions::default().max_in_flight(cfg.batch_in_flight)
 }
 
 const ACCOUNTS: u32 = 100;
@@ -301,7 +317,7 @@ async fn w2<B: Backend>(cfg: &Config, backend: &B, batched: bool) -> Result<Row>
         .collect();
     let store = backend.fresh(&cfg.schema(name, "ec"), clients).await?;
     let (eventcore, raw, extra) = if batched {
-        let store = BatchingStore::with_options(store, batching_options());
+        let store = BatchingStore::with_options(store, batching_options(cfg));
         let executor = Arc::new(Executor::new(store.clone()).with_stream_cache(ec::CACHE_EVENTS));
         let accounts = Arc::new(ec::TransferClient::open_all(&executor, ACCOUNTS, INITIAL).await?);
         let ec_clients: Vec<_> = (0..clients)

@@ -198,6 +198,7 @@ impl StreamClient {
     pub async fn deposit(mut self) -> (Self, Outcome) {
         let mut outcome = Outcome::done(1);
         loop {
+            outcome.round_trips += 2;
             if let Err(e) = self.catch_up().await {
                 return (self, Outcome::failed(e));
             }
@@ -304,6 +305,7 @@ impl TransferClient {
         let (from, to) = self.rng.pair(self.accounts);
         let mut outcome = Outcome::done(1);
         loop {
+            outcome.round_trips += 2;
             let (mut f, mut t) = (self.held(from), self.held(to));
             let rows = sqlx::query(
                 "SELECT 0, version, event_type, payload FROM events WHERE stream_id = $1 AND version > $2
