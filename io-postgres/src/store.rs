@@ -168,9 +168,10 @@ impl PostgresStore {
         PostgresStore::connect_with(PostgresOptions::new(url)).await
     }
 
-    /// Connects with the given options. Opens one connection right away so
-    /// that an unreachable database is reported here, as
-    /// [`SetupError::Connect`] holding a transient [`StoreError`].
+    /// Connects with the given options. Opens (and closes) one connection
+    /// right away so that an unreachable database is reported here, as
+    /// [`SetupError::Connect`] holding a transient [`StoreError`] whose source
+    /// is the real cause; the pool then opens connections as they are needed.
     ///
     /// ```no_run
     /// # async fn demo() -> Result<(), eventcore_postgres::SetupError> {
@@ -187,12 +188,23 @@ impl PostgresStore {
             .application_name("eventcore")
             .options([("statement_timeout", statement_ms.as_str())])
             .log_statements(tracing::log::LevelFilter::Trace);
+        // One direct connection first: it reports the real cause (connection
+        // refused, authentication, unknown database) where a pool would only
+        // say that it timed out waiting.
+        let probe = tokio::time::timeout(options.connect_timeout, connect.connect())
+            .await
+            .map_err(|_| {
+                SetupError::Connect(StoreError::Timeout {
+                    operation: Operation::Other,
+                    after: options.connect_timeout,
+                })
+            })?
+            .map_err(|e| SetupError::Connect(map_error(Operation::Other, Phase::Connecting, e, None)))?;
+        let _ = probe.close().await;
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.connect_timeout)
-            .connect_with(connect.clone())
-            .await
-            .map_err(|e| SetupError::Connect(map_error(Operation::Other, Phase::Connecting, e, None)))?;
+            .connect_lazy_with(connect.clone());
         Ok(PostgresStore {
             pool,
             sql: Arc::new(Statements::new(&options.schema)),

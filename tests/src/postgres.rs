@@ -10,6 +10,7 @@
 
 use crate::StoreFactory;
 use eventcore_postgres::{PostgresOptions, PostgresStore};
+use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -75,16 +76,26 @@ pub async fn fresh_store(label: &str) -> Option<PostgresStore> {
 ///
 /// As [`fresh_store`].
 pub async fn fresh_store_with(options: PostgresOptions) -> Option<PostgresStore> {
+    // Once one test found the server unreachable, the others skip at once.
+    static UNREACHABLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if UNREACHABLE.load(Ordering::Relaxed) && !required() {
+        return None;
+    }
     let store = match PostgresStore::connect_with(options).await {
         Ok(store) => store,
         Err(error) => {
+            UNREACHABLE.store(true, Ordering::Relaxed);
             let url = database_url();
             if required() {
                 panic!("CI=true but PostgreSQL at {url} cannot be reached: {error}");
             }
-            eprintln!(
+            // Straight to stderr: libtest captures `eprintln!` of passing
+            // tests, and this notice must be seen.
+            let _ = writeln!(
+                std::io::stderr().lock(),
                 "\n*** SKIPPED: PostgreSQL at {url} cannot be reached ({error}).\n\
-                 *** Start one (bash .ci/start-postgres) or set DATABASE_URL; CI=true makes this a failure.\n"
+                 *** PostgreSQL tests pass without checking anything. Start a server (bash .ci/start-postgres)\n\
+                 *** or set DATABASE_URL; with CI=true this is a failure.\n"
             );
             return None;
         }
