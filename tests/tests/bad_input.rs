@@ -660,25 +660,37 @@ fn a_payload_that_does_not_deserialize_is_a_typed_decode_error() {
 }
 
 #[test]
-fn malformed_json_in_the_store_is_a_typed_decode_error() {
-    let mut store = store_with_raw_event("Deposited", 1, r#"{"amount": 5"#);
-    let (_, result) = run(
-        &mut store,
-        machine(OpenAccount {
-            account: account(1),
-            initial: 1,
-        }),
-    );
-    assert!(
-        matches!(
-            result,
-            Err(CommandError::Decode(DecodeError {
-                kind: DecodeErrorKind::InvalidPayload(_),
-                ..
-            }))
-        ),
-        "{result:?}"
-    );
+fn malformed_json_read_back_from_a_store_is_a_typed_decode_error() {
+    // Stores refuse malformed JSON on append (see the conformance suite), so
+    // the corruption happens between the store and the machine: the machine
+    // must still answer with a typed error naming the event, not a panic.
+    let mut store = store_with_raw_event("Deposited", 1, r#"{"amount": 5}"#);
+    let mut m = machine(OpenAccount {
+        account: account(1),
+        initial: 1,
+    });
+    let Step::Read(request) = m.poll() else {
+        panic!("the machine reads first")
+    };
+    let mut answer = store.read(&request).expect("read");
+    let corrupted = answer.streams[0]
+        .events
+        .iter_mut()
+        .find(|e| e.version == StreamVersion::new(2))
+        .expect("account-1@2 exists");
+    corrupted.payload = Payload::from_trusted_json(r#"{"amount": 5"#);
+    m.on_read(request.id, Ok(answer), start());
+    match m.poll() {
+        Step::Done(Err(CommandError::Decode(DecodeError {
+            kind: DecodeErrorKind::InvalidPayload(_),
+            stream,
+            version,
+            ..
+        }))) => {
+            assert_eq!((stream, version), (account(1), StreamVersion::new(2)));
+        }
+        other => panic!("expected an InvalidPayload decode error, got {other:?}"),
+    }
 }
 
 #[test]
