@@ -265,6 +265,9 @@ struct StreamCursor {
     head: StreamVersion,
     /// Whether a read is still owed for this stream.
     pending: bool,
+    /// Whether what we hold came from a cache ([`CommandMachine::prime`])
+    /// and no store read has confirmed it yet.
+    primed: bool,
 }
 
 #[derive(Debug)]
@@ -379,6 +382,7 @@ impl<C: Command> CommandMachine<C> {
                     read_to: StreamVersion::NONE,
                     head: StreamVersion::NONE,
                     pending: true,
+                    primed: false,
                 });
             }
         }
@@ -515,6 +519,7 @@ impl<C: Command> CommandMachine<C> {
         if let Err(error) = self.absorb(&[(cursor, StreamVersion::NONE)], slice) {
             self.finish(Err(error));
         }
+        self.cursors[cursor].primed = true;
         true
     }
 
@@ -901,6 +906,7 @@ impl<C: Command> CommandMachine<C> {
             state.read_to = read_to;
             state.head = slice.head;
             state.pending = read_to < slice.head;
+            state.primed = false;
         }
         if needs_refold {
             self.held.sort_by_key(|e| e.position);
@@ -929,7 +935,7 @@ impl<C: Command> CommandMachine<C> {
             // result must stay "may have committed": treating the settle
             // append as unresolved keeps retries re-sending it and turns
             // giving up into `OutcomeUnknown`, never "nothing was written".
-            // (Found by the simulator: seed 994, profile chaos.)
+            // (Found by the simulator; see sim/regression-seeds.txt.)
             let request = self.settle_request();
             self.unresolved = Some(request.clone());
             self.phase = Phase::AppendDue(request);
@@ -937,7 +943,25 @@ impl<C: Command> CommandMachine<C> {
         }
         self.fold();
         let mut decision = Decision::new();
-        if let Err(error) = self.command.decide(&self.state, &mut decision) {
+        let verdict = self.command.decide(&self.state, &mut decision);
+        // A refusal or an empty decision is final and no append checks it,
+        // so it must not rest on cached events that no read has confirmed
+        // (a stale cache would refuse, say, a transfer the real balance
+        // covers): read what is newer on those streams and decide again.
+        let settles_here = verdict.is_err()
+            || (decision.events.is_empty()
+                && decision
+                    .reads
+                    .iter()
+                    .all(|s| self.cursors.iter().any(|c| &c.stream == s)));
+        if settles_here && self.cursors.iter().any(|c| c.primed) {
+            for cursor in self.cursors.iter_mut().filter(|c| c.primed) {
+                cursor.pending = true;
+            }
+            self.phase = Phase::ReadDue;
+            return;
+        }
+        if let Err(error) = verdict {
             self.finish(Err(CommandError::Domain(error)));
             return;
         }
@@ -966,6 +990,7 @@ impl<C: Command> CommandMachine<C> {
                     read_to: StreamVersion::NONE,
                     head: StreamVersion::NONE,
                     pending: true,
+                    primed: false,
                 });
             }
             self.phase = Phase::ReadDue;
@@ -1331,5 +1356,53 @@ mod tests {
             Step::Done(Err(error)) => assert!(error.may_have_committed(), "{error:?}"),
             other => panic!("expected an unknown outcome, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_refusal_never_rests_on_unconfirmed_cached_events() {
+        // The cache says the account is empty; the store says it holds 50.
+        // Refusing a withdrawal of 10 from the cache alone would be wrong:
+        // the machine must confirm by reading before it refuses.
+        #[derive(Debug, thiserror::Error)]
+        #[error("insufficient funds: {0}")]
+        struct Insufficient(u64);
+        struct Withdraw(StreamId, u64);
+        impl Command for Withdraw {
+            type Event = Ev;
+            type State = u64;
+            type Error = Insufficient;
+            fn streams(&self) -> Vec<StreamId> {
+                vec![self.0.clone()]
+            }
+            fn apply(&self, balance: &mut u64, _: &StreamId, event: &Ev) {
+                let Ev::At(amount) = event;
+                *balance += amount;
+            }
+            fn decide(&self, balance: &u64, out: &mut Decision<Ev>) -> Result<(), Insufficient> {
+                if *balance < self.1 {
+                    return Err(Insufficient(*balance));
+                }
+                out.emit(&self.0, Ev::At(0));
+                Ok(())
+            }
+        }
+        let a = stream("a");
+        let now = Time::from_unix_millis(1);
+        let ctx = ExecutionContext::new(CommandId::v7(now, [1; 10]));
+        let mut machine = CommandMachine::new(Withdraw(a.clone(), 10), ExecutionPolicy::default(), ctx, now, 3);
+        assert!(machine.prime(&a, &[]), "stale: the cache saw the stream empty");
+        let Step::Read(request) = machine.poll() else {
+            panic!("a refusal from cached state must be confirmed by a read first")
+        };
+        assert_eq!(request.streams[0].after, StreamVersion::NONE);
+        let data = vec![(a.clone(), vec![recorded(&a, 1, 50)])];
+        machine.on_read(request.id, Ok(answer(&request, &data)), now);
+        let Step::Append(append) = machine.poll() else {
+            panic!("the real balance covers the withdrawal")
+        };
+        assert_eq!(
+            append.streams[0].expected,
+            ExpectedVersion::Exact(StreamVersion::new(1))
+        );
     }
 }
