@@ -250,7 +250,9 @@ pub enum CommandError<E> {
 
 impl<E> CommandError<E> {
     /// True only for [`CommandError::OutcomeUnknown`]: every other error
-    /// guarantees that nothing was written.
+    /// guarantees that this execution wrote nothing. (An earlier execution
+    /// with the same command id may have committed; re-executing with that id
+    /// until it succeeds or is refused by the domain settles it.)
     pub fn may_have_committed(&self) -> bool {
         matches!(self, CommandError::OutcomeUnknown { .. })
     }
