@@ -23,6 +23,9 @@ pub struct Client {
     /// Commands whose outcome a crash left unknown, waiting to be
     /// re-executed with their command id (indices into the command list).
     pub orphans: Vec<usize>,
+    /// Streams as this client last read them (whole, from version 1;
+    /// possibly stale), used to prime new executions. Lost in a crash.
+    pub cache: std::collections::BTreeMap<eventcore::StreamId, Vec<eventcore::RecordedEvent>>,
 }
 
 /// One command issued by a client, with every execution of it.

@@ -32,6 +32,8 @@ pub const REQUIRED: &[&str] = &[
     "discovery_limit",
     "outcome_unknown_error",
     "paged_read",
+    "primed_from_cache",
+    "cache_invalidated_by_conflict",
     "pure_version_check_sent",
     "relaxed_expectation_sent",
     "zero_retries_policy",

@@ -6,7 +6,7 @@
 use crate::history::ExecutionOutcome;
 use eventcore::{
     AppendReceipt, AppendRequest, Command, CommandError, CommandId, CommandMachine, ExecutionStats, ReadRequest,
-    ReadResponse, RequestId, Step, StoreError, Time,
+    ReadResponse, RecordedEvent, RequestId, Step, StoreError, StreamId, Time,
 };
 
 /// The next step of an execution, with its result already classified.
@@ -51,6 +51,9 @@ pub trait Execution {
     fn stats(&self) -> &ExecutionStats;
     /// The idempotency key.
     fn command_id(&self) -> CommandId;
+    /// See [`CommandMachine::prime`]: seeds a declared stream from a cache
+    /// (the whole stream from version 1, possibly stale).
+    fn prime(&mut self, stream: &StreamId, events: &[RecordedEvent]) -> bool;
 }
 
 impl<C: Command> Execution for CommandMachine<C> {
@@ -114,6 +117,10 @@ impl<C: Command> Execution for CommandMachine<C> {
 
     fn command_id(&self) -> CommandId {
         CommandMachine::command_id(self)
+    }
+
+    fn prime(&mut self, stream: &StreamId, events: &[RecordedEvent]) -> bool {
+        CommandMachine::prime(self, stream, events)
     }
 }
 

@@ -107,6 +107,9 @@ pub struct FaultPlan {
     pub subscriber_crashes: u32,
     /// A request reaches the store twice (a retransmission).
     pub duplicate_request: u32,
+    /// Clients cache the streams they read and prime new executions from
+    /// the cache (stale entries must only cost a conflict).
+    pub prime_from_cache: bool,
     /// The execution policy every command runs under.
     pub policy: ExecutionPolicy,
 }
@@ -135,6 +138,7 @@ impl FaultPlan {
             notify_lost: 0,
             subscriber_crashes: 0,
             duplicate_request: 0,
+            prime_from_cache: false,
             policy,
         }
     }
@@ -185,6 +189,7 @@ impl FaultPlan {
         plan.notify_lost = rate(rng, 500);
         plan.subscriber_crashes = rate(rng, 8);
         plan.duplicate_request = rate(rng, max);
+        plan.prime_from_cache = rng.chance(500);
         plan
     }
 }
@@ -242,7 +247,7 @@ impl fmt::Display for FaultPlan {
             "latency={}..{}us slow={}‰(≤{}ms) dup={}‰ read_transient={}‰ read_lost={}‰ append_fail={}‰ \
              lost_ack={}‰(unknown {}‰) crash_before_append={}‰ crash_after_commit={}‰ random_crashes={} \
              reexecute_on_restart={}‰ store_restarts={} clock_jumps={} handler_fail={}‰ checkpoint_fail={}‰ \
-             notify_lost={}‰ subscriber_crashes={} dup_request={}‰ | policy: attempts={} backoff={:?}..{:?} \
+             notify_lost={}‰ subscriber_crashes={} dup_request={}‰ prime_from_cache={} | policy: attempts={} backoff={:?}..{:?} \
              discovery_limit={} page_size={:?}",
             self.latency_us.0,
             self.latency_us.1,
@@ -265,6 +270,7 @@ impl fmt::Display for FaultPlan {
             self.notify_lost,
             self.subscriber_crashes,
             self.duplicate_request,
+            self.prime_from_cache,
             p.retry.max_attempts,
             p.retry.initial_backoff,
             p.retry.max_backoff,

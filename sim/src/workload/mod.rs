@@ -54,6 +54,19 @@ impl Job {
         }
     }
 
+    /// The streams the command declares (read before its first decision).
+    pub fn streams(&self) -> Vec<StreamId> {
+        use eventcore::Command;
+        match self {
+            Job::Open(c) => c.streams(),
+            Job::SetLimit(c) => c.streams(),
+            Job::Transfer(c) => c.streams(),
+            Job::AddProduct(c) => c.streams(),
+            Job::Place(c) => c.streams(),
+            Job::Cancel(c) => c.streams(),
+        }
+    }
+
     /// True for the order cancellation, which discovers streams.
     pub fn discovers(&self) -> bool {
         matches!(self, Job::Cancel(_))

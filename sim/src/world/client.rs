@@ -62,9 +62,18 @@ impl World {
         let policy = self.active.policy.clone();
         let entry = &mut self.commands[command];
         let client = entry.client;
-        let machine = entry
+        let mut machine = entry
             .job
             .start(policy, ExecutionContext::new(entry.command_id), now, seed);
+        if self.plan.prime_from_cache {
+            for stream in entry.job.streams() {
+                if let Some(cached) = self.clients[client].cache.get(&stream) {
+                    if machine.prime(&stream, cached) {
+                        self.coverage.hit("primed_from_cache");
+                    }
+                }
+            }
+        }
         entry.executions.push(ExecutionRecord {
             started_after,
             healed,
@@ -294,6 +303,13 @@ impl World {
             ));
             return;
         };
+        let client = running.client;
+        if self.plan.prime_from_cache {
+            self.update_cache(client, &response);
+        }
+        let Some(running) = self.execs.get_mut(&exec) else {
+            return;
+        };
         let before = running.machine.stats().ignored_responses;
         let id = match response {
             Response::Read(id, result) => {
@@ -317,6 +333,41 @@ impl World {
         self.pump(exec);
     }
 
+    /// Keeps the client's stream cache (whole streams from version 1,
+    /// possibly stale) up to date from what its executions read.
+    fn update_cache(&mut self, client: usize, response: &Response) {
+        let cache = &mut self.clients[client].cache;
+        match response {
+            Response::Append(_, Err(eventcore::StoreError::Conflict(conflict))) => {
+                // The cached prefix of that stream is stale. Without dropping
+                // it, a client with no retries would prime every later
+                // execution with the same stale versions and conflict forever
+                // (no read ever refreshes the entry): the simulator's
+                // liveness check found exactly that livelock.
+                cache.remove(&conflict.stream);
+                self.coverage.hit("cache_invalidated_by_conflict");
+            }
+            Response::Read(_, Ok(read)) => {
+                for slice in &read.streams {
+                    let first = slice.events.first().map(|e| e.version.get());
+                    match cache.get_mut(&slice.stream) {
+                        // Only a continuation keeps an entry whole from
+                        // version 1.
+                        Some(cached) if first == Some(cached.len() as u64 + 1) => {
+                            cached.extend(slice.events.iter().cloned());
+                        }
+                        Some(_) => {}
+                        None if first == Some(1) || slice.head.is_none() => {
+                            cache.insert(slice.stream.clone(), slice.events.clone());
+                        }
+                        None => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
     pub(super) fn on_wake(&mut self, exec: ExecId) {
         let now = self.now();
         let Some(running) = self.execs.get_mut(&exec) else {
@@ -338,6 +389,7 @@ impl World {
             return;
         }
         self.clients[client].up = false;
+        self.clients[client].cache.clear();
         self.coverage.hit("client_crash");
         self.log(format_args!("c{client} CRASH ({why})"));
         let lost: Vec<ExecId> = self.clients[client].running.iter().copied().collect();

@@ -257,6 +257,7 @@ impl World {
                 running: Default::default(),
                 remaining: params.commands_per_client,
                 orphans: Vec::new(),
+                cache: BTreeMap::new(),
             })
             .collect();
         World {
