@@ -22,17 +22,17 @@ mod sync;
 
 pub use batching::{BatchingOptions, BatchingStats, BatchingStore};
 pub use cache::StreamCache;
+pub use checkpoint::{CheckpointError, CheckpointStore, MemoryCheckpointStore};
 pub use clock::Clock;
+pub use dead_letter::{DeadLetter, DeadLetterError, DeadLetterStore, MemoryDeadLetterStore, NoDeadLetters};
 pub use executor::Executor;
+pub use lease::{FencingToken, Lease, LeaseError, LeaseStore, MemoryLeaseStore, NoLease};
 pub use memory::MemoryEventStore;
 pub use notify::{HeadWatch, WaitPast};
-pub use store::EventStore;
-pub use checkpoint::{CheckpointError, CheckpointStore, MemoryCheckpointStore};
-pub use dead_letter::{DeadLetter, DeadLetterError, DeadLetterStore, MemoryDeadLetterStore, NoDeadLetters};
-pub use lease::{FencingToken, Lease, LeaseError, LeaseStore, MemoryLeaseStore, NoLease};
 pub use projection::{
     MemoryReadModel, MemoryTransaction, Projection, ProjectionError, ProjectionSink, ProjectionStore, Serving,
 };
+pub use store::EventStore;
 pub use subscription::{
     poison, ReplayReport, RunError, RunSummary, Runner, RunnerState, RunnerStatus, Sink, Subscriber, SubscriberSink,
 };
