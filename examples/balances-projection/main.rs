@@ -183,7 +183,9 @@ async fn head(store: &PostgresStore) -> Result<GlobalPosition, sqlx::Error> {
 
 async fn wait_until(status: &mut watch::Receiver<RunnerStatus>, through: GlobalPosition) {
     let _ = status
-        .wait_for(|s| s.handled_through >= through && s.checkpoint >= through)
+        // The checkpoint, not the last handled event: events the filter
+        // leaves out (the probes) move only the checkpoint.
+        .wait_for(|s| s.checkpoint >= through)
         .await;
 }
 
@@ -367,8 +369,13 @@ async fn run() -> Result<bool, Box<dyn std::error::Error>> {
     };
     latencies.sort();
     println!(
-        "live latency, commit ack -> handler, {} probes under transfer load: median {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        "live latency, commit ack -> handler, {} probes {}: median {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         latencies.len(),
+        if options.transfers > 0 {
+            "while transfers ran"
+        } else {
+            "on an idle store"
+        },
         percentile(&latencies, 0.5).as_secs_f64() * 1e3,
         percentile(&latencies, 0.99).as_secs_f64() * 1e3,
         latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
@@ -384,22 +391,27 @@ async fn run() -> Result<bool, Box<dyn std::error::Error>> {
         count
     };
     for batch in [256u32, 1024] {
-        let counter = Count::default();
-        let mut reader = Runner::subscription(
-            format!("catch-up-{batch}"),
-            store.clone(),
-            PgCheckpointStore::new(&store),
-            counter.clone(),
-        )
-        .with_policy(SubscriptionPolicy::default().with_batch_size(NonZeroU32::new(batch).unwrap_or(NonZeroU32::MIN)))
-        .with_wakeups(notifier.subscribe());
-        let t = Instant::now();
-        reader.run_until_caught_up().await?;
-        let secs = t.elapsed().as_secs_f64();
+        let mut rates = Vec::new();
+        for attempt in 0..3 {
+            let counter = Count::default();
+            let mut reader = Runner::subscription(
+                format!("catch-up-{batch}-{attempt}"),
+                store.clone(),
+                PgCheckpointStore::new(&store),
+                counter.clone(),
+            )
+            .with_policy(
+                SubscriptionPolicy::default().with_batch_size(NonZeroU32::new(batch).unwrap_or(NonZeroU32::MIN)),
+            )
+            .with_wakeups(notifier.subscribe());
+            let t = Instant::now();
+            reader.run_until_caught_up().await?;
+            rates.push(counter.0.load(Ordering::Relaxed) as f64 / t.elapsed().as_secs_f64());
+        }
+        rates.sort_by(f64::total_cmp);
         println!(
-            "catch-up, counting subscriber, batch {batch}: {} events in {secs:.3}s = {:.0} events/s",
-            counter.0.load(Ordering::Relaxed),
-            counter.0.load(Ordering::Relaxed) as f64 / secs
+            "catch-up, counting subscriber, batch {batch}, {events} events, 3 runs: {:.0} / {:.0} / {:.0} events/s",
+            rates[0], rates[1], rates[2]
         );
     }
     sqlx::query(&format!("TRUNCATE {SCHEMA}.balances"))
