@@ -196,6 +196,11 @@ macro_rules! uuid_id {
 
             /// A UUIDv7 from a timestamp and caller-supplied entropy: time-ordered,
             /// and deterministic when the entropy is.
+            ///
+            /// A UUIDv7 holds 74 random bits, so not all 80 bits given are kept:
+            /// the high nibble of `entropy[0]` and the two high bits of
+            /// `entropy[2]` are replaced by the version and variant. Put
+            /// counters or other distinguishing bits in bytes 3 to 9.
             pub fn v7(now: crate::Time, entropy: [u8; 10]) -> Self {
                 $name(uuid_v7(now.as_unix_millis(), entropy))
             }
