@@ -116,6 +116,11 @@ impl StreamCache {
         inner.evict(self.max_events);
     }
 
+    /// Forgets `stream`, so the next command reads it whole.
+    pub fn invalidate(&self, stream: &StreamId) {
+        self.lock().remove(stream);
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // Every mutation leaves the map consistent before it can panic, so
         // the shim's lock ignores poisoning.

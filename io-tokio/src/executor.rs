@@ -1,7 +1,7 @@
 //! Runs command machines against an [`EventStore`] on tokio.
 
 use crate::{Clock, EventStore, StreamCache};
-use eventcore::{Command, CommandError, CommandId, Executed, ExecutionContext, ExecutionPolicy, Step};
+use eventcore::{Command, CommandError, CommandId, Executed, ExecutionContext, ExecutionPolicy, Step, StoreError};
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -164,6 +164,7 @@ impl<S: EventStore> Executor<S> {
                 }
             }
         }
+        let mut conflicted = Vec::new();
         loop {
             match machine.poll() {
                 Step::Read(request) => {
@@ -182,8 +183,12 @@ impl<S: EventStore> Executor<S> {
                     let deadline = self.wake_deadline(&machine);
                     match tokio::time::timeout_at(deadline, self.store.append(&request)).await {
                         Ok(result) => {
-                            if let (Some(cache), Ok(receipt)) = (&self.cache, &result) {
-                                cache.record_append(&request, receipt);
+                            match (&self.cache, &result) {
+                                (Some(cache), Ok(receipt)) => cache.record_append(&request, receipt),
+                                (Some(_), Err(StoreError::Conflict(conflict))) => {
+                                    conflicted.push(conflict.stream.clone());
+                                }
+                                _ => {}
                             }
                             machine.on_append(request.id, result, self.clock.now());
                         }
@@ -196,6 +201,15 @@ impl<S: EventStore> Executor<S> {
                 }
                 Step::Done(result) => {
                     tracing::trace!(attempts = machine.attempts(), "machine done");
+                    if let (Some(cache), Err(_)) = (&self.cache, &result) {
+                        // A retry re-reads (and so refreshes) a stream that
+                        // conflicted; an execution that gave up did not, and
+                        // the next one must not be primed with the same stale
+                        // version again.
+                        for stream in &conflicted {
+                            cache.invalidate(stream);
+                        }
+                    }
                     return result;
                 }
                 Step::Finished => {

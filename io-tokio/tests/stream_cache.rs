@@ -125,3 +125,26 @@ async fn the_cache_stays_within_its_bound() {
     let last = StreamId::new("s-7").expect("valid");
     assert_eq!(store.inspect(|s| s.stream_version(&last)), StreamVersion::new(3));
 }
+
+#[tokio::test]
+async fn an_execution_that_gives_up_on_a_conflict_does_not_leave_a_stale_cache_behind() {
+    let store = CountingStore::default();
+    let no_retries = eventcore::ExecutionPolicy::default().with_retry(eventcore::RetryPolicy::no_retries());
+    let cached = Executor::new(store.clone())
+        .with_stream_cache(1_000)
+        .with_policy(no_retries);
+    let other = Executor::new(store.clone());
+    let stream = StreamId::new("contended").expect("valid");
+    cached.execute(TickCmd(stream.clone())).await.expect("commits");
+    other.execute(TickCmd(stream.clone())).await.expect("commits");
+    let gave_up = cached.execute(TickCmd(stream.clone())).await;
+    assert!(
+        matches!(gave_up, Err(eventcore::CommandError::RetriesExhausted { .. })),
+        "one attempt, stale cache: conflict, {gave_up:?}"
+    );
+    cached
+        .execute(TickCmd(stream.clone()))
+        .await
+        .expect("the next execution reads afresh instead of conflicting forever");
+    assert_eq!(ticks(&store.inner, &stream), vec![0, 1, 2]);
+}
