@@ -31,22 +31,42 @@ fn outcome<E: std::fmt::Display>(units: u64, result: Result<Executed, CommandErr
 /// W1 client: deposits into its own stream through a shared executor.
 pub struct StreamClient<S> {
     executor: Arc<Executor<S>>,
+    base: StreamId,
     stream: StreamId,
+    max_len: Option<u64>,
+    written: u64,
+    generation: u64,
 }
 
 impl<S: EventStore> StreamClient<S> {
-    /// A client for `stream`.
-    pub fn new(executor: Arc<Executor<S>>, stream: StreamId) -> Self {
-        StreamClient { executor, stream }
+    /// A client for `stream`; with `max_len`, it moves on to a fresh stream
+    /// after that many events.
+    pub fn new(executor: Arc<Executor<S>>, stream: StreamId, max_len: Option<u64>) -> Self {
+        StreamClient {
+            executor,
+            base: stream.clone(),
+            stream,
+            max_len,
+            written: 0,
+            generation: 0,
+        }
     }
 
     /// One single-stream command.
-    pub async fn deposit(self) -> (Self, Outcome) {
+    pub async fn deposit(mut self) -> (Self, Outcome) {
+        if self.max_len.is_some_and(|max| self.written >= max) {
+            self.generation += 1;
+            self.stream = eventcore_benches::stream(format!("{}-{}", self.base, self.generation));
+            self.written = 0;
+        }
         let command = Deposit {
             account: self.stream.clone(),
             amount: 1,
         };
         let result = self.executor.execute(command).await;
+        if result.is_ok() {
+            self.written += 1;
+        }
         (self, outcome(1, result))
     }
 }

@@ -89,7 +89,7 @@ fn parse_args() -> Result<Config> {
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: compare [--secs N] [--short] [--store postgres|memory] [--only W1,W2,W3,W4,W5,B]\n\
+                    "usage: compare [--secs N] [--short] [--store postgres|memory] [--only W1,W2,W3,W4,W5,W1s,B]\n\
                      Runs each workload on EventCore and on a raw-SQL floor (plain sqlx) against DATABASE_URL\n\
                      (default postgres://postgres@127.0.0.1:5432/postgres) and prints both rates and their ratio.\n\
                      --secs N   measured seconds per side and workload (default 10)\n\
@@ -251,13 +251,17 @@ fn batched_note<S>(store: &BatchingStore<S>) -> String {
     )
 }
 
-async fn w1<B: Backend>(cfg: &Config, backend: &B, clients: usize, batched: bool) -> Result<Row> {
-    let name = format!("W1n{clients}{}", if batched { "b" } else { "" });
+async fn w1<B: Backend>(cfg: &Config, backend: &B, clients: usize, batched: bool, max_len: Option<u64>) -> Result<Row> {
+    let name = format!(
+        "W1n{clients}{}{}",
+        if batched { "b" } else { "" },
+        if max_len.is_some() { "s" } else { "" }
+    );
     let raw = raw::Raw::create(&cfg.url, &cfg.schema(&name, "raw"), clients as u32)
         .await
         .map_err(err)?;
     let raw_clients: Vec<_> = (0..clients)
-        .map(|i| raw::StreamClient::new(raw.clone(), format!("w1-{i}")))
+        .map(|i| raw::StreamClient::new(raw.clone(), format!("w1-{i}"), max_len))
         .collect();
     let store = backend.fresh(&cfg.schema(&name, "ec"), clients as u32).await?;
     let streams: Vec<StreamId> = (0..clients).map(|i| stream(format!("w1-{i}"))).collect();
@@ -266,7 +270,7 @@ async fn w1<B: Backend>(cfg: &Config, backend: &B, clients: usize, batched: bool
         let executor = Arc::new(Executor::new(store.clone()).with_stream_cache(ec::CACHE_EVENTS));
         let ec_clients: Vec<_> = streams
             .into_iter()
-            .map(|s| ec::StreamClient::new(executor.clone(), s))
+            .map(|s| ec::StreamClient::new(executor.clone(), s, max_len))
             .collect();
         let (e, r) = abba(cfg, raw_clients, |c| c.deposit(), ec_clients, |c| c.deposit()).await;
         (e, r, batched_note(&store))
@@ -274,16 +278,17 @@ async fn w1<B: Backend>(cfg: &Config, backend: &B, clients: usize, batched: bool
         let executor = Arc::new(Executor::new(store).with_stream_cache(ec::CACHE_EVENTS));
         let ec_clients: Vec<_> = streams
             .into_iter()
-            .map(|s| ec::StreamClient::new(executor.clone(), s))
+            .map(|s| ec::StreamClient::new(executor.clone(), s, max_len))
             .collect();
         let (e, r) = abba(cfg, raw_clients, |c| c.deposit(), ec_clients, |c| c.deposit()).await;
         (e, r, String::new())
     };
     Ok(Row {
         workload: format!(
-            "W1 single-stream command, {clients} client{}{}",
+            "W1 single-stream command, {clients} client{}{}{}",
             if clients == 1 { "" } else { "s" },
-            if batched { ", append batching" } else { "" }
+            if batched { ", append batching" } else { "" },
+            max_len.map_or(String::new(), |n| format!(", streams of {n} events"))
         ),
         unit: "cmd/s",
         target: if batched { 2.0 } else { 0.9 },
@@ -298,6 +303,9 @@ async fn w1<B: Backend>(cfg: &Config, backend: &B, clients: usize, batched: bool
 fn batching_options(cfg: &Config) -> BatchingOptions {
     BatchingOptions::default().max_in_flight(cfg.batch_in_flight)
 }
+
+/// Events per stream in the W1s rows (aggregate-sized streams).
+const SHORT_STREAM: u64 = 100;
 
 const ACCOUNTS: u32 = 100;
 const INITIAL: u64 = 1_000_000_000;
@@ -616,8 +624,8 @@ async fn run<B: Backend>(cfg: &Config, backend: &B) -> Result<Vec<Row>> {
         rows.push(row);
     };
     if cfg.wants("W1") {
-        report(w1(cfg, backend, 1, false).await?);
-        report(w1(cfg, backend, 8, false).await?);
+        report(w1(cfg, backend, 1, false, None).await?);
+        report(w1(cfg, backend, 8, false, None).await?);
     }
     if cfg.wants("W2") {
         report(w2(cfg, backend, false).await?);
@@ -631,8 +639,12 @@ async fn run<B: Backend>(cfg: &Config, backend: &B) -> Result<Vec<Row>> {
         report(w4(cfg, backend, false).await?);
         report(w4(cfg, backend, true).await?);
     }
+    if cfg.wants("W1s") {
+        report(w1(cfg, backend, 1, false, Some(SHORT_STREAM)).await?);
+        report(w1(cfg, backend, 8, false, Some(SHORT_STREAM)).await?);
+    }
     if cfg.wants("B") {
-        report(w1(cfg, backend, 8, true).await?);
+        report(w1(cfg, backend, 8, true, None).await?);
         report(w2(cfg, backend, true).await?);
     }
     Ok(rows)

@@ -178,17 +178,25 @@ pub struct Held {
 #[derive(Debug)]
 pub struct StreamClient {
     raw: Raw,
+    base: String,
     stream: String,
     held: Held,
+    /// Move on to a fresh stream after this many events (aggregate-sized
+    /// streams); `None`: one stream for the whole run.
+    max_len: Option<i64>,
+    generation: u64,
 }
 
 impl StreamClient {
     /// A client for `stream`, holding nothing yet.
-    pub fn new(raw: Raw, stream: String) -> Self {
+    pub fn new(raw: Raw, stream: String, max_len: Option<u64>) -> Self {
         StreamClient {
             raw,
+            base: stream.clone(),
             stream,
             held: Held::default(),
+            max_len: max_len.map(|n| n as i64),
+            generation: 0,
         }
     }
 
@@ -196,6 +204,11 @@ impl StreamClient {
     /// fold it, decide, insert at the next version; re-read and retry on a
     /// unique violation.
     pub async fn deposit(mut self) -> (Self, Outcome) {
+        if self.max_len.is_some_and(|max| self.held.version >= max) {
+            self.generation += 1;
+            self.stream = format!("{}-{}", self.base, self.generation);
+            self.held = Held::default();
+        }
         let mut outcome = Outcome::done(1);
         loop {
             outcome.round_trips += 2;
