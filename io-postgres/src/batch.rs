@@ -32,7 +32,22 @@ impl PostgresStore {
             .iter()
             .map(|r| r.validate(&self.options.limits).err().map(|e| Err(e.into())))
             .collect();
-        let valid: Vec<usize> = (0..requests.len()).filter(|&i| outcomes[i].is_none()).collect();
+        // A schema version PostgreSQL's integer cannot hold is refused by the
+        // single append with its exact error; such a request goes alone.
+        let fits = |r: &AppendRequest| {
+            r.streams
+                .iter()
+                .all(|s| s.events.iter().all(|e| i32::try_from(e.schema_version).is_ok()))
+        };
+        let mut alone = Vec::new();
+        for (i, request) in requests.iter().enumerate() {
+            if outcomes[i].is_none() && !fits(request) {
+                alone.push(i);
+            }
+        }
+        let valid: Vec<usize> = (0..requests.len())
+            .filter(|&i| outcomes[i].is_none() && !alone.contains(&i))
+            .collect();
         match valid.as_slice() {
             [] => {}
             [only] => outcomes[*only] = Some(self.append(&requests[*only]).await),
@@ -67,6 +82,9 @@ impl PostgresStore {
                     outcomes[index] = Some(self.append(&requests[index]).await);
                 }
             }
+        }
+        for index in alone {
+            outcomes[index] = Some(self.append(&requests[index]).await);
         }
         outcomes
             .into_iter()
@@ -117,9 +135,8 @@ impl PostgresStore {
                     event_stream.push(i32::try_from(index + 1).unwrap_or(i32::MAX));
                     event_ids.push(event.event_id.as_uuid());
                     event_types.push(event.event_type.as_str());
-                    // Out of range: the server rejects it, and the request is
-                    // sent again alone, where the single append maps it.
-                    schema_versions.push(i32::try_from(event.schema_version).unwrap_or(-1));
+                    // Checked above: every request in a group fits.
+                    schema_versions.push(i32::try_from(event.schema_version).unwrap_or(i32::MAX));
                     payloads.push(event.payload.as_json());
                 }
             }

@@ -63,6 +63,60 @@ mod postgres {
         super::contended(BatchingStore::with_options(store.clone(), options())).await;
         let _ = store.drop_schema().await;
     }
+
+    /// One `append_batch` call (one statement, one transaction) holding a
+    /// commit, a conflict with that commit, bad input and a repeat of the
+    /// commit's command id: each gets its own exact outcome.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_group_mixes_commits_conflicts_bad_input_and_repeats() {
+        let Some(store) = eventcore_tests::postgres::fresh_store("batchmix").await else {
+            return;
+        };
+        let a = StreamId::new("mix-a").expect("valid");
+        let b = StreamId::new("mix-b").expect("valid");
+        let good = append_to(&a, ExpectedVersion::NoStream, 2, 1);
+        let late = append_to(&a, ExpectedVersion::NoStream, 1, 2);
+        let mut bad = append_to(&b, ExpectedVersion::NoStream, 1, 3);
+        bad.streams[0].events[0].schema_version = u32::MAX;
+        let empty = append_to(&b, ExpectedVersion::Any, 0, 4);
+        let outcomes = store
+            .append_batch(&[good.clone(), late, bad, empty, good.clone()])
+            .await;
+        assert_eq!(outcomes.len(), 5);
+        let first = outcomes[0].as_ref().expect("the first append commits");
+        assert!(!first.deduplicated);
+        assert_eq!(first.streams[0].last_version, StreamVersion::new(2));
+        match &outcomes[1] {
+            Err(StoreError::Conflict(c)) => {
+                assert_eq!(c.stream, a);
+                assert_eq!(c.expected, ExpectedVersion::NoStream);
+                assert_eq!(c.actual, StreamVersion::new(2));
+            }
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+        assert!(
+            matches!(&outcomes[2], Err(StoreError::InvalidAppend(InvalidAppend::Rejected { stream, .. })) if *stream == b),
+            "{:?}",
+            outcomes[2]
+        );
+        assert!(matches!(
+            &outcomes[3],
+            Err(StoreError::InvalidAppend(InvalidAppend::NoEvents))
+        ));
+        let repeat = outcomes[4].as_ref().expect("the repeat answers with the receipt");
+        assert!(repeat.deduplicated && repeat.same_commit(first));
+        let read = store
+            .read(&ReadRequest::new(RequestId::new(1), [a.clone(), b.clone()]))
+            .await
+            .expect("read");
+        assert_eq!(read.streams[0].head, StreamVersion::new(2));
+        assert_eq!(
+            read.streams[1].head,
+            StreamVersion::NONE,
+            "nothing of the refused appends was written"
+        );
+        let _ = store.drop_schema().await;
+    }
 }
 
 /// 8 streams with 4 contenders each (all expecting no stream: one wins per
