@@ -664,7 +664,7 @@ fn malformed_json_read_back_from_a_store_is_a_typed_decode_error() {
     // Stores refuse malformed JSON on append (see the conformance suite), so
     // the corruption happens between the store and the machine: the machine
     // must still answer with a typed error naming the event, not a panic.
-    let mut store = store_with_raw_event("Deposited", 1, r#"{"amount": 5}"#);
+    let store = store_with_raw_event("Deposited", 1, r#"{"amount": 5}"#);
     let mut m = machine(OpenAccount {
         account: account(1),
         initial: 1,
