@@ -35,6 +35,7 @@ impl Command for Deposit {
     type Event = AccountEvent;
     type State = Account;
     type Error = BankError;
+    const CACHE_STATE: bool = true;
 
     fn streams(&self) -> Vec<StreamId> {
         vec![self.account.clone()]
@@ -89,6 +90,7 @@ impl Command for DepositMany {
     type Event = AccountEvent;
     type State = Account;
     type Error = BankError;
+    const CACHE_STATE: bool = true;
 
     fn streams(&self) -> Vec<StreamId> {
         vec![self.account.clone()]

@@ -53,7 +53,7 @@ pub trait Command: Send + 'static {
     /// The events this command reads and writes.
     type Event: Event;
     /// What the fold builds; starts from `Default`.
-    type State: Default + Send;
+    type State: Default + Send + 'static;
     /// Why the domain may refuse the command. Never retried.
     type Error: std::error::Error + Send + Sync + 'static;
 
@@ -68,6 +68,17 @@ pub trait Command: Send + 'static {
     /// Decides what to append, given the folded state of every stream read
     /// so far. Either emit events, ask for more streams, or refuse.
     fn decide(&self, state: &Self::State, decision: &mut Decision<Self::Event>) -> Result<(), Self::Error>;
+
+    /// Opt-in: whether a driver may keep this command's folded state between
+    /// executions (see `Executor::with_state_cache` in `eventcore-tokio`),
+    /// keyed by the command type and its declared streams, and validated by
+    /// the append's expected versions like any read.
+    ///
+    /// Set it only when `apply` depends on nothing but the stream ids and the
+    /// events — not on other fields of `self` — so that two commands of this
+    /// type declaring the same streams fold to the same state. Then a command
+    /// on a long stream costs one append instead of a read and a full fold.
+    const CACHE_STATE: bool = false;
 }
 
 /// What `decide` produced: events addressed to streams, streams it still

@@ -56,7 +56,7 @@ pub use event::{EventMetadata, EventType, InvalidEventType, NewEvent, Payload, R
 pub use ids::{
     CausationId, CommandId, CorrelationId, EventId, InvalidStreamId, RequestId, StreamId, MAX_STREAM_ID_BYTES,
 };
-pub use machine::{CommandError, CommandMachine, Executed, ExecutionContext, ExecutionStats, Step};
+pub use machine::{CommandError, CommandMachine, Executed, ExecutionContext, ExecutionStats, StateSnapshot, Step};
 pub use policy::{ExecutionPolicy, RetryPolicy};
 pub use store::{
     AppendLimits, AppendReceipt, AppendRequest, Conflict, ErrorSource, EventFilter, InvalidAppend, InvalidRequest,

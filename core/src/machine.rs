@@ -85,6 +85,30 @@ impl ExecutionContext {
     }
 }
 
+/// A command's folded state over its streams, kept by a driver between
+/// executions (see [`CommandMachine::prime_state`] and
+/// [`Command::CACHE_STATE`]).
+///
+/// ```
+/// use eventcore::{GlobalPosition, StateSnapshot, StreamId, StreamVersion};
+/// let snapshot = StateSnapshot {
+///     state: 42_u64,
+///     streams: vec![(StreamId::new("account-1")?, StreamVersion::new(7))],
+///     through: GlobalPosition::new(99),
+/// };
+/// assert_eq!(snapshot.streams[0].1.get(), 7);
+/// # Ok::<(), eventcore::InvalidStreamId>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateSnapshot<S> {
+    /// The folded state.
+    pub state: S,
+    /// The declared streams, in order, with the version folded up to.
+    pub streams: Vec<(StreamId, StreamVersion)>,
+    /// The highest global position folded in.
+    pub through: GlobalPosition,
+}
+
 /// What the driver should do next.
 ///
 /// ```
@@ -366,6 +390,16 @@ pub struct CommandMachine<C: Command> {
     /// twice, or refuse it because of its own effects, so the machine asks
     /// the store for the original receipt instead.
     own_commit: Vec<RecordedEvent>,
+    /// Set while the state came from a [`StateSnapshot`]: everything at or
+    /// below this position is already folded into it.
+    snapshot_floor: Option<GlobalPosition>,
+    /// The events of the append in flight, kept to bring a snapshot of the
+    /// state up to date once they commit.
+    decided: Vec<(StreamId, C::Event)>,
+    /// The receipt of this execution's commit, once there is one.
+    committed: Option<AppendReceipt>,
+    /// Whether the execution ended successfully.
+    finished_ok: bool,
     stats: ExecutionStats,
     outcome: Option<Result<Executed, CommandError<C::Error>>>,
 }
@@ -406,6 +440,10 @@ impl<C: Command> CommandMachine<C> {
             unresolved: None,
             last_error: None,
             own_commit: Vec::new(),
+            snapshot_floor: None,
+            decided: Vec::new(),
+            committed: None,
+            finished_ok: false,
             stats: ExecutionStats::default(),
             outcome: None,
         };
@@ -523,6 +561,102 @@ impl<C: Command> CommandMachine<C> {
         }
         self.cursors[cursor].primed = true;
         true
+    }
+
+    /// Starts from a folded state a driver kept from an earlier execution of
+    /// the same command type over the same streams (see
+    /// [`Command::CACHE_STATE`]), instead of reading and folding the streams
+    /// from the start. Each stream is pinned to the version in the snapshot,
+    /// so a stale snapshot costs a conflict and an incremental re-read, and a
+    /// refusal or empty decision is confirmed by a read before it is final.
+    ///
+    /// Gives the snapshot back unused when it does not fit: the command does
+    /// not opt in, the machine has started or holds events, or the snapshot's
+    /// streams are not exactly the declared ones, in order.
+    pub fn prime_state(&mut self, snapshot: StateSnapshot<C::State>) -> Result<(), StateSnapshot<C::State>> {
+        let fits = C::CACHE_STATE
+            && self.next_request == 0
+            && matches!(self.phase, Phase::ReadDue)
+            && self.held.is_empty()
+            && self.snapshot_floor.is_none()
+            && self.cursors.iter().all(|c| !c.primed && c.read_to.is_none())
+            && snapshot.streams.len() == self.cursors.len()
+            && snapshot
+                .streams
+                .iter()
+                .zip(&self.cursors)
+                .all(|((s, _), c)| s == &c.stream);
+        if !fits {
+            return Err(snapshot);
+        }
+        for ((_, version), cursor) in snapshot.streams.iter().zip(&mut self.cursors) {
+            cursor.read_to = *version;
+            cursor.head = *version;
+            cursor.pending = false;
+            cursor.primed = true;
+        }
+        self.state = snapshot.state;
+        self.snapshot_floor = Some(snapshot.through);
+        Ok(())
+    }
+
+    /// After a successful execution of a command that opts in
+    /// ([`Command::CACHE_STATE`]), hands out its folded state brought up to
+    /// date with what it committed, for the next execution over the same
+    /// streams. `None` otherwise (including for a deduplicated commit, whose
+    /// events are not the ones this execution decided).
+    pub fn take_snapshot(&mut self) -> Option<StateSnapshot<C::State>> {
+        if !C::CACHE_STATE || !matches!(self.phase, Phase::Done | Phase::Finished) {
+            return None;
+        }
+        if !self.finished_ok {
+            return None;
+        }
+        let mut through = self.snapshot_floor.unwrap_or(GlobalPosition::START);
+        if let Some(last) = self.applied.checked_sub(1).map(|i| self.held[i].position) {
+            through = through.max(last);
+        }
+        let mut state = std::mem::take(&mut self.state);
+        let mut streams: Vec<(StreamId, StreamVersion)> =
+            self.cursors.iter().map(|c| (c.stream.clone(), c.head)).collect();
+        if let Some(receipt) = &self.committed {
+            if receipt.deduplicated {
+                return None;
+            }
+            let mut own: Vec<(GlobalPosition, &StreamId, &C::Event)> = Vec::new();
+            for commit in &receipt.streams {
+                let events = self.decided.iter().filter(|(s, _)| s == &commit.stream).map(|(_, e)| e);
+                for (position, event) in commit.positions.iter().zip(events) {
+                    own.push((*position, &commit.stream, event));
+                }
+                if let Some(entry) = streams.iter_mut().find(|(s, _)| s == &commit.stream) {
+                    entry.1 = commit.last_version;
+                }
+            }
+            own.sort_by_key(|(position, _, _)| *position);
+            for (position, stream, event) in own {
+                self.command.apply(&mut state, stream, event);
+                through = through.max(position);
+            }
+        }
+        Some(StateSnapshot {
+            state,
+            streams,
+            through,
+        })
+    }
+
+    fn drop_snapshot(&mut self) {
+        self.snapshot_floor = None;
+        self.state = C::State::default();
+        self.held.clear();
+        self.applied = 0;
+        for cursor in &mut self.cursors {
+            cursor.read_to = StreamVersion::NONE;
+            cursor.head = StreamVersion::NONE;
+            cursor.pending = true;
+            cursor.primed = false;
+        }
     }
 
     /// When the machine next wants [`CommandMachine::on_wake`]: the deadline
@@ -650,6 +784,7 @@ impl<C: Command> CommandMachine<C> {
         match result {
             Ok(receipt) if receipt.command_id == self.context.command_id => {
                 self.unresolved = None;
+                self.committed = Some(receipt.clone());
                 let executed = Executed {
                     command_id: self.context.command_id,
                     attempts: self.attempts,
@@ -764,6 +899,7 @@ impl<C: Command> CommandMachine<C> {
     }
 
     fn finish(&mut self, outcome: Result<Executed, CommandError<C::Error>>) {
+        self.finished_ok = outcome.is_ok();
         self.outcome = Some(outcome);
         self.phase = Phase::Done;
     }
@@ -853,6 +989,24 @@ impl<C: Command> CommandMachine<C> {
                 message,
             })
         };
+        if let Some(floor) = self.snapshot_floor {
+            // Events that sort below what the snapshot (or anything folded
+            // on top of it) already covers cannot be folded in global order:
+            // give the snapshot up and read everything afresh.
+            let folded_through = self
+                .applied
+                .checked_sub(1)
+                .map_or(floor, |i| floor.max(self.held[i].position));
+            let out_of_order = response
+                .streams
+                .iter()
+                .flat_map(|slice| &slice.events)
+                .any(|e| e.position <= folded_through);
+            if out_of_order {
+                self.drop_snapshot();
+                return Ok(());
+            }
+        }
         if response.streams.len() != asked.len() {
             return Err(violation(format!(
                 "asked for {} streams, got {}",
@@ -1018,8 +1172,11 @@ impl<C: Command> CommandMachine<C> {
             self.finish(Ok(executed));
             return;
         }
-        match self.build_append(events, &expectations) {
-            Ok(request) => self.phase = Phase::AppendDue(request),
+        match self.build_append(&events, &expectations) {
+            Ok(request) => {
+                self.decided = events;
+                self.phase = Phase::AppendDue(request);
+            }
             Err(error) => self.finish(Err(error)),
         }
     }
@@ -1061,7 +1218,7 @@ impl<C: Command> CommandMachine<C> {
 
     fn build_append(
         &mut self,
-        events: Vec<(StreamId, C::Event)>,
+        events: &[(StreamId, C::Event)],
         expectations: &[(StreamId, ExpectedVersion)],
     ) -> Result<AppendRequest, CommandError<C::Error>> {
         let mut streams = Vec::with_capacity(self.cursors.len());
@@ -1110,7 +1267,7 @@ impl<C: Command> CommandMachine<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{EventType, Payload, StreamSlice};
+    use crate::{Conflict, EventType, Payload, StreamSlice};
     use serde::{Deserialize, Serialize};
     use std::num::NonZeroU32;
 
@@ -1406,5 +1563,117 @@ mod tests {
             append.streams[0].expected,
             ExpectedVersion::Exact(StreamVersion::new(1))
         );
+    }
+
+    /// Folds positions like `Order`, opts into state caching, and always
+    /// writes, so an append pins both streams.
+    struct Cached(Vec<StreamId>);
+
+    impl Command for Cached {
+        type Event = Ev;
+        type State = Vec<u64>;
+        type Error = OutOfOrder;
+        const CACHE_STATE: bool = true;
+        fn streams(&self) -> Vec<StreamId> {
+            self.0.clone()
+        }
+        fn apply(&self, seen: &mut Vec<u64>, _: &StreamId, event: &Ev) {
+            let Ev::At(p) = event;
+            seen.push(*p);
+        }
+        fn decide(&self, _: &Vec<u64>, out: &mut Decision<Ev>) -> Result<(), OutOfOrder> {
+            out.emit(&self.0[0], Ev::At(0));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_snapshot_is_given_up_when_newer_reads_sort_below_it() {
+        let (a, b) = (stream("a"), stream("b"));
+        let now = Time::from_unix_millis(1);
+        let ctx = ExecutionContext::new(CommandId::v7(now, [1; 10]));
+        let mut machine = CommandMachine::new(
+            Cached(vec![a.clone(), b.clone()]),
+            ExecutionPolicy::default(),
+            ctx,
+            now,
+            3,
+        );
+        let snapshot = StateSnapshot {
+            state: vec![90, 100],
+            streams: vec![(a.clone(), StreamVersion::new(1)), (b.clone(), StreamVersion::new(1))],
+            through: GlobalPosition::new(100),
+        };
+        assert!(machine.prime_state(snapshot).is_ok());
+        let Step::Append(append) = machine.poll() else {
+            panic!("no read needed")
+        };
+        assert_eq!(
+            append.streams[0].expected,
+            ExpectedVersion::Exact(StreamVersion::new(1))
+        );
+        let conflict = Conflict {
+            stream: a.clone(),
+            expected: append.streams[0].expected,
+            actual: StreamVersion::new(2),
+        };
+        machine.on_append(append.id, Err(StoreError::Conflict(conflict)), now);
+        let Step::Read(reread) = machine.poll() else {
+            panic!("re-reads after the conflict")
+        };
+        assert!(
+            reread.streams.iter().all(|r| r.after == StreamVersion::new(1)),
+            "incremental: {reread:?}"
+        );
+        // A late commit landed on `a` below the snapshot's position 100.
+        let data = vec![
+            (a.clone(), vec![recorded(&a, 1, 90), recorded(&a, 2, 50)]),
+            (b.clone(), vec![recorded(&b, 1, 100)]),
+        ];
+        machine.on_read(reread.id, Ok(answer(&reread, &data)), now);
+        let Step::Read(full) = machine.poll() else {
+            panic!("the snapshot is given up: read everything")
+        };
+        assert!(full.streams.iter().all(|r| r.after == StreamVersion::NONE), "{full:?}");
+        machine.on_read(full.id, Ok(answer(&full, &data)), now);
+        let Step::Append(retry) = machine.poll() else {
+            panic!("decides again")
+        };
+        machine.on_append(retry.id, Err(StoreError::transient(Operation::Append, "x")), now);
+        assert!(machine.take_snapshot().is_none(), "not finished, no snapshot");
+    }
+
+    #[test]
+    fn a_snapshot_after_a_commit_includes_the_committed_events() {
+        let a = stream("a");
+        let now = Time::from_unix_millis(1);
+        let ctx = ExecutionContext::new(CommandId::v7(now, [1; 10]));
+        let mut machine = CommandMachine::new(Cached(vec![a.clone()]), ExecutionPolicy::default(), ctx, now, 3);
+        let Step::Read(read) = machine.poll() else {
+            panic!("reads first")
+        };
+        let data = vec![(a.clone(), vec![recorded(&a, 1, 7)])];
+        machine.on_read(read.id, Ok(answer(&read, &data)), now);
+        let Step::Append(append) = machine.poll() else {
+            panic!("appends")
+        };
+        let receipt = AppendReceipt {
+            command_id: append.command_id(),
+            streams: vec![crate::StreamCommit {
+                stream: a.clone(),
+                first_version: StreamVersion::new(2),
+                last_version: StreamVersion::new(2),
+                positions: vec![GlobalPosition::new(9)],
+            }],
+            deduplicated: false,
+        };
+        machine.on_append(append.id, Ok(receipt), now);
+        assert!(matches!(machine.poll(), Step::Done(Ok(_))));
+        let snapshot = machine
+            .take_snapshot()
+            .expect("a successful opted-in execution leaves a snapshot");
+        assert_eq!(snapshot.state, vec![7, 0], "the read event, then the committed one");
+        assert_eq!(snapshot.streams, vec![(a, StreamVersion::new(2))]);
+        assert_eq!(snapshot.through, GlobalPosition::new(9));
     }
 }

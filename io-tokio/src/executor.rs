@@ -1,6 +1,6 @@
 //! Runs command machines against an [`EventStore`] on tokio.
 
-use crate::{Clock, EventStore, StreamCache};
+use crate::{Clock, EventStore, StateCache, StreamCache};
 use eventcore::{Command, CommandError, CommandId, Executed, ExecutionContext, ExecutionPolicy, Step, StoreError};
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -44,6 +44,7 @@ pub struct Executor<S> {
     seed_base: u64,
     executions: AtomicU64,
     cache: Option<StreamCache>,
+    states: Option<StateCache>,
 }
 
 impl<S: EventStore> Executor<S> {
@@ -56,7 +57,24 @@ impl<S: EventStore> Executor<S> {
             seed_base: RandomState::new().build_hasher().finish(),
             executions: AtomicU64::new(0),
             cache: None,
+            states: None,
         }
+    }
+
+    /// Keeps the folded state of up to `max_entries` recent (command type,
+    /// streams) pairs for commands that opt in with
+    /// [`eventcore::Command::CACHE_STATE`], so a command on a long stream
+    /// costs one append instead of a read and a fold of the whole stream.
+    /// Used only for executions with a fresh command id ([`Executor::execute`]);
+    /// re-executions with a known id read, so that they find their own commit.
+    pub fn with_state_cache(mut self, max_entries: usize) -> Self {
+        self.states = Some(StateCache::new(max_entries));
+        self
+    }
+
+    /// The state cache, if enabled.
+    pub fn state_cache(&self) -> Option<&StateCache> {
+        self.states.as_ref()
     }
 
     /// Keeps up to `max_events` events of recently used streams in memory so
@@ -105,7 +123,7 @@ impl<S: EventStore> Executor<S> {
     /// Executes `command` with a fresh command id and the executor's policy.
     pub async fn execute<C: Command>(&self, command: C) -> Result<Executed, CommandError<C::Error>> {
         let context = ExecutionContext::new(self.new_command_id());
-        self.execute_with(command, context).await
+        self.run(command, context, self.policy.clone(), true).await
     }
 
     /// Executes `command` with the given identity and metadata. Pass the
@@ -127,6 +145,18 @@ impl<S: EventStore> Executor<S> {
         context: ExecutionContext,
         policy: ExecutionPolicy,
     ) -> Result<Executed, CommandError<C::Error>> {
+        self.run(command, context, policy, false).await
+    }
+
+    /// `fresh_id`: the command id was just made here, so no earlier
+    /// execution can have committed under it and a cached state is safe.
+    async fn run<C: Command>(
+        &self,
+        command: C,
+        context: ExecutionContext,
+        policy: ExecutionPolicy,
+        fresh_id: bool,
+    ) -> Result<Executed, CommandError<C::Error>> {
         let span = tracing::info_span!(
             "command",
             command = short_name::<C>(),
@@ -134,7 +164,10 @@ impl<S: EventStore> Executor<S> {
             attempts = tracing::field::Empty,
             outcome = tracing::field::Empty,
         );
-        let result = self.drive(command, context, policy).instrument(span.clone()).await;
+        let result = self
+            .drive(command, context, policy, fresh_id)
+            .instrument(span.clone())
+            .await;
         match &result {
             Ok(done) => {
                 span.record("attempts", done.attempts);
@@ -154,9 +187,18 @@ impl<S: EventStore> Executor<S> {
         command: C,
         context: ExecutionContext,
         policy: ExecutionPolicy,
+        fresh_id: bool,
     ) -> Result<Executed, CommandError<C::Error>> {
         let mut machine = eventcore::CommandMachine::new(command, policy, context, self.clock.now(), self.next_seed());
-        if let Some(cache) = &self.cache {
+        let states = self.states.as_ref().filter(|_| C::CACHE_STATE && fresh_id);
+        let mut primed_from_state = false;
+        if let Some(states) = states {
+            let declared: Vec<_> = machine.streams().cloned().collect();
+            if let Some(snapshot) = states.take::<C>(&declared) {
+                primed_from_state = machine.prime_state(snapshot).is_ok();
+            }
+        }
+        if let Some(cache) = self.cache.as_ref().filter(|_| !primed_from_state) {
             let declared: Vec<_> = machine.streams().cloned().collect();
             for stream in declared {
                 if let Some(chunks) = cache.snapshot(&stream) {
@@ -201,6 +243,11 @@ impl<S: EventStore> Executor<S> {
                 }
                 Step::Done(result) => {
                     tracing::trace!(attempts = machine.attempts(), "machine done");
+                    if let Some(states) = states {
+                        if let Some(snapshot) = machine.take_snapshot() {
+                            states.put::<C>(snapshot);
+                        }
+                    }
                     if let (Some(cache), Err(_)) = (&self.cache, &result) {
                         // A retry re-reads (and so refreshes) a stream that
                         // conflicted; an execution that gave up did not, and

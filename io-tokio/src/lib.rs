@@ -16,6 +16,7 @@ mod lease;
 mod memory;
 mod notify;
 mod projection;
+mod state_cache;
 mod store;
 mod subscription;
 mod sync;
@@ -32,6 +33,7 @@ pub use notify::{HeadWatch, WaitPast};
 pub use projection::{
     MemoryReadModel, MemoryTransaction, Projection, ProjectionError, ProjectionSink, ProjectionStore, Serving,
 };
+pub use state_cache::StateCache;
 pub use store::EventStore;
 pub use subscription::{
     poison, ReplayReport, RunError, RunSummary, Runner, RunnerState, RunnerStatus, Sink, Subscriber, SubscriberSink,
