@@ -189,9 +189,6 @@ impl Command for Transfer {
     type Event = AccountEvent;
     type State = (Account, Account);
     type Error = BankError;
-    // The fold depends only on which stream is `from`: two transfers between
-    // the same accounts fold alike, whatever their amounts.
-    const CACHE_STATE: bool = true;
 
     fn streams(&self) -> Vec<StreamId> {
         vec![self.from.clone(), self.to.clone()]
