@@ -14,9 +14,9 @@
 //! again on its own, so that its error is mapped exactly as a single append's
 //! (its subtransaction rolled back, so nothing of it was written).
 
-use super::{receipt_from_row, PostgresStore};
+use super::{receipt_from_row, AppendColumns, PostgresStore};
 use crate::error::{map_error, Phase};
-use eventcore::{AppendReceipt, AppendRequest, Conflict, ExpectedVersion, Operation, StoreError, StreamVersion};
+use eventcore::{AppendReceipt, AppendRequest, Conflict, Operation, StoreError, StreamVersion};
 use eventcore_tokio::EventStore;
 use sqlx::postgres::PgRow;
 use sqlx::Row;
@@ -32,13 +32,10 @@ impl PostgresStore {
             .iter()
             .map(|r| r.validate(&self.options.limits).err().map(|e| Err(e.into())))
             .collect();
-        // A schema version PostgreSQL's integer cannot hold is refused by the
-        // single append with its exact error; such a request goes alone.
-        let fits = |r: &AppendRequest| {
-            r.streams
-                .iter()
-                .all(|s| s.events.iter().all(|e| i32::try_from(e.schema_version).is_ok()))
-        };
+        // What `AppendColumns::push` refuses (a schema version PostgreSQL's
+        // integer cannot hold, an unstorable payload) is refused by the single
+        // append with its exact error; such a request goes alone.
+        let fits = |r: &AppendRequest| AppendColumns::check(r).is_ok();
         let mut alone = Vec::new();
         for (i, request) in requests.iter().enumerate() {
             if outcomes[i].is_none() && !fits(request) {
@@ -106,41 +103,26 @@ impl PostgresStore {
         let mut metadata = Vec::with_capacity(group.len());
         let mut stream_counts = Vec::with_capacity(group.len());
         let mut event_counts = Vec::with_capacity(group.len());
-        let mut stream_ids = Vec::with_capacity(streams);
-        let mut kinds = Vec::with_capacity(streams);
-        let mut versions = Vec::with_capacity(streams);
-        let mut counts = Vec::with_capacity(streams);
-        let mut event_stream = Vec::with_capacity(events);
-        let mut event_ids = Vec::with_capacity(events);
-        let mut event_types = Vec::with_capacity(events);
-        let mut schema_versions = Vec::with_capacity(events);
-        let mut payloads = Vec::with_capacity(events);
+        let mut columns = AppendColumns::with_capacity(streams, events);
         for request in group {
             command_ids.push(request.command_id().as_uuid());
             metadata.push(sqlx::types::Json(&*request.metadata));
             stream_counts.push(i32::try_from(request.streams.len()).unwrap_or(i32::MAX));
             event_counts.push(i32::try_from(request.event_count()).unwrap_or(i32::MAX));
-            for (index, entry) in request.streams.iter().enumerate() {
-                let (kind, version) = match entry.expected {
-                    ExpectedVersion::Any => (0i16, 0i64),
-                    ExpectedVersion::NoStream => (1, 0),
-                    ExpectedVersion::StreamExists => (2, 0),
-                    ExpectedVersion::Exact(v) => (3, i64::try_from(v.get()).unwrap_or(i64::MAX)),
-                };
-                stream_ids.push(entry.stream.as_str());
-                kinds.push(kind);
-                versions.push(version);
-                counts.push(i32::try_from(entry.events.len()).unwrap_or(i32::MAX));
-                for event in &entry.events {
-                    event_stream.push(i32::try_from(index + 1).unwrap_or(i32::MAX));
-                    event_ids.push(event.event_id.as_uuid());
-                    event_types.push(event.event_type.as_str());
-                    // Checked above: every request in a group fits.
-                    schema_versions.push(i32::try_from(event.schema_version).unwrap_or(i32::MAX));
-                    payloads.push(event.payload.as_json());
-                }
-            }
+            // Requests that `check` refuses never join a group (`fits`).
+            columns.push_checked(request);
         }
+        let AppendColumns {
+            stream_ids,
+            kinds,
+            versions,
+            counts,
+            event_stream,
+            event_ids,
+            event_types,
+            schema_versions,
+            payloads,
+        } = columns;
         let sql = format!(
             "SELECT o_ord, o_state, o_message, o_detail, o_deduplicated AS deduplicated, o_xid AS xid, \
              o_first_index AS first_index, o_stream_ids AS stream_ids, o_first_versions AS first_versions, \

@@ -378,54 +378,19 @@ impl PostgresStore {
     }
 
     async fn append_on(&self, conn: &mut PgConnection, request: &AppendRequest) -> Result<AppendReceipt, StoreError> {
-        let streams = request.streams.len();
-        let events = request.event_count();
-        let mut stream_ids = Vec::with_capacity(streams);
-        let mut kinds = Vec::with_capacity(streams);
-        let mut versions = Vec::with_capacity(streams);
-        let mut counts = Vec::with_capacity(streams);
-        let mut event_stream = Vec::with_capacity(events);
-        let mut event_ids = Vec::with_capacity(events);
-        let mut event_types = Vec::with_capacity(events);
-        let mut schema_versions = Vec::with_capacity(events);
-        let mut payloads = Vec::with_capacity(events);
-        for (index, entry) in request.streams.iter().enumerate() {
-            let (kind, version) = match entry.expected {
-                ExpectedVersion::Any => (0i16, 0i64),
-                ExpectedVersion::NoStream => (1, 0),
-                ExpectedVersion::StreamExists => (2, 0),
-                ExpectedVersion::Exact(v) => (3, i64::try_from(v.get()).unwrap_or(i64::MAX)),
-            };
-            stream_ids.push(entry.stream.as_str());
-            kinds.push(kind);
-            versions.push(version);
-            counts.push(i32::try_from(entry.events.len()).unwrap_or(i32::MAX));
-            for event in &entry.events {
-                event_stream.push(i32::try_from(index + 1).unwrap_or(i32::MAX));
-                event_ids.push(event.event_id.as_uuid());
-                event_types.push(event.event_type.as_str());
-                schema_versions.push(
-                    i32::try_from(event.schema_version).map_err(|_| InvalidAppend::Rejected {
-                        stream: entry.stream.clone(),
-                        reason: format!(
-                            "schema version {} of {} does not fit PostgreSQL's integer",
-                            event.schema_version, event.event_type
-                        ),
-                    })?,
-                );
-                // The same check, and the same error, as the memory store;
-                // the database would refuse these too, but could not say
-                // which event.
-                event
-                    .payload
-                    .check_storable()
-                    .map_err(|reason| InvalidAppend::Rejected {
-                        stream: entry.stream.clone(),
-                        reason: format!("{} event: {reason}", event.event_type),
-                    })?;
-                payloads.push(event.payload.as_json());
-            }
-        }
+        let mut columns = AppendColumns::with_capacity(request.streams.len(), request.event_count());
+        columns.push(request)?;
+        let AppendColumns {
+            stream_ids,
+            kinds,
+            versions,
+            counts,
+            event_stream,
+            event_ids,
+            event_types,
+            schema_versions,
+            payloads,
+        } = columns;
         let row = sqlx::query(&self.sql.append)
             .bind(request.command_id().as_uuid())
             .bind(sqlx::types::Json(&*request.metadata))
@@ -742,4 +707,94 @@ fn decode_event(
         payload: Payload::from_trusted_json(payload),
         metadata,
     }))
+}
+
+/// Appends flattened into the column arrays that the `append()` and
+/// `append_batch()` database functions take.
+#[derive(Debug, Default)]
+pub(crate) struct AppendColumns<'a> {
+    pub(crate) stream_ids: Vec<&'a str>,
+    pub(crate) kinds: Vec<i16>,
+    pub(crate) versions: Vec<i64>,
+    pub(crate) counts: Vec<i32>,
+    /// For each event, the 1-based index of its stream within its request.
+    pub(crate) event_stream: Vec<i32>,
+    pub(crate) event_ids: Vec<sqlx::types::Uuid>,
+    pub(crate) event_types: Vec<&'a str>,
+    pub(crate) schema_versions: Vec<i32>,
+    pub(crate) payloads: Vec<&'a str>,
+}
+
+impl<'a> AppendColumns<'a> {
+    pub(crate) fn with_capacity(streams: usize, events: usize) -> Self {
+        AppendColumns {
+            stream_ids: Vec::with_capacity(streams),
+            kinds: Vec::with_capacity(streams),
+            versions: Vec::with_capacity(streams),
+            counts: Vec::with_capacity(streams),
+            event_stream: Vec::with_capacity(events),
+            event_ids: Vec::with_capacity(events),
+            event_types: Vec::with_capacity(events),
+            schema_versions: Vec::with_capacity(events),
+            payloads: Vec::with_capacity(events),
+        }
+    }
+
+    /// Checks what the database could refuse without saying which event
+    /// (the same checks, and errors, as the memory store), then adds the
+    /// request's streams and events. Nothing is added when it fails.
+    pub(crate) fn push(&mut self, request: &'a AppendRequest) -> Result<(), InvalidAppend> {
+        Self::check(request)?;
+        self.push_checked(request);
+        Ok(())
+    }
+
+    /// What [`AppendColumns::push`] checks, without adding anything.
+    pub(crate) fn check(request: &AppendRequest) -> Result<(), InvalidAppend> {
+        for entry in &request.streams {
+            for event in &entry.events {
+                if i32::try_from(event.schema_version).is_err() {
+                    return Err(InvalidAppend::Rejected {
+                        stream: entry.stream.clone(),
+                        reason: format!(
+                            "schema version {} of {} does not fit PostgreSQL's integer",
+                            event.schema_version, event.event_type
+                        ),
+                    });
+                }
+                event
+                    .payload
+                    .check_storable()
+                    .map_err(|reason| InvalidAppend::Rejected {
+                        stream: entry.stream.clone(),
+                        reason: format!("{} event: {reason}", event.event_type),
+                    })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds a request that [`AppendColumns::check`] accepted.
+    pub(crate) fn push_checked(&mut self, request: &'a AppendRequest) {
+        for (index, entry) in request.streams.iter().enumerate() {
+            let (kind, version) = match entry.expected {
+                ExpectedVersion::Any => (0i16, 0i64),
+                ExpectedVersion::NoStream => (1, 0),
+                ExpectedVersion::StreamExists => (2, 0),
+                ExpectedVersion::Exact(v) => (3, i64::try_from(v.get()).unwrap_or(i64::MAX)),
+            };
+            self.stream_ids.push(entry.stream.as_str());
+            self.kinds.push(kind);
+            self.versions.push(version);
+            self.counts.push(i32::try_from(entry.events.len()).unwrap_or(i32::MAX));
+            for event in &entry.events {
+                self.event_stream.push(i32::try_from(index + 1).unwrap_or(i32::MAX));
+                self.event_ids.push(event.event_id.as_uuid());
+                self.event_types.push(event.event_type.as_str());
+                self.schema_versions
+                    .push(i32::try_from(event.schema_version).unwrap_or(i32::MAX));
+                self.payloads.push(event.payload.as_json());
+            }
+        }
+    }
 }
