@@ -435,14 +435,10 @@ async fn w3<B: Backend>(cfg: &Config, backend: &B) -> Result<Vec<Row>> {
         move |(): ()| {
             let raw = raw.clone();
             async move {
-                match raw::replay_all(&raw, i64::from(PAGE)).await {
-                    Ok(t) if t.events == total_events => ((), Outcome::done(t.events)),
-                    Ok(t) => (
-                        (),
-                        Outcome::failed(format!("folded {} events of {total_events}", t.events)),
-                    ),
-                    Err(e) => ((), Outcome::failed(e)),
-                }
+                (
+                    (),
+                    whole_log(total_events, raw::replay_all(&raw, i64::from(PAGE)).await),
+                )
             }
         }
     };
@@ -452,14 +448,7 @@ async fn w3<B: Backend>(cfg: &Config, backend: &B) -> Result<Vec<Row>> {
             let store = store.clone();
             async move {
                 let page = NonZeroU32::new(PAGE).unwrap_or(NonZeroU32::MIN);
-                match ec::replay_all(&*store, page).await {
-                    Ok(t) if t.events == total_events => ((), Outcome::done(t.events)),
-                    Ok(t) => (
-                        (),
-                        Outcome::failed(format!("folded {} events of {total_events}", t.events)),
-                    ),
-                    Err(e) => ((), Outcome::failed(e)),
-                }
+                ((), whole_log(total_events, ec::replay_all(&*store, page).await))
             }
         }
     };
@@ -482,16 +471,7 @@ async fn w3<B: Backend>(cfg: &Config, backend: &B) -> Result<Vec<Row>> {
         let raw = raw.clone();
         move |(): ()| {
             let raw = raw.clone();
-            async move {
-                match raw::catch_up(&raw, i64::from(PAGE)).await {
-                    Ok(t) if t.events == total_events => ((), Outcome::done(t.events)),
-                    Ok(t) => (
-                        (),
-                        Outcome::failed(format!("folded {} events of {total_events}", t.events)),
-                    ),
-                    Err(e) => ((), Outcome::failed(e)),
-                }
-            }
+            async move { ((), whole_log(total_events, raw::catch_up(&raw, i64::from(PAGE)).await)) }
         }
     };
     let ec_sub = {
@@ -500,14 +480,7 @@ async fn w3<B: Backend>(cfg: &Config, backend: &B) -> Result<Vec<Row>> {
             let store = store.clone();
             async move {
                 let batch = NonZeroU32::new(PAGE).unwrap_or(NonZeroU32::MIN);
-                match ec::catch_up(store, batch).await {
-                    Ok(t) if t.events == total_events => ((), Outcome::done(t.events)),
-                    Ok(t) => (
-                        (),
-                        Outcome::failed(format!("folded {} events of {total_events}", t.events)),
-                    ),
-                    Err(e) => ((), Outcome::failed(e)),
-                }
+                ((), whole_log(total_events, ec::catch_up(store, batch).await))
             }
         }
     };
@@ -704,5 +677,14 @@ async fn main() {
             eprintln!("compare: {e}");
             std::process::exit(1);
         }
+    }
+}
+
+/// The outcome of a replay that must fold exactly `total` events.
+fn whole_log(total: u64, result: std::result::Result<eventcore_benches::Totals, String>) -> Outcome {
+    match result {
+        Ok(t) if t.events == total => Outcome::done(t.events),
+        Ok(t) => Outcome::failed(format!("folded {} events of {total}", t.events)),
+        Err(e) => Outcome::failed(e),
     }
 }
