@@ -16,17 +16,25 @@ CREATE TABLE streams (
     version bigint NOT NULL CHECK (version >= 0)
 );
 
+-- One row per event. The metadata of the append that wrote it (the same for
+-- all its events) is kept in plain columns rather than one JSON document, so
+-- that reading it back costs no JSON at all; `user_metadata` is NULL when the
+-- caller supplied no key/values. `decided_at` is the driver's clock in Unix
+-- nanoseconds (an unsigned value stored bit for bit in a bigint).
 CREATE TABLE events (
     position bigint PRIMARY KEY,
-    event_id uuid NOT NULL,
-    stream_id text NOT NULL,
     version bigint NOT NULL CHECK (version >= 1),
-    event_type text NOT NULL,
-    schema_version integer NOT NULL,
-    payload jsonb NOT NULL,
-    metadata jsonb NOT NULL,
+    decided_at bigint NOT NULL,
+    event_id uuid NOT NULL,
     command_id uuid NOT NULL,
+    correlation_id uuid NOT NULL,
+    causation_id uuid,
+    schema_version integer NOT NULL,
     recorded_at timestamptz NOT NULL DEFAULT now(),
+    stream_id text NOT NULL,
+    event_type text NOT NULL,
+    payload jsonb NOT NULL,
+    user_metadata jsonb,
     UNIQUE (stream_id, version)
 );
 
@@ -59,28 +67,45 @@ CREATE TRIGGER events_are_not_truncated
 
 -- Appends atomically to several streams; one call is one round trip.
 --
--- Arguments are parallel arrays: per stream (request order) its id, the
--- expected-version kind (0 any, 1 no stream, 2 stream exists, 3 exact), the
--- exact version and its event count; per event (request order) its stream
--- (1-based index into the stream arrays), id, type, schema version and JSON
--- text.
+-- Arguments: the command id and the append's metadata; then parallel arrays
+-- per stream (request order): its id, the expected-version kind (0 any, 1 no
+-- stream, 2 stream exists, 3 exact), the exact version and its event count;
+-- `p_lock_order`, the 1-based stream indexes sorted by stream id bytewise
+-- (the order of the "C" collation: every caller locks heads in this one
+-- global order; a caller passing another order risks only a deadlock, which
+-- PostgreSQL detects and rolls back); then per event (request order) its
+-- stream (1-based index), its 1-based offset among its stream's events, id,
+-- type, schema version and JSON text. The caller computes the lock order and
+-- the offsets because it has them for free, and the function then runs no
+-- sort of its own.
 --
 -- Steps: (1) claim the command id (a concurrent append with the same id waits
 -- here for the first to finish, then finds its receipt); (2) lock every
--- stream head in one fixed order, advancing written heads (UPDATE) and
+-- stream head in the global order, advancing written heads (UPDATE) and
 -- share-locking checked ones, creating missing heads; (3) check every
 -- expected version, raising EV001 with "index actual" in DETAIL on the first
 -- mismatch in request order (which rolls back everything); (4) insert the
 -- events. Every statement finds its rows by key: the cost does not grow with
 -- the number of streams or events stored.
+--
+-- Answers one row: on a fresh append `heads` (each stream's version before
+-- the append, request order); on a re-sent command id `deduplicated` and the
+-- stored receipt (`stream_ids`, `first_versions`, `counts` of the written
+-- streams in position order). Events take positions (xid << 20) + first_index
+-- onwards in request order.
 CREATE FUNCTION append(
     p_command_id uuid,
-    p_metadata jsonb,
+    p_correlation_id uuid,
+    p_causation_id uuid,
+    p_decided_at bigint,
+    p_user_metadata jsonb,
     p_streams text[],
+    p_lock_order integer[],
     p_expected_kind smallint[],
     p_expected_version bigint[],
     p_counts integer[],
     p_event_stream integer[],
+    p_event_offset integer[],
     p_event_ids uuid[],
     p_event_types text[],
     p_schema_versions integer[],
@@ -89,6 +114,7 @@ CREATE FUNCTION append(
     deduplicated boolean,
     xid bigint,
     first_index integer,
+    heads bigint[],
     stream_ids text[],
     first_versions bigint[],
     counts integer[]
@@ -107,10 +133,10 @@ DECLARE
     i integer;
 BEGIN
     -- Index of the first event within this transaction: 0 unless the
-    -- caller's transaction already appended.
-    SELECT coalesce(max(e.position) - v_base + 1, 0)::integer INTO v_first
-      FROM events e
-     WHERE e.position >= v_base AND e.position < v_base + 1048576;
+    -- caller's transaction already appended. The count of events appended so
+    -- far lives in a transaction-local setting (a rolled-back subtransaction
+    -- rolls it back together with its events), which costs no query.
+    v_first := coalesce(nullif(current_setting('eventcore.appended_in_transaction', true), '')::integer, 0);
     IF v_first + v_total > 1048576 THEN
         RAISE EXCEPTION 'more than 1048576 events in one transaction' USING ERRCODE = 'EV002';
     END IF;
@@ -120,7 +146,7 @@ BEGIN
     ON CONFLICT (command_id) DO NOTHING;
     IF NOT FOUND THEN
         RETURN QUERY
-        SELECT true, c.xid, c.first_index, g.stream_ids, g.first_versions, g.counts
+        SELECT true, c.xid, c.first_index, NULL::bigint[], g.stream_ids, g.first_versions, g.counts
           FROM commands c
           CROSS JOIN LATERAL (
               SELECT array_agg(s.stream_id ORDER BY s.first_position) AS stream_ids,
@@ -136,12 +162,13 @@ BEGIN
          WHERE c.command_id = p_command_id;
         RETURN;
     END IF;
+    PERFORM set_config('eventcore.appended_in_transaction', (v_first + v_total)::text, true);
 
-    -- Lock every head in one global order. A written stream's head is
+    -- Lock every head in the global order. A written stream's head is
     -- advanced right away (UPDATE takes the row lock, and a conflict below
     -- rolls it back); a checked-only stream is locked FOR SHARE. A missing
     -- head is created, at its final version when written, else at 0.
-    FOR i IN SELECT o.i FROM unnest(p_streams) WITH ORDINALITY AS o(s, i) ORDER BY o.s COLLATE "C" LOOP
+    FOREACH i IN ARRAY p_lock_order LOOP
         IF p_counts[i] > 0 THEN
             UPDATE streams h SET version = h.version + p_counts[i]
              WHERE h.stream_id = p_streams[i]
@@ -178,26 +205,28 @@ BEGIN
         END IF;
     END LOOP;
 
-    INSERT INTO events (position, event_id, stream_id, version, event_type, schema_version, payload, metadata, command_id)
+    INSERT INTO events (position, version, decided_at, event_id, command_id, correlation_id, causation_id,
+                        schema_version, stream_id, event_type, payload, user_metadata)
     SELECT v_base + v_first + u.k - 1,
+           v_heads[u.s] + u.o,
+           p_decided_at,
            u.event_id,
-           p_streams[u.s],
-           v_heads[u.s] + row_number() OVER (PARTITION BY u.s ORDER BY u.k),
-           u.event_type,
+           p_command_id,
+           p_correlation_id,
+           p_causation_id,
            u.schema_version,
+           p_streams[u.s],
+           u.event_type,
            u.payload::jsonb,
-           p_metadata,
-           p_command_id
-      FROM unnest(p_event_stream, p_event_ids, p_event_types, p_schema_versions, p_payloads)
-           WITH ORDINALITY AS u(s, event_id, event_type, schema_version, payload, k);
+           p_user_metadata
+      FROM unnest(p_event_stream, p_event_offset, p_event_ids, p_event_types, p_schema_versions, p_payloads)
+           WITH ORDINALITY AS u(s, o, event_id, event_type, schema_version, payload, k);
 
-    RETURN QUERY
-    SELECT false, v_xid, v_first,
-           array_agg(p_streams[o.i] ORDER BY o.i),
-           array_agg(v_heads[o.i] + 1 ORDER BY o.i),
-           array_agg(p_counts[o.i] ORDER BY o.i)
-      FROM generate_subscripts(p_streams, 1) AS o(i)
-     WHERE p_counts[o.i] > 0;
+    deduplicated := false;
+    xid := v_xid;
+    first_index := v_first;
+    heads := v_heads;
+    RETURN NEXT;
 END;
 $$;
 

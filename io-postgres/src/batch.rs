@@ -14,7 +14,7 @@
 //! again on its own, so that its error is mapped exactly as a single append's
 //! (its subtransaction rolled back, so nothing of it was written).
 
-use super::{receipt_from_row, AppendColumns, PostgresStore};
+use super::{receipt_from_row, AppendColumns, MetadataColumns, PostgresStore};
 use crate::error::{map_error, Phase};
 use eventcore::{AppendReceipt, AppendRequest, Conflict, Operation, StoreError, StreamVersion};
 use eventcore_tokio::EventStore;
@@ -100,13 +100,20 @@ impl PostgresStore {
         let streams: usize = group.iter().map(|r| r.streams.len()).sum();
         let events: usize = group.iter().map(|r| r.event_count()).sum();
         let mut command_ids = Vec::with_capacity(group.len());
-        let mut metadata = Vec::with_capacity(group.len());
+        let mut correlation_ids = Vec::with_capacity(group.len());
+        let mut causation_ids = Vec::with_capacity(group.len());
+        let mut decided_at = Vec::with_capacity(group.len());
+        let mut user_metadata = Vec::with_capacity(group.len());
         let mut stream_counts = Vec::with_capacity(group.len());
         let mut event_counts = Vec::with_capacity(group.len());
         let mut columns = AppendColumns::with_capacity(streams, events);
         for request in group {
             command_ids.push(request.command_id().as_uuid());
-            metadata.push(sqlx::types::Json(&*request.metadata));
+            let meta = MetadataColumns::of(request);
+            correlation_ids.push(meta.correlation_id);
+            causation_ids.push(meta.causation_id);
+            decided_at.push(meta.decided_at);
+            user_metadata.push(meta.user);
             stream_counts.push(i32::try_from(request.streams.len()).unwrap_or(i32::MAX));
             event_counts.push(i32::try_from(request.event_count()).unwrap_or(i32::MAX));
             // Requests that `check` refuses never join a group (`fits`).
@@ -114,10 +121,12 @@ impl PostgresStore {
         }
         let AppendColumns {
             stream_ids,
+            lock_order,
             kinds,
             versions,
             counts,
             event_stream,
+            event_offset,
             event_ids,
             event_types,
             schema_versions,
@@ -125,22 +134,27 @@ impl PostgresStore {
         } = columns;
         let sql = format!(
             "SELECT o_ord, o_state, o_message, o_detail, o_deduplicated AS deduplicated, o_xid AS xid, \
-             o_first_index AS first_index, o_stream_ids AS stream_ids, o_first_versions AS first_versions, \
-             o_counts AS counts \
-             FROM \"{}\".append_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+             o_first_index AS first_index, o_heads AS heads, o_stream_ids AS stream_ids, \
+             o_first_versions AS first_versions, o_counts AS counts \
+             FROM \"{}\".append_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
             self.options.schema
         );
         let mut conn = self.acquire(Operation::Append).await?;
         sqlx::query(&sql)
             .bind(&command_ids)
-            .bind(&metadata)
+            .bind(&correlation_ids)
+            .bind(&causation_ids)
+            .bind(&decided_at)
+            .bind(&user_metadata)
             .bind(&stream_counts)
             .bind(&event_counts)
             .bind(&stream_ids)
+            .bind(&lock_order)
             .bind(&kinds)
             .bind(&versions)
             .bind(&counts)
             .bind(&event_stream)
+            .bind(&event_offset)
             .bind(&event_ids)
             .bind(&event_types)
             .bind(&schema_versions)
@@ -164,7 +178,7 @@ fn outcome_from_row(request: &AppendRequest, row: &PgRow) -> Option<Result<Appen
         }
     };
     match state.as_deref() {
-        None => Some(receipt_from_row(request.command_id(), row)),
+        None => Some(receipt_from_row(request, row)),
         Some(CONFLICT) => {
             let detail: Option<String> = row.try_get("o_detail").ok().flatten();
             conflict(request, detail.as_deref()?).map(|c| Err(c.into()))

@@ -3,9 +3,9 @@
 use crate::error::{map_error, Phase};
 use crate::options::{PostgresOptions, SetupError};
 use eventcore::{
-    AppendReceipt, AppendRequest, CommandId, EventId, EventMetadata, EventType, ExpectedVersion, GlobalPosition,
-    InvalidAppend, Operation, Payload, ReadAllRequest, ReadAllResponse, ReadRequest, ReadResponse, RecordedEvent,
-    StoreError, StreamCommit, StreamId, StreamRead, StreamSlice, StreamVersion,
+    AppendReceipt, AppendRequest, CausationId, CommandId, CorrelationId, EventId, EventMetadata, EventType,
+    ExpectedVersion, GlobalPosition, InvalidAppend, Operation, Payload, ReadAllRequest, ReadAllResponse, ReadRequest,
+    ReadResponse, RecordedEvent, StoreError, StreamCommit, StreamId, StreamRead, StreamSlice, StreamVersion, Time,
 };
 use eventcore_tokio::EventStore;
 use futures_util::stream::{self, Stream, TryStreamExt};
@@ -13,6 +13,7 @@ use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{ConnectOptions, Connection, Row};
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::num::NonZeroU32;
 use std::str::FromStr;
@@ -67,21 +68,32 @@ struct Statements {
 impl Statements {
     fn new(schema: &str) -> Self {
         let s = format!("\"{schema}\"");
-        let columns = "e.position, e.event_id, e.stream_id, e.version, e.event_type, e.schema_version, \
-                       e.payload::text AS payload, e.metadata::text AS metadata, e.command_id";
+        // A stream read leaves out the stream id: the caller knows it from
+        // `ord`. Metadata comes as plain columns, so it costs no JSON.
+        // The order is `RowDecoder`'s: it reads columns by index.
+        let event_columns = "e.position, e.event_id, e.version, e.event_type, e.schema_version, \
+                             e.payload::text AS payload, e.command_id, e.correlation_id, e.causation_id, \
+                             e.decided_at, e.user_metadata::text AS user_metadata";
         Statements {
             append: format!(
-                "SELECT deduplicated, xid, first_index, stream_ids, first_versions, counts \
-                 FROM {s}.append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+                "SELECT deduplicated, xid, first_index, heads, stream_ids, first_versions, counts \
+                 FROM {s}.append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
             ),
             read: format!(
-                "SELECT r.ord::int4 AS ord, coalesce(h.version, 0) AS head, {columns} \
+                // No ORDER BY outside: the rows are grouped by `ord` on the
+                // client, and each stream's rows are checked to come in
+                // version order (see `read_inner`), so the server is spared
+                // a sort of everything it returns.
+                // The head comes from a lateral subquery, not a plain join: a
+                // plain join lets a generic plan hash-join every stream head;
+                // a lateral subquery with a LIMIT is not flattened, so it stays
+                // one key lookup per requested stream.
+                "SELECT r.ord::int4 AS ord, coalesce(h.version, 0) AS head, {event_columns} \
                  FROM unnest($1::text[], $2::int8[]) WITH ORDINALITY AS r(stream_id, after, ord) \
-                 LEFT JOIN {s}.streams h ON h.stream_id = r.stream_id \
+                 LEFT JOIN LATERAL (SELECT y.version FROM {s}.streams y WHERE y.stream_id = r.stream_id LIMIT 1) h ON true \
                  LEFT JOIN LATERAL (SELECT * FROM {s}.events x \
                     WHERE x.stream_id = r.stream_id AND x.version > r.after \
-                    ORDER BY x.version LIMIT $3) e ON true \
-                 ORDER BY r.ord, e.version"
+                    ORDER BY x.version LIMIT $3) e ON true"
             ),
             // The horizon and the events come from one statement, hence one
             // snapshot: every transaction below the snapshot's xmin has
@@ -89,7 +101,7 @@ impl Statements {
             read_all_prefix: format!(
                 "SELECT h.horizon, \
                    (SELECT max(m.position) FROM {s}.events m) AS newest, \
-                   {columns} \
+                   e.stream_id, {event_columns} \
                  FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::int8 << {INDEX_BITS} AS horizon) h \
                  LEFT JOIN LATERAL (SELECT * FROM {s}.events e \
                     WHERE e.position > $1 AND e.position < h.horizon"
@@ -114,7 +126,9 @@ impl Statements {
         if types {
             sql.push_str(&format!(" AND e.event_type = ANY(${next}::text[])"));
         }
-        sql.push_str(" ORDER BY e.position LIMIT $2) e ON true ORDER BY e.position");
+        // As in stream reads, no ORDER BY outside the lateral: the client
+        // checks the order (`in_position_order`).
+        sql.push_str(" ORDER BY e.position LIMIT $2) e ON true");
         sql
     }
 }
@@ -380,12 +394,15 @@ impl PostgresStore {
     async fn append_on(&self, conn: &mut PgConnection, request: &AppendRequest) -> Result<AppendReceipt, StoreError> {
         let mut columns = AppendColumns::with_capacity(request.streams.len(), request.event_count());
         columns.push(request)?;
+        let meta = MetadataColumns::of(request);
         let AppendColumns {
             stream_ids,
+            lock_order,
             kinds,
             versions,
             counts,
             event_stream,
+            event_offset,
             event_ids,
             event_types,
             schema_versions,
@@ -393,12 +410,17 @@ impl PostgresStore {
         } = columns;
         let row = sqlx::query(&self.sql.append)
             .bind(request.command_id().as_uuid())
-            .bind(sqlx::types::Json(&*request.metadata))
+            .bind(meta.correlation_id)
+            .bind(meta.causation_id)
+            .bind(meta.decided_at)
+            .bind(meta.user)
             .bind(&stream_ids)
+            .bind(&lock_order)
             .bind(&kinds)
             .bind(&versions)
             .bind(&counts)
             .bind(&event_stream)
+            .bind(&event_offset)
             .bind(&event_ids)
             .bind(&event_types)
             .bind(&schema_versions)
@@ -406,7 +428,7 @@ impl PostgresStore {
             .fetch_one(&mut *conn)
             .await
             .map_err(|e| map_error(Operation::Append, Phase::Executing, e, Some(request)))?;
-        receipt_from_row(request.command_id(), &row)
+        receipt_from_row(request, &row)
     }
 
     /// Reads one stream from `after` on as a stream of events, fetching
@@ -468,13 +490,6 @@ impl PostgresStore {
             .collect();
         let page = request.page_size.map(|p| i64::from(p.get()));
         let mut conn = self.acquire(Operation::Read).await?;
-        let rows = sqlx::query(&self.sql.read)
-            .bind(&ids)
-            .bind(&afters)
-            .bind(page)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(|e| map_error(Operation::Read, Phase::Executing, e, None))?;
         let mut slices: Vec<StreamSlice> = request
             .streams
             .iter()
@@ -484,21 +499,45 @@ impl PostgresStore {
                 events: Vec::new(),
             })
             .collect();
-        let mut metadata = MetadataCache::default();
-        for row in &rows {
-            let ord: i32 = row.try_get("ord").map_err(|e| contract(Operation::Read, e))?;
-            let slice = usize::try_from(ord)
-                .ok()
-                .and_then(|o| o.checked_sub(1))
-                .and_then(|o| slices.get_mut(o))
-                .ok_or_else(|| StoreError::ContractViolation {
+        // Rows are decoded as they arrive, while the server is still sending
+        // the rest, rather than collected first and decoded after.
+        let mut rows = sqlx::query(&self.sql.read)
+            .bind(&ids)
+            .bind(&afters)
+            .bind(page)
+            .fetch(&mut *conn);
+        let mut decoder = RowDecoder::new(2);
+        let failed = |e| map_error(Operation::Read, Phase::Executing, e, None);
+        while let Some(row) = rows.try_next().await.map_err(failed)? {
+            let ord: i32 = row.try_get(0).map_err(|e| contract(Operation::Read, e))?;
+            let index = usize::try_from(ord).ok().and_then(|o| o.checked_sub(1));
+            let (Some(slice), Some(read)) = (
+                index.and_then(|o| slices.get_mut(o)),
+                index.and_then(|o| request.streams.get(o)),
+            ) else {
+                return Err(StoreError::ContractViolation {
                     operation: Operation::Read,
                     message: format!("row for unrequested stream index {ord}"),
-                })?;
-            let head: i64 = row.try_get("head").map_err(|e| contract(Operation::Read, e))?;
-            slice.head = StreamVersion::new(to_u64(head));
-            if let Some(event) = decode_event(row, Operation::Read, &mut metadata)? {
+                });
+            };
+            let head: i64 = row.try_get(1).map_err(|e| contract(Operation::Read, e))?;
+            let head = StreamVersion::new(to_u64(head));
+            if slice.events.is_empty() {
+                // Sized once from the head instead of grown by doubling;
+                // capped so that a wrong head cannot cost a huge allocation.
+                let expected = head.get().saturating_sub(read.after.get());
+                let expected = page.map_or(expected, |p| expected.min(to_u64(p)));
+                slice.events.reserve(usize::try_from(expected.min(65_536)).unwrap_or(0));
+            }
+            slice.head = head;
+            if let Some(event) = decoder.decode(&row, Operation::Read, Some(&slice.stream))? {
                 slice.events.push(event);
+            }
+        }
+        drop(rows);
+        for slice in &mut slices {
+            if !slice.events.windows(2).all(|w| w[0].version < w[1].version) {
+                slice.events.sort_by_key(|e| e.version);
             }
         }
         Ok(ReadResponse { streams: slices })
@@ -528,22 +567,30 @@ impl PostgresStore {
             if !types.is_empty() {
                 query = query.bind(&types);
             }
-            let rows = query
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(|e| map_error(Operation::ReadAll, Phase::Executing, e, None))?;
-            let first = rows.first().ok_or_else(|| StoreError::ContractViolation {
+            // Decoded as they arrive (see `read_inner`); every row carries
+            // the horizon and the newest position, the first one is enough.
+            let failed = |e| map_error(Operation::ReadAll, Phase::Executing, e, None);
+            let mut rows = query.fetch(&mut *conn);
+            let mut decoder = RowDecoder::new(3);
+            let mut events = Vec::with_capacity(usize::try_from(request.limit.get()).unwrap_or(0).min(1024));
+            let mut found: Option<(i64, Option<i64>)> = None;
+            while let Some(row) = rows.try_next().await.map_err(failed)? {
+                if found.is_none() {
+                    let horizon: i64 = row.try_get(0).map_err(|e| contract(Operation::ReadAll, e))?;
+                    let newest: Option<i64> = row.try_get(1).map_err(|e| contract(Operation::ReadAll, e))?;
+                    found = Some((horizon, newest));
+                }
+                if let Some(event) = decoder.decode(&row, Operation::ReadAll, None)? {
+                    events.push(event);
+                }
+            }
+            drop(rows);
+            let (horizon, newest) = found.ok_or_else(|| StoreError::ContractViolation {
                 operation: Operation::ReadAll,
                 message: "read-all answered no row".to_owned(),
             })?;
-            let horizon: i64 = first.try_get("horizon").map_err(|e| contract(Operation::ReadAll, e))?;
-            let newest: Option<i64> = first.try_get("newest").map_err(|e| contract(Operation::ReadAll, e))?;
-            let mut metadata = MetadataCache::default();
-            let mut events = Vec::with_capacity(rows.len());
-            for row in &rows {
-                if let Some(event) = decode_event(row, Operation::ReadAll, &mut metadata)? {
-                    events.push(event);
-                }
+            if !events.windows(2).all(|w| w[0].position < w[1].position) {
+                events.sort_by_key(|e| e.position);
             }
             let full = events.len() as u64 >= u64::from(request.limit.get());
             // Committed events at or above the horizon are held back by a
@@ -614,99 +661,195 @@ fn to_u64(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
 }
 
-fn receipt_from_row(command_id: CommandId, row: &PgRow) -> Result<AppendReceipt, StoreError> {
+/// The receipt of `request` from the row `append()` (or `append_batch()`)
+/// answered: on a fresh append the heads before it, from which the request
+/// gives everything else; on a re-sent command id the stored receipt.
+fn receipt_from_row(request: &AppendRequest, row: &PgRow) -> Result<AppendReceipt, StoreError> {
     let get = |e| contract(Operation::Append, e);
     let deduplicated: bool = row.try_get("deduplicated").map_err(get)?;
     let xid: i64 = row.try_get("xid").map_err(get)?;
     let first_index: i32 = row.try_get("first_index").map_err(get)?;
-    let stream_ids: Option<Vec<String>> = row.try_get("stream_ids").map_err(get)?;
-    let first_versions: Option<Vec<i64>> = row.try_get("first_versions").map_err(get)?;
-    let counts: Option<Vec<i32>> = row.try_get("counts").map_err(get)?;
-    let (stream_ids, first_versions, counts) = (
-        stream_ids.unwrap_or_default(),
-        first_versions.unwrap_or_default(),
-        counts.unwrap_or_default(),
-    );
-    if stream_ids.len() != first_versions.len() || stream_ids.len() != counts.len() {
-        return Err(StoreError::ContractViolation {
-            operation: Operation::Append,
-            message: "append answered arrays of different lengths".to_owned(),
-        });
-    }
     let mut next = (to_u64(xid) << INDEX_BITS) + u64::try_from(first_index).unwrap_or(0);
-    let mut streams = Vec::with_capacity(stream_ids.len());
-    for ((id, first), count) in stream_ids.into_iter().zip(first_versions).zip(counts) {
-        let stream = StreamId::new(&id).map_err(|e| StoreError::ContractViolation {
-            operation: Operation::Append,
-            message: format!("stored stream id {id:?} is invalid: {e}"),
-        })?;
-        let count = u64::try_from(count).unwrap_or(0);
-        let first = to_u64(first);
+    let mut commit = |stream: StreamId, first: u64, count: u64| {
         let positions = (0..count).map(|i| GlobalPosition::new(next + i)).collect();
         next += count;
-        streams.push(StreamCommit {
+        StreamCommit {
             stream,
             first_version: StreamVersion::new(first),
             last_version: StreamVersion::new(first + count.saturating_sub(1)),
             positions,
-        });
+        }
+    };
+    let mismatch = |what: &str| StoreError::ContractViolation {
+        operation: Operation::Append,
+        message: format!("append answered {what}"),
+    };
+    let mut streams = Vec::with_capacity(request.streams.len());
+    if !deduplicated {
+        let heads: Vec<i64> = row
+            .try_get::<Option<Vec<i64>>, _>("heads")
+            .map_err(get)?
+            .ok_or_else(|| mismatch("no heads"))?;
+        if heads.len() != request.streams.len() {
+            return Err(mismatch("heads for a different number of streams"));
+        }
+        for (entry, head) in request.streams.iter().zip(heads) {
+            if !entry.events.is_empty() {
+                streams.push(commit(
+                    entry.stream.clone(),
+                    to_u64(head) + 1,
+                    entry.events.len() as u64,
+                ));
+            }
+        }
+    } else {
+        let stream_ids: Option<Vec<String>> = row.try_get("stream_ids").map_err(get)?;
+        let first_versions: Option<Vec<i64>> = row.try_get("first_versions").map_err(get)?;
+        let counts: Option<Vec<i32>> = row.try_get("counts").map_err(get)?;
+        let (stream_ids, first_versions, counts) = (
+            stream_ids.unwrap_or_default(),
+            first_versions.unwrap_or_default(),
+            counts.unwrap_or_default(),
+        );
+        if stream_ids.len() != first_versions.len() || stream_ids.len() != counts.len() {
+            return Err(mismatch("arrays of different lengths"));
+        }
+        for ((id, first), count) in stream_ids.into_iter().zip(first_versions).zip(counts) {
+            let stream = StreamId::new(&id).map_err(|e| StoreError::ContractViolation {
+                operation: Operation::Append,
+                message: format!("stored stream id {id:?} is invalid: {e}"),
+            })?;
+            streams.push(commit(stream, to_u64(first), u64::try_from(count).unwrap_or(0)));
+        }
     }
     Ok(AppendReceipt {
-        command_id,
+        command_id: request.command_id(),
         streams,
         deduplicated,
     })
 }
 
-/// Consecutive events of one append share their metadata; parse it once.
-#[derive(Default)]
-struct MetadataCache {
-    last: Option<(Uuid, Arc<EventMetadata>)>,
+/// An append's metadata as the columns `append()` stores it in.
+pub(crate) struct MetadataColumns<'a> {
+    pub(crate) correlation_id: Uuid,
+    pub(crate) causation_id: Option<Uuid>,
+    pub(crate) decided_at: i64,
+    /// `None` when the caller supplied no key/values.
+    pub(crate) user: Option<sqlx::types::Json<&'a BTreeMap<String, String>>>,
 }
 
-/// Decodes the event columns of a row; `None` when the row carries no event
-/// (a stream or read with nothing after the requested point).
-fn decode_event(
-    row: &PgRow,
-    operation: Operation,
-    cache: &mut MetadataCache,
-) -> Result<Option<RecordedEvent>, StoreError> {
-    let get = |e| contract(operation, e);
-    let position: Option<i64> = row.try_get("position").map_err(get)?;
-    let Some(position) = position else {
-        return Ok(None);
-    };
-    let bad = |what: &str, detail: String| StoreError::ContractViolation {
-        operation,
-        message: format!("event at position {position} has an invalid {what}: {detail}"),
-    };
-    let event_id: Uuid = row.try_get("event_id").map_err(get)?;
-    let stream_id: String = row.try_get("stream_id").map_err(get)?;
-    let version: i64 = row.try_get("version").map_err(get)?;
-    let event_type: String = row.try_get("event_type").map_err(get)?;
-    let schema_version: i32 = row.try_get("schema_version").map_err(get)?;
-    let payload: String = row.try_get("payload").map_err(get)?;
-    let command_id: Uuid = row.try_get("command_id").map_err(get)?;
-    let metadata = match &cache.last {
-        Some((id, meta)) if *id == command_id => meta.clone(),
-        _ => {
-            let text: String = row.try_get("metadata").map_err(get)?;
-            let meta: EventMetadata = serde_json::from_str(&text).map_err(|e| bad("metadata", e.to_string()))?;
-            let meta = Arc::new(meta);
-            cache.last = Some((command_id, meta.clone()));
-            meta
+impl<'a> MetadataColumns<'a> {
+    pub(crate) fn of(request: &'a AppendRequest) -> Self {
+        let meta = &*request.metadata;
+        let user = if meta.user.is_empty() {
+            None
+        } else {
+            Some(sqlx::types::Json(&meta.user))
+        };
+        MetadataColumns {
+            correlation_id: meta.correlation_id.as_uuid(),
+            causation_id: meta.causation_id.map(|c| c.as_uuid()),
+            // Bit for bit: every u64 survives the round trip through bigint.
+            decided_at: meta.timestamp.as_unix_nanos().cast_signed(),
+            user,
         }
-    };
-    Ok(Some(RecordedEvent {
-        event_id: EventId::from_uuid(event_id),
-        stream_id: StreamId::new(&stream_id).map_err(|e| bad("stream id", e.to_string()))?,
-        version: StreamVersion::new(to_u64(version)),
-        position: GlobalPosition::new(to_u64(position)),
-        event_type: EventType::new(&event_type).map_err(|e| bad("event type", e.to_string()))?,
-        schema_version: u32::try_from(schema_version).map_err(|e| bad("schema version", e.to_string()))?,
-        payload: Payload::from_trusted_json(payload),
-        metadata,
-    }))
+    }
+}
+
+/// Decodes event rows. Consecutive events of one append share their
+/// metadata, and most events share a few type names: both are built once and
+/// shared, not once per row. Columns are read by index (by name would cost a
+/// hash lookup per column and row), in the order of `Statements`'
+/// `event_columns`, which start at index `first`; a `read_all` row has the
+/// stream id just before them.
+struct RowDecoder {
+    first: usize,
+    metadata: Option<(Uuid, Arc<EventMetadata>)>,
+    event_type: Option<EventType>,
+}
+
+impl RowDecoder {
+    fn new(first: usize) -> Self {
+        RowDecoder {
+            first,
+            metadata: None,
+            event_type: None,
+        }
+    }
+
+    /// Decodes the event columns of a row; `None` when the row carries no
+    /// event (a stream or read with nothing after the requested point).
+    /// `stream` is the stream the row belongs to when the query did not
+    /// return it.
+    fn decode(
+        &mut self,
+        row: &PgRow,
+        operation: Operation,
+        stream: Option<&StreamId>,
+    ) -> Result<Option<RecordedEvent>, StoreError> {
+        let get = |e| contract(operation, e);
+        let position: Option<i64> = row.try_get(self.first).map_err(get)?;
+        let Some(position) = position else {
+            return Ok(None);
+        };
+        let bad = |what: &str, detail: String| StoreError::ContractViolation {
+            operation,
+            message: format!("event at position {position} has an invalid {what}: {detail}"),
+        };
+        let event_id: Uuid = row.try_get(self.first + 1).map_err(get)?;
+        let stream_id = match stream {
+            Some(stream) => stream.clone(),
+            None => {
+                let id: &str = row.try_get(self.first - 1).map_err(get)?;
+                StreamId::new(id).map_err(|e| bad("stream id", e.to_string()))?
+            }
+        };
+        let version: i64 = row.try_get(self.first + 2).map_err(get)?;
+        let type_name: &str = row.try_get(self.first + 3).map_err(get)?;
+        let event_type = match &self.event_type {
+            Some(known) if known.as_str() == type_name => known.clone(),
+            _ => {
+                let parsed = EventType::new(type_name).map_err(|e| bad("event type", e.to_string()))?;
+                self.event_type = Some(parsed.clone());
+                parsed
+            }
+        };
+        let schema_version: i32 = row.try_get(self.first + 4).map_err(get)?;
+        let payload: &str = row.try_get(self.first + 5).map_err(get)?;
+        let command_id: Uuid = row.try_get(self.first + 6).map_err(get)?;
+        let metadata = match &self.metadata {
+            Some((id, meta)) if *id == command_id => meta.clone(),
+            _ => {
+                let correlation_id: Uuid = row.try_get(self.first + 7).map_err(get)?;
+                let causation_id: Option<Uuid> = row.try_get(self.first + 8).map_err(get)?;
+                let decided_at: i64 = row.try_get(self.first + 9).map_err(get)?;
+                let user: Option<&str> = row.try_get(self.first + 10).map_err(get)?;
+                let user = match user {
+                    Some(text) => serde_json::from_str(text).map_err(|e| bad("user metadata", e.to_string()))?,
+                    None => BTreeMap::new(),
+                };
+                let meta = Arc::new(EventMetadata {
+                    command_id: CommandId::from_uuid(command_id),
+                    correlation_id: CorrelationId::from_uuid(correlation_id),
+                    causation_id: causation_id.map(CausationId::from_uuid),
+                    timestamp: Time::from_unix_nanos(decided_at.cast_unsigned()),
+                    user,
+                });
+                self.metadata = Some((command_id, meta.clone()));
+                meta
+            }
+        };
+        Ok(Some(RecordedEvent {
+            event_id: EventId::from_uuid(event_id),
+            stream_id,
+            version: StreamVersion::new(to_u64(version)),
+            position: GlobalPosition::new(to_u64(position)),
+            event_type,
+            schema_version: u32::try_from(schema_version).map_err(|e| bad("schema version", e.to_string()))?,
+            payload: Payload::from_trusted_json(payload),
+            metadata,
+        }))
+    }
 }
 
 /// Appends flattened into the column arrays that the `append()` and
@@ -714,11 +857,16 @@ fn decode_event(
 #[derive(Debug, Default)]
 pub(crate) struct AppendColumns<'a> {
     pub(crate) stream_ids: Vec<&'a str>,
+    /// For each stream, by the bytewise order of stream ids, its 1-based
+    /// index within its request: the order `append()` locks heads in.
+    pub(crate) lock_order: Vec<i32>,
     pub(crate) kinds: Vec<i16>,
     pub(crate) versions: Vec<i64>,
     pub(crate) counts: Vec<i32>,
     /// For each event, the 1-based index of its stream within its request.
     pub(crate) event_stream: Vec<i32>,
+    /// For each event, its 1-based offset among its stream's events.
+    pub(crate) event_offset: Vec<i32>,
     pub(crate) event_ids: Vec<sqlx::types::Uuid>,
     pub(crate) event_types: Vec<&'a str>,
     pub(crate) schema_versions: Vec<i32>,
@@ -729,10 +877,12 @@ impl<'a> AppendColumns<'a> {
     pub(crate) fn with_capacity(streams: usize, events: usize) -> Self {
         AppendColumns {
             stream_ids: Vec::with_capacity(streams),
+            lock_order: Vec::with_capacity(streams),
             kinds: Vec::with_capacity(streams),
             versions: Vec::with_capacity(streams),
             counts: Vec::with_capacity(streams),
             event_stream: Vec::with_capacity(events),
+            event_offset: Vec::with_capacity(events),
             event_ids: Vec::with_capacity(events),
             event_types: Vec::with_capacity(events),
             schema_versions: Vec::with_capacity(events),
@@ -776,6 +926,14 @@ impl<'a> AppendColumns<'a> {
 
     /// Adds a request that [`AppendColumns::check`] accepted.
     pub(crate) fn push_checked(&mut self, request: &'a AppendRequest) {
+        let first = self.lock_order.len();
+        self.lock_order
+            .extend((1..=request.streams.len()).map(|i| i32::try_from(i).unwrap_or(i32::MAX)));
+        // Rust compares `str` bytewise, as PostgreSQL's "C" collation does.
+        self.lock_order[first..].sort_unstable_by_key(|&i| {
+            let index = usize::try_from(i).unwrap_or(usize::MAX).saturating_sub(1);
+            request.streams.get(index).map(|entry| entry.stream.as_str())
+        });
         for (index, entry) in request.streams.iter().enumerate() {
             let (kind, version) = match entry.expected {
                 ExpectedVersion::Any => (0i16, 0i64),
@@ -787,8 +945,9 @@ impl<'a> AppendColumns<'a> {
             self.kinds.push(kind);
             self.versions.push(version);
             self.counts.push(i32::try_from(entry.events.len()).unwrap_or(i32::MAX));
-            for event in &entry.events {
+            for (offset, event) in entry.events.iter().enumerate() {
                 self.event_stream.push(i32::try_from(index + 1).unwrap_or(i32::MAX));
+                self.event_offset.push(i32::try_from(offset + 1).unwrap_or(i32::MAX));
                 self.event_ids.push(event.event_id.as_uuid());
                 self.event_types.push(event.event_type.as_str());
                 self.schema_versions

@@ -232,3 +232,52 @@ async fn a_reader_following_concurrent_commits_and_rollbacks_sees_every_committe
     assert_eq!(seen.len(), seen_set.len(), "no event delivered twice");
     assert_eq!(seen_set, all_committed, "exactly the committed events, none skipped");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_appends_in_one_transaction_take_distinct_increasing_positions() {
+    let Some(store) = held_back_store("order_same_tx").await else {
+        return;
+    };
+    let mut conn = store.pool().acquire().await.expect("connection");
+    let mut tx = conn.begin().await.expect("begin");
+    let first = store
+        .append_in(&mut tx, &append(&stream("one"), tested_events(2)))
+        .await
+        .expect("first append");
+    // A conflicting append inside a savepoint rolls back alone; the positions
+    // it would have taken may be reused, and nothing of it remains.
+    let mut savepoint = tx.begin().await.expect("savepoint");
+    let mut conflicting = append(&stream("one"), tested_events(1));
+    conflicting.streams[0].expected = ExpectedVersion::NoStream;
+    let refused = store.append_in(&mut savepoint, &conflicting).await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(_))),
+        "expected a conflict, got {refused:?}"
+    );
+    savepoint.rollback().await.expect("rollback to savepoint");
+    let second = store
+        .append_in(&mut tx, &append(&stream("two"), tested_events(3)))
+        .await
+        .expect("second append");
+    let third = store
+        .append_in(&mut tx, &append(&stream("one"), tested_events(1)))
+        .await
+        .expect("third append");
+    tx.commit().await.expect("commit");
+    drop(conn);
+
+    let receipts: Vec<GlobalPosition> = [&first, &second, &third]
+        .iter()
+        .flat_map(|r| r.streams.iter().flat_map(|c| c.positions.iter().copied()))
+        .collect();
+    assert!(
+        receipts.windows(2).all(|w| w[0] < w[1]),
+        "positions in one transaction follow the order of its appends: {receipts:?}"
+    );
+    let mut reader = Reader::new();
+    while reader.seen.len() < 6 {
+        reader.poll(&store).await;
+    }
+    assert_eq!(reader.positions(), receipts, "the receipts name the stored positions");
+    assert_eq!(third.streams[0].first_version, StreamVersion::new(3));
+}
