@@ -750,7 +750,7 @@ impl<'a> MetadataColumns<'a> {
             correlation_id: meta.correlation_id.as_uuid(),
             causation_id: meta.causation_id.map(|c| c.as_uuid()),
             // Bit for bit: every u64 survives the round trip through bigint.
-            decided_at: meta.timestamp.as_unix_nanos().cast_signed(),
+            decided_at: i64::from_ne_bytes(meta.timestamp.as_unix_nanos().to_ne_bytes()),
             user,
         }
     }
@@ -832,7 +832,7 @@ impl RowDecoder {
                     command_id: CommandId::from_uuid(command_id),
                     correlation_id: CorrelationId::from_uuid(correlation_id),
                     causation_id: causation_id.map(CausationId::from_uuid),
-                    timestamp: Time::from_unix_nanos(decided_at.cast_unsigned()),
+                    timestamp: Time::from_unix_nanos(u64::from_ne_bytes(decided_at.to_ne_bytes())),
                     user,
                 });
                 self.metadata = Some((command_id, meta.clone()));
