@@ -1,21 +1,31 @@
 -- EventCore event store, schema version 2: group commit.
 --
 -- append_batch() runs several independent appends in one call (one round
--- trip) and one transaction (one WAL flush), each in its own subtransaction,
--- so that one append's conflict or error rolls back only that append. It
--- answers one row per append, in request order: the receipt columns of
--- append() when it committed, or the SQLSTATE, message and detail of the
--- error that rolled it back.
+-- trip) and one transaction (one WAL flush), as a handful of set-based
+-- statements rather than one append() per request: the requests are checked
+-- one after another against working copies of the stream heads, in request
+-- order, so that a request sees the writes of the requests before it in the
+-- batch; those that pass are then written together. A request that fails its
+-- version check writes nothing and fails alone. The answer is one row per
+-- request, in request order: the receipt columns of append() when it
+-- committed, or the SQLSTATE ('EV001'), message and detail of its conflict.
 --
--- Arguments: per append its command id, metadata columns, number of streams
--- and number of events; then the per-stream and per-event arrays of
--- append(), every append's entries concatenated in request order (lock
--- orders and event stream indexes are 1-based within their own append).
+-- Arguments: per request its command id, metadata columns, number of streams
+-- and number of events; then the per-stream and per-event arrays of append()
+-- (without the lock order: the batch locks every head it touches at once),
+-- every request's entries concatenated in request order (event stream
+-- indexes are 1-based within their own request). Every request carries at
+-- least one event (the client refuses empty appends before sending).
 --
--- Before any append runs, every existing stream head the batch touches is
--- locked in the same order append() uses (stream id, "C" collation), so a
--- batch holds its heads in one global order, like a single append does, and
--- cannot deadlock with other batches or single appends on existing streams.
+-- Order of work, and why it cannot deadlock with append() or other batches:
+-- (1) claim every command id, in command-id order (append() also claims its
+-- one id before anything else, so claims never wait on a head lock holder
+-- that waits on them); a re-sent id that is already committed is answered
+-- with its stored receipt, and one in flight elsewhere is waited for;
+-- (2) lock every existing head of the remaining requests in stream-id order
+-- ("C" collation, as append()), creating the missing ones; (3) check the
+-- requests in order and plan their writes; (4) release the claims of the
+-- requests that failed, advance the heads, insert the events.
 CREATE FUNCTION append_batch(
     p_command_ids uuid[],
     p_correlation_ids uuid[],
@@ -25,7 +35,6 @@ CREATE FUNCTION append_batch(
     p_stream_counts integer[],
     p_event_counts integer[],
     p_streams text[],
-    p_lock_order integer[],
     p_expected_kind smallint[],
     p_expected_version bigint[],
     p_counts integer[],
@@ -52,63 +61,239 @@ LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $$
 DECLARE
+    v_n integer := coalesce(cardinality(p_command_ids), 0);
+    v_xid bigint := pg_current_xact_id()::text::bigint;
+    v_base bigint := v_xid << 20;
+    v_total integer := coalesce(cardinality(p_event_ids), 0);
+    v_first integer;
+    -- Per request: where its streams and events start in the flat arrays,
+    -- whether it was claimed here, and what became of it.
+    v_stream_start integer[] := array_fill(0, ARRAY[v_n]);
+    v_event_start integer[] := array_fill(0, ARRAY[v_n]);
+    v_claimed uuid[];
+    v_passed boolean[] := array_fill(false, ARRAY[v_n]);
+    v_settled boolean[] := array_fill(false, ARRAY[v_n]);
+    v_released uuid[] := '{}';
+    v_repeats boolean;
+    -- Working copies of the locked heads (stream id, version), and whether
+    -- the batch changed them.
+    v_names text[];
+    v_versions bigint[];
+    v_original bigint[];
+    -- Per event: whether it is written, its version.
+    v_write boolean[] := array_fill(false, ARRAY[v_total]);
+    v_event_version bigint[] := array_fill(0::bigint, ARRAY[v_total]);
+    v_event_request integer[] := array_fill(0, ARRAY[v_total]);
+    v_heads bigint[];
+    v_conflict text;
+    v_head bigint;
+    v_kind smallint;
+    v_slot integer;
     v_s integer := 0;
     v_e integer := 0;
-    v_ns integer;
-    v_ne integer;
     r record;
     i integer;
+    j integer;
+    k integer;
 BEGIN
-    PERFORM 1
-       FROM streams h
-      WHERE h.stream_id = ANY (p_streams)
-      ORDER BY h.stream_id COLLATE "C"
-        FOR UPDATE;
+    IF v_n = 0 THEN
+        RETURN;
+    END IF;
+    v_first := coalesce(nullif(current_setting('eventcore.appended_in_transaction', true), '')::integer, 0);
+    IF v_first + v_total > 1048576 THEN
+        RAISE EXCEPTION 'more than 1048576 events in one transaction' USING ERRCODE = 'EV002';
+    END IF;
+    FOR i IN 1 .. v_n LOOP
+        v_stream_start[i] := v_s;
+        v_event_start[i] := v_e;
+        FOR k IN v_e + 1 .. v_e + p_event_counts[i] LOOP
+            v_event_request[k] := i;
+        END LOOP;
+        v_s := v_s + p_stream_counts[i];
+        v_e := v_e + p_event_counts[i];
+    END LOOP;
 
-    FOR i IN 1 .. coalesce(cardinality(p_command_ids), 0) LOOP
-        v_ns := p_stream_counts[i];
-        v_ne := p_event_counts[i];
+    -- (1) Claims. Each request's events take the positions right after the
+    -- events of the requests before it, whether those commit or not (gaps
+    -- are allowed), so a claim row is written once, with its final values.
+    -- A command id repeated within the batch is claimed for its first
+    -- occurrence.
+    WITH claimed AS (
+        INSERT INTO commands (command_id, xid, first_index, event_count)
+        SELECT u.c, v_xid, v_first + v_event_start[u.k], p_event_counts[u.k]
+          FROM (SELECT DISTINCT ON (x.c) x.c, x.k
+                  FROM unnest(p_command_ids) WITH ORDINALITY AS x(c, k)
+                 ORDER BY x.c, x.k) u
+         ORDER BY u.c
+        ON CONFLICT (command_id) DO NOTHING
+        RETURNING command_id
+    )
+    SELECT coalesce(array_agg(command_id), '{}') INTO v_claimed FROM claimed;
+    v_repeats := cardinality(v_claimed) < v_n
+                 AND (SELECT count(DISTINCT c) FROM unnest(p_command_ids) AS c) < v_n;
+    PERFORM set_config('eventcore.appended_in_transaction', (v_first + v_total)::text, true);
+
+    -- (2) Heads of the requests that will be checked, locked in one order.
+    INSERT INTO streams (stream_id, version)
+    SELECT DISTINCT s, 0 FROM unnest(p_streams) AS s
+     WHERE NOT EXISTS (SELECT 1 FROM streams h WHERE h.stream_id = s)
+     ORDER BY 1
+    ON CONFLICT (stream_id) DO NOTHING;
+    SELECT coalesce(array_agg(l.stream_id ORDER BY l.stream_id COLLATE "C"), '{}'),
+           coalesce(array_agg(l.version ORDER BY l.stream_id COLLATE "C"), '{}')
+      INTO v_names, v_versions
+      FROM (SELECT h.stream_id, h.version
+              FROM streams h
+             WHERE h.stream_id = ANY (p_streams)
+             ORDER BY h.stream_id COLLATE "C"
+               FOR UPDATE) l;
+    v_original := v_versions;
+
+    -- (3) Check in request order.
+    FOR i IN 1 .. v_n LOOP
         o_ord := i;
-        BEGIN
-            SELECT * INTO r
-              FROM append(p_command_ids[i], p_correlation_ids[i], p_causation_ids[i],
-                          p_decided_at[i], p_user_metadata[i],
-                          p_streams[v_s + 1 : v_s + v_ns],
-                          p_lock_order[v_s + 1 : v_s + v_ns],
-                          p_expected_kind[v_s + 1 : v_s + v_ns],
-                          p_expected_version[v_s + 1 : v_s + v_ns],
-                          p_counts[v_s + 1 : v_s + v_ns],
-                          p_event_stream[v_e + 1 : v_e + v_ne],
-                          p_event_offset[v_e + 1 : v_e + v_ne],
-                          p_event_ids[v_e + 1 : v_e + v_ne],
-                          p_event_types[v_e + 1 : v_e + v_ne],
-                          p_schema_versions[v_e + 1 : v_e + v_ne],
-                          p_payloads[v_e + 1 : v_e + v_ne]);
+        o_state := NULL;
+        o_message := NULL;
+        o_detail := NULL;
+        o_deduplicated := NULL;
+        o_xid := NULL;
+        o_first_index := NULL;
+        o_heads := NULL;
+        o_stream_ids := NULL;
+        o_first_versions := NULL;
+        o_counts := NULL;
+        IF NOT (p_command_ids[i] = ANY (v_claimed)) THEN
+            -- Claimed before this batch (or by an earlier request of it that
+            -- committed): answered with the stored receipt, below.
+            CONTINUE;
+        END IF;
+        v_conflict := NULL;
+        v_heads := array_fill(0::bigint, ARRAY[p_stream_counts[i]]);
+        FOR j IN 1 .. p_stream_counts[i] LOOP
+            v_slot := array_position(v_names, p_streams[v_stream_start[i] + j]);
+            v_head := coalesce(v_versions[v_slot], 0);
+            v_heads[j] := v_head;
+            v_kind := p_expected_kind[v_stream_start[i] + j];
+            IF v_conflict IS NULL AND (
+                   (v_kind = 1 AND v_head <> 0)
+                OR (v_kind = 2 AND v_head = 0)
+                OR (v_kind = 3 AND v_head <> p_expected_version[v_stream_start[i] + j])) THEN
+                v_conflict := j::text || ' ' || v_head::text;
+            END IF;
+        END LOOP;
+        IF v_conflict IS NOT NULL THEN
+            v_settled[i] := true;
+            o_state := 'EV001';
+            o_message := 'version conflict on stream ' || p_streams[v_stream_start[i] + split_part(v_conflict, ' ', 1)::integer];
+            o_detail := v_conflict;
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        -- Passed: its claim is no longer up for grabs by a later duplicate.
+        v_claimed := array_remove(v_claimed, p_command_ids[i]);
+        v_passed[i] := true;
+        v_settled[i] := true;
+        FOR j IN 1 .. p_stream_counts[i] LOOP
+            IF p_counts[v_stream_start[i] + j] > 0 THEN
+                v_slot := array_position(v_names, p_streams[v_stream_start[i] + j]);
+                v_versions[v_slot] := v_versions[v_slot] + p_counts[v_stream_start[i] + j];
+            END IF;
+        END LOOP;
+        FOR k IN v_event_start[i] + 1 .. v_event_start[i] + p_event_counts[i] LOOP
+            v_write[k] := true;
+            v_event_version[k] := v_heads[p_event_stream[k]] + p_event_offset[k];
+        END LOOP;
+        o_deduplicated := false;
+        o_xid := v_xid;
+        o_first_index := v_first + v_event_start[i];
+        o_heads := v_heads;
+        RETURN NEXT;
+    END LOOP;
+
+    -- (4) Write. Claims of ids none of whose requests passed are released;
+    -- a claim whose first request failed but a later duplicate passed is
+    -- moved to the one that passed.
+    SELECT coalesce(array_agg(DISTINCT c), '{}') INTO v_released
+      FROM unnest(v_claimed) AS c;
+    IF cardinality(v_released) > 0 THEN
+        DELETE FROM commands c WHERE c.command_id = ANY (v_released);
+    END IF;
+    FOR i IN 1 .. CASE WHEN v_repeats THEN v_n ELSE 0 END LOOP
+        IF v_passed[i] AND EXISTS (
+               SELECT 1 FROM unnest(p_command_ids[1 : i - 1]) WITH ORDINALITY AS x(c, k)
+                WHERE x.c = p_command_ids[i] AND NOT v_passed[x.k]) THEN
+            UPDATE commands c
+               SET first_index = v_first + v_event_start[i], event_count = p_event_counts[i]
+             WHERE c.command_id = p_command_ids[i];
+        END IF;
+    END LOOP;
+    UPDATE streams h SET version = u.v
+      FROM unnest(v_names, v_versions, v_original) AS u(s, v, o)
+     WHERE h.stream_id = u.s AND u.v <> u.o;
+    INSERT INTO events (position, version, decided_at, event_id, command_id, correlation_id, causation_id,
+                        schema_version, stream_id, event_type, payload, user_metadata)
+    SELECT v_base + v_first + u.k - 1,
+           v_event_version[u.k],
+           p_decided_at[v_event_request[u.k]],
+           u.event_id,
+           p_command_ids[v_event_request[u.k]],
+           p_correlation_ids[v_event_request[u.k]],
+           p_causation_ids[v_event_request[u.k]],
+           u.schema_version,
+           p_streams[v_stream_start[v_event_request[u.k]] + u.s],
+           u.event_type,
+           u.payload::jsonb,
+           p_user_metadata[v_event_request[u.k]]
+      FROM unnest(p_event_stream, p_event_ids, p_event_types, p_schema_versions, p_payloads)
+           WITH ORDINALITY AS u(s, event_id, event_type, schema_version, payload, k)
+     WHERE v_write[u.k];
+
+    -- Requests answered from a stored receipt: claimed before this batch,
+    -- or repeating the id of an earlier request of this batch that passed.
+    FOR i IN 1 .. v_n LOOP
+        CONTINUE WHEN v_settled[i];
+        SELECT true, c.xid, c.first_index, g.stream_ids, g.first_versions, g.counts
+          INTO r
+          FROM commands c
+          CROSS JOIN LATERAL (
+              SELECT array_agg(s.stream_id ORDER BY s.first_position) AS stream_ids,
+                     array_agg(s.first_version ORDER BY s.first_position) AS first_versions,
+                     array_agg(s.n ORDER BY s.first_position) AS counts
+                FROM (SELECT e.stream_id, min(e.position) AS first_position,
+                             min(e.version) AS first_version, count(*)::integer AS n
+                        FROM events e
+                       WHERE e.position >= (c.xid << 20) + c.first_index
+                         AND e.position < (c.xid << 20) + c.first_index + c.event_count
+                       GROUP BY e.stream_id) s
+          ) g
+         WHERE c.command_id = p_command_ids[i];
+        o_ord := i;
+        o_heads := NULL;
+        IF FOUND THEN
             o_state := NULL;
             o_message := NULL;
             o_detail := NULL;
-            o_deduplicated := r.deduplicated;
+            o_deduplicated := true;
             o_xid := r.xid;
             o_first_index := r.first_index;
-            o_heads := r.heads;
             o_stream_ids := r.stream_ids;
             o_first_versions := r.first_versions;
             o_counts := r.counts;
-        EXCEPTION WHEN OTHERS THEN
-            GET STACKED DIAGNOSTICS o_state = RETURNED_SQLSTATE,
-                                    o_message = MESSAGE_TEXT,
-                                    o_detail = PG_EXCEPTION_DETAIL;
+        ELSE
+            -- Not claimed here and not stored: its twin elsewhere rolled
+            -- back after this batch tried to claim. The client sends it again
+            -- on its own.
+            o_state := 'EV004';
+            o_message := 'command id ' || p_command_ids[i] || ' was neither claimed nor stored';
+            o_detail := NULL;
             o_deduplicated := NULL;
             o_xid := NULL;
             o_first_index := NULL;
-            o_heads := NULL;
             o_stream_ids := NULL;
             o_first_versions := NULL;
             o_counts := NULL;
-        END;
+        END IF;
         RETURN NEXT;
-        v_s := v_s + v_ns;
-        v_e := v_e + v_ne;
     END LOOP;
 END;
 $$;

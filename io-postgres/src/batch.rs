@@ -2,17 +2,20 @@
 //! in one round trip and one transaction.
 //!
 //! The requests go to the server-side function `append_batch()` (migration
-//! 0002) as one set of parallel arrays. It runs each request through
-//! `append()` inside its own subtransaction, so a request that conflicts or
-//! fails rolls back alone while the others commit together, with one WAL
-//! flush for the whole group. Each request keeps everything a single append
-//! has: its own exact conflict (stream, expected, actual), idempotency by
-//! command id (a command id repeated inside one batch is answered with the
-//! first one's receipt), and all-or-nothing across its streams.
+//! 0002) as one set of parallel arrays. It checks the requests in order
+//! against working copies of the heads it has locked (a request sees the
+//! writes of those before it in the batch) and then writes every request
+//! that passed with a few set-based statements, with one WAL flush for the
+//! whole group; a request that conflicts writes nothing and fails alone.
+//! Each request keeps everything a single append has: its own exact conflict
+//! (stream, expected, actual), idempotency by command id (a command id
+//! repeated inside one batch is answered with the receipt of the first one
+//! that committed), and all-or-nothing across its streams.
 //!
-//! A request that fails with anything other than a version conflict is sent
-//! again on its own, so that its error is mapped exactly as a single append's
-//! (its subtransaction rolled back, so nothing of it was written).
+//! A request the function cannot answer itself (a twin in flight elsewhere
+//! that rolled back), and every request of a batch that the database refused
+//! as a whole for something other than the connection, is sent again on its
+//! own, so that its error is exactly a single append's.
 
 use super::{receipt_from_row, AppendColumns, MetadataColumns, PostgresStore};
 use crate::error::{map_error, Phase};
@@ -53,7 +56,18 @@ impl PostgresStore {
                 let mut retry_alone = Vec::new();
                 match self.bounded(Operation::Append, self.send_group(&group)).await {
                     Ok(rows) if rows.len() == group.len() => {
-                        for ((&index, request), row) in valid.iter().zip(&group).zip(&rows) {
+                        // Rows come in no particular order; `o_ord` is the
+                        // 1-based place of the request in the group.
+                        for row in &rows {
+                            let place = row
+                                .try_get::<i32, _>("o_ord")
+                                .ok()
+                                .and_then(|o| usize::try_from(o).ok())
+                                .and_then(|o| o.checked_sub(1))
+                                .and_then(|o| valid.get(o).zip(group.get(o)));
+                            let Some((&index, request)) = place else {
+                                continue;
+                            };
                             match outcome_from_row(request, row) {
                                 Some(outcome) => outcomes[index] = Some(outcome),
                                 None => retry_alone.push(index),
@@ -68,6 +82,13 @@ impl PostgresStore {
                         for &index in &valid {
                             outcomes[index] = Some(Err(error.clone()));
                         }
+                    }
+                    // A failure of the whole statement that certainly wrote
+                    // nothing and is not about the connection (one request
+                    // the database refuses fails the statement): each request
+                    // goes alone, so that only the culprit fails.
+                    Err(error) if matches!(error, StoreError::Permanent { .. } | StoreError::InvalidAppend(_)) => {
+                        retry_alone.extend_from_slice(&valid);
                     }
                     Err(error) => {
                         for &index in &valid {
@@ -121,7 +142,7 @@ impl PostgresStore {
         }
         let AppendColumns {
             stream_ids,
-            lock_order,
+            lock_order: _,
             kinds,
             versions,
             counts,
@@ -136,7 +157,7 @@ impl PostgresStore {
             "SELECT o_ord, o_state, o_message, o_detail, o_deduplicated AS deduplicated, o_xid AS xid, \
              o_first_index AS first_index, o_heads AS heads, o_stream_ids AS stream_ids, \
              o_first_versions AS first_versions, o_counts AS counts \
-             FROM \"{}\".append_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+             FROM \"{}\".append_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
             self.options.schema
         );
         let mut conn = self.acquire(Operation::Append).await?;
@@ -149,7 +170,6 @@ impl PostgresStore {
             .bind(&stream_counts)
             .bind(&event_counts)
             .bind(&stream_ids)
-            .bind(&lock_order)
             .bind(&kinds)
             .bind(&versions)
             .bind(&counts)
