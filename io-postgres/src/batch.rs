@@ -87,7 +87,7 @@ impl PostgresStore {
                     // nothing and is not about the connection (one request
                     // the database refuses fails the statement): each request
                     // goes alone, so that only the culprit fails.
-                    Err(error) if matches!(error, StoreError::Permanent { .. } | StoreError::InvalidAppend(_)) => {
+                    Err(StoreError::Permanent { .. } | StoreError::InvalidAppend(_)) => {
                         retry_alone.extend_from_slice(&valid);
                     }
                     Err(error) => {

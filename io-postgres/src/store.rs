@@ -60,6 +60,7 @@ impl<'s> MigrationSource<'s> for Embedded {
 #[derive(Debug)]
 struct Statements {
     append: String,
+    append_alone: String,
     read: String,
     read_all_prefix: String,
     await_horizon: String,
@@ -75,6 +76,73 @@ impl Statements {
                              e.payload::text AS payload, e.command_id, e.correlation_id, e.causation_id, \
                              e.decided_at, e.user_metadata::text AS user_metadata";
         Statements {
+            // An append in a transaction of its own, as one plain statement:
+            // the same steps as the `append()` function (claim the command
+            // id, advance or lock every head in stream-id order, check the
+            // expected versions, insert the events), without the cost of
+            // running a PL/pgSQL function. Every step after the claim reads
+            // from `claim`, so a command id claimed before writes nothing; it
+            // is answered with the stored receipt when that committed before
+            // the statement began (a re-send), else (a twin that committed
+            // while this statement waited for it, invisible to the
+            // statement's snapshot) with no row, and the store asks
+            // `append()`, whose next statement sees it. A head is advanced before its expected version is
+            // checked (the version it had is the advanced one minus the
+            // count); a mismatch raises in the final SELECT, which rolls the
+            // whole statement back, before the events are inserted (an
+            // unreferenced data-modifying WITH runs after the main query).
+            // Pure version checks take the head's row lock too (an UPDATE
+            // by zero), which is stronger than the function's FOR SHARE.
+            // Positions start at index 0: the statement is its transaction.
+            append_alone: format!(
+                "WITH claim AS ( \
+                   INSERT INTO {s}.commands (command_id, xid, first_index, event_count) \
+                   VALUES ($1, pg_current_xact_id()::text::int8, 0, cardinality($12::uuid[])) \
+                   ON CONFLICT (command_id) DO NOTHING \
+                   RETURNING xid), \
+                 req AS ( \
+                   SELECT * FROM unnest($2::text[], $3::int2[], $4::int8[], $5::int4[]) \
+                     WITH ORDINALITY AS r(stream_id, kind, expected, n, i)), \
+                 head AS ( \
+                   INSERT INTO {s}.streams AS h (stream_id, version) \
+                   SELECT r.stream_id, r.n FROM claim, req r ORDER BY r.stream_id COLLATE \"C\" \
+                   ON CONFLICT (stream_id) DO UPDATE SET version = h.version + excluded.version \
+                   RETURNING h.stream_id, h.version), \
+                 before AS ( \
+                   SELECT r.i, r.stream_id, r.kind, r.expected, h.version - r.n AS v \
+                   FROM req r JOIN head h ON h.stream_id = r.stream_id), \
+                 written AS ( \
+                   INSERT INTO {s}.events (position, version, decided_at, event_id, command_id, correlation_id, \
+                     causation_id, schema_version, stream_id, event_type, payload, user_metadata) \
+                   SELECT (c.xid << {INDEX_BITS}) + u.k - 1, b.v + u.o, $8, u.event_id, $1, $6, $7, \
+                     u.schema_version, b.stream_id, u.event_type, u.payload::jsonb, $9 \
+                   FROM claim c, \
+                     unnest($10::int4[], $11::int4[], $12::uuid[], $13::text[], $14::int4[], $15::text[]) \
+                       WITH ORDINALITY AS u(s, o, event_id, event_type, schema_version, payload, k) \
+                     JOIN before b ON b.i = u.s) \
+                 SELECT false AS deduplicated, c.xid, 0 AS first_index, \
+                   (SELECT array_agg(b.v ORDER BY b.i) FROM before b) AS heads, \
+                   NULL::text[] AS stream_ids, NULL::int8[] AS first_versions, NULL::int4[] AS counts, \
+                   (SELECT {s}.version_conflict(b.i::int4, b.stream_id, b.v) FROM before b \
+                     WHERE NOT (b.kind = 0 OR (b.kind = 1 AND b.v = 0) OR (b.kind = 2 AND b.v > 0) \
+                                OR (b.kind = 3 AND b.v = b.expected)) \
+                     ORDER BY b.i LIMIT 1) AS conflict \
+                 FROM claim c \
+                 UNION ALL \
+                 SELECT true, d.xid, d.first_index, NULL, g.stream_ids, g.first_versions, g.counts, NULL \
+                 FROM {s}.commands d \
+                 CROSS JOIN LATERAL ( \
+                   SELECT array_agg(x.stream_id ORDER BY x.first_position) AS stream_ids, \
+                          array_agg(x.first_version ORDER BY x.first_position) AS first_versions, \
+                          array_agg(x.n ORDER BY x.first_position) AS counts \
+                   FROM (SELECT e.stream_id, min(e.position) AS first_position, min(e.version) AS first_version, \
+                                count(*)::int4 AS n \
+                         FROM {s}.events e \
+                         WHERE e.position >= (d.xid << {INDEX_BITS}) + d.first_index \
+                           AND e.position < (d.xid << {INDEX_BITS}) + d.first_index + d.event_count \
+                         GROUP BY e.stream_id) x) g \
+                 WHERE d.command_id = $1 AND NOT EXISTS (SELECT 1 FROM claim)"
+            ),
             append: format!(
                 "SELECT deduplicated, xid, first_index, heads, stream_ids, first_versions, counts \
                  FROM {s}.append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
@@ -431,6 +499,39 @@ impl PostgresStore {
         receipt_from_row(request, &row)
     }
 
+    /// The single-statement append (`Statements::append_alone`) on a
+    /// connection outside any transaction; `None` when the command id was
+    /// claimed by a twin that committed while the statement ran.
+    async fn append_alone(
+        &self,
+        conn: &mut PgConnection,
+        request: &AppendRequest,
+    ) -> Result<Option<AppendReceipt>, StoreError> {
+        let mut columns = AppendColumns::with_capacity(request.streams.len(), request.event_count());
+        columns.push(request)?;
+        let meta = MetadataColumns::of(request);
+        let row = sqlx::query(&self.sql.append_alone)
+            .bind(request.command_id().as_uuid())
+            .bind(&columns.stream_ids)
+            .bind(&columns.kinds)
+            .bind(&columns.versions)
+            .bind(&columns.counts)
+            .bind(meta.correlation_id)
+            .bind(meta.causation_id)
+            .bind(meta.decided_at)
+            .bind(meta.user)
+            .bind(&columns.event_stream)
+            .bind(&columns.event_offset)
+            .bind(&columns.event_ids)
+            .bind(&columns.event_types)
+            .bind(&columns.schema_versions)
+            .bind(&columns.payloads)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(|e| map_error(Operation::Append, Phase::Executing, e, Some(request)))?;
+        row.map(|row| receipt_from_row(request, &row)).transpose()
+    }
+
     /// Reads one stream from `after` on as a stream of events, fetching
     /// `page_size` events per query, so that a very long stream is never
     /// held in memory whole. Each page is its own bounded query.
@@ -635,7 +736,12 @@ impl EventStore for PostgresStore {
         request.validate(&self.options.limits)?;
         self.bounded(Operation::Append, async {
             let mut conn = self.acquire(Operation::Append).await?;
-            self.append_on(&mut conn, request).await
+            match self.append_alone(&mut conn, request).await? {
+                Some(receipt) => Ok(receipt),
+                // Claimed before: `append()` finds the stored receipt (or,
+                // when the claim's holder rolled back since, appends).
+                None => self.append_on(&mut conn, request).await,
+            }
         })
         .await
     }
@@ -669,69 +775,98 @@ fn receipt_from_row(request: &AppendRequest, row: &PgRow) -> Result<AppendReceip
     let deduplicated: bool = row.try_get("deduplicated").map_err(get)?;
     let xid: i64 = row.try_get("xid").map_err(get)?;
     let first_index: i32 = row.try_get("first_index").map_err(get)?;
-    let mut next = (to_u64(xid) << INDEX_BITS) + u64::try_from(first_index).unwrap_or(0);
-    let mut commit = |stream: StreamId, first: u64, count: u64| {
-        let positions = (0..count).map(|i| GlobalPosition::new(next + i)).collect();
-        next += count;
-        StreamCommit {
-            stream,
-            first_version: StreamVersion::new(first),
-            last_version: StreamVersion::new(first + count.saturating_sub(1)),
-            positions,
-        }
-    };
     let mismatch = |what: &str| StoreError::ContractViolation {
         operation: Operation::Append,
         message: format!("append answered {what}"),
     };
-    let mut streams = Vec::with_capacity(request.streams.len());
     if !deduplicated {
         let heads: Vec<i64> = row
             .try_get::<Option<Vec<i64>>, _>("heads")
             .map_err(get)?
             .ok_or_else(|| mismatch("no heads"))?;
-        if heads.len() != request.streams.len() {
-            return Err(mismatch("heads for a different number of streams"));
-        }
-        for (entry, head) in request.streams.iter().zip(heads) {
-            if !entry.events.is_empty() {
-                streams.push(commit(
-                    entry.stream.clone(),
-                    to_u64(head) + 1,
-                    entry.events.len() as u64,
-                ));
-            }
-        }
-    } else {
-        let stream_ids: Option<Vec<String>> = row.try_get("stream_ids").map_err(get)?;
-        let first_versions: Option<Vec<i64>> = row.try_get("first_versions").map_err(get)?;
-        let counts: Option<Vec<i32>> = row.try_get("counts").map_err(get)?;
-        let (stream_ids, first_versions, counts) = (
-            stream_ids.unwrap_or_default(),
-            first_versions.unwrap_or_default(),
-            counts.unwrap_or_default(),
-        );
-        if stream_ids.len() != first_versions.len() || stream_ids.len() != counts.len() {
-            return Err(mismatch("arrays of different lengths"));
-        }
-        for ((id, first), count) in stream_ids.into_iter().zip(first_versions).zip(counts) {
-            let stream = StreamId::new(&id).map_err(|e| StoreError::ContractViolation {
-                operation: Operation::Append,
-                message: format!("stored stream id {id:?} is invalid: {e}"),
-            })?;
-            streams.push(commit(stream, to_u64(first), u64::try_from(count).unwrap_or(0)));
-        }
+        return receipt_from_heads(request, xid, first_index, heads);
+    }
+    let stream_ids: Option<Vec<String>> = row.try_get("stream_ids").map_err(get)?;
+    let first_versions: Option<Vec<i64>> = row.try_get("first_versions").map_err(get)?;
+    let counts: Option<Vec<i32>> = row.try_get("counts").map_err(get)?;
+    let (stream_ids, first_versions, counts) = (
+        stream_ids.unwrap_or_default(),
+        first_versions.unwrap_or_default(),
+        counts.unwrap_or_default(),
+    );
+    if stream_ids.len() != first_versions.len() || stream_ids.len() != counts.len() {
+        return Err(mismatch("arrays of different lengths"));
+    }
+    let mut next = (to_u64(xid) << INDEX_BITS) + u64::try_from(first_index).unwrap_or(0);
+    let mut streams = Vec::with_capacity(stream_ids.len());
+    for ((id, first), count) in stream_ids.into_iter().zip(first_versions).zip(counts) {
+        let stream = StreamId::new(&id).map_err(|e| StoreError::ContractViolation {
+            operation: Operation::Append,
+            message: format!("stored stream id {id:?} is invalid: {e}"),
+        })?;
+        let (first, count) = (to_u64(first), u64::try_from(count).unwrap_or(0));
+        streams.push(StreamCommit {
+            stream,
+            first_version: StreamVersion::new(first),
+            last_version: StreamVersion::new(first + count.saturating_sub(1)),
+            positions: (0..count).map(|i| GlobalPosition::new(next + i)).collect(),
+        });
+        next += count;
     }
     Ok(AppendReceipt {
         command_id: request.command_id(),
         streams,
-        deduplicated,
+        deduplicated: true,
+    })
+}
+
+/// The receipt of a fresh append of `request` from its transaction id, the
+/// index of its first event in that transaction and the head of each of its
+/// streams before it (request order): its events took consecutive positions
+/// in request order.
+fn receipt_from_heads(
+    request: &AppendRequest,
+    xid: i64,
+    first_index: i32,
+    heads: Vec<i64>,
+) -> Result<AppendReceipt, StoreError> {
+    if heads.len() != request.streams.len() {
+        return Err(StoreError::ContractViolation {
+            operation: Operation::Append,
+            message: format!(
+                "append answered {} heads for {} streams",
+                heads.len(),
+                request.streams.len()
+            ),
+        });
+    }
+    let mut next = (to_u64(xid) << INDEX_BITS) + u64::try_from(first_index).unwrap_or(0);
+    let mut streams = Vec::with_capacity(request.streams.len());
+    for (entry, head) in request.streams.iter().zip(heads) {
+        let count = entry.events.len() as u64;
+        if count == 0 {
+            continue;
+        }
+        let first = to_u64(head) + 1;
+        streams.push(StreamCommit {
+            stream: entry.stream.clone(),
+            first_version: StreamVersion::new(first),
+            last_version: StreamVersion::new(first + count - 1),
+            positions: (0..count).map(|i| GlobalPosition::new(next + i)).collect(),
+        });
+        next += count;
+    }
+    Ok(AppendReceipt {
+        command_id: request.command_id(),
+        streams,
+        deduplicated: false,
     })
 }
 
 /// An append's metadata as the columns `append()` stores it in.
 pub(crate) struct MetadataColumns<'a> {
-    pub(crate) correlation_id: Uuid,
+    /// `None` when it is the command id.
+    pub(crate) correlation_id: Option<Uuid>,
     pub(crate) causation_id: Option<Uuid>,
     pub(crate) decided_at: i64,
     /// `None` when the caller supplied no key/values.
@@ -746,8 +881,10 @@ impl<'a> MetadataColumns<'a> {
         } else {
             Some(sqlx::types::Json(&meta.user))
         };
+        let correlation = meta.correlation_id.as_uuid();
         MetadataColumns {
-            correlation_id: meta.correlation_id.as_uuid(),
+            // NULL stands for "the command id" (see migration 0001).
+            correlation_id: (correlation != meta.command_id.as_uuid()).then_some(correlation),
             causation_id: meta.causation_id.map(|c| c.as_uuid()),
             // Bit for bit: every u64 survives the round trip through bigint.
             decided_at: i64::from_ne_bytes(meta.timestamp.as_unix_nanos().to_ne_bytes()),
@@ -820,7 +957,8 @@ impl RowDecoder {
         let metadata = match &self.metadata {
             Some((id, meta)) if *id == command_id => meta.clone(),
             _ => {
-                let correlation_id: Uuid = row.try_get(self.first + 7).map_err(get)?;
+                let correlation_id: Option<Uuid> = row.try_get(self.first + 7).map_err(get)?;
+                let correlation_id = correlation_id.unwrap_or(command_id);
                 let causation_id: Option<Uuid> = row.try_get(self.first + 8).map_err(get)?;
                 let decided_at: i64 = row.try_get(self.first + 9).map_err(get)?;
                 let user: Option<&str> = row.try_get(self.first + 10).map_err(get)?;

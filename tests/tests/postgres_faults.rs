@@ -54,13 +54,20 @@ async fn lock_head(store: &PostgresStore, conn: &mut sqlx::PgConnection, stream_
 /// Waits until an append of this store's schema is blocked on a lock, and
 /// returns its backend pid.
 async fn blocked_append(store: &PostgresStore) -> i32 {
-    let pattern = format!("%\"{}\".append(%", store.options().schema);
+    // A standalone append is one statement that claims the command id in
+    // `commands`; an append inside a transaction calls `append()`.
+    let schema = store.options().schema.clone();
+    let (function, statement) = (
+        format!("%\"{schema}\".append(%"),
+        format!("%INTO \"{schema}\".commands (command_id%"),
+    );
     for _ in 0..3_000 {
         let row = sqlx::query(
             "SELECT pid FROM pg_stat_activity \
-             WHERE wait_event_type = 'Lock' AND query LIKE $1 AND pid <> pg_backend_pid()",
+             WHERE wait_event_type = 'Lock' AND (query LIKE $1 OR query LIKE $2) AND pid <> pg_backend_pid()",
         )
-        .bind(&pattern)
+        .bind(&function)
+        .bind(&statement)
         .fetch_optional(store.pool())
         .await
         .expect("pg_stat_activity");
