@@ -6,8 +6,9 @@
 //!
 //! - it refuses TLS itself (answers `SSLRequest` with `N`), so the stream it
 //!   forwards is plain protocol;
-//! - it remembers which prepared statements run the store's `append`
-//!   function (a `Parse` whose text calls `.append(`) and which are a
+//! - it remembers which prepared statements append (a `Parse` whose text
+//!   calls the store's `.append(` function, or is the store's single-statement
+//!   append, marked `/* eventcore append */`) and which are a
 //!   `COMMIT`; a `Bind` of one, or a simple `Query` of `COMMIT`, marks the
 //!   request group up to the next `Sync` as *committing*;
 //! - a committing group's reply is held back until its `ReadyForQuery`: if
@@ -445,7 +446,7 @@ fn cstr(body: &[u8], at: usize) -> Option<(String, usize)> {
 
 fn classify(sql: &str) -> Statement {
     let trimmed = sql.trim().trim_end_matches(';').trim().to_ascii_uppercase();
-    if sql.contains(".append(") {
+    if sql.contains(".append(") || sql.contains("/* eventcore append */") {
         Statement::Append
     } else if trimmed == "COMMIT" || trimmed == "END" || trimmed.starts_with("COMMIT ") {
         Statement::Commit
@@ -647,6 +648,10 @@ mod tests {
     #[test]
     fn statements_are_classified() {
         assert_eq!(classify("SELECT x FROM \"s\".append($1)"), Statement::Append);
+        assert_eq!(
+            classify("/* eventcore append */ WITH claim AS (INSERT INTO \"s\".commands (command_id) VALUES ($1))"),
+            Statement::Append
+        );
         assert_eq!(classify(" commit; "), Statement::Commit);
         assert_eq!(classify("END"), Statement::Commit);
         assert_eq!(classify("SELECT 1"), Statement::Other);

@@ -94,8 +94,10 @@ impl Statements {
             // Pure version checks take the head's row lock too (an UPDATE
             // by zero), which is stronger than the function's FOR SHARE.
             // Positions start at index 0: the statement is its transaction.
+            // The leading comment names the statement for tools that watch
+            // the wire or `pg_stat_activity` (the chaos proxy does).
             append_alone: format!(
-                "WITH claim AS ( \
+                "/* eventcore append */ WITH claim AS ( \
                    INSERT INTO {s}.commands (command_id, xid, first_index, event_count) \
                    VALUES ($1, pg_current_xact_id()::text::int8, 0, cardinality($12::uuid[])) \
                    ON CONFLICT (command_id) DO NOTHING \

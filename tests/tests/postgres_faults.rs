@@ -54,12 +54,13 @@ async fn lock_head(store: &PostgresStore, conn: &mut sqlx::PgConnection, stream_
 /// Waits until an append of this store's schema is blocked on a lock, and
 /// returns its backend pid.
 async fn blocked_append(store: &PostgresStore) -> i32 {
-    // A standalone append is one statement that claims the command id in
-    // `commands`; an append inside a transaction calls `append()`.
+    // A standalone append is one statement marked `/* eventcore append */`
+    // that claims the command id in this schema's `commands`; an append
+    // inside a transaction calls `append()`.
     let schema = store.options().schema.clone();
     let (function, statement) = (
         format!("%\"{schema}\".append(%"),
-        format!("%INTO \"{schema}\".commands (command_id%"),
+        format!("/* eventcore append */%INTO \"{schema}\".commands (command_id%"),
     );
     for _ in 0..3_000 {
         let row = sqlx::query(
