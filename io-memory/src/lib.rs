@@ -35,7 +35,7 @@ use eventcore::{
     ReadAllResponse, ReadRequest, ReadResponse, RecordedEvent, StoreError, StreamCommit, StreamId, StreamSlice,
     StreamVersion,
 };
-use std::collections::BTreeMap;
+use std::collections::{btree_map, BTreeMap};
 
 /// The in-memory store. Cloning copies the data (that is how the simulator
 /// takes snapshots); every event is reference-counted inside, so a clone is
@@ -87,9 +87,12 @@ impl MemoryStore {
     /// receipt (flagged `deduplicated`) and writes nothing.
     pub fn append(&mut self, request: &AppendRequest) -> Result<AppendReceipt, StoreError> {
         request.validate(&self.limits)?;
-        if let Some(receipt) = self.commands.get(&request.command_id()) {
-            return Ok(receipt.as_duplicate());
-        }
+        // One search of the command map: the vacant slot found here is
+        // filled once the append commits (dropping it inserts nothing).
+        let slot = match self.commands.entry(request.command_id()) {
+            btree_map::Entry::Occupied(committed) => return Ok(committed.get().as_duplicate()),
+            btree_map::Entry::Vacant(slot) => slot,
+        };
         for entry in &request.streams {
             for event in &entry.events {
                 event
@@ -102,7 +105,7 @@ impl MemoryStore {
             }
         }
         for entry in &request.streams {
-            let actual = self.stream_version(&entry.stream);
+            let actual = StreamVersion::new(self.streams.get(&entry.stream).map_or(0, Vec::len) as u64);
             if !entry.expected.matches(actual) {
                 return Err(Conflict {
                     stream: entry.stream.clone(),
@@ -145,7 +148,7 @@ impl MemoryStore {
             streams: commits,
             deduplicated: false,
         };
-        self.commands.insert(request.command_id(), receipt.clone());
+        slot.insert(receipt.clone());
         Ok(receipt)
     }
 
