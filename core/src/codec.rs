@@ -232,7 +232,10 @@ pub fn decode_recorded<E: Event>(event: &RecordedEvent) -> Result<E, DecodeError
 /// # Ok::<(), eventcore::EncodeError>(())
 /// ```
 pub fn encode_json<E: Serialize + ?Sized>(event: &E, schema_version: u32) -> Result<EncodedEvent, EncodeError> {
-    // The variant's content is serialized on its own, to the same `Value`
+    if let Some(encoded) = encode_direct(event, schema_version) {
+        return Ok(encoded);
+    }
+    // The reference path, for whatever the direct one leaves: the variant's content is serialized on its own, to the same `Value`
     // serializing the whole enum would hold under the variant's name, so
     // the stored text is what `to_value(event)[name]` prints, without
     // building the wrapper object or probing the value twice.
@@ -248,6 +251,23 @@ pub fn encode_json<E: Serialize + ?Sized>(event: &E, schema_version: u32) -> Res
         event_type,
         schema_version,
         payload: payload_text(&payload)?,
+    })
+}
+
+/// The common case of [`encode_json`] without building a `Value`: the
+/// variant's content written straight to text, where that text is exactly
+/// what the reference path prints (see `codec_direct`). `None` means "take
+/// the reference path", which also reports any error exactly as before.
+fn encode_direct<E: Serialize + ?Sized>(event: &E, schema_version: u32) -> Option<EncodedEvent> {
+    with_payload_buffer(|buffer| {
+        let name = crate::codec_direct::variant_content(event, buffer)?;
+        let text = std::str::from_utf8(buffer).ok()?;
+        let event_type = interned_event_type(name).ok()?;
+        Some(EncodedEvent {
+            event_type,
+            schema_version,
+            payload: Payload::from_trusted_json(text),
+        })
     })
 }
 
@@ -298,21 +318,27 @@ fn interned_event_type(name: &'static str) -> Result<EventType, InvalidEventType
 /// buffer (or a fresh one if an encode is already using it, say from inside
 /// a `Serialize` impl).
 fn payload_text(value: &serde_json::Value) -> Result<Payload, serde_json::Error> {
-    fn write(buffer: &mut Vec<u8>, value: &serde_json::Value) -> Result<Payload, serde_json::Error> {
-        buffer.clear();
+    with_payload_buffer(|buffer| {
         serde_json::to_writer(&mut *buffer, value)?;
         let text = std::str::from_utf8(buffer).map_err(<serde_json::Error as ser::Error>::custom)?;
         Ok(Payload::from_trusted_json(text))
-    }
+    })
+}
+
+/// Runs `f` with the per-thread payload buffer, emptied (or with a fresh one
+/// if an encode on this thread is already using it, say from inside a
+/// `Serialize` impl).
+fn with_payload_buffer<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
     PAYLOAD_BUFFER.with(|buffer| match buffer.try_borrow_mut() {
         Ok(mut buffer) => {
-            let payload = write(&mut buffer, value);
+            buffer.clear();
+            let result = f(&mut buffer);
             if buffer.capacity() > MAX_KEPT_BUFFER {
                 *buffer = Vec::new();
             }
-            payload
+            result
         }
-        Err(_) => write(&mut Vec::new(), value),
+        Err(_) => f(&mut Vec::new()),
     })
 }
 
@@ -707,6 +733,119 @@ mod tests {
         let plain = encode_json(&Plain { x: 3 }, 1).expect("encodes");
         let (name, text) = reference_encoding(&Plain { x: 3 }).expect("reference encodes");
         assert_eq!((plain.event_type.as_str(), plain.payload.as_json()), (name.as_str(), text.as_str()));
+    }
+
+    #[derive(Debug, Serialize)]
+    struct Sorted {
+        a: u8,
+        b: Option<String>,
+        c: Vec<i64>,
+    }
+
+    #[derive(Debug, Serialize)]
+    struct Unsorted {
+        z: u8,
+        a: u8,
+    }
+
+    #[derive(Debug, Serialize)]
+    struct UnitStruct;
+
+    #[derive(Debug, Serialize)]
+    struct Wrapped(String);
+
+    #[derive(Debug, Serialize)]
+    struct Pair(u8, bool);
+
+    #[derive(Debug, Serialize)]
+    enum Wide {
+        Unit,
+        Scalar(i64),
+        Unsigned(u64),
+        Float(f64),
+        Text(String),
+        Ch(char),
+        Opt(Option<u32>),
+        Seq(Vec<Sorted>),
+        Tup(u8, String, ()),
+        Struct { alpha: Sorted, beta: Vec<Shape>, gamma: (u8, f64) },
+        Nested(Shape),
+        UnitInside(UnitStruct),
+        Newtype(Wrapped),
+        TupleStruct(Pair),
+        Empty {},
+        EmptyTuple(),
+        Boxed(Box<Wide>),
+        // Left to the reference path:
+        Unordered(Unsorted),
+        Small(f32),
+        Big(u128),
+        Map(std::collections::BTreeMap<String, u8>),
+        Repeated { #[serde(rename = "k")] a: u8, #[serde(rename = "k")] b: u8 },
+        UnorderedVariant { z: u8, a: u8 },
+    }
+
+    #[test]
+    fn the_direct_encoding_prints_what_the_reference_path_prints() {
+        let sorted = || Sorted { a: 1, b: Some("q\"\\\u{1}é€😀".into()), c: vec![i64::MIN, 0, i64::MAX] };
+        let direct = vec![
+            Wide::Unit,
+            Wide::Scalar(-5),
+            Wide::Unsigned(u64::MAX),
+            Wide::Float(0.1),
+            Wide::Float(-0.0),
+            Wide::Float(1e300),
+            Wide::Float(f64::NAN),
+            Wide::Float(f64::INFINITY),
+            Wide::Text("line\nbreak\ttab\u{7f}\u{0}".into()),
+            Wide::Ch('"'),
+            Wide::Opt(None),
+            Wide::Opt(Some(3)),
+            Wide::Seq(vec![]),
+            Wide::Seq(vec![sorted(), Sorted { a: 0, b: None, c: vec![] }]),
+            Wide::Tup(7, "x".into(), ()),
+            Wide::Struct {
+                alpha: sorted(),
+                beta: vec![Shape::Unit, Shape::Newtype(2), Shape::Tuple(1, "t".into()), Shape::Struct { a: -1, b: None }],
+                gamma: (9, 2.5),
+            },
+            Wide::Nested(Shape::Struct { a: 3, b: Some("s".into()) }),
+            Wide::UnitInside(UnitStruct),
+            Wide::Newtype(Wrapped("w".into())),
+            Wide::TupleStruct(Pair(1, false)),
+            Wide::Empty {},
+            Wide::EmptyTuple(),
+            Wide::Boxed(Box::new(Wide::Tup(1, "b".into(), ()))),
+        ];
+        let reference_only = vec![
+            Wide::Unordered(Unsorted { z: 1, a: 2 }),
+            Wide::Small(0.1),
+            Wide::Big(1),
+            Wide::Map([("b".to_owned(), 1), ("a".to_owned(), 2)].into()),
+            Wide::Repeated { a: 1, b: 2 },
+            Wide::UnorderedVariant { z: 1, a: 2 },
+            Wide::Boxed(Box::new(Wide::Small(1.5))),
+        ];
+        for (event, expect_direct) in direct.iter().map(|e| (e, true)).chain(reference_only.iter().map(|e| (e, false))) {
+            let mut buffer = Vec::new();
+            let took_direct = crate::codec_direct::variant_content(event, &mut buffer).is_some();
+            assert_eq!(took_direct, expect_direct, "{event:?}");
+            let encoded = encode_json(event, 1);
+            match reference_encoding(event) {
+                Ok((name, text)) => {
+                    let encoded = encoded.expect("the reference path encodes it too");
+                    assert_eq!(
+                        (encoded.event_type.as_str(), encoded.payload.as_json()),
+                        (name.as_str(), text.as_str()),
+                        "{event:?}"
+                    );
+                }
+                Err(reference) => {
+                    let error = encoded.expect_err("the reference path refuses it too");
+                    assert_eq!(error.to_string(), format!("event could not be serialized: {reference}"));
+                }
+            }
+        }
     }
 
     #[test]
