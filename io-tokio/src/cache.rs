@@ -13,13 +13,16 @@ use eventcore::{AppendReceipt, AppendRequest, ReadRequest, ReadResponse, Recorde
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// A stream's events are kept as shared chunks, each at least this many
-/// times as long as the next (newer) one: a new chunk is merged into its
-/// predecessor until that holds again. So a stream of `n` events has at most
-/// about log2(n) chunks (a snapshot stays a handful of reference-count bumps)
-/// and each event is copied O(log n) times over the stream's life. Merging
-/// everything whenever a fixed chunk count was reached instead copied the
-/// whole stream every few appends: O(n) per append on a long stream.
+/// A stream's events are kept as shared chunks. New events go at the end of
+/// the newest chunk in place when no snapshot shares it (the usual case), or
+/// into a new chunk; then chunks are merged until each is at least this many
+/// times as long as the next (newer) one, moving events out of chunks no
+/// snapshot shares and cloning only those still shared. So a stream of `n`
+/// events has at most about log2(n) chunks (a snapshot stays a handful of
+/// reference-count bumps) and an event is cloned at most O(log n) times,
+/// usually never. Merging everything whenever a fixed chunk count was
+/// reached instead copied the whole stream every few appends: O(n) per
+/// append on a long stream.
 const CHUNK_GROWTH: usize = 2;
 
 /// Events of recently used streams, bounded by a total event count and
@@ -45,7 +48,7 @@ struct Inner {
 
 #[derive(Debug)]
 struct Entry {
-    chunks: Vec<Arc<[RecordedEvent]>>,
+    chunks: Vec<Arc<Vec<RecordedEvent>>>,
     head: StreamVersion,
     last_used: u64,
 }
@@ -65,7 +68,7 @@ impl StreamCache {
     }
 
     /// The cached prefix of `stream` (from version 1), as shared chunks.
-    pub fn snapshot(&self, stream: &StreamId) -> Option<Vec<Arc<[RecordedEvent]>>> {
+    pub fn snapshot(&self, stream: &StreamId) -> Option<Vec<Arc<Vec<RecordedEvent>>>> {
         let mut inner = self.lock();
         inner.clock += 1;
         let clock = inner.clock;
@@ -195,15 +198,25 @@ impl Inner {
         entry.last_used = clock;
         if let Some(last) = fresh.last() {
             entry.head = last.version;
-            entry.chunks.push(Arc::from(fresh));
+            match entry.chunks.last_mut().and_then(Arc::get_mut) {
+                // No snapshot shares the newest chunk: it can grow in place.
+                Some(newest) => newest.extend(fresh),
+                None => entry.chunks.push(Arc::new(fresh)),
+            }
         }
-        while let [.., older, newer] = entry.chunks.as_slice() {
-            if older.len() >= CHUNK_GROWTH * newer.len() {
+        loop {
+            let n = entry.chunks.len();
+            if n < 2 || entry.chunks[n - 2].len() >= CHUNK_GROWTH * entry.chunks[n - 1].len() {
                 break;
             }
-            let merged: Arc<[RecordedEvent]> = older.iter().chain(newer.iter()).cloned().collect();
-            entry.chunks.truncate(entry.chunks.len() - 2);
-            entry.chunks.push(merged);
+            let newer = entry.chunks.remove(n - 1);
+            let older = entry.chunks.remove(n - 2);
+            let mut merged = Arc::try_unwrap(older).unwrap_or_else(|shared| shared.as_ref().clone());
+            match Arc::try_unwrap(newer) {
+                Ok(newer) => merged.extend(newer),
+                Err(shared) => merged.extend(shared.iter().cloned()),
+            }
+            entry.chunks.push(Arc::new(merged));
         }
         self.total += added;
     }
@@ -256,9 +269,29 @@ mod tests {
             inner.extend_owned(&stream, after, vec![event(&stream, version)]);
         }
         let chunks = &inner.entries[&stream].chunks;
-        assert!(chunks.len() <= 11, "{} chunks for 1,000 events", chunks.len());
+        assert_eq!(chunks.len(), 1, "nothing shared the chunks: one grows in place");
         let versions: Vec<u64> = chunks.iter().flat_map(|c| c.iter()).map(|e| e.version.get()).collect();
         assert_eq!(versions, (1..=1_000).collect::<Vec<_>>());
         assert_eq!(inner.total, 1_000);
+    }
+
+    #[test]
+    fn a_snapshot_never_changes_and_shared_chunks_stay_few() {
+        let stream = StreamId::new("s").expect("valid");
+        let mut inner = Inner::default();
+        let mut held = Vec::new();
+        for version in 1..=1_000 {
+            let after = StreamVersion::new(version - 1);
+            inner.extend_owned(&stream, after, vec![event(&stream, version)]);
+            // A snapshot taken after every append, all kept alive.
+            let snapshot = inner.entries[&stream].chunks.clone();
+            held.push((version, snapshot));
+        }
+        let chunks = &inner.entries[&stream].chunks;
+        assert!(chunks.len() <= 11, "{} chunks for 1,000 events", chunks.len());
+        for (len, snapshot) in held {
+            let versions: Vec<u64> = snapshot.iter().flat_map(|c| c.iter()).map(|e| e.version.get()).collect();
+            assert_eq!(versions, (1..=len).collect::<Vec<_>>(), "a snapshot is what it was when taken");
+        }
     }
 }
