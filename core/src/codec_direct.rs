@@ -42,8 +42,17 @@ impl ser::Error for GiveUp {
 }
 
 /// Writes a string as a JSON string literal, escaped exactly as serde_json
-/// escapes every string (keys included).
+/// escapes every string (keys included). serde_json escapes only `"`, `\`
+/// and control characters below U+0020; a string without them (every field
+/// name in practice) is copied between quotes as it is.
 fn write_str(out: &mut Vec<u8>, value: &str) -> Result<(), GiveUp> {
+    if value.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.reserve(value.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(value.as_bytes());
+        out.push(b'"');
+        return Ok(());
+    }
     ser::Serializer::serialize_str(&mut serde_json::Serializer::new(out), value).map_err(|_| GiveUp)
 }
 
@@ -175,7 +184,14 @@ impl<'a> ser::Serializer for Json<'a> {
     scalar! {
         serialize_bool(bool); serialize_i8(i8); serialize_i16(i16); serialize_i32(i32); serialize_i64(i64);
         serialize_u8(u8); serialize_u16(u16); serialize_u32(u32); serialize_u64(u64);
-        serialize_f64(f64); serialize_char(char); serialize_str(&str);
+        serialize_f64(f64);
+    }
+
+    fn serialize_char(self, value: char) -> Result<(), GiveUp> {
+        write_str(self.out, value.encode_utf8(&mut [0; 4]))
+    }
+    fn serialize_str(self, value: &str) -> Result<(), GiveUp> {
+        write_str(self.out, value)
     }
 
     // A `Value` widens f32 to f64 (different digits), turns bytes into an
