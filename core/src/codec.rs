@@ -706,7 +706,11 @@ mod tests {
 
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
     enum Awkward {
-        Unordered { zeta: f32, alpha: std::collections::HashMap<String, Vec<Option<u8>>>, mid: Shape },
+        Unordered {
+            zeta: f32,
+            alpha: std::collections::HashMap<String, Vec<Option<u8>>>,
+            mid: Shape,
+        },
         Nested(Box<Awkward>, f32, (u8, String)),
         #[serde(rename = "Renamed")]
         Other(Plain),
@@ -719,7 +723,14 @@ mod tests {
     fn the_encoded_text_is_what_the_whole_value_holds_under_the_variant() {
         let alpha = [("b".to_owned(), vec![Some(1), None]), ("a".to_owned(), vec![])].into();
         let events = vec![
-            Awkward::Unordered { zeta: 0.1, alpha, mid: Shape::Struct { a: 1, b: Some("é\"\n".into()) } },
+            Awkward::Unordered {
+                zeta: 0.1,
+                alpha,
+                mid: Shape::Struct {
+                    a: 1,
+                    b: Some("é\"\n".into()),
+                },
+            },
             Awkward::Nested(Box::new(Awkward::Nothing), f32::NAN, (7, "x".into())),
             Awkward::Other(Plain { x: 1 }),
             Awkward::Nothing,
@@ -728,11 +739,17 @@ mod tests {
         for event in &events {
             let encoded = event.encode().expect("encodes");
             let (name, text) = reference_encoding(event).expect("reference encodes");
-            assert_eq!((encoded.event_type.as_str(), encoded.payload.as_json()), (name.as_str(), text.as_str()));
+            assert_eq!(
+                (encoded.event_type.as_str(), encoded.payload.as_json()),
+                (name.as_str(), text.as_str())
+            );
         }
         let plain = encode_json(&Plain { x: 3 }, 1).expect("encodes");
         let (name, text) = reference_encoding(&Plain { x: 3 }).expect("reference encodes");
-        assert_eq!((plain.event_type.as_str(), plain.payload.as_json()), (name.as_str(), text.as_str()));
+        assert_eq!(
+            (plain.event_type.as_str(), plain.payload.as_json()),
+            (name.as_str(), text.as_str())
+        );
     }
 
     #[derive(Debug, Serialize)]
@@ -768,7 +785,11 @@ mod tests {
         Opt(Option<u32>),
         Seq(Vec<Sorted>),
         Tup(u8, String, ()),
-        Struct { alpha: Sorted, beta: Vec<Shape>, gamma: (u8, f64) },
+        Struct {
+            alpha: Sorted,
+            beta: Vec<Shape>,
+            gamma: (u8, f64),
+        },
         Nested(Shape),
         UnitInside(UnitStruct),
         Newtype(Wrapped),
@@ -781,13 +802,25 @@ mod tests {
         Small(f32),
         Big(u128),
         Map(std::collections::BTreeMap<String, u8>),
-        Repeated { #[serde(rename = "k")] a: u8, #[serde(rename = "k")] b: u8 },
-        UnorderedVariant { z: u8, a: u8 },
+        Repeated {
+            #[serde(rename = "k")]
+            a: u8,
+            #[serde(rename = "k")]
+            b: u8,
+        },
+        UnorderedVariant {
+            z: u8,
+            a: u8,
+        },
     }
 
     #[test]
     fn the_direct_encoding_prints_what_the_reference_path_prints() {
-        let sorted = || Sorted { a: 1, b: Some("q\"\\\u{1}é€😀".into()), c: vec![i64::MIN, 0, i64::MAX] };
+        let sorted = || Sorted {
+            a: 1,
+            b: Some("q\"\\\u{1}é€😀".into()),
+            c: vec![i64::MIN, 0, i64::MAX],
+        };
         let direct = vec![
             Wide::Unit,
             Wide::Scalar(-5),
@@ -802,18 +835,38 @@ mod tests {
             Wide::Ch('\\'),
             Wide::Ch('\u{1f}'),
             Wide::Ch('é'),
-            Wide::Text((0u8..=0x7f).map(char::from).chain(['\u{80}', '\u{2028}', '\u{fffd}']).collect()),
+            Wide::Text(
+                (0u8..=0x7f)
+                    .map(char::from)
+                    .chain(['\u{80}', '\u{2028}', '\u{fffd}'])
+                    .collect(),
+            ),
             Wide::Opt(None),
             Wide::Opt(Some(3)),
             Wide::Seq(vec![]),
-            Wide::Seq(vec![sorted(), Sorted { a: 0, b: None, c: vec![] }]),
+            Wide::Seq(vec![
+                sorted(),
+                Sorted {
+                    a: 0,
+                    b: None,
+                    c: vec![],
+                },
+            ]),
             Wide::Tup(7, "x".into(), ()),
             Wide::Struct {
                 alpha: sorted(),
-                beta: vec![Shape::Unit, Shape::Newtype(2), Shape::Tuple(1, "t".into()), Shape::Struct { a: -1, b: None }],
+                beta: vec![
+                    Shape::Unit,
+                    Shape::Newtype(2),
+                    Shape::Tuple(1, "t".into()),
+                    Shape::Struct { a: -1, b: None },
+                ],
                 gamma: (9, 2.5),
             },
-            Wide::Nested(Shape::Struct { a: 3, b: Some("s".into()) }),
+            Wide::Nested(Shape::Struct {
+                a: 3,
+                b: Some("s".into()),
+            }),
             Wide::UnitInside(UnitStruct),
             Wide::Newtype(Wrapped("w".into())),
             Wide::TupleStruct(Pair(1, false)),
@@ -830,7 +883,11 @@ mod tests {
             Wide::UnorderedVariant { z: 1, a: 2 },
             Wide::Boxed(Box::new(Wide::Small(1.5))),
         ];
-        for (event, expect_direct) in direct.iter().map(|e| (e, true)).chain(reference_only.iter().map(|e| (e, false))) {
+        for (event, expect_direct) in direct
+            .iter()
+            .map(|e| (e, true))
+            .chain(reference_only.iter().map(|e| (e, false)))
+        {
             let mut buffer = Vec::new();
             let took_direct = crate::codec_direct::variant_content(event, &mut buffer).is_some();
             assert_eq!(took_direct, expect_direct, "{event:?}");

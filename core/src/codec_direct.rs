@@ -289,7 +289,11 @@ struct Array<'a> {
 impl<'a> Array<'a> {
     fn open(out: &'a mut Vec<u8>, close: &'static [u8]) -> Self {
         out.push(b'[');
-        Array { out, first: true, close }
+        Array {
+            out,
+            first: true,
+            close,
+        }
     }
 
     fn element<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), GiveUp> {

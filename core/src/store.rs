@@ -741,6 +741,10 @@ mod tests {
             assert_eq!(first_duplicate(slice.iter()), expected, "{len} streams");
         }
         let tail = [ids[0].clone(), ids[1].clone(), ids[1].clone(), ids[0].clone()];
-        assert_eq!(first_duplicate(tail.iter()), Some(2), "the first repeat in request order");
+        assert_eq!(
+            first_duplicate(tail.iter()),
+            Some(2),
+            "the first repeat in request order"
+        );
     }
 }

@@ -290,8 +290,16 @@ mod tests {
         let chunks = &inner.entries[&stream].chunks;
         assert!(chunks.len() <= 11, "{} chunks for 1,000 events", chunks.len());
         for (len, snapshot) in held {
-            let versions: Vec<u64> = snapshot.iter().flat_map(|c| c.iter()).map(|e| e.version.get()).collect();
-            assert_eq!(versions, (1..=len).collect::<Vec<_>>(), "a snapshot is what it was when taken");
+            let versions: Vec<u64> = snapshot
+                .iter()
+                .flat_map(|c| c.iter())
+                .map(|e| e.version.get())
+                .collect();
+            assert_eq!(
+                versions,
+                (1..=len).collect::<Vec<_>>(),
+                "a snapshot is what it was when taken"
+            );
         }
     }
 }
