@@ -708,7 +708,7 @@ mod tests {
     enum Awkward {
         Unordered {
             zeta: f32,
-            alpha: std::collections::HashMap<String, Vec<Option<u8>>>,
+            alpha: std::collections::BTreeMap<String, Vec<Option<u8>>>,
             mid: Shape,
         },
         Nested(Box<Awkward>, f32, (u8, String)),
@@ -874,7 +874,7 @@ mod tests {
             Wide::EmptyTuple(),
             Wide::Boxed(Box::new(Wide::Tup(1, "b".into(), ()))),
         ];
-        let reference_only = vec![
+        let reference_only = [
             Wide::Unordered(Unsorted { z: 1, a: 2 }),
             Wide::Small(0.1),
             Wide::Big(1),
