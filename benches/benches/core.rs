@@ -4,7 +4,11 @@
 //!   the synchronous `MemoryStore` (target ≤ 2 µs per single-stream command);
 //! - `fold/*`: read + decode + apply of a stream of N small events through a
 //!   command (target ≥ 5M events/s);
-//! - `memory_store/*`: `MemoryStore::append` and `read` alone.
+//! - `memory_store/*`: `MemoryStore::append` and `read` alone;
+//! - `executor/deposit_many/*`: `Executor::execute(DepositMany(n))` on one
+//!   stream over `MemoryEventStore`, stream and state caches on (the W4
+//!   command path of `compare` without PostgreSQL): the tokio driver's
+//!   client CPU per command.
 //!
 //! Run with `cargo bench -p eventcore-benches --bench core`.
 
@@ -16,7 +20,7 @@ use eventcore::{
     StreamVersion, Time,
 };
 use eventcore_benches::bank::{account, AccountEvent, OpenAccount, Transfer};
-use eventcore_benches::{command_id, entropy, execute_sync, stream, Deposit, Replay};
+use eventcore_benches::{command_id, entropy, execute_sync, stream, Deposit, DepositMany, Replay};
 use eventcore_memory::MemoryStore;
 use std::hint::black_box;
 use std::sync::Arc;
@@ -196,9 +200,53 @@ fn memory_store(c: &mut Criterion) {
     group.finish();
 }
 
+/// Commands per executor in `executor/*`: each chunk starts a fresh store
+/// and executor (untimed), so the stream, the log and the caches do not grow
+/// with the iteration count.
+const EXECUTOR_CHUNK: u64 = 500;
+
+fn executor(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a current-thread runtime");
+    let mut group = c.benchmark_group("executor");
+    let account = stream("w4");
+    for count in [1usize, 100] {
+        group.throughput(Throughput::Elements(count as u64));
+        group.bench_function(BenchmarkId::new("deposit_many", count), |b| {
+            b.iter_custom(|iters| {
+                runtime.block_on(async {
+                    let mut total = Duration::ZERO;
+                    let mut done = 0;
+                    while done < iters {
+                        let n = EXECUTOR_CHUNK.min(iters - done);
+                        // The cache sizes of `compare`'s W4 command path.
+                        let executor = eventcore_tokio::Executor::new(eventcore_tokio::MemoryEventStore::new())
+                            .with_stream_cache(1_000_000)
+                            .with_state_cache(100_000);
+                        let start = Instant::now();
+                        for _ in 0..n {
+                            let command = DepositMany {
+                                account: account.clone(),
+                                count,
+                            };
+                            black_box(executor.execute(command).await.expect("deposits commit"));
+                        }
+                        total += start.elapsed();
+                        done += n;
+                    }
+                    total
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
-    targets = machine, fold, memory_store
+    targets = machine, fold, memory_store, executor
 }
 criterion_main!(benches);

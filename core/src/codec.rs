@@ -232,24 +232,113 @@ pub fn decode_recorded<E: Event>(event: &RecordedEvent) -> Result<E, DecodeError
 /// # Ok::<(), eventcore::EncodeError>(())
 /// ```
 pub fn encode_json<E: Serialize + ?Sized>(event: &E, schema_version: u32) -> Result<EncodedEvent, EncodeError> {
-    let value = serde_json::to_value(event)?;
-    let (name, payload) = match event.serialize(VariantProbe) {
-        Err(ProbeResult::Variant(name)) => {
-            let content = match value {
-                serde_json::Value::Object(mut map) if map.len() == 1 => {
-                    map.remove(name).unwrap_or(serde_json::Value::Null)
-                }
-                // Unit variants serialize as a bare string: no content.
-                _ => serde_json::Value::Null,
-            };
-            (name.to_owned(), content)
+    if let Some(encoded) = encode_direct(event, schema_version) {
+        return Ok(encoded);
+    }
+    // The reference path, for whatever the direct one leaves: the variant's content is serialized on its own, to the same `Value`
+    // serializing the whole enum would hold under the variant's name, so
+    // the stored text is what `to_value(event)[name]` prints, without
+    // building the wrapper object or probing the value twice.
+    let (event_type, payload) = match event.serialize(VariantContent) {
+        Ok((name, content)) => (interned_event_type(name)?, content),
+        Err(ContentError::Json(error)) => return Err(error.into()),
+        Err(ContentError::NotAVariant) => {
+            let value = serde_json::to_value(event)?;
+            (EventType::new(short_type_name::<E>())?, value)
         }
-        _ => (short_type_name::<E>(), value),
     };
     Ok(EncodedEvent {
-        event_type: EventType::new(name)?,
+        event_type,
         schema_version,
-        payload: Payload::from_trusted_json(serde_json::to_string(&payload)?),
+        payload: payload_text(&payload)?,
+    })
+}
+
+/// The common case of [`encode_json`] without building a `Value`: the
+/// variant's content written straight to text, where that text is exactly
+/// what the reference path prints (see `codec_direct`). `None` means "take
+/// the reference path", which also reports any error exactly as before.
+fn encode_direct<E: Serialize + ?Sized>(event: &E, schema_version: u32) -> Option<EncodedEvent> {
+    with_payload_buffer(|buffer| {
+        let name = crate::codec_direct::variant_content(event, buffer)?;
+        let text = std::str::from_utf8(buffer).ok()?;
+        let event_type = interned_event_type(name).ok()?;
+        Some(EncodedEvent {
+            event_type,
+            schema_version,
+            payload: Payload::from_trusted_json(text),
+        })
+    })
+}
+
+/// Slots of the per-thread cache of event types (a direct-mapped table:
+/// a collision only costs a validation and an allocation).
+const TYPE_SLOTS: usize = 64;
+
+thread_local! {
+    /// Event types of enum variants seen on this thread, by the address and
+    /// length of the variant's `&'static str` name: validated and allocated
+    /// once, then shared (a reference count) by every event of that variant.
+    static EVENT_TYPES: std::cell::RefCell<[Option<(usize, usize, EventType)>; TYPE_SLOTS]> =
+        const { std::cell::RefCell::new([const { None }; TYPE_SLOTS]) };
+
+    /// A reusable buffer for payload text, so that an encode allocates only
+    /// the payload's own `Arc<str>`.
+    static PAYLOAD_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Payload buffers that grew past this are not kept for the next encode.
+const MAX_KEPT_BUFFER: usize = 64 * 1024;
+
+/// The event type for a variant name, from the per-thread cache. Only
+/// valid names are cached, so an invalid one fails every time.
+fn interned_event_type(name: &'static str) -> Result<EventType, InvalidEventType> {
+    let key = (name.as_ptr() as usize, name.len());
+    let slot = (key.0 >> 3 ^ key.1) % TYPE_SLOTS;
+    let cached = EVENT_TYPES.with(|types| match types.try_borrow() {
+        Ok(types) => match &types[slot] {
+            Some((ptr, len, event_type)) if (*ptr, *len) == key => Some(event_type.clone()),
+            _ => None,
+        },
+        Err(_) => None,
+    });
+    if let Some(event_type) = cached {
+        return Ok(event_type);
+    }
+    let event_type = EventType::new(name)?;
+    EVENT_TYPES.with(|types| {
+        if let Ok(mut types) = types.try_borrow_mut() {
+            types[slot] = Some((key.0, key.1, event_type.clone()));
+        }
+    });
+    Ok(event_type)
+}
+
+/// The JSON text of `value` as a payload, written through the per-thread
+/// buffer (or a fresh one if an encode is already using it, say from inside
+/// a `Serialize` impl).
+fn payload_text(value: &serde_json::Value) -> Result<Payload, serde_json::Error> {
+    with_payload_buffer(|buffer| {
+        serde_json::to_writer(&mut *buffer, value)?;
+        let text = std::str::from_utf8(buffer).map_err(<serde_json::Error as ser::Error>::custom)?;
+        Ok(Payload::from_trusted_json(text))
+    })
+}
+
+/// Runs `f` with the per-thread payload buffer, emptied (or with a fresh one
+/// if an encode on this thread is already using it, say from inside a
+/// `Serialize` impl).
+fn with_payload_buffer<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    PAYLOAD_BUFFER.with(|buffer| match buffer.try_borrow_mut() {
+        Ok(mut buffer) => {
+            buffer.clear();
+            let result = f(&mut buffer);
+            if buffer.capacity() > MAX_KEPT_BUFFER {
+                *buffer = Vec::new();
+            }
+            result
+        }
+        Err(_) => f(&mut Vec::new()),
     })
 }
 
@@ -281,46 +370,52 @@ fn short_type_name<E: ?Sized>() -> String {
     base.rsplit("::").next().unwrap_or(base).to_owned()
 }
 
-/// Finds out whether a value serializes as an enum variant, and which, by
-/// failing on the first call with the answer.
-struct VariantProbe;
+/// Serializes an enum variant's content alone, to the `Value` the whole
+/// enum would hold under the variant's name, and reports the name; anything
+/// that is not an enum variant answers [`ContentError::NotAVariant`] at once.
+struct VariantContent;
 
 #[derive(Debug)]
-enum ProbeResult {
-    Variant(&'static str),
+enum ContentError {
     NotAVariant,
+    Json(serde_json::Error),
 }
 
-impl fmt::Display for ProbeResult {
+impl fmt::Display for ContentError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{self:?}")
+        match self {
+            ContentError::NotAVariant => f.write_str("not an enum variant"),
+            ContentError::Json(error) => error.fmt(f),
+        }
     }
 }
 
-impl std::error::Error for ProbeResult {}
+impl std::error::Error for ContentError {}
 
-impl ser::Error for ProbeResult {
-    fn custom<T: fmt::Display>(_msg: T) -> Self {
-        ProbeResult::NotAVariant
+impl ser::Error for ContentError {
+    fn custom<T: fmt::Display>(msg: T) -> Self {
+        ContentError::Json(<serde_json::Error as ser::Error>::custom(msg))
     }
 }
+
+use serde_json::value::Serializer as ValueSerializer;
 
 macro_rules! not_a_variant {
     ($($method:ident($($arg:ty),*);)*) => {
-        $(fn $method(self, $(_: $arg),*) -> Result<Self::Ok, Self::Error> { Err(ProbeResult::NotAVariant) })*
+        $(fn $method(self, $(_: $arg),*) -> Result<Self::Ok, Self::Error> { Err(ContentError::NotAVariant) })*
     };
 }
 
-impl ser::Serializer for VariantProbe {
-    type Ok = ();
-    type Error = ProbeResult;
-    type SerializeSeq = Impossible<(), ProbeResult>;
-    type SerializeTuple = Impossible<(), ProbeResult>;
-    type SerializeTupleStruct = Impossible<(), ProbeResult>;
-    type SerializeTupleVariant = Impossible<(), ProbeResult>;
-    type SerializeMap = Impossible<(), ProbeResult>;
-    type SerializeStruct = Impossible<(), ProbeResult>;
-    type SerializeStructVariant = Impossible<(), ProbeResult>;
+impl ser::Serializer for VariantContent {
+    type Ok = (&'static str, serde_json::Value);
+    type Error = ContentError;
+    type SerializeSeq = Impossible<Self::Ok, ContentError>;
+    type SerializeTuple = Impossible<Self::Ok, ContentError>;
+    type SerializeTupleStruct = Impossible<Self::Ok, ContentError>;
+    type SerializeTupleVariant = TupleContent;
+    type SerializeMap = Impossible<Self::Ok, ContentError>;
+    type SerializeStruct = Impossible<Self::Ok, ContentError>;
+    type SerializeStructVariant = StructContent;
 
     not_a_variant! {
         serialize_bool(bool); serialize_i8(i8); serialize_i16(i16); serialize_i32(i32); serialize_i64(i64);
@@ -329,56 +424,100 @@ impl ser::Serializer for VariantProbe {
         serialize_bytes(&[u8]); serialize_none(); serialize_unit(); serialize_unit_struct(&'static str);
     }
 
-    fn serialize_some<T: ?Sized + Serialize>(self, _: &T) -> Result<(), ProbeResult> {
-        Err(ProbeResult::NotAVariant)
+    fn serialize_some<T: ?Sized + Serialize>(self, _: &T) -> Result<Self::Ok, ContentError> {
+        Err(ContentError::NotAVariant)
     }
-    fn serialize_unit_variant(self, _: &'static str, _: u32, variant: &'static str) -> Result<(), ProbeResult> {
-        Err(ProbeResult::Variant(variant))
+    fn serialize_unit_variant(self, _: &'static str, _: u32, variant: &'static str) -> Result<Self::Ok, ContentError> {
+        // A unit variant serializes as a bare string: no content.
+        Ok((variant, serde_json::Value::Null))
     }
-    fn serialize_newtype_struct<T: ?Sized + Serialize>(self, _: &'static str, _: &T) -> Result<(), ProbeResult> {
-        Err(ProbeResult::NotAVariant)
+    fn serialize_newtype_struct<T: ?Sized + Serialize>(self, _: &'static str, _: &T) -> Result<Self::Ok, ContentError> {
+        Err(ContentError::NotAVariant)
     }
     fn serialize_newtype_variant<T: ?Sized + Serialize>(
         self,
         _: &'static str,
         _: u32,
         variant: &'static str,
-        _: &T,
-    ) -> Result<(), ProbeResult> {
-        Err(ProbeResult::Variant(variant))
+        value: &T,
+    ) -> Result<Self::Ok, ContentError> {
+        let content = value.serialize(ValueSerializer).map_err(ContentError::Json)?;
+        Ok((variant, content))
     }
-    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, ProbeResult> {
-        Err(ProbeResult::NotAVariant)
+    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, ContentError> {
+        Err(ContentError::NotAVariant)
     }
-    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, ProbeResult> {
-        Err(ProbeResult::NotAVariant)
+    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, ContentError> {
+        Err(ContentError::NotAVariant)
     }
-    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeTupleStruct, ProbeResult> {
-        Err(ProbeResult::NotAVariant)
+    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeTupleStruct, ContentError> {
+        Err(ContentError::NotAVariant)
     }
     fn serialize_tuple_variant(
         self,
         _: &'static str,
         _: u32,
         variant: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleVariant, ProbeResult> {
-        Err(ProbeResult::Variant(variant))
+        len: usize,
+    ) -> Result<Self::SerializeTupleVariant, ContentError> {
+        let inner = ser::Serializer::serialize_tuple(ValueSerializer, len).map_err(ContentError::Json)?;
+        Ok(TupleContent { variant, inner })
     }
-    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, ProbeResult> {
-        Err(ProbeResult::NotAVariant)
+    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, ContentError> {
+        Err(ContentError::NotAVariant)
     }
-    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct, ProbeResult> {
-        Err(ProbeResult::NotAVariant)
+    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct, ContentError> {
+        Err(ContentError::NotAVariant)
     }
     fn serialize_struct_variant(
         self,
-        _: &'static str,
+        name: &'static str,
         _: u32,
         variant: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeStructVariant, ProbeResult> {
-        Err(ProbeResult::Variant(variant))
+        len: usize,
+    ) -> Result<Self::SerializeStructVariant, ContentError> {
+        let inner = ser::Serializer::serialize_struct(ValueSerializer, name, len).map_err(ContentError::Json)?;
+        Ok(StructContent { variant, inner })
+    }
+}
+
+/// A tuple variant's fields, as the JSON array the enum would hold.
+struct TupleContent {
+    variant: &'static str,
+    inner: <ValueSerializer as ser::Serializer>::SerializeTuple,
+}
+
+impl ser::SerializeTupleVariant for TupleContent {
+    type Ok = (&'static str, serde_json::Value);
+    type Error = ContentError;
+
+    fn serialize_field<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), ContentError> {
+        ser::SerializeTuple::serialize_element(&mut self.inner, value).map_err(ContentError::Json)
+    }
+
+    fn end(self) -> Result<Self::Ok, ContentError> {
+        let content = ser::SerializeTuple::end(self.inner).map_err(ContentError::Json)?;
+        Ok((self.variant, content))
+    }
+}
+
+/// A struct variant's fields, as the JSON object the enum would hold.
+struct StructContent {
+    variant: &'static str,
+    inner: <ValueSerializer as ser::Serializer>::SerializeStruct,
+}
+
+impl ser::SerializeStructVariant for StructContent {
+    type Ok = (&'static str, serde_json::Value);
+    type Error = ContentError;
+
+    fn serialize_field<T: ?Sized + Serialize>(&mut self, key: &'static str, value: &T) -> Result<(), ContentError> {
+        ser::SerializeStruct::serialize_field(&mut self.inner, key, value).map_err(ContentError::Json)
+    }
+
+    fn end(self) -> Result<Self::Ok, ContentError> {
+        let content = ser::SerializeStruct::end(self.inner).map_err(ContentError::Json)?;
+        Ok((self.variant, content))
     }
 }
 
@@ -544,6 +683,249 @@ mod tests {
             Shape::decode("Unit", 2, &Payload::from_trusted_json("null")),
             Err(DecodeErrorKind::UnsupportedSchemaVersion { found: 2, supported: 1 })
         );
+    }
+
+    /// The encoding as it was first written: the whole value to a `Value`,
+    /// the variant's entry taken out of the wrapper object.
+    fn reference_encoding<E: Serialize>(event: &E) -> Result<(String, String), String> {
+        let value = serde_json::to_value(event).map_err(|e| e.to_string())?;
+        let (name, payload) = match event.serialize(VariantContent) {
+            Ok((name, _)) => {
+                let content = match value {
+                    serde_json::Value::Object(mut map) if map.len() == 1 => {
+                        map.remove(name).unwrap_or(serde_json::Value::Null)
+                    }
+                    _ => serde_json::Value::Null,
+                };
+                (name.to_owned(), content)
+            }
+            Err(_) => (short_type_name::<E>(), value),
+        };
+        Ok((name, serde_json::to_string(&payload).map_err(|e| e.to_string())?))
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    enum Awkward {
+        Unordered {
+            zeta: f32,
+            alpha: std::collections::BTreeMap<String, Vec<Option<u8>>>,
+            mid: Shape,
+        },
+        Nested(Box<Awkward>, f32, (u8, String)),
+        #[serde(rename = "Renamed")]
+        Other(Plain),
+        Nothing,
+        Keyed(std::collections::BTreeMap<u32, String>),
+    }
+    impl Event for Awkward {}
+
+    #[test]
+    fn the_encoded_text_is_what_the_whole_value_holds_under_the_variant() {
+        let alpha = [("b".to_owned(), vec![Some(1), None]), ("a".to_owned(), vec![])].into();
+        let events = vec![
+            Awkward::Unordered {
+                zeta: 0.1,
+                alpha,
+                mid: Shape::Struct {
+                    a: 1,
+                    b: Some("é\"\n".into()),
+                },
+            },
+            Awkward::Nested(Box::new(Awkward::Nothing), f32::NAN, (7, "x".into())),
+            Awkward::Other(Plain { x: 1 }),
+            Awkward::Nothing,
+            Awkward::Keyed([(2, "two".to_owned()), (10, "ten".to_owned())].into()),
+        ];
+        for event in &events {
+            let encoded = event.encode().expect("encodes");
+            let (name, text) = reference_encoding(event).expect("reference encodes");
+            assert_eq!(
+                (encoded.event_type.as_str(), encoded.payload.as_json()),
+                (name.as_str(), text.as_str())
+            );
+        }
+        let plain = encode_json(&Plain { x: 3 }, 1).expect("encodes");
+        let (name, text) = reference_encoding(&Plain { x: 3 }).expect("reference encodes");
+        assert_eq!(
+            (plain.event_type.as_str(), plain.payload.as_json()),
+            (name.as_str(), text.as_str())
+        );
+    }
+
+    #[derive(Debug, Serialize)]
+    struct Sorted {
+        a: u8,
+        b: Option<String>,
+        c: Vec<i64>,
+    }
+
+    #[derive(Debug, Serialize)]
+    struct Unsorted {
+        z: u8,
+        a: u8,
+    }
+
+    #[derive(Debug, Serialize)]
+    struct UnitStruct;
+
+    #[derive(Debug, Serialize)]
+    struct Wrapped(String);
+
+    #[derive(Debug, Serialize)]
+    struct Pair(u8, bool);
+
+    #[derive(Debug, Serialize)]
+    enum Wide {
+        Unit,
+        Scalar(i64),
+        Unsigned(u64),
+        Float(f64),
+        Text(String),
+        Ch(char),
+        Opt(Option<u32>),
+        Seq(Vec<Sorted>),
+        Tup(u8, String, ()),
+        Struct {
+            alpha: Sorted,
+            beta: Vec<Shape>,
+            gamma: (u8, f64),
+        },
+        Nested(Shape),
+        UnitInside(UnitStruct),
+        Newtype(Wrapped),
+        TupleStruct(Pair),
+        Empty {},
+        EmptyTuple(),
+        Boxed(Box<Wide>),
+        // Left to the reference path:
+        Unordered(Unsorted),
+        Small(f32),
+        Big(u128),
+        Map(std::collections::BTreeMap<String, u8>),
+        Repeated {
+            #[serde(rename = "k")]
+            a: u8,
+            #[serde(rename = "k")]
+            b: u8,
+        },
+        UnorderedVariant {
+            z: u8,
+            a: u8,
+        },
+    }
+
+    #[test]
+    fn the_direct_encoding_prints_what_the_reference_path_prints() {
+        let sorted = || Sorted {
+            a: 1,
+            b: Some("q\"\\\u{1}é€😀".into()),
+            c: vec![i64::MIN, 0, i64::MAX],
+        };
+        let direct = vec![
+            Wide::Unit,
+            Wide::Scalar(-5),
+            Wide::Unsigned(u64::MAX),
+            Wide::Float(0.1),
+            Wide::Float(-0.0),
+            Wide::Float(1e300),
+            Wide::Float(f64::NAN),
+            Wide::Float(f64::INFINITY),
+            Wide::Text("line\nbreak\ttab\u{7f}\u{0}".into()),
+            Wide::Ch('"'),
+            Wide::Ch('\\'),
+            Wide::Ch('\u{1f}'),
+            Wide::Ch('é'),
+            Wide::Text(
+                (0u8..=0x7f)
+                    .map(char::from)
+                    .chain(['\u{80}', '\u{2028}', '\u{fffd}'])
+                    .collect(),
+            ),
+            Wide::Opt(None),
+            Wide::Opt(Some(3)),
+            Wide::Seq(vec![]),
+            Wide::Seq(vec![
+                sorted(),
+                Sorted {
+                    a: 0,
+                    b: None,
+                    c: vec![],
+                },
+            ]),
+            Wide::Tup(7, "x".into(), ()),
+            Wide::Struct {
+                alpha: sorted(),
+                beta: vec![
+                    Shape::Unit,
+                    Shape::Newtype(2),
+                    Shape::Tuple(1, "t".into()),
+                    Shape::Struct { a: -1, b: None },
+                ],
+                gamma: (9, 2.5),
+            },
+            Wide::Nested(Shape::Struct {
+                a: 3,
+                b: Some("s".into()),
+            }),
+            Wide::UnitInside(UnitStruct),
+            Wide::Newtype(Wrapped("w".into())),
+            Wide::TupleStruct(Pair(1, false)),
+            Wide::Empty {},
+            Wide::EmptyTuple(),
+            Wide::Boxed(Box::new(Wide::Tup(1, "b".into(), ()))),
+        ];
+        let reference_only = [
+            Wide::Unordered(Unsorted { z: 1, a: 2 }),
+            Wide::Small(0.1),
+            Wide::Big(1),
+            Wide::Map([("b".to_owned(), 1), ("a".to_owned(), 2)].into()),
+            Wide::Repeated { a: 1, b: 2 },
+            Wide::UnorderedVariant { z: 1, a: 2 },
+            Wide::Boxed(Box::new(Wide::Small(1.5))),
+        ];
+        for (event, expect_direct) in direct
+            .iter()
+            .map(|e| (e, true))
+            .chain(reference_only.iter().map(|e| (e, false)))
+        {
+            let mut buffer = Vec::new();
+            let took_direct = crate::codec_direct::variant_content(event, &mut buffer).is_some();
+            assert_eq!(took_direct, expect_direct, "{event:?}");
+            let encoded = encode_json(event, 1);
+            match reference_encoding(event) {
+                Ok((name, text)) => {
+                    let encoded = encoded.expect("the reference path encodes it too");
+                    assert_eq!(
+                        (encoded.event_type.as_str(), encoded.payload.as_json()),
+                        (name.as_str(), text.as_str()),
+                        "{event:?}"
+                    );
+                }
+                Err(reference) => {
+                    let error = encoded.expect_err("the reference path refuses it too");
+                    assert_eq!(error.to_string(), format!("event could not be serialized: {reference}"));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn encoding_errors_are_the_same_as_before() {
+        #[derive(Serialize)]
+        enum Bad {
+            Pairs(std::collections::BTreeMap<(u8, u8), u8>),
+            #[serde(rename = "has space")]
+            Spaced,
+        }
+        let pairs = Bad::Pairs([((1, 2), 3)].into());
+        let error = encode_json(&pairs, 1).expect_err("tuple keys cannot be JSON object keys");
+        let reference = reference_encoding(&pairs).expect_err("nor before");
+        assert!(matches!(error, EncodeError::Serialize(_)), "{error:?}");
+        assert_eq!(error.to_string(), format!("event could not be serialized: {reference}"));
+        for _ in 0..2 {
+            // Invalid names are never cached: refused every time.
+            assert!(matches!(encode_json(&Bad::Spaced, 1), Err(EncodeError::InvalidType(_))));
+        }
     }
 
     #[derive(Debug, PartialEq, Serialize, Deserialize)]

@@ -37,6 +37,7 @@
 //! ```
 
 mod codec;
+mod codec_direct;
 mod command;
 mod entropy;
 mod event;

@@ -132,8 +132,11 @@ pub enum Step<E> {
     /// [`CommandMachine::on_read`].
     Read(ReadRequest),
     /// Send this append and report the answer with
-    /// [`CommandMachine::on_append`].
-    Append(AppendRequest),
+    /// [`CommandMachine::on_append`]. Shared with the machine, which keeps
+    /// the append in flight to re-send it unchanged if its outcome turns out
+    /// unknown; handing out a reference count instead of a copy keeps the
+    /// common path (one attempt) free of a clone of every event.
+    Append(Arc<AppendRequest>),
     /// Nothing to send: a request is in flight or a backoff is running. Call
     /// [`CommandMachine::on_wake`] at `until` unless a response arrives first.
     Wait {
@@ -319,10 +322,10 @@ enum Phase {
         asked: Vec<(usize, StreamVersion)>,
         deadline: Time,
     },
-    AppendDue(AppendRequest),
+    AppendDue(Arc<AppendRequest>),
     Appending {
         id: RequestId,
-        request: AppendRequest,
+        request: Arc<AppendRequest>,
         deadline: Time,
     },
     Backoff {
@@ -382,7 +385,7 @@ pub struct CommandMachine<C: Command> {
     phase: Phase,
     /// The append whose outcome is unknown. While set, every retry re-sends
     /// it unchanged; only a commit or a version conflict settles it.
-    unresolved: Option<AppendRequest>,
+    unresolved: Option<Arc<AppendRequest>>,
     last_error: Option<StoreError>,
     /// Events read back that carry this execution's own command id: an
     /// earlier execution with the same id committed (the caller re-executes
@@ -396,8 +399,12 @@ pub struct CommandMachine<C: Command> {
     /// The events of the append in flight, kept to bring a snapshot of the
     /// state up to date once they commit.
     decided: Vec<(StreamId, C::Event)>,
-    /// The receipt of this execution's commit, once there is one.
-    committed: Option<AppendReceipt>,
+    /// For a command that caches its state: the highest position of this
+    /// execution's commit, once its events are folded into the state (done
+    /// when the receipt arrives, so the receipt need not be kept), or `None`
+    /// when the commit was deduplicated and its events are not the decided
+    /// ones. Unset while nothing committed.
+    committed_through: Option<Option<GlobalPosition>>,
     /// Whether the execution ended successfully.
     finished_ok: bool,
     stats: ExecutionStats,
@@ -410,8 +417,9 @@ impl<C: Command> CommandMachine<C> {
     pub fn new(command: C, policy: ExecutionPolicy, context: ExecutionContext, now: Time, seed: u64) -> Self {
         let relative = policy.timeout.map(|t| now.saturating_add(t)).unwrap_or(Time::MAX);
         let deadline = context.deadline.map_or(relative, |d| d.min(relative));
-        let mut cursors: Vec<StreamCursor> = Vec::new();
-        for stream in command.streams() {
+        let streams = command.streams();
+        let mut cursors: Vec<StreamCursor> = Vec::with_capacity(streams.len());
+        for stream in streams {
             if !cursors.iter().any(|c| c.stream == stream) {
                 cursors.push(StreamCursor {
                     stream,
@@ -442,7 +450,7 @@ impl<C: Command> CommandMachine<C> {
             own_commit: Vec::new(),
             snapshot_floor: None,
             decided: Vec::new(),
-            committed: None,
+            committed_through: None,
             finished_ok: false,
             stats: ExecutionStats::default(),
             outcome: None,
@@ -616,34 +624,66 @@ impl<C: Command> CommandMachine<C> {
         if let Some(last) = self.applied.checked_sub(1).map(|i| self.held[i].position) {
             through = through.max(last);
         }
-        let mut state = std::mem::take(&mut self.state);
-        let mut streams: Vec<(StreamId, StreamVersion)> =
-            self.cursors.iter().map(|c| (c.stream.clone(), c.head)).collect();
-        if let Some(receipt) = &self.committed {
-            if receipt.deduplicated {
-                return None;
-            }
-            let mut own: Vec<(GlobalPosition, &StreamId, &C::Event)> = Vec::new();
-            for commit in &receipt.streams {
-                let events = self.decided.iter().filter(|(s, _)| s == &commit.stream).map(|(_, e)| e);
-                for (position, event) in commit.positions.iter().zip(events) {
-                    own.push((*position, &commit.stream, event));
-                }
-                if let Some(entry) = streams.iter_mut().find(|(s, _)| s == &commit.stream) {
-                    entry.1 = commit.last_version;
-                }
-            }
-            own.sort_by_key(|(position, _, _)| *position);
-            for (position, stream, event) in own {
-                self.command.apply(&mut state, stream, event);
-                through = through.max(position);
-            }
+        match self.committed_through {
+            // Deduplicated: the commit's events are not the ones decided here.
+            Some(None) => return None,
+            Some(Some(last)) => through = through.max(last),
+            None => {}
         }
+        let state = std::mem::take(&mut self.state);
+        let streams: Vec<(StreamId, StreamVersion)> = self.cursors.iter().map(|c| (c.stream.clone(), c.head)).collect();
         Some(StateSnapshot {
             state,
             streams,
             through,
         })
+    }
+
+    /// Brings the state up to date with this execution's own commit, for
+    /// [`CommandMachine::take_snapshot`]: the decided events are folded in
+    /// global order and each written stream's head moves to the commit's
+    /// last version. The execution is over, so nothing decides on this state
+    /// again; doing it here spares keeping a copy of the receipt.
+    fn fold_commit(&mut self, receipt: &AppendReceipt) {
+        if receipt.deduplicated {
+            self.committed_through = Some(None);
+            return;
+        }
+        let mut through = GlobalPosition::START;
+        let single = match receipt.streams.as_slice() {
+            [commit] if commit.positions.windows(2).all(|w| w[0] < w[1]) => Some(commit),
+            _ => None,
+        };
+        if let Some(commit) = single {
+            // One stream whose positions increase (as the contract says):
+            // already in global order, no sort needed.
+            let events = self.decided.iter().filter(|(s, _)| s == &commit.stream).map(|(_, e)| e);
+            for (position, event) in commit.positions.iter().zip(events) {
+                self.command.apply(&mut self.state, &commit.stream, event);
+                through = through.max(*position);
+            }
+            if let Some(cursor) = self.cursors.iter_mut().find(|c| c.stream == commit.stream) {
+                cursor.head = commit.last_version;
+            }
+            self.committed_through = Some(Some(through));
+            return;
+        }
+        let mut own: Vec<(GlobalPosition, &StreamId, &C::Event)> = Vec::with_capacity(self.decided.len());
+        for commit in &receipt.streams {
+            let events = self.decided.iter().filter(|(s, _)| s == &commit.stream).map(|(_, e)| e);
+            for (position, event) in commit.positions.iter().zip(events) {
+                own.push((*position, &commit.stream, event));
+            }
+            if let Some(cursor) = self.cursors.iter_mut().find(|c| c.stream == commit.stream) {
+                cursor.head = commit.last_version;
+            }
+        }
+        own.sort_by_key(|(position, _, _)| *position);
+        for (position, stream, event) in own {
+            self.command.apply(&mut self.state, stream, event);
+            through = through.max(position);
+        }
+        self.committed_through = Some(Some(through));
     }
 
     fn drop_snapshot(&mut self) {
@@ -712,11 +752,13 @@ impl<C: Command> CommandMachine<C> {
             }
             Phase::AppendDue(mut request) => {
                 let id = self.new_request_id();
-                request.id = id;
+                // Unique on a first attempt, so this writes in place; a
+                // re-send shares the request with `unresolved` and copies it.
+                Arc::make_mut(&mut request).id = id;
                 let deadline = self.now.saturating_add(self.policy.append_timeout).min(self.deadline);
                 self.phase = Phase::Appending {
                     id,
-                    request: request.clone(),
+                    request: Arc::clone(&request),
                     deadline,
                 };
                 self.stats.appends += 1;
@@ -784,7 +826,9 @@ impl<C: Command> CommandMachine<C> {
         match result {
             Ok(receipt) if receipt.command_id == self.context.command_id => {
                 self.unresolved = None;
-                self.committed = Some(receipt.clone());
+                if C::CACHE_STATE {
+                    self.fold_commit(&receipt);
+                }
                 let executed = Executed {
                     command_id: self.context.command_id,
                     attempts: self.attempts,
@@ -1044,6 +1088,7 @@ impl<C: Command> CommandMachine<C> {
                     slice.head
                 )));
             }
+            self.held.reserve(slice.events.len());
             for recorded in &slice.events {
                 let event = crate::decode_recorded::<C::Event>(recorded)?;
                 if recorded.metadata.command_id == self.context.command_id {
@@ -1092,8 +1137,8 @@ impl<C: Command> CommandMachine<C> {
             // append as unresolved keeps retries re-sending it and turns
             // giving up into `OutcomeUnknown`, never "nothing was written".
             // (Found by the simulator; see sim/regression-seeds.txt.)
-            let request = self.settle_request();
-            self.unresolved = Some(request.clone());
+            let request = Arc::new(self.settle_request());
+            self.unresolved = Some(Arc::clone(&request));
             self.phase = Phase::AppendDue(request);
             return;
         }
@@ -1175,7 +1220,7 @@ impl<C: Command> CommandMachine<C> {
         match self.build_append(&events, &expectations) {
             Ok(request) => {
                 self.decided = events;
-                self.phase = Phase::AppendDue(request);
+                self.phase = Phase::AppendDue(Arc::new(request));
             }
             Err(error) => self.finish(Err(error)),
         }
@@ -1227,7 +1272,14 @@ impl<C: Command> CommandMachine<C> {
                 .iter()
                 .find(|(s, _)| s == &cursor.stream)
                 .map_or(ExpectedVersion::from_read(cursor.head), |(_, e)| *e);
-            let mut new_events = Vec::new();
+            // Sized up front: a command emitting many events would otherwise
+            // grow (and copy) the vector several times.
+            let count = if self.cursors.len() == 1 {
+                events.len()
+            } else {
+                events.iter().filter(|(s, _)| s == &cursor.stream).count()
+            };
+            let mut new_events = Vec::with_capacity(count);
             for (_, event) in events.iter().filter(|(s, _)| s == &cursor.stream) {
                 let encoded = event.encode().map_err(|source| CommandError::Encode {
                     stream: cursor.stream.clone(),

@@ -51,16 +51,31 @@ impl ReadRequest {
 
     /// Checks the request shape (no duplicate streams).
     pub fn validate(&self) -> Result<(), InvalidRequest> {
-        let mut seen = BTreeSet::new();
-        for read in &self.streams {
-            if !seen.insert(&read.stream) {
-                return Err(InvalidRequest::DuplicateStream {
-                    stream: read.stream.clone(),
-                });
-            }
+        match first_duplicate(self.streams.iter().map(|read| &read.stream)) {
+            Some(i) => Err(InvalidRequest::DuplicateStream {
+                stream: self.streams[i].stream.clone(),
+            }),
+            None => Ok(()),
         }
-        Ok(())
     }
+}
+
+/// Requests with at most this many streams are checked for duplicates by
+/// comparing every pair, without allocating a set (almost every command
+/// touches one or two streams).
+const PAIRWISE_MAX: usize = 8;
+
+/// The index of the first stream (in request order) that repeats an
+/// earlier one.
+fn first_duplicate<'a>(streams: impl ExactSizeIterator<Item = &'a StreamId> + Clone) -> Option<usize> {
+    if streams.len() <= PAIRWISE_MAX {
+        return streams
+            .clone()
+            .enumerate()
+            .position(|(i, stream)| streams.clone().take(i).any(|earlier| earlier == stream));
+    }
+    let mut seen = BTreeSet::new();
+    streams.into_iter().position(|stream| !seen.insert(stream))
 }
 
 /// One stream of a [`ReadRequest`]: its events with version above `after`.
@@ -196,9 +211,12 @@ impl AppendRequest {
                 max: limits.max_events,
             });
         }
-        let mut seen = BTreeSet::new();
-        for entry in &self.streams {
-            if !seen.insert(&entry.stream) {
+        // Entries are checked in order, each for repeating an earlier stream
+        // and then for its payload sizes: the first problem is the one
+        // reported.
+        let duplicate = first_duplicate(self.streams.iter().map(|entry| &entry.stream));
+        for (i, entry) in self.streams.iter().enumerate() {
+            if duplicate == Some(i) {
                 return Err(InvalidAppend::DuplicateStream {
                     stream: entry.stream.clone(),
                 });
@@ -704,5 +722,29 @@ impl StoreError {
                     ..
                 }
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pairwise_and_the_set_duplicate_checks_agree() {
+        let ids: Vec<StreamId> = (0..20)
+            .map(|i| StreamId::new(format!("s-{}", i % 13)).expect("valid"))
+            .collect();
+        for len in 0..=ids.len() {
+            let slice = &ids[..len];
+            let mut seen = BTreeSet::new();
+            let expected = slice.iter().position(|s| !seen.insert(s));
+            assert_eq!(first_duplicate(slice.iter()), expected, "{len} streams");
+        }
+        let tail = [ids[0].clone(), ids[1].clone(), ids[1].clone(), ids[0].clone()];
+        assert_eq!(
+            first_duplicate(tail.iter()),
+            Some(2),
+            "the first repeat in request order"
+        );
     }
 }

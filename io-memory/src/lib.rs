@@ -31,11 +31,12 @@
 //! ```
 
 use eventcore::{
-    AppendLimits, AppendReceipt, AppendRequest, CommandId, Conflict, GlobalPosition, InvalidAppend, ReadAllRequest,
-    ReadAllResponse, ReadRequest, ReadResponse, RecordedEvent, StoreError, StreamCommit, StreamId, StreamSlice,
-    StreamVersion,
+    AppendLimits, AppendReceipt, AppendRequest, CommandId, Conflict, EventMetadata, GlobalPosition, InvalidAppend,
+    ReadAllRequest, ReadAllResponse, ReadRequest, ReadResponse, RecordedEvent, StoreError, StreamAppend, StreamCommit,
+    StreamId, StreamSlice, StreamVersion,
 };
-use std::collections::BTreeMap;
+use std::collections::{btree_map, BTreeMap};
+use std::sync::Arc;
 
 /// The in-memory store. Cloning copies the data (that is how the simulator
 /// takes snapshots); every event is reference-counted inside, so a clone is
@@ -87,9 +88,12 @@ impl MemoryStore {
     /// receipt (flagged `deduplicated`) and writes nothing.
     pub fn append(&mut self, request: &AppendRequest) -> Result<AppendReceipt, StoreError> {
         request.validate(&self.limits)?;
-        if let Some(receipt) = self.commands.get(&request.command_id()) {
-            return Ok(receipt.as_duplicate());
-        }
+        // One search of the command map: the vacant slot found here is
+        // filled once the append commits (dropping it inserts nothing).
+        let slot = match self.commands.entry(request.command_id()) {
+            btree_map::Entry::Occupied(committed) => return Ok(committed.get().as_duplicate()),
+            btree_map::Entry::Vacant(slot) => slot,
+        };
         for entry in &request.streams {
             for event in &entry.events {
                 event
@@ -101,8 +105,16 @@ impl MemoryStore {
                     })?;
             }
         }
-        for entry in &request.streams {
-            let actual = self.stream_version(&entry.stream);
+        let mut commits = Vec::new();
+        if let [entry] = request.streams.as_slice() {
+            // One stream (most appends): one search of the stream map serves
+            // both the version check and the write. A vacant entry that is
+            // not filled inserts nothing, so a conflict leaves no trace.
+            let stream_slot = self.streams.entry(entry.stream.clone());
+            let actual = match &stream_slot {
+                btree_map::Entry::Occupied(indices) => StreamVersion::new(indices.get().len() as u64),
+                btree_map::Entry::Vacant(_) => StreamVersion::NONE,
+            };
             if !entry.expected.matches(actual) {
                 return Err(Conflict {
                     stream: entry.stream.clone(),
@@ -111,41 +123,37 @@ impl MemoryStore {
                 }
                 .into());
             }
-        }
-        let mut commits = Vec::new();
-        for entry in request.streams.iter().filter(|e| !e.events.is_empty()) {
-            let indices = self.streams.entry(entry.stream.clone()).or_default();
-            let first_version = StreamVersion::new(indices.len() as u64 + 1);
-            let mut positions = Vec::with_capacity(entry.events.len());
-            for event in &entry.events {
-                let position = GlobalPosition::new(self.log.len() as u64 + 1);
-                let version = StreamVersion::new(indices.len() as u64 + 1);
-                indices.push(self.log.len());
-                self.log.push(RecordedEvent {
-                    event_id: event.event_id,
-                    stream_id: entry.stream.clone(),
-                    version,
-                    position,
-                    event_type: event.event_type.clone(),
-                    schema_version: event.schema_version,
-                    payload: event.payload.clone(),
-                    metadata: request.metadata.clone(),
-                });
-                positions.push(position);
+            if !entry.events.is_empty() {
+                commits.push(write_stream(
+                    &mut self.log,
+                    stream_slot.or_default(),
+                    entry,
+                    &request.metadata,
+                ));
             }
-            commits.push(StreamCommit {
-                stream: entry.stream.clone(),
-                first_version,
-                last_version: StreamVersion::new(indices.len() as u64),
-                positions,
-            });
+        } else {
+            for entry in &request.streams {
+                let actual = StreamVersion::new(self.streams.get(&entry.stream).map_or(0, Vec::len) as u64);
+                if !entry.expected.matches(actual) {
+                    return Err(Conflict {
+                        stream: entry.stream.clone(),
+                        expected: entry.expected,
+                        actual,
+                    }
+                    .into());
+                }
+            }
+            for entry in request.streams.iter().filter(|e| !e.events.is_empty()) {
+                let indices = self.streams.entry(entry.stream.clone()).or_default();
+                commits.push(write_stream(&mut self.log, indices, entry, &request.metadata));
+            }
         }
         let receipt = AppendReceipt {
             command_id: request.command_id(),
             streams: commits,
             deduplicated: false,
         };
-        self.commands.insert(request.command_id(), receipt.clone());
+        slot.insert(receipt.clone());
         Ok(receipt)
     }
 
@@ -222,5 +230,39 @@ impl MemoryStore {
     /// Every stream id, in order.
     pub fn stream_ids(&self) -> impl Iterator<Item = &StreamId> {
         self.streams.keys()
+    }
+}
+
+/// Writes one stream's events of an append (already checked) to the log and
+/// the stream's index, and says where they landed.
+fn write_stream(
+    log: &mut Vec<RecordedEvent>,
+    indices: &mut Vec<usize>,
+    entry: &StreamAppend,
+    metadata: &Arc<EventMetadata>,
+) -> StreamCommit {
+    let first_version = StreamVersion::new(indices.len() as u64 + 1);
+    let mut positions = Vec::with_capacity(entry.events.len());
+    for event in &entry.events {
+        let position = GlobalPosition::new(log.len() as u64 + 1);
+        let version = StreamVersion::new(indices.len() as u64 + 1);
+        indices.push(log.len());
+        log.push(RecordedEvent {
+            event_id: event.event_id,
+            stream_id: entry.stream.clone(),
+            version,
+            position,
+            event_type: event.event_type.clone(),
+            schema_version: event.schema_version,
+            payload: event.payload.clone(),
+            metadata: metadata.clone(),
+        });
+        positions.push(position);
+    }
+    StreamCommit {
+        stream: entry.stream.clone(),
+        first_version,
+        last_version: StreamVersion::new(indices.len() as u64),
+        positions,
     }
 }

@@ -13,9 +13,17 @@ use eventcore::{AppendReceipt, AppendRequest, ReadRequest, ReadResponse, Recorde
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Chunks are merged once a stream has this many, so a snapshot stays a
-/// handful of reference-count bumps and iteration stays cache-friendly.
-const MAX_CHUNKS: usize = 16;
+/// A stream's events are kept as shared chunks. New events go at the end of
+/// the newest chunk in place when no snapshot shares it (the usual case), or
+/// into a new chunk; then chunks are merged until each is at least this many
+/// times as long as the next (newer) one, moving events out of chunks no
+/// snapshot shares and cloning only those still shared. So a stream of `n`
+/// events has at most about log2(n) chunks (a snapshot stays a handful of
+/// reference-count bumps) and an event is cloned at most O(log n) times,
+/// usually never. Merging everything whenever a fixed chunk count was
+/// reached instead copied the whole stream every few appends: O(n) per
+/// append on a long stream.
+const CHUNK_GROWTH: usize = 2;
 
 /// Events of recently used streams, bounded by a total event count and
 /// evicted least-recently-used first.
@@ -40,7 +48,7 @@ struct Inner {
 
 #[derive(Debug)]
 struct Entry {
-    chunks: Vec<Arc<[RecordedEvent]>>,
+    chunks: Vec<Arc<Vec<RecordedEvent>>>,
     head: StreamVersion,
     last_used: u64,
 }
@@ -60,7 +68,7 @@ impl StreamCache {
     }
 
     /// The cached prefix of `stream` (from version 1), as shared chunks.
-    pub fn snapshot(&self, stream: &StreamId) -> Option<Vec<Arc<[RecordedEvent]>>> {
+    pub fn snapshot(&self, stream: &StreamId) -> Option<Vec<Arc<Vec<RecordedEvent>>>> {
         let mut inner = self.lock();
         inner.clock += 1;
         let clock = inner.clock;
@@ -111,7 +119,7 @@ impl StreamCache {
                 })
                 .collect();
             let after = StreamVersion::new(commit.first_version.get() - 1);
-            inner.extend(&entry.stream, after, &recorded);
+            inner.extend_owned(&entry.stream, after, recorded);
         }
         inner.evict(self.max_events);
     }
@@ -133,18 +141,46 @@ impl Inner {
     /// cached prefix when they continue it; anything that would leave a gap
     /// drops the entry instead.
     fn extend(&mut self, stream: &StreamId, after: StreamVersion, events: &[RecordedEvent]) {
+        let Some(head) = self.continued_head(stream, after) else {
+            return;
+        };
+        // Only what is new is cloned: a read usually returns events the
+        // cache already holds.
+        let fresh: Vec<RecordedEvent> = events.iter().filter(|e| e.version > head).cloned().collect();
+        self.push(stream, head, fresh);
+    }
+
+    /// [`Inner::extend`] with events the caller built for the cache (an
+    /// append's), taken as they are instead of cloned once more.
+    fn extend_owned(&mut self, stream: &StreamId, after: StreamVersion, mut events: Vec<RecordedEvent>) {
+        let Some(head) = self.continued_head(stream, after) else {
+            return;
+        };
+        events.retain(|e| e.version > head);
+        self.push(stream, head, events);
+    }
+
+    /// The cached head of `stream` when events after `after` can continue
+    /// it (`NONE` for a stream not cached yet, read from the start); `None`
+    /// when they cannot, dropping an entry they would leave a gap in.
+    fn continued_head(&mut self, stream: &StreamId, after: StreamVersion) -> Option<StreamVersion> {
         self.clock += 1;
-        let clock = self.clock;
         let head = match self.entries.get(stream) {
             Some(entry) => entry.head,
             None if after.is_none() => StreamVersion::NONE,
-            None => return,
+            None => return None,
         };
         if after > head {
             self.remove(stream);
-            return;
+            return None;
         }
-        let fresh: Vec<RecordedEvent> = events.iter().filter(|e| e.version > head).cloned().collect();
+        Some(head)
+    }
+
+    /// Appends `fresh` (the events after `head`) as a new chunk, merging
+    /// chunks as [`CHUNK_GROWTH`] says.
+    fn push(&mut self, stream: &StreamId, head: StreamVersion, fresh: Vec<RecordedEvent>) {
+        let clock = self.clock;
         let contiguous = fresh
             .iter()
             .enumerate()
@@ -162,11 +198,25 @@ impl Inner {
         entry.last_used = clock;
         if let Some(last) = fresh.last() {
             entry.head = last.version;
-            entry.chunks.push(Arc::from(fresh));
+            match entry.chunks.last_mut().and_then(Arc::get_mut) {
+                // No snapshot shares the newest chunk: it can grow in place.
+                Some(newest) => newest.extend(fresh),
+                None => entry.chunks.push(Arc::new(fresh)),
+            }
         }
-        if entry.chunks.len() > MAX_CHUNKS {
-            let merged: Vec<RecordedEvent> = entry.chunks.iter().flat_map(|c| c.iter().cloned()).collect();
-            entry.chunks = vec![Arc::from(merged)];
+        loop {
+            let n = entry.chunks.len();
+            if n < 2 || entry.chunks[n - 2].len() >= CHUNK_GROWTH * entry.chunks[n - 1].len() {
+                break;
+            }
+            let newer = entry.chunks.remove(n - 1);
+            let older = entry.chunks.remove(n - 2);
+            let mut merged = Arc::try_unwrap(older).unwrap_or_else(|shared| shared.as_ref().clone());
+            match Arc::try_unwrap(newer) {
+                Ok(newer) => merged.extend(newer),
+                Err(shared) => merged.extend(shared.iter().cloned()),
+            }
+            entry.chunks.push(Arc::new(merged));
         }
         self.total += added;
     }
@@ -188,6 +238,68 @@ impl Inner {
                 return;
             };
             self.remove(&oldest);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use eventcore::{CommandId, EventId, EventMetadata, EventType, GlobalPosition, Payload, Time};
+
+    fn event(stream: &StreamId, version: u64) -> RecordedEvent {
+        RecordedEvent {
+            event_id: EventId::v7(Time::ZERO, [0; 10]),
+            stream_id: stream.clone(),
+            version: StreamVersion::new(version),
+            position: GlobalPosition::new(version),
+            event_type: EventType::new("E").expect("valid"),
+            schema_version: 1,
+            payload: Payload::from_trusted_json("null"),
+            metadata: Arc::new(EventMetadata::new(CommandId::v7(Time::ZERO, [1; 10]), Time::ZERO)),
+        }
+    }
+
+    #[test]
+    fn a_long_stream_stays_in_a_few_chunks_in_order() {
+        let stream = StreamId::new("s").expect("valid");
+        let mut inner = Inner::default();
+        for version in 1..=1_000 {
+            let after = StreamVersion::new(version - 1);
+            inner.extend_owned(&stream, after, vec![event(&stream, version)]);
+        }
+        let chunks = &inner.entries[&stream].chunks;
+        assert_eq!(chunks.len(), 1, "nothing shared the chunks: one grows in place");
+        let versions: Vec<u64> = chunks.iter().flat_map(|c| c.iter()).map(|e| e.version.get()).collect();
+        assert_eq!(versions, (1..=1_000).collect::<Vec<_>>());
+        assert_eq!(inner.total, 1_000);
+    }
+
+    #[test]
+    fn a_snapshot_never_changes_and_shared_chunks_stay_few() {
+        let stream = StreamId::new("s").expect("valid");
+        let mut inner = Inner::default();
+        let mut held = Vec::new();
+        for version in 1..=1_000 {
+            let after = StreamVersion::new(version - 1);
+            inner.extend_owned(&stream, after, vec![event(&stream, version)]);
+            // A snapshot taken after every append, all kept alive.
+            let snapshot = inner.entries[&stream].chunks.clone();
+            held.push((version, snapshot));
+        }
+        let chunks = &inner.entries[&stream].chunks;
+        assert!(chunks.len() <= 11, "{} chunks for 1,000 events", chunks.len());
+        for (len, snapshot) in held {
+            let versions: Vec<u64> = snapshot
+                .iter()
+                .flat_map(|c| c.iter())
+                .map(|e| e.version.get())
+                .collect();
+            assert_eq!(
+                versions,
+                (1..=len).collect::<Vec<_>>(),
+                "a snapshot is what it was when taken"
+            );
         }
     }
 }

@@ -60,7 +60,9 @@ impl<C: Command> Execution for CommandMachine<C> {
     fn poll(&mut self) -> SimStep {
         match CommandMachine::poll(self) {
             Step::Read(request) => SimStep::Read(request),
-            Step::Append(request) => SimStep::Append(request),
+            // The simulator's network owns what it carries; a copy per send
+            // is no cost worth avoiding here.
+            Step::Append(request) => SimStep::Append(std::sync::Arc::unwrap_or_clone(request)),
             Step::Wait { until } => SimStep::Wait(until),
             Step::Done(result) => {
                 let attempts = self.attempts();

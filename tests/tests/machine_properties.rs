@@ -516,7 +516,7 @@ fn drive_on(scenario: &Scenario, mut store: MemoryStore, actions: &[Action], wit
                     if request.command_id() != scenario.command_id() {
                         violations.push("append under another command id".to_owned());
                     }
-                    last_append = Some(request.clone());
+                    last_append = Some(AppendRequest::clone(&request));
                     for append in late.drain(..) {
                         let _ = store.append(&append);
                     }
@@ -542,7 +542,7 @@ fn drive_on(scenario: &Scenario, mut store: MemoryStore, actions: &[Action], wit
                         Fault::Lose { served: true } => (Some(store.append(&request)), None),
                         Fault::Lose { served: false } => (None, None),
                         Fault::Late => {
-                            late.push(request.clone());
+                            late.push(AppendRequest::clone(&request));
                             (None, None)
                         }
                         Fault::Stall(tens) => {
