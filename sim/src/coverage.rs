@@ -47,6 +47,10 @@ pub const REQUIRED: &[&str] = &[
     "subscriber_stale_ignored",
     "notification_lost",
     "fetch_timeout",
+    "append_batch_shared",
+    "append_batch_failed_before_commit",
+    "append_batch_ack_lost",
+    "append_batch_conflict_alone",
 ];
 
 /// Named counters.

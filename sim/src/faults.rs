@@ -110,6 +110,12 @@ pub struct FaultPlan {
     /// Clients cache the streams they read and prime new executions from
     /// the cache (stale entries must only cost a conflict).
     pub prime_from_cache: bool,
+    /// Group commit: appends reaching the store within this window (from
+    /// the first one) are applied as one batch, in arrival order, sharing
+    /// the batch's fate for the faults that strike a whole transaction
+    /// (failure before commit, lost acknowledgement). 0: every append alone.
+    /// Set by [`FaultPlan::with_batching`], not by [`FaultPlan::choose`].
+    pub batch_window_us: u64,
     /// The execution policy every command runs under.
     pub policy: ExecutionPolicy,
 }
@@ -139,8 +145,21 @@ impl FaultPlan {
             subscriber_crashes: 0,
             duplicate_request: 0,
             prime_from_cache: false,
+            batch_window_us: 0,
             policy,
         }
+    }
+
+    /// Turns group commit on for about a third of the runs of a faulty
+    /// profile, with a window drawn from `rng` (the batching stream, so that
+    /// every other draw of the run is unchanged when it stays off).
+    pub fn with_batching(mut self, profile: Profile, rng: &mut SimRng) -> Self {
+        let on = rng.chance(350);
+        let window = rng.between(100, 5_000);
+        if on && profile != Profile::Calm {
+            self.batch_window_us = window;
+        }
+        self
     }
 
     /// Draws a plan for `profile` from the fault stream.
@@ -247,7 +266,7 @@ impl fmt::Display for FaultPlan {
             "latency={}..{}us slow={}‰(≤{}ms) dup={}‰ read_transient={}‰ read_lost={}‰ append_fail={}‰ \
              lost_ack={}‰(unknown {}‰) crash_before_append={}‰ crash_after_commit={}‰ random_crashes={} \
              reexecute_on_restart={}‰ store_restarts={} clock_jumps={} handler_fail={}‰ checkpoint_fail={}‰ \
-             notify_lost={}‰ subscriber_crashes={} dup_request={}‰ prime_from_cache={} | policy: attempts={} backoff={:?}..{:?} \
+             notify_lost={}‰ subscriber_crashes={} dup_request={}‰ prime_from_cache={} batch_window={}us | policy: attempts={} backoff={:?}..{:?} \
              discovery_limit={} page_size={:?}",
             self.latency_us.0,
             self.latency_us.1,
@@ -271,6 +290,7 @@ impl fmt::Display for FaultPlan {
             self.subscriber_crashes,
             self.duplicate_request,
             self.prime_from_cache,
+            self.batch_window_us,
             p.retry.max_attempts,
             p.retry.initial_backoff,
             p.retry.max_backoff,

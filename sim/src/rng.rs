@@ -20,6 +20,10 @@ pub enum Purpose {
     Network,
     /// How many subscribers there are and how they are configured.
     Subscribers,
+    /// Whether the store groups appends into batches, and the batch window.
+    /// A stream of its own, so that runs without batching draw exactly what
+    /// they drew before batching existed.
+    Batching,
 }
 
 impl Purpose {
@@ -30,6 +34,7 @@ impl Purpose {
             Purpose::Faults => 3,
             Purpose::Network => 4,
             Purpose::Subscribers => 5,
+            Purpose::Batching => 6,
         }
     }
 }

@@ -197,6 +197,8 @@ enum Msg {
     SubCrash { sub: usize },
     /// It comes back and resumes from its saved checkpoint.
     SubRestart { sub: usize },
+    /// The open batch of appends closes and is applied (group commit).
+    FlushBatch { epoch: u64 },
     /// The faults stop.
     Heal,
     /// Re-execute every command whose outcome is still unknown.
@@ -243,13 +245,17 @@ struct World {
     safety_cap: Time,
     /// Violations the checker cannot see (a stuck run).
     extra: Vec<Violation>,
+    /// Appends waiting for the open batch to close (group commit), in
+    /// arrival order, with the store epoch they arrived in.
+    batch: Vec<(Endpoint, AppendRequest)>,
 }
 
 impl World {
     fn new(config: &SimConfig) -> Self {
         let mut faults = SimRng::new(config.seed, Purpose::Faults);
         let workload = Workload::new(SimRng::new(config.seed, Purpose::Workload), config.scale);
-        let plan = FaultPlan::choose(config.profile, &mut faults);
+        let plan = FaultPlan::choose(config.profile, &mut faults)
+            .with_batching(config.profile, &mut SimRng::new(config.seed, Purpose::Batching));
         let params = workload.params().clone();
         let clients = (0..params.clients)
             .map(|_| Client {
@@ -286,6 +292,7 @@ impl World {
             steps: 0,
             extra: Vec::new(),
             safety_cap: Time::MAX,
+            batch: Vec::new(),
         }
     }
 
@@ -433,6 +440,7 @@ impl World {
             Msg::Think { client } => self.think(client),
             Msg::Crash { client, why } => self.crash(client, why),
             Msg::Restart { client } => self.restart(client),
+            Msg::FlushBatch { epoch } => self.flush_batch(epoch),
             Msg::StoreDown => self.store_down(),
             Msg::StoreUp => self.store_up(),
             Msg::ClockJump { by } => self.clock_jump(by),

@@ -123,6 +123,15 @@ impl World {
         }
         self.store.crash();
         self.coverage.hit("store_restart");
+        if !self.batch.is_empty() {
+            // The open batch's transaction dies with its connection.
+            self.coverage.hit("request_dropped_by_restart");
+            self.log(format_args!(
+                "open batch of {} appends lost: the store went down",
+                self.batch.len()
+            ));
+            self.batch.clear();
+        }
         self.log(format_args!("STORE DOWN (in-flight requests and responses lost)"));
         let down = Duration::from_micros(self.faults.between(10_000, 500_000));
         let at = self.clock.after(down);
@@ -153,7 +162,12 @@ impl World {
             return;
         }
         self.healed_at = Some(self.now());
-        self.active = FaultPlan::healed(self.plan.policy.clone());
+        // Healing removes the faults, not group commit: the store keeps
+        // batching as it did.
+        self.active = FaultPlan {
+            batch_window_us: self.plan.batch_window_us,
+            ..FaultPlan::healed(self.plan.policy.clone())
+        };
         self.store_up();
         for client in &mut self.clients {
             client.up = true;

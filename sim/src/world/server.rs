@@ -133,6 +133,20 @@ impl World {
     }
 
     fn serve_append(&mut self, to: Endpoint, append: eventcore::AppendRequest) {
+        if self.active.batch_window_us > 0 {
+            if self.batch.is_empty() {
+                let at = self.clock.after(Duration::from_micros(self.active.batch_window_us));
+                let epoch = self.store.epoch();
+                self.push(at, Msg::FlushBatch { epoch });
+            }
+            self.log(format_args!(
+                "{to} store: append {} joins the open batch ({} before it)",
+                append.id,
+                self.batch.len()
+            ));
+            self.batch.push((to, append));
+            return;
+        }
         if self.fault(self.active.append_fail) {
             self.coverage.hit("append_failed_before_commit");
             self.log(format_args!("{to} store: append {} fails before commit", append.id));
@@ -140,8 +154,68 @@ impl World {
             self.respond(to, Response::Append(append.id, Err(error)));
             return;
         }
+        let (result, committed) = self.apply_append(to, &append);
+        let lost = result.is_ok() && self.fault(self.active.lost_ack);
+        let unknown = lost && self.fault(self.active.lost_ack_reports_unknown);
+        self.answer_append(to, &append, result, committed, lost.then_some(unknown));
+    }
+
+    /// The open batch closes: its appends are applied in arrival order as
+    /// one transaction would apply them — each sees the ones before it, a
+    /// conflict or refusal fails only its own append — and the faults that
+    /// strike a whole transaction strike every member: a failure before
+    /// commit fails them all with nothing written, a lost acknowledgement
+    /// loses every member's answer (committed or not).
+    pub(super) fn flush_batch(&mut self, epoch: u64) {
+        if epoch != self.store.epoch() {
+            // Opened before a restart, whose `store_down` dropped it.
+            return;
+        }
+        let members = std::mem::take(&mut self.batch);
+        if members.is_empty() {
+            return;
+        }
+        self.coverage.hit("append_batch_applied");
+        if members.len() > 1 {
+            self.coverage.hit("append_batch_shared");
+        }
+        self.log(format_args!("store: batch of {} appends closes", members.len()));
+        if self.fault(self.active.append_fail) {
+            self.coverage.hit("append_batch_failed_before_commit");
+            self.log(format_args!("store: the batch fails before commit; nothing written"));
+            for (to, append) in members {
+                let error =
+                    StoreError::transient(Operation::Append, "injected: batch transaction failed before commit");
+                self.respond(to, Response::Append(append.id, Err(error)));
+            }
+            return;
+        }
+        let lost = self.fault(self.active.lost_ack);
+        let unknown = lost && self.fault(self.active.lost_ack_reports_unknown);
+        if lost {
+            self.coverage.hit("append_batch_ack_lost");
+        }
+        let (mut committed_any, mut refused_any) = (false, false);
+        for (to, append) in members {
+            let (result, committed) = self.apply_append(to, &append);
+            committed_any |= committed;
+            refused_any |= matches!(result, Err(StoreError::Conflict(_)));
+            self.answer_append(to, &append, result, committed, lost.then_some(unknown));
+        }
+        if committed_any && refused_any {
+            self.coverage.hit("append_batch_conflict_alone");
+        }
+    }
+
+    /// Applies one append to the store, logs it, and judges the commit at
+    /// once; answers whether it committed.
+    fn apply_append(
+        &mut self,
+        to: Endpoint,
+        append: &eventcore::AppendRequest,
+    ) -> (Result<eventcore::AppendReceipt, StoreError>, bool) {
         let before = self.store.last_position().get() as usize;
-        let result = self.store.append(&append);
+        let result = self.store.append(append);
         let after = self.store.last_position().get() as usize;
         let committed = after > before;
         match &result {
@@ -168,7 +242,7 @@ impl World {
             // The continuous check: every store step is judged at once, so
             // a violation is reported at the step that caused it.
             let seen = self.checker.violations().len();
-            let attempt = crate::history::Attempt::of(&append);
+            let attempt = crate::history::Attempt::of(append);
             let found = self
                 .checker
                 .observe_commit(&attempt, &self.store.data().events()[before..after]);
@@ -178,8 +252,23 @@ impl World {
                 self.failed = true;
             }
         }
-        if result.is_ok() && self.fault(self.active.lost_ack) {
-            if self.fault(self.active.lost_ack_reports_unknown) {
+        (result, committed)
+    }
+
+    /// Sends an append's answer: as it is, or — when `lost` is
+    /// `Some(unknown)` — lost on the way, the client then told that the
+    /// outcome is unknown (`true`) or told nothing (`false`). A client whose
+    /// append committed may crash before it hears back.
+    fn answer_append(
+        &mut self,
+        to: Endpoint,
+        append: &eventcore::AppendRequest,
+        result: Result<eventcore::AppendReceipt, StoreError>,
+        committed: bool,
+        lost: Option<bool>,
+    ) {
+        match lost {
+            Some(true) => {
                 self.coverage.hit("lost_ack_unknown_reported");
                 self.log(format_args!(
                     "{to} ack of {} lost; client told: outcome unknown",
@@ -191,12 +280,12 @@ impl World {
                     source: None,
                 };
                 self.respond(to, Response::Append(append.id, Err(error)));
-            } else {
+            }
+            Some(false) => {
                 self.coverage.hit("lost_ack_silent");
                 self.log(format_args!("{to} ack of {} lost silently", append.id));
             }
-        } else {
-            self.respond(to, Response::Append(append.id, result));
+            None => self.respond(to, Response::Append(append.id, result)),
         }
         if committed && self.fault(self.active.crash_after_commit) {
             if let Some(client) = to.exec().and_then(|e| self.execs.get(&e)).map(|r| r.client) {
