@@ -2,8 +2,12 @@
 //! a data structure does not — being down, restarting (an epoch that
 //! invalidates every connection), and, for the canary, a deliberate bug.
 
-use eventcore::{AppendReceipt, AppendRequest, ExpectedVersion, GlobalPosition, ReadRequest, ReadResponse, StoreError};
+use eventcore::{
+    AppendReceipt, AppendRequest, Conflict, ExpectedVersion, GlobalPosition, ReadRequest, ReadResponse, StoreError,
+    StreamId, StreamRead, StreamVersion,
+};
 use eventcore_memory::MemoryStore;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -14,6 +18,11 @@ pub enum Canary {
     /// Skips the expected-version check on the last stream of an append (a
     /// classic off-by-one in a loop over streams).
     SkipLastConflictCheck,
+    /// Checks every append of a batch against the heads as they were when
+    /// the batch began, not as the appends before it in the batch left them
+    /// (the classic bug of a set-based group commit). Only bites in runs
+    /// with group commit.
+    BatchChecksStaleHeads,
 }
 
 impl Canary {
@@ -21,6 +30,7 @@ impl Canary {
     pub fn name(self) -> &'static str {
         match self {
             Canary::SkipLastConflictCheck => "skip-last-conflict-check",
+            Canary::BatchChecksStaleHeads => "batch-checks-stale-heads",
         }
     }
 }
@@ -33,7 +43,7 @@ impl fmt::Display for Canary {
 
 /// An unknown canary name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown canary `{0}` (expected skip-last-conflict-check)")]
+#[error("unknown canary `{0}` (expected skip-last-conflict-check or batch-checks-stale-heads)")]
 pub struct UnknownCanary(pub String);
 
 impl FromStr for Canary {
@@ -41,6 +51,7 @@ impl FromStr for Canary {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "skip-last-conflict-check" => Ok(Canary::SkipLastConflictCheck),
+            "batch-checks-stale-heads" => Ok(Canary::BatchChecksStaleHeads),
             other => Err(UnknownCanary(other.to_owned())),
         }
     }
@@ -53,6 +64,9 @@ pub struct SimStore {
     canary: Option<Canary>,
     up: bool,
     epoch: u64,
+    /// While a batch is being applied: the heads as they were when it began
+    /// (read lazily, for the streams its appends name).
+    batch_heads: Option<BTreeMap<StreamId, StreamVersion>>,
 }
 
 impl SimStore {
@@ -63,6 +77,7 @@ impl SimStore {
             canary,
             up: true,
             epoch: 0,
+            batch_heads: None,
         }
     }
 
@@ -108,10 +123,66 @@ impl SimStore {
         self.data.read_all(request)
     }
 
+    /// A batch of appends begins (group commit): until [`SimStore::end_batch`]
+    /// the appends belong to one transaction.
+    pub fn begin_batch(&mut self) {
+        self.batch_heads = Some(BTreeMap::new());
+    }
+
+    /// The batch is over.
+    pub fn end_batch(&mut self) {
+        self.batch_heads = None;
+    }
+
+    fn head(&self, stream: &StreamId) -> StreamVersion {
+        let request = ReadRequest {
+            id: eventcore::RequestId::new(0),
+            streams: vec![StreamRead {
+                stream: stream.clone(),
+                after: StreamVersion::new(u64::MAX),
+            }],
+            page_size: None,
+        };
+        self.data
+            .read(&request)
+            .ok()
+            .and_then(|r| r.streams.first().map(|s| s.head))
+            .unwrap_or(StreamVersion::NONE)
+    }
+
     /// Answers an append (through the canary's bug, if one is enabled).
     pub fn append(&mut self, request: &AppendRequest) -> Result<AppendReceipt, StoreError> {
         match self.canary {
             None => self.data.append(request),
+            Some(Canary::BatchChecksStaleHeads) if self.batch_heads.is_some() => {
+                // The bug: judge each expectation against the batch's
+                // starting heads, then write without checking.
+                let mut broken = request.clone();
+                for entry in &mut broken.streams {
+                    let current = self.head(&entry.stream);
+                    let start = *self
+                        .batch_heads
+                        .get_or_insert_with(BTreeMap::new)
+                        .entry(entry.stream.clone())
+                        .or_insert(current);
+                    let holds = match entry.expected {
+                        ExpectedVersion::Any => true,
+                        ExpectedVersion::NoStream => start == StreamVersion::NONE,
+                        ExpectedVersion::StreamExists => start != StreamVersion::NONE,
+                        ExpectedVersion::Exact(v) => start == v,
+                    };
+                    if !holds {
+                        return Err(StoreError::Conflict(Conflict {
+                            stream: entry.stream.clone(),
+                            expected: entry.expected,
+                            actual: start,
+                        }));
+                    }
+                    entry.expected = ExpectedVersion::Any;
+                }
+                self.data.append(&broken)
+            }
+            Some(Canary::BatchChecksStaleHeads) => self.data.append(request),
             Some(Canary::SkipLastConflictCheck) => {
                 let mut broken = request.clone();
                 if let Some(last) = broken.streams.last_mut() {

@@ -34,6 +34,32 @@ fn the_sweep_catches_a_store_that_skips_a_conflict_check() {
     );
 }
 
+/// The group-commit canary: a batch that checks each append against the
+/// heads at the start of the batch (not as the appends before it in the
+/// batch left them) lets two appends decided on the same version both
+/// commit. Only runs with group commit can show it.
+#[test]
+fn the_sweep_catches_a_batch_that_checks_against_stale_heads() {
+    let mut config = SweepConfig::new(0..300);
+    config.canary = Some(Canary::BatchChecksStaleHeads);
+    config.stop_at_first = true;
+    config.failure_dir = None;
+    let report = sweep(&config);
+    let failure = report
+        .failures
+        .first()
+        .expect("the batching canary must be caught within 300 seeds");
+    let text = failure.to_string();
+    eprintln!("{text}");
+    assert!(text.contains("--canary batch-checks-stale-heads"), "{text}");
+    assert!(text.contains("violated:"), "{text}");
+    let again = run(&failure.config);
+    assert_eq!(
+        again.violations.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        failure.violations
+    );
+}
+
 #[test]
 fn without_the_canary_the_same_seeds_pass() {
     let report = sweep(&SweepConfig {

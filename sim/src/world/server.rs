@@ -196,12 +196,14 @@ impl World {
             self.coverage.hit("append_batch_ack_lost");
         }
         let (mut committed_any, mut refused_any) = (false, false);
+        self.store.begin_batch();
         for (to, append) in members {
             let (result, committed) = self.apply_append(to, &append);
             committed_any |= committed;
             refused_any |= matches!(result, Err(StoreError::Conflict(_)));
             self.answer_append(to, &append, result, committed, lost.then_some(unknown));
         }
+        self.store.end_batch();
         if committed_any && refused_any {
             self.coverage.hit("append_batch_conflict_alone");
         }
