@@ -86,11 +86,12 @@ impl Statements {
             // the statement began (a re-send), else (a twin that committed
             // while this statement waited for it, invisible to the
             // statement's snapshot) with no row, and the store asks
-            // `append()`, whose next statement sees it. A head is advanced before its expected version is
-            // checked (the version it had is the advanced one minus the
-            // count); a mismatch raises in the final SELECT, which rolls the
-            // whole statement back, before the events are inserted (an
-            // unreferenced data-modifying WITH runs after the main query).
+            // `append()`, whose next statement sees it. A head is advanced
+            // before its expected version is checked (the version it had is
+            // the advanced one minus the count); a mismatch raises in the
+            // final SELECT, which rolls the whole statement back before the
+            // events are inserted (an unreferenced data-modifying WITH runs
+            // after the main query).
             // Pure version checks take the head's row lock too (an UPDATE
             // by zero), which is stronger than the function's FOR SHARE.
             // Positions start at index 0: the statement is its transaction.
