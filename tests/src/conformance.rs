@@ -601,6 +601,42 @@ pub async fn a_conflict_on_the_last_stream_writes_nothing<F: StoreFactory>(facto
     conflict_leaves_every_stream_untouched(factory, 2).await;
 }
 
+/// When several expectations of one append fail, the conflict names the
+/// first failing stream in request order (not in the store's lock order).
+pub async fn a_conflict_names_the_first_failing_stream_in_request_order<F: StoreFactory>(factory: F) {
+    let store = factory.fresh().await;
+    // Request order z, m, a: the reverse of byte order.
+    let (z, m, a) = (stream("order-z"), stream("order-m"), stream("order-a"));
+    for s in [&z, &m, &a] {
+        commit(&store, &Append::new().to(s, ExpectedVersion::NoStream, 1).build()).await;
+    }
+    let request = Append::new()
+        .to(&z, ExpectedVersion::Exact(StreamVersion::new(1)), 1)
+        .to(&m, ExpectedVersion::Exact(StreamVersion::new(7)), 1)
+        .check(&a, ExpectedVersion::NoStream)
+        .build();
+    assert_conflict(
+        store.append(&request).await,
+        &m,
+        ExpectedVersion::Exact(StreamVersion::new(7)),
+        1,
+    );
+    let request = Append::new()
+        .check(&z, ExpectedVersion::Exact(StreamVersion::new(1)))
+        .to(&m, ExpectedVersion::Exact(StreamVersion::new(1)), 1)
+        .to(&a, ExpectedVersion::StreamExists, 1)
+        .to(&stream("order-b"), ExpectedVersion::StreamExists, 1)
+        .build();
+    assert_conflict(
+        store.append(&request).await,
+        &stream("order-b"),
+        ExpectedVersion::StreamExists,
+        0,
+    );
+    let heads: Vec<u64> = read(&store, &[z, m, a]).await.iter().map(|s| s.head.get()).collect();
+    assert_eq!(heads, vec![1, 1, 1], "nothing was written");
+}
+
 /// An entry without events is a pure version check: when the stream is
 /// still at the expected version the append commits, the checked stream is
 /// not written, and the receipt lists only streams that received events.
@@ -2071,6 +2107,7 @@ macro_rules! conformance_suite {
             a_repeated_command_id_with_other_events_writes_nothing,
             a_repeated_command_id_with_stale_versions_is_deduplicated,
             an_invalid_append_does_not_claim_its_command_id,
+            a_conflict_names_the_first_failing_stream_in_request_order,
             a_batch_gives_each_request_its_own_outcome,
             a_batch_decides_its_requests_in_order,
             a_command_id_repeated_in_a_batch_commits_once,
