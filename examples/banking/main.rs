@@ -223,6 +223,10 @@ async fn main() -> ExitCode {
             };
             if let Err(error) = store.migrate().await {
                 eprintln!("{error}");
+                eprintln!(
+                    "(a schema left by an older EventCore may not migrate: \
+                     `DROP SCHEMA banking_demo CASCADE` starts the demo afresh)"
+                );
                 return ExitCode::FAILURE;
             }
             demo(store, &options).await
