@@ -70,6 +70,33 @@ CREATE TRIGGER events_are_not_truncated
     BEFORE TRUNCATE ON events
     FOR EACH STATEMENT EXECUTE FUNCTION reject_event_change();
 
+-- The receipt of the append that claimed p_command_id: its transaction id,
+-- the index of its first event in that transaction, and for each stream it
+-- wrote (in position order) the stream id, first version and event count,
+-- rebuilt from the events at its recorded positions. No row for an unknown
+-- id. Shared by append(), append_batch() and the store's single-statement
+-- append; STABLE, so it reads with its caller's snapshot.
+CREATE FUNCTION stored_receipt(p_command_id uuid)
+RETURNS TABLE (xid bigint, first_index integer, stream_ids text[], first_versions bigint[], counts integer[])
+LANGUAGE sql STABLE
+SET search_path FROM CURRENT
+AS $$
+    SELECT c.xid, c.first_index, g.stream_ids, g.first_versions, g.counts
+      FROM commands c
+      CROSS JOIN LATERAL (
+          SELECT array_agg(s.stream_id ORDER BY s.first_position) AS stream_ids,
+                 array_agg(s.first_version ORDER BY s.first_position) AS first_versions,
+                 array_agg(s.n ORDER BY s.first_position) AS counts
+            FROM (SELECT e.stream_id, min(e.position) AS first_position,
+                         min(e.version) AS first_version, count(*)::integer AS n
+                    FROM events e
+                   WHERE e.position >= (c.xid << 20) + c.first_index
+                     AND e.position < (c.xid << 20) + c.first_index + c.event_count
+                   GROUP BY e.stream_id) s
+      ) g
+     WHERE c.command_id = p_command_id;
+$$;
+
 -- Raises the version conflict of the stream at 1-based request index
 -- p_index, as append() does. The store's single-statement append (see
 -- `Statements::append_alone` in store.rs) calls it for the first stream whose
@@ -163,20 +190,8 @@ BEGIN
     ON CONFLICT (command_id) DO NOTHING;
     IF NOT FOUND THEN
         RETURN QUERY
-        SELECT true, c.xid, c.first_index, NULL::bigint[], g.stream_ids, g.first_versions, g.counts
-          FROM commands c
-          CROSS JOIN LATERAL (
-              SELECT array_agg(s.stream_id ORDER BY s.first_position) AS stream_ids,
-                     array_agg(s.first_version ORDER BY s.first_position) AS first_versions,
-                     array_agg(s.n ORDER BY s.first_position) AS counts
-                FROM (SELECT e.stream_id, min(e.position) AS first_position,
-                             min(e.version) AS first_version, count(*)::integer AS n
-                        FROM events e
-                       WHERE e.position >= (c.xid << 20) + c.first_index
-                         AND e.position < (c.xid << 20) + c.first_index + c.event_count
-                       GROUP BY e.stream_id) s
-          ) g
-         WHERE c.command_id = p_command_id;
+        SELECT true, r.xid, r.first_index, NULL::bigint[], r.stream_ids, r.first_versions, r.counts
+          FROM stored_receipt(p_command_id) r;
         RETURN;
     END IF;
     PERFORM set_config('eventcore.appended_in_transaction', (v_first + v_total)::text, true);

@@ -252,21 +252,9 @@ BEGIN
     -- or repeating the id of an earlier request of this batch that passed.
     FOR i IN 1 .. v_n LOOP
         CONTINUE WHEN v_settled[i];
-        SELECT true, c.xid, c.first_index, g.stream_ids, g.first_versions, g.counts
+        SELECT d.xid, d.first_index, d.stream_ids, d.first_versions, d.counts
           INTO r
-          FROM commands c
-          CROSS JOIN LATERAL (
-              SELECT array_agg(s.stream_id ORDER BY s.first_position) AS stream_ids,
-                     array_agg(s.first_version ORDER BY s.first_position) AS first_versions,
-                     array_agg(s.n ORDER BY s.first_position) AS counts
-                FROM (SELECT e.stream_id, min(e.position) AS first_position,
-                             min(e.version) AS first_version, count(*)::integer AS n
-                        FROM events e
-                       WHERE e.position >= (c.xid << 20) + c.first_index
-                         AND e.position < (c.xid << 20) + c.first_index + c.event_count
-                       GROUP BY e.stream_id) s
-          ) g
-         WHERE c.command_id = p_command_ids[i];
+          FROM stored_receipt(p_command_ids[i]) d;
         o_ord := i;
         o_heads := NULL;
         IF FOUND THEN

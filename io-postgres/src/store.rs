@@ -132,19 +132,9 @@ impl Statements {
                      ORDER BY b.i LIMIT 1) AS conflict \
                  FROM claim c \
                  UNION ALL \
-                 SELECT true, d.xid, d.first_index, NULL, g.stream_ids, g.first_versions, g.counts, NULL \
-                 FROM {s}.commands d \
-                 CROSS JOIN LATERAL ( \
-                   SELECT array_agg(x.stream_id ORDER BY x.first_position) AS stream_ids, \
-                          array_agg(x.first_version ORDER BY x.first_position) AS first_versions, \
-                          array_agg(x.n ORDER BY x.first_position) AS counts \
-                   FROM (SELECT e.stream_id, min(e.position) AS first_position, min(e.version) AS first_version, \
-                                count(*)::int4 AS n \
-                         FROM {s}.events e \
-                         WHERE e.position >= (d.xid << {INDEX_BITS}) + d.first_index \
-                           AND e.position < (d.xid << {INDEX_BITS}) + d.first_index + d.event_count \
-                         GROUP BY e.stream_id) x) g \
-                 WHERE d.command_id = $1 AND NOT EXISTS (SELECT 1 FROM claim)"
+                 SELECT true, d.xid, d.first_index, NULL, d.stream_ids, d.first_versions, d.counts, NULL \
+                 FROM {s}.stored_receipt($1) d \
+                 WHERE NOT EXISTS (SELECT 1 FROM claim)"
             ),
             append: format!(
                 "SELECT deduplicated, xid, first_index, heads, stream_ids, first_versions, counts \
