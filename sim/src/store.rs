@@ -4,7 +4,7 @@
 
 use eventcore::{
     AppendReceipt, AppendRequest, Conflict, ExpectedVersion, GlobalPosition, ReadRequest, ReadResponse, StoreError,
-    StreamId, StreamRead, StreamVersion,
+    StreamId, StreamVersion,
 };
 use eventcore_memory::MemoryStore;
 use std::collections::BTreeMap;
@@ -134,22 +134,6 @@ impl SimStore {
         self.batch_heads = None;
     }
 
-    fn head(&self, stream: &StreamId) -> StreamVersion {
-        let request = ReadRequest {
-            id: eventcore::RequestId::new(0),
-            streams: vec![StreamRead {
-                stream: stream.clone(),
-                after: StreamVersion::new(u64::MAX),
-            }],
-            page_size: None,
-        };
-        self.data
-            .read(&request)
-            .ok()
-            .and_then(|r| r.streams.first().map(|s| s.head))
-            .unwrap_or(StreamVersion::NONE)
-    }
-
     /// Answers an append (through the canary's bug, if one is enabled).
     pub fn append(&mut self, request: &AppendRequest) -> Result<AppendReceipt, StoreError> {
         match self.canary {
@@ -159,7 +143,7 @@ impl SimStore {
                 // starting heads, then write without checking.
                 let mut broken = request.clone();
                 for entry in &mut broken.streams {
-                    let current = self.head(&entry.stream);
+                    let current = self.data.stream_version(&entry.stream);
                     let start = *self
                         .batch_heads
                         .get_or_insert_with(BTreeMap::new)
