@@ -91,7 +91,6 @@ DECLARE
     v_slot integer;
     v_s integer := 0;
     v_e integer := 0;
-    r record;
     i integer;
     j integer;
     k integer;
@@ -252,36 +251,19 @@ BEGIN
     -- or repeating the id of an earlier request of this batch that passed.
     FOR i IN 1 .. v_n LOOP
         CONTINUE WHEN v_settled[i];
-        SELECT d.xid, d.first_index, d.stream_ids, d.first_versions, d.counts
-          INTO r
+        RETURN QUERY
+        SELECT i, NULL::text, NULL::text, NULL::text, true, d.xid, d.first_index, NULL::bigint[],
+               d.stream_ids, d.first_versions, d.counts
           FROM stored_receipt(p_command_ids[i]) d;
-        o_ord := i;
-        o_heads := NULL;
-        IF FOUND THEN
-            o_state := NULL;
-            o_message := NULL;
-            o_detail := NULL;
-            o_deduplicated := true;
-            o_xid := r.xid;
-            o_first_index := r.first_index;
-            o_stream_ids := r.stream_ids;
-            o_first_versions := r.first_versions;
-            o_counts := r.counts;
-        ELSE
+        IF NOT FOUND THEN
             -- Not claimed here and not stored: its twin elsewhere rolled
             -- back after this batch tried to claim. The client sends it again
             -- on its own.
-            o_state := 'EV004';
-            o_message := 'command id ' || p_command_ids[i] || ' was neither claimed nor stored';
-            o_detail := NULL;
-            o_deduplicated := NULL;
-            o_xid := NULL;
-            o_first_index := NULL;
-            o_stream_ids := NULL;
-            o_first_versions := NULL;
-            o_counts := NULL;
+            RETURN QUERY
+            SELECT i, 'EV004'::text, 'command id ' || p_command_ids[i] || ' was neither claimed nor stored',
+                   NULL::text, NULL::boolean, NULL::bigint, NULL::integer, NULL::bigint[],
+                   NULL::text[], NULL::bigint[], NULL::integer[];
         END IF;
-        RETURN NEXT;
     END LOOP;
 END;
 $$;

@@ -142,7 +142,6 @@ impl PostgresStore {
         }
         let AppendColumns {
             stream_ids,
-            lock_order: _,
             kinds,
             versions,
             counts,

@@ -458,7 +458,6 @@ impl PostgresStore {
         let meta = MetadataColumns::of(request);
         let AppendColumns {
             stream_ids,
-            lock_order,
             kinds,
             versions,
             counts,
@@ -476,7 +475,7 @@ impl PostgresStore {
             .bind(meta.decided_at)
             .bind(meta.user)
             .bind(&stream_ids)
-            .bind(&lock_order)
+            .bind(lock_order(request))
             .bind(&kinds)
             .bind(&versions)
             .bind(&counts)
@@ -983,14 +982,24 @@ impl RowDecoder {
     }
 }
 
+/// For each stream of `request`, by the bytewise order of stream ids, its
+/// 1-based index within the request: the order the `append()` function locks
+/// heads in (the single-statement append and `append_batch()` sort in SQL).
+/// Rust compares `str` bytewise, as PostgreSQL's "C" collation does.
+fn lock_order(request: &AppendRequest) -> Vec<i32> {
+    let mut order: Vec<usize> = (0..request.streams.len()).collect();
+    order.sort_unstable_by_key(|&i| request.streams[i].stream.as_str());
+    order
+        .into_iter()
+        .map(|i| i32::try_from(i + 1).unwrap_or(i32::MAX))
+        .collect()
+}
+
 /// Appends flattened into the column arrays that the `append()` and
 /// `append_batch()` database functions take.
 #[derive(Debug, Default)]
 pub(crate) struct AppendColumns<'a> {
     pub(crate) stream_ids: Vec<&'a str>,
-    /// For each stream, by the bytewise order of stream ids, its 1-based
-    /// index within its request: the order `append()` locks heads in.
-    pub(crate) lock_order: Vec<i32>,
     pub(crate) kinds: Vec<i16>,
     pub(crate) versions: Vec<i64>,
     pub(crate) counts: Vec<i32>,
@@ -1008,7 +1017,6 @@ impl<'a> AppendColumns<'a> {
     pub(crate) fn with_capacity(streams: usize, events: usize) -> Self {
         AppendColumns {
             stream_ids: Vec::with_capacity(streams),
-            lock_order: Vec::with_capacity(streams),
             kinds: Vec::with_capacity(streams),
             versions: Vec::with_capacity(streams),
             counts: Vec::with_capacity(streams),
@@ -1057,14 +1065,6 @@ impl<'a> AppendColumns<'a> {
 
     /// Adds a request that [`AppendColumns::check`] accepted.
     pub(crate) fn push_checked(&mut self, request: &'a AppendRequest) {
-        let first = self.lock_order.len();
-        self.lock_order
-            .extend((1..=request.streams.len()).map(|i| i32::try_from(i).unwrap_or(i32::MAX)));
-        // Rust compares `str` bytewise, as PostgreSQL's "C" collation does.
-        self.lock_order[first..].sort_unstable_by_key(|&i| {
-            let index = usize::try_from(i).unwrap_or(usize::MAX).saturating_sub(1);
-            request.streams.get(index).map(|entry| entry.stream.as_str())
-        });
         for (index, entry) in request.streams.iter().enumerate() {
             let (kind, version) = match entry.expected {
                 ExpectedVersion::Any => (0i16, 0i64),
