@@ -223,8 +223,7 @@ fn executor(c: &mut Criterion) {
                         let n = EXECUTOR_CHUNK.min(iters - done);
                         // The cache sizes of `compare`'s W4 command path.
                         let executor = eventcore_tokio::Executor::new(eventcore_tokio::MemoryEventStore::new())
-                            .with_stream_cache(1_000_000)
-                            .with_state_cache(100_000);
+                            .with_stream_cache(1_000_000);
                         let start = Instant::now();
                         for _ in 0..n {
                             let command = DepositMany {

@@ -35,7 +35,6 @@ impl Command for Deposit {
     type Event = AccountEvent;
     type State = Account;
     type Error = BankError;
-    const CACHE_STATE: bool = true;
 
     fn streams(&self) -> Vec<StreamId> {
         vec![self.account.clone()]
@@ -90,7 +89,6 @@ impl Command for DepositMany {
     type Event = AccountEvent;
     type State = Account;
     type Error = BankError;
-    const CACHE_STATE: bool = true;
 
     fn streams(&self) -> Vec<StreamId> {
         vec![self.account.clone()]

@@ -1,6 +1,7 @@
 //! The `Command` trait: what a user writes to make a decision over several
 //! streams.
 
+use crate::view::{ViewKind, Views};
 use crate::{Event, ExpectedVersion, StreamId};
 
 /// A command: declares the streams it reads, folds their events into a
@@ -69,16 +70,22 @@ pub trait Command: Send + 'static {
     /// so far. Either emit events, ask for more streams, or refuse.
     fn decide(&self, state: &Self::State, decision: &mut Decision<Self::Event>) -> Result<(), Self::Error>;
 
-    /// Opt-in: whether a driver may keep this command's folded state between
-    /// executions (see `Executor::with_state_cache` in `eventcore-tokio`),
-    /// keyed by the command type and its declared streams, and validated by
-    /// the append's expected versions like any read.
-    ///
-    /// Set it only when `apply` depends on nothing but the stream ids and the
-    /// events — not on other fields of `self` — so that two commands of this
-    /// type declaring the same streams fold to the same state. Then a command
-    /// on a long stream costs one append instead of a read and a full fold.
-    const CACHE_STATE: bool = false;
+    /// The view `stream` is folded into, for a command that reads it through
+    /// a [`View`](crate::View) instead of `apply`. `#[derive(Command)]` writes
+    /// it; a hand-written command that folds everything in `apply` keeps the
+    /// default, `None`.
+    fn view_of(&self, stream: &StreamId) -> Option<ViewKind> {
+        let _ = stream;
+        None
+    }
+
+    /// Where the state keeps the views of the streams read through one;
+    /// `None` (the default) for a command without views. `#[derive(Command)]`
+    /// writes it (its state is [`Views`]).
+    fn views_mut(state: &mut Self::State) -> Option<&mut Views> {
+        let _ = state;
+        None
+    }
 }
 
 /// What `decide` produced: events addressed to streams, streams it still
@@ -99,7 +106,9 @@ pub trait Command: Send + 'static {
 pub struct Decision<E> {
     pub(crate) events: Vec<(StreamId, E)>,
     pub(crate) reads: Vec<StreamId>,
+    pub(crate) read_views: Vec<(StreamId, ViewKind)>,
     pub(crate) expectations: Vec<(StreamId, ExpectedVersion)>,
+    pub(crate) missing_view: Option<(StreamId, ViewKind)>,
 }
 
 impl<E> Default for Decision<E> {
@@ -114,7 +123,9 @@ impl<E> Decision<E> {
         Decision {
             events: Vec::new(),
             reads: Vec::new(),
+            read_views: Vec::new(),
             expectations: Vec::new(),
+            missing_view: None,
         }
     }
 
@@ -129,6 +140,15 @@ impl<E> Decision<E> {
         if !self.reads.contains(&stream) {
             self.reads.push(stream);
         }
+    }
+
+    /// Asks to read `stream` through the view `kind` before deciding again
+    /// (discovery for view commands; see [`crate::Emit::read`]).
+    pub fn read_view(&mut self, stream: StreamId, kind: ViewKind) {
+        if !self.read_views.iter().any(|(s, _)| s == &stream) {
+            self.read_views.push((stream.clone(), kind));
+        }
+        self.read(stream);
     }
 
     /// Replaces the expected version used for `stream` in the append. By

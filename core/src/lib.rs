@@ -44,10 +44,13 @@ mod event;
 mod ids;
 mod machine;
 mod policy;
+mod snapshot;
 pub mod store;
 mod subscription;
 mod time;
 mod version;
+mod view;
+mod view_cache;
 
 pub use codec::{
     decode_json, decode_recorded, encode_json, DecodeError, DecodeErrorKind, EncodeError, EncodedEvent, Event,
@@ -57,8 +60,9 @@ pub use event::{EventMetadata, EventType, InvalidEventType, NewEvent, Payload, R
 pub use ids::{
     CausationId, CommandId, CorrelationId, EventId, InvalidStreamId, RequestId, StreamId, MAX_STREAM_ID_BYTES,
 };
-pub use machine::{CommandError, CommandMachine, Executed, ExecutionContext, ExecutionStats, StateSnapshot, Step};
+pub use machine::{CommandError, CommandMachine, Executed, ExecutionContext, ExecutionStats, Step};
 pub use policy::{ExecutionPolicy, RetryPolicy};
+pub use snapshot::{Snapshot, SnapshotRejected};
 pub use store::{
     AppendLimits, AppendReceipt, AppendRequest, Conflict, ErrorSource, EventFilter, InvalidAppend, InvalidRequest,
     Operation, ReadAllRequest, ReadAllResponse, ReadRequest, ReadResponse, StoreError, StreamAppend, StreamCommit,
@@ -70,3 +74,5 @@ pub use subscription::{
 };
 pub use time::Time;
 pub use version::{ExpectedVersion, GlobalPosition, StreamVersion};
+pub use view::{prime_views, AnyEvent, AnyView, ComposeViews, Decide, Emit, StreamView, View, ViewKind, Views};
+pub use view_cache::{ViewCache, ViewCacheStats};

@@ -20,6 +20,7 @@ use crate::entropy::Entropy;
 use crate::store::{
     AppendReceipt, AppendRequest, Operation, ReadRequest, ReadResponse, StoreError, StreamAppend, StreamRead,
 };
+use crate::view::{view_mut, AnyEvent, AnyView, StreamView, ViewKind};
 use crate::{
     CausationId, Command, CommandId, CorrelationId, Decision, Event, EventId, EventMetadata, ExecutionPolicy,
     ExpectedVersion, GlobalPosition, NewEvent, RecordedEvent, RequestId, StreamId, StreamVersion, Time,
@@ -85,30 +86,6 @@ impl ExecutionContext {
     }
 }
 
-/// A command's folded state over its streams, kept by a driver between
-/// executions (see [`CommandMachine::prime_state`] and
-/// [`Command::CACHE_STATE`]).
-///
-/// ```
-/// use eventcore::{GlobalPosition, StateSnapshot, StreamId, StreamVersion};
-/// let snapshot = StateSnapshot {
-///     state: 42_u64,
-///     streams: vec![(StreamId::new("account-1")?, StreamVersion::new(7))],
-///     through: GlobalPosition::new(99),
-/// };
-/// assert_eq!(snapshot.streams[0].1.get(), 7);
-/// # Ok::<(), eventcore::InvalidStreamId>(())
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StateSnapshot<S> {
-    /// The folded state.
-    pub state: S,
-    /// The declared streams, in order, with the version folded up to.
-    pub streams: Vec<(StreamId, StreamVersion)>,
-    /// The highest global position folded in.
-    pub through: GlobalPosition,
-}
-
 /// What the driver should do next.
 ///
 /// ```
@@ -172,6 +149,9 @@ pub struct ExecutionStats {
     pub discovery_rounds: u32,
     /// Responses ignored because they were stale or duplicated.
     pub ignored_responses: u32,
+    /// Views a driver started from (cache or snapshot) that proved ahead of
+    /// the store and were rebuilt from events.
+    pub stale_views: u32,
 }
 
 /// A successful execution.
@@ -273,6 +253,27 @@ pub enum CommandError<E> {
     /// The store failed in a way retrying cannot fix, or refused the append.
     #[error("store error: {0}")]
     Store(#[source] StoreError),
+    /// A view command's state needed the view of a stream that was not read
+    /// through it (the command's `streams()` and its state disagree).
+    #[error("stream `{stream}` was not read through view {view}; declare it with #[stream] or Emit::read")]
+    MissingView {
+        /// The stream concerned.
+        stream: StreamId,
+        /// The view the state asked for.
+        view: ViewKind,
+    },
+    /// An event was addressed to a stream whose view cannot fold it (its
+    /// type is not the view's event type). Nothing was written.
+    #[error("event for stream `{stream}` cannot be folded by its view {view}: {source}")]
+    ViewCannotFold {
+        /// The stream concerned.
+        stream: StreamId,
+        /// The stream's view.
+        view: ViewKind,
+        /// Why the view's event type does not decode it.
+        #[source]
+        source: crate::DecodeErrorKind,
+    },
 }
 
 impl<E> CommandError<E> {
@@ -297,6 +298,26 @@ struct StreamCursor {
     /// Whether what we hold came from a cache ([`CommandMachine::prime`])
     /// and no store read has confirmed it yet.
     primed: bool,
+    /// The view this stream is folded into, instead of the command's
+    /// `apply` in global order.
+    view: Option<ViewKind>,
+    /// The version the execution started this stream from (a primed view's
+    /// version, else 0).
+    base: StreamVersion,
+}
+
+impl StreamCursor {
+    fn new(stream: StreamId, view: Option<ViewKind>) -> Self {
+        StreamCursor {
+            stream,
+            read_to: StreamVersion::NONE,
+            head: StreamVersion::NONE,
+            pending: true,
+            primed: false,
+            view,
+            base: StreamVersion::NONE,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -393,20 +414,13 @@ pub struct CommandMachine<C: Command> {
     /// twice, or refuse it because of its own effects, so the machine asks
     /// the store for the original receipt instead.
     own_commit: Vec<RecordedEvent>,
-    /// Set while the state came from a [`StateSnapshot`]: everything at or
-    /// below this position is already folded into it.
-    snapshot_floor: Option<GlobalPosition>,
-    /// The events of the append in flight, kept to bring a snapshot of the
-    /// state up to date once they commit.
+    /// The events of the append in flight, kept (for commands that read
+    /// through views) to fold into the written streams' views once they
+    /// commit, so the views handed back to a cache are up to date.
     decided: Vec<(StreamId, C::Event)>,
-    /// For a command that caches its state: the highest position of this
-    /// execution's commit, once its events are folded into the state (done
-    /// when the receipt arrives, so the receipt need not be kept), or `None`
-    /// when the commit was deduplicated and its events are not the decided
-    /// ones. Unset while nothing committed.
-    committed_through: Option<Option<GlobalPosition>>,
-    /// Whether the execution ended successfully.
-    finished_ok: bool,
+    /// View streams whose cached or snapshotted starting point proved ahead
+    /// of the store: the driver must drop those cache entries.
+    stale_views: Vec<(StreamId, ViewKind)>,
     stats: ExecutionStats,
     outcome: Option<Result<Executed, CommandError<C::Error>>>,
 }
@@ -419,15 +433,14 @@ impl<C: Command> CommandMachine<C> {
         let deadline = context.deadline.map_or(relative, |d| d.min(relative));
         let streams = command.streams();
         let mut cursors: Vec<StreamCursor> = Vec::with_capacity(streams.len());
+        let mut state = C::State::default();
         for stream in streams {
             if !cursors.iter().any(|c| c.stream == stream) {
-                cursors.push(StreamCursor {
-                    stream,
-                    read_to: StreamVersion::NONE,
-                    head: StreamVersion::NONE,
-                    pending: true,
-                    primed: false,
-                });
+                let view = command.view_of(&stream);
+                if let (Some(kind), Some(views)) = (view, C::views_mut(&mut state)) {
+                    views.ensure(&stream, kind);
+                }
+                cursors.push(StreamCursor::new(stream, view));
             }
         }
         let mut machine = CommandMachine {
@@ -442,16 +455,14 @@ impl<C: Command> CommandMachine<C> {
             cursors,
             held: Vec::new(),
             applied: 0,
-            state: C::State::default(),
+            state,
             discovery_rounds: 0,
             phase: Phase::ReadDue,
             unresolved: None,
             last_error: None,
             own_commit: Vec::new(),
-            snapshot_floor: None,
             decided: Vec::new(),
-            committed_through: None,
-            finished_ok: false,
+            stale_views: Vec::new(),
             stats: ExecutionStats::default(),
             outcome: None,
         };
@@ -571,131 +582,138 @@ impl<C: Command> CommandMachine<C> {
         true
     }
 
-    /// Starts from a folded state a driver kept from an earlier execution of
-    /// the same command type over the same streams (see
-    /// [`Command::CACHE_STATE`]), instead of reading and folding the streams
-    /// from the start. Each stream is pinned to the version in the snapshot,
-    /// so a stale snapshot costs a conflict and an incremental re-read, and a
-    /// refusal or empty decision is confirmed by a read before it is final.
+    /// Starts a view stream from a fold a driver kept (a cache entry or a
+    /// persisted snapshot) instead of reading it from version 1: the machine
+    /// reads only what is newer when it must, and pins the append to
+    /// `version`, so a stale view costs a conflict and a read of the tail,
+    /// never a wrong decision. A refusal or an empty decision is confirmed by
+    /// a read before it is final, and a view that claims versions the store
+    /// does not have is dropped and the stream folded from the start
+    /// ([`CommandMachine::stale_views`]).
     ///
-    /// Gives the snapshot back unused when it does not fit: the command does
-    /// not opt in, the machine has started or holds events, or the snapshot's
-    /// streams are not exactly the declared ones, in order.
-    pub fn prime_state(&mut self, snapshot: StateSnapshot<C::State>) -> Result<(), StateSnapshot<C::State>> {
-        let fits = C::CACHE_STATE
-            && self.next_request == 0
-            && matches!(self.phase, Phase::ReadDue)
-            && self.held.is_empty()
-            && self.snapshot_floor.is_none()
-            && self.cursors.iter().all(|c| !c.primed && c.read_to.is_none())
-            && snapshot.streams.len() == self.cursors.len()
-            && snapshot
-                .streams
-                .iter()
-                .zip(&self.cursors)
-                .all(|((s, _), c)| s == &c.stream);
-        if !fits {
-            return Err(snapshot);
+    /// Returns `false` and ignores the view when it does not fit: no read is
+    /// due, the stream is not read through a view of this kind, or it
+    /// already holds events.
+    pub fn prime_view(&mut self, stream: &StreamId, version: StreamVersion, view: Arc<dyn AnyView>) -> bool {
+        if !matches!(self.phase, Phase::ReadDue) {
+            return false;
         }
-        for ((_, version), cursor) in snapshot.streams.iter().zip(&mut self.cursors) {
-            cursor.read_to = *version;
-            cursor.head = *version;
-            cursor.pending = false;
-            cursor.primed = true;
-        }
-        self.state = snapshot.state;
-        self.snapshot_floor = Some(snapshot.through);
-        Ok(())
-    }
-
-    /// After a successful execution of a command that opts in
-    /// ([`Command::CACHE_STATE`]), hands out its folded state brought up to
-    /// date with what it committed, for the next execution over the same
-    /// streams. `None` otherwise (including for a deduplicated commit, whose
-    /// events are not the ones this execution decided).
-    pub fn take_snapshot(&mut self) -> Option<StateSnapshot<C::State>> {
-        if !C::CACHE_STATE || !matches!(self.phase, Phase::Done | Phase::Finished) {
-            return None;
-        }
-        if !self.finished_ok {
-            return None;
-        }
-        let mut through = self.snapshot_floor.unwrap_or(GlobalPosition::START);
-        if let Some(last) = self.applied.checked_sub(1).map(|i| self.held[i].position) {
-            through = through.max(last);
-        }
-        match self.committed_through {
-            // Deduplicated: the commit's events are not the ones decided here.
-            Some(None) => return None,
-            Some(Some(last)) => through = through.max(last),
-            None => {}
-        }
-        let state = std::mem::take(&mut self.state);
-        let streams: Vec<(StreamId, StreamVersion)> = self.cursors.iter().map(|c| (c.stream.clone(), c.head)).collect();
-        Some(StateSnapshot {
-            state,
-            streams,
-            through,
-        })
-    }
-
-    /// Brings the state up to date with this execution's own commit, for
-    /// [`CommandMachine::take_snapshot`]: the decided events are folded in
-    /// global order and each written stream's head moves to the commit's
-    /// last version. The execution is over, so nothing decides on this state
-    /// again; doing it here spares keeping a copy of the receipt.
-    fn fold_commit(&mut self, receipt: &AppendReceipt) {
-        if receipt.deduplicated {
-            self.committed_through = Some(None);
-            return;
-        }
-        let mut through = GlobalPosition::START;
-        let single = match receipt.streams.as_slice() {
-            [commit] if commit.positions.windows(2).all(|w| w[0] < w[1]) => Some(commit),
-            _ => None,
+        let kind = view.kind();
+        let Some(cursor) = self
+            .cursors
+            .iter_mut()
+            .find(|c| &c.stream == stream && c.view == Some(kind) && c.read_to.is_none() && c.pending)
+        else {
+            return false;
         };
-        if let Some(commit) = single {
-            // One stream whose positions increase (as the contract says):
-            // already in global order, no sort needed.
-            let events = self.decided.iter().filter(|(s, _)| s == &commit.stream).map(|(_, e)| e);
-            for (position, event) in commit.positions.iter().zip(events) {
-                self.command.apply(&mut self.state, &commit.stream, event);
-                through = through.max(*position);
-            }
-            if let Some(cursor) = self.cursors.iter_mut().find(|c| c.stream == commit.stream) {
-                cursor.head = commit.last_version;
-            }
-            self.committed_through = Some(Some(through));
-            return;
-        }
-        let mut own: Vec<(GlobalPosition, &StreamId, &C::Event)> = Vec::with_capacity(self.decided.len());
-        for commit in &receipt.streams {
-            let events = self.decided.iter().filter(|(s, _)| s == &commit.stream).map(|(_, e)| e);
-            for (position, event) in commit.positions.iter().zip(events) {
-                own.push((*position, &commit.stream, event));
-            }
-            if let Some(cursor) = self.cursors.iter_mut().find(|c| c.stream == commit.stream) {
-                cursor.head = commit.last_version;
-            }
-        }
-        own.sort_by_key(|(position, _, _)| *position);
-        for (position, stream, event) in own {
-            self.command.apply(&mut self.state, stream, event);
-            through = through.max(position);
-        }
-        self.committed_through = Some(Some(through));
+        let Some(slot) = C::views_mut(&mut self.state).and_then(|views| views.slot_mut(stream)) else {
+            return false;
+        };
+        slot.view = view;
+        cursor.read_to = version;
+        cursor.head = version;
+        cursor.base = version;
+        cursor.pending = false;
+        cursor.primed = true;
+        true
     }
 
-    fn drop_snapshot(&mut self) {
-        self.snapshot_floor = None;
-        self.state = C::State::default();
-        self.held.clear();
-        self.applied = 0;
-        for cursor in &mut self.cursors {
-            cursor.read_to = StreamVersion::NONE;
-            cursor.head = StreamVersion::NONE;
-            cursor.pending = true;
-            cursor.primed = false;
+    /// View streams that are due to be read from the start: what a driver
+    /// may prime from a cache or a snapshot before the next
+    /// [`CommandMachine::poll`] (including streams discovered by `decide`).
+    pub fn unprimed_views(&self) -> Vec<(StreamId, ViewKind)> {
+        if !matches!(self.phase, Phase::ReadDue) {
+            return Vec::new();
+        }
+        self.cursors
+            .iter()
+            .filter(|c| c.pending && c.read_to.is_none() && c.base.is_none())
+            .filter_map(|c| c.view.map(|kind| (c.stream.clone(), kind)))
+            .collect()
+    }
+
+    /// The view of every stream read through one, each with the version it
+    /// is folded to (this execution's own commit included once it is
+    /// known). Each is exactly the fold of the stream's first `version`
+    /// events, whatever the outcome, so a driver may cache all of them; the
+    /// machine keeps shared references, so call it once the execution ended.
+    pub fn take_views(&mut self) -> Vec<StreamView> {
+        let Some(views) = C::views_mut(&mut self.state) else {
+            return Vec::new();
+        };
+        let mut out = Vec::with_capacity(views.slots.len());
+        for cursor in &self.cursors {
+            let Some(kind) = cursor.view else { continue };
+            if cursor.read_to.is_none() && cursor.pending {
+                // Never read (or dropped as stale and not read again).
+                continue;
+            }
+            if let Some(slot) = views.slots.iter().find(|s| s.stream == cursor.stream) {
+                out.push(StreamView {
+                    stream: cursor.stream.clone(),
+                    kind,
+                    version: cursor.read_to,
+                    base_version: cursor.base,
+                    view: Arc::clone(&slot.view),
+                });
+            }
+        }
+        out
+    }
+
+    /// View streams whose starting point (from [`CommandMachine::prime_view`])
+    /// proved ahead of the store; a driver drops them from its cache.
+    pub fn stale_views(&self) -> &[(StreamId, ViewKind)] {
+        &self.stale_views
+    }
+
+    /// Folds this execution's own commit into the written streams' views, so
+    /// the views handed out by [`CommandMachine::take_views`] include it. A
+    /// stream whose commit does not follow the version folded (its
+    /// expectation was relaxed and another writer got in between) keeps its
+    /// view at the version read, which is still exact.
+    fn fold_commit(&mut self, receipt: &AppendReceipt) {
+        let decided = std::mem::take(&mut self.decided);
+        if receipt.deduplicated {
+            return;
+        }
+        let Some(views) = C::views_mut(&mut self.state) else {
+            return;
+        };
+        for commit in &receipt.streams {
+            let Some(cursor) = self.cursors.iter_mut().find(|c| c.stream == commit.stream) else {
+                continue;
+            };
+            if cursor.view.is_none() {
+                continue;
+            }
+            let Some(slot) = views.slot_mut(&commit.stream) else {
+                continue;
+            };
+            let events: Vec<&C::Event> = decided
+                .iter()
+                .filter(|(s, _)| s == &commit.stream)
+                .map(|(_, e)| e)
+                .collect();
+            if cursor.read_to.get() + events.len() as u64 != commit.last_version.get() {
+                continue;
+            }
+            let mut view = Arc::clone(&slot.view);
+            let folded = events.iter().all(|event| {
+                let erased: &dyn std::any::Any = *event;
+                match erased.downcast_ref::<AnyEvent>() {
+                    Some(any) => view_mut(&mut view).apply_emitted(any).is_ok(),
+                    None => match event.encode() {
+                        Ok(encoded) => view_mut(&mut view).apply_emitted(&AnyEvent::stored(encoded)).is_ok(),
+                        Err(_) => false,
+                    },
+                }
+            });
+            if folded {
+                slot.view = view;
+                cursor.read_to = commit.last_version;
+                cursor.head = commit.last_version;
+            }
         }
     }
 
@@ -826,7 +844,7 @@ impl<C: Command> CommandMachine<C> {
         match result {
             Ok(receipt) if receipt.command_id == self.context.command_id => {
                 self.unresolved = None;
-                if C::CACHE_STATE {
+                if !self.decided.is_empty() {
                     self.fold_commit(&receipt);
                 }
                 let executed = Executed {
@@ -943,7 +961,6 @@ impl<C: Command> CommandMachine<C> {
     }
 
     fn finish(&mut self, outcome: Result<Executed, CommandError<C::Error>>) {
-        self.finished_ok = outcome.is_ok();
         self.outcome = Some(outcome);
         self.phase = Phase::Done;
     }
@@ -1021,7 +1038,8 @@ impl<C: Command> CommandMachine<C> {
     }
 
     /// Checks a read response against what was asked, decodes its events and
-    /// folds them into the held set.
+    /// folds them: into the stream's view for a view stream, into the held
+    /// set (folded in global order before deciding) otherwise.
     fn absorb(
         &mut self,
         asked: &[(usize, StreamVersion)],
@@ -1033,24 +1051,6 @@ impl<C: Command> CommandMachine<C> {
                 message,
             })
         };
-        if let Some(floor) = self.snapshot_floor {
-            // Events that sort below what the snapshot (or anything folded
-            // on top of it) already covers cannot be folded in global order:
-            // give the snapshot up and read everything afresh.
-            let folded_through = self
-                .applied
-                .checked_sub(1)
-                .map_or(floor, |i| floor.max(self.held[i].position));
-            let out_of_order = response
-                .streams
-                .iter()
-                .flat_map(|slice| &slice.events)
-                .any(|e| e.position <= folded_through);
-            if out_of_order {
-                self.drop_snapshot();
-                return Ok(());
-            }
-        }
         if response.streams.len() != asked.len() {
             return Err(violation(format!(
                 "asked for {} streams, got {}",
@@ -1066,6 +1066,20 @@ impl<C: Command> CommandMachine<C> {
                 return Err(violation(format!("asked for `{stream}`, got `{}`", slice.stream)));
             }
             if slice.head < after {
+                if let Some(kind) = self.cursors[cursor].view.filter(|_| self.cursors[cursor].base == after) {
+                    // The view this stream started from (a cache entry or a
+                    // snapshot) claims versions the store does not have:
+                    // drop it and fold the stream from the start.
+                    self.stats.stale_views += 1;
+                    self.stale_views.push((stream.clone(), kind));
+                    let stream = stream.clone();
+                    if let Some(slot) = C::views_mut(&mut self.state).and_then(|v| v.slot_mut(&stream)) {
+                        slot.view = kind.empty();
+                    }
+                    let view = self.cursors[cursor].view;
+                    self.cursors[cursor] = StreamCursor::new(stream, view);
+                    continue;
+                }
                 return Err(violation(format!(
                     "stream `{stream}` went back from version {after} to {}",
                     slice.head
@@ -1088,20 +1102,35 @@ impl<C: Command> CommandMachine<C> {
                     slice.head
                 )));
             }
-            self.held.reserve(slice.events.len());
             for recorded in &slice.events {
-                let event = crate::decode_recorded::<C::Event>(recorded)?;
                 if recorded.metadata.command_id == self.context.command_id {
                     self.own_commit.push(recorded.clone());
                 }
-                if last_applied.is_some_and(|p| recorded.position <= p) {
-                    needs_refold = true;
+            }
+            let view_slot = match self.cursors[cursor].view {
+                Some(_) => C::views_mut(&mut self.state).and_then(|views| views.slot_mut(&slice.stream)),
+                None => None,
+            };
+            if let Some(slot) = view_slot {
+                // A view folds its own stream in stream order; how its events
+                // interleave with other streams' does not matter to it.
+                let view = view_mut(&mut slot.view);
+                for recorded in &slice.events {
+                    view.apply_recorded(recorded)?;
                 }
-                self.held.push(HeldEvent {
-                    position: recorded.position,
-                    cursor,
-                    event,
-                });
+            } else {
+                self.held.reserve(slice.events.len());
+                for recorded in &slice.events {
+                    let event = crate::decode_recorded::<C::Event>(recorded)?;
+                    if last_applied.is_some_and(|p| recorded.position <= p) {
+                        needs_refold = true;
+                    }
+                    self.held.push(HeldEvent {
+                        position: recorded.position,
+                        cursor,
+                        event,
+                    });
+                }
             }
             let state = &mut self.cursors[cursor];
             state.read_to = read_to;
@@ -1111,7 +1140,13 @@ impl<C: Command> CommandMachine<C> {
         }
         if needs_refold {
             self.held.sort_by_key(|e| e.position);
+            // Views are folded per stream and stay; only the global-order
+            // fold starts over.
+            let views = C::views_mut(&mut self.state).map(std::mem::take);
             self.state = C::State::default();
+            if let (Some(views), Some(slot)) = (views, C::views_mut(&mut self.state)) {
+                *slot = views;
+            }
             self.applied = 0;
         } else {
             // Everything not yet folded (earlier pages included) must be in
@@ -1169,8 +1204,14 @@ impl<C: Command> CommandMachine<C> {
         let Decision {
             events,
             reads,
+            read_views,
             expectations,
+            missing_view,
         } = decision;
+        if let Some((stream, kind)) = missing_view {
+            self.finish(Err(CommandError::MissingView { stream, view: kind }));
+            return;
+        }
         let new_streams: Vec<StreamId> = reads
             .into_iter()
             .filter(|s| !self.cursors.iter().any(|c| &c.stream == s))
@@ -1186,13 +1227,15 @@ impl<C: Command> CommandMachine<C> {
                 return;
             }
             for stream in new_streams {
-                self.cursors.push(StreamCursor {
-                    stream,
-                    read_to: StreamVersion::NONE,
-                    head: StreamVersion::NONE,
-                    pending: true,
-                    primed: false,
-                });
+                let view = read_views
+                    .iter()
+                    .find(|(s, _)| s == &stream)
+                    .map(|(_, kind)| *kind)
+                    .or_else(|| self.command.view_of(&stream));
+                if let (Some(kind), Some(views)) = (view, C::views_mut(&mut self.state)) {
+                    views.ensure(&stream, kind);
+                }
+                self.cursors.push(StreamCursor::new(stream, view));
             }
             self.phase = Phase::ReadDue;
             return;
@@ -1207,6 +1250,10 @@ impl<C: Command> CommandMachine<C> {
             self.finish(Err(CommandError::UnreadStream { stream }));
             return;
         }
+        if let Err(error) = self.check_view_events(&events) {
+            self.finish(Err(error));
+            return;
+        }
         if events.is_empty() {
             let executed = Executed {
                 command_id: self.context.command_id,
@@ -1219,11 +1266,46 @@ impl<C: Command> CommandMachine<C> {
         }
         match self.build_append(&events, &expectations) {
             Ok(request) => {
-                self.decided = events;
+                if self.cursors.iter().any(|c| c.view.is_some()) {
+                    self.decided = events;
+                }
                 self.phase = Phase::AppendDue(Arc::new(request));
             }
             Err(error) => self.finish(Err(error)),
         }
+    }
+
+    /// Refuses, before anything is sent, an event addressed to a view stream
+    /// that the stream's view could not fold: stored, it would make the
+    /// stream unreadable through that view for good.
+    fn check_view_events(&mut self, events: &[(StreamId, C::Event)]) -> Result<(), CommandError<C::Error>> {
+        let Some(views) = C::views_mut(&mut self.state) else {
+            return Ok(());
+        };
+        for (stream, event) in events {
+            let Some(slot) = views.slot_mut(stream) else { continue };
+            let erased: &dyn std::any::Any = event;
+            let verdict = match erased.downcast_ref::<AnyEvent>() {
+                Some(any) => slot.view.accepts(any),
+                None => match event.encode() {
+                    Ok(encoded) => slot.view.accepts(&AnyEvent::stored(encoded)),
+                    Err(source) => {
+                        return Err(CommandError::Encode {
+                            stream: stream.clone(),
+                            source,
+                        })
+                    }
+                },
+            };
+            if let Err(source) = verdict {
+                return Err(CommandError::ViewCannotFold {
+                    stream: stream.clone(),
+                    view: slot.kind,
+                    source,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Re-sends what this command id already committed, so that the store
@@ -1617,46 +1699,68 @@ mod tests {
         );
     }
 
-    /// Folds positions like `Order`, opts into state caching, and always
-    /// writes, so an append pins both streams.
-    struct Cached(Vec<StreamId>);
+    /// A counter view: how many events its stream holds.
+    #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+    struct Count(u64);
 
-    impl Command for Cached {
+    impl crate::View for Count {
         type Event = Ev;
-        type State = Vec<u64>;
+        const NAME: &'static str = "count";
+        fn apply(&mut self, _: &Ev) {
+            self.0 += 1;
+        }
+    }
+
+    /// A view command written by hand (what `#[derive(Command)]` writes):
+    /// reads every stream through `Count`, appends one event to the first.
+    struct Bump(Vec<StreamId>);
+
+    impl Command for Bump {
+        type Event = AnyEvent;
+        type State = crate::Views;
         type Error = OutOfOrder;
-        const CACHE_STATE: bool = true;
         fn streams(&self) -> Vec<StreamId> {
             self.0.clone()
         }
-        fn apply(&self, seen: &mut Vec<u64>, _: &StreamId, event: &Ev) {
-            let Ev::At(p) = event;
-            seen.push(*p);
+        fn view_of(&self, _: &StreamId) -> Option<ViewKind> {
+            Some(ViewKind::of::<Count>())
         }
-        fn decide(&self, _: &Vec<u64>, out: &mut Decision<Ev>) -> Result<(), OutOfOrder> {
-            out.emit(&self.0[0], Ev::At(0));
+        fn views_mut(state: &mut crate::Views) -> Option<&mut crate::Views> {
+            Some(state)
+        }
+        fn apply(&self, _: &mut crate::Views, _: &StreamId, _: &AnyEvent) {}
+        fn decide(&self, _: &crate::Views, out: &mut Decision<AnyEvent>) -> Result<(), OutOfOrder> {
+            crate::Emit::new(out).emit(&self.0[0], Ev::At(0));
             Ok(())
         }
     }
 
+    fn count(n: u64) -> Arc<dyn AnyView> {
+        ViewKind::of::<Count>().decode(&n.to_string()).expect("a count decodes")
+    }
+
+    fn count_of(views: &[StreamView], stream: &StreamId) -> Option<(u64, u64)> {
+        views
+            .iter()
+            .find(|v| &v.stream == stream)
+            .map(|v| (v.version.get(), v.view.downcast::<Count>().map_or(u64::MAX, |c| c.0)))
+    }
+
     #[test]
-    fn a_snapshot_is_given_up_when_newer_reads_sort_below_it() {
+    fn a_primed_view_that_is_stale_costs_a_conflict_and_a_read_of_the_tail() {
         let (a, b) = (stream("a"), stream("b"));
         let now = Time::from_unix_millis(1);
         let ctx = ExecutionContext::new(CommandId::v7(now, [1; 10]));
         let mut machine = CommandMachine::new(
-            Cached(vec![a.clone(), b.clone()]),
+            Bump(vec![a.clone(), b.clone()]),
             ExecutionPolicy::default(),
             ctx,
             now,
             3,
         );
-        let snapshot = StateSnapshot {
-            state: vec![90, 100],
-            streams: vec![(a.clone(), StreamVersion::new(1)), (b.clone(), StreamVersion::new(1))],
-            through: GlobalPosition::new(100),
-        };
-        assert!(machine.prime_state(snapshot).is_ok());
+        assert_eq!(machine.unprimed_views().len(), 2);
+        assert!(machine.prime_view(&a, StreamVersion::new(1), count(1)));
+        assert!(machine.prime_view(&b, StreamVersion::new(1), count(1)));
         let Step::Append(append) = machine.poll() else {
             panic!("no read needed")
         };
@@ -1675,57 +1779,70 @@ mod tests {
         };
         assert!(
             reread.streams.iter().all(|r| r.after == StreamVersion::new(1)),
-            "incremental: {reread:?}"
+            "only the tail: {reread:?}"
         );
-        // A late commit landed on `a` below the snapshot's position 100.
         let data = vec![
             (a.clone(), vec![recorded(&a, 1, 90), recorded(&a, 2, 50)]),
             (b.clone(), vec![recorded(&b, 1, 100)]),
         ];
         machine.on_read(reread.id, Ok(answer(&reread, &data)), now);
-        let Step::Read(full) = machine.poll() else {
-            panic!("the snapshot is given up: read everything")
-        };
-        assert!(full.streams.iter().all(|r| r.after == StreamVersion::NONE), "{full:?}");
-        machine.on_read(full.id, Ok(answer(&full, &data)), now);
         let Step::Append(retry) = machine.poll() else {
-            panic!("decides again")
+            panic!("decides again on the tail")
         };
-        machine.on_append(retry.id, Err(StoreError::transient(Operation::Append, "x")), now);
-        assert!(machine.take_snapshot().is_none(), "not finished, no snapshot");
-    }
-
-    #[test]
-    fn a_snapshot_after_a_commit_includes_the_committed_events() {
-        let a = stream("a");
-        let now = Time::from_unix_millis(1);
-        let ctx = ExecutionContext::new(CommandId::v7(now, [1; 10]));
-        let mut machine = CommandMachine::new(Cached(vec![a.clone()]), ExecutionPolicy::default(), ctx, now, 3);
-        let Step::Read(read) = machine.poll() else {
-            panic!("reads first")
-        };
-        let data = vec![(a.clone(), vec![recorded(&a, 1, 7)])];
-        machine.on_read(read.id, Ok(answer(&read, &data)), now);
-        let Step::Append(append) = machine.poll() else {
-            panic!("appends")
-        };
+        assert_eq!(retry.streams[0].expected, ExpectedVersion::Exact(StreamVersion::new(2)));
         let receipt = AppendReceipt {
-            command_id: append.command_id(),
+            command_id: retry.command_id(),
             streams: vec![crate::StreamCommit {
                 stream: a.clone(),
-                first_version: StreamVersion::new(2),
-                last_version: StreamVersion::new(2),
-                positions: vec![GlobalPosition::new(9)],
+                first_version: StreamVersion::new(3),
+                last_version: StreamVersion::new(3),
+                positions: vec![GlobalPosition::new(101)],
             }],
             deduplicated: false,
         };
-        machine.on_append(append.id, Ok(receipt), now);
+        machine.on_append(retry.id, Ok(receipt), now);
         assert!(matches!(machine.poll(), Step::Done(Ok(_))));
-        let snapshot = machine
-            .take_snapshot()
-            .expect("a successful opted-in execution leaves a snapshot");
-        assert_eq!(snapshot.state, vec![7, 0], "the read event, then the committed one");
-        assert_eq!(snapshot.streams, vec![(a, StreamVersion::new(2))]);
-        assert_eq!(snapshot.through, GlobalPosition::new(9));
+        let views = machine.take_views();
+        assert_eq!(count_of(&views, &a), Some((3, 3)), "cached 1 + tail 1 + own commit 1");
+        assert_eq!(count_of(&views, &b), Some((1, 1)));
+        assert!(machine.stale_views().is_empty());
+    }
+
+    #[test]
+    fn a_primed_view_ahead_of_the_store_is_dropped_and_the_stream_folded_from_the_start() {
+        let a = stream("a");
+        let now = Time::from_unix_millis(1);
+        let ctx = ExecutionContext::new(CommandId::v7(now, [1; 10]));
+        let mut machine = CommandMachine::new(Bump(vec![a.clone()]), ExecutionPolicy::default(), ctx, now, 3);
+        // A snapshot claiming 5 events of a stream that has 2.
+        assert!(machine.prime_view(&a, StreamVersion::new(5), count(5)));
+        let Step::Append(append) = machine.poll() else {
+            panic!("no read needed")
+        };
+        let conflict = Conflict {
+            stream: a.clone(),
+            expected: append.streams[0].expected,
+            actual: StreamVersion::new(2),
+        };
+        machine.on_append(append.id, Err(StoreError::Conflict(conflict)), now);
+        let Step::Read(reread) = machine.poll() else {
+            panic!("re-reads")
+        };
+        assert_eq!(reread.streams[0].after, StreamVersion::new(5));
+        let data = vec![(a.clone(), vec![recorded(&a, 1, 1), recorded(&a, 2, 2)])];
+        machine.on_read(reread.id, Ok(answer(&reread, &data)), now);
+        let Step::Read(full) = machine.poll() else {
+            panic!("the stale view is dropped: read from the start")
+        };
+        assert_eq!(full.streams[0].after, StreamVersion::NONE);
+        machine.on_read(full.id, Ok(answer(&full, &data)), now);
+        let Step::Append(retry) = machine.poll() else {
+            panic!("decides on the real stream")
+        };
+        assert_eq!(retry.streams[0].expected, ExpectedVersion::Exact(StreamVersion::new(2)));
+        assert_eq!(machine.stale_views().len(), 1);
+        assert_eq!(machine.stats().stale_views, 1);
+        let views = machine.take_views();
+        assert_eq!(count_of(&views, &a), Some((2, 2)), "the fold of the store's two events");
     }
 }

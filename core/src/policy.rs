@@ -17,6 +17,12 @@ use std::time::Duration;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Total attempts, the first included; 1 means "never retry".
+    ///
+    /// The default is unbounded: an execution is bounded by its deadline
+    /// ([`ExecutionPolicy::timeout`], 30 s by default) rather than by a count,
+    /// so a command on a hot stream keeps competing (with growing, jittered
+    /// backoff) for as long as its caller is willing to wait, however many
+    /// writers it loses to. Set a count for a hard bound on attempts.
     pub max_attempts: u32,
     /// Backoff ceiling before the second attempt.
     pub initial_backoff: Duration,
@@ -29,7 +35,7 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
-            max_attempts: 10,
+            max_attempts: u32::MAX,
             initial_backoff: Duration::from_millis(2),
             multiplier: 2,
             max_backoff: Duration::from_millis(500),

@@ -142,7 +142,6 @@ impl Command for OpenAccount {
     type Event = AccountEvent;
     type State = Account;
     type Error = BankError;
-    const CACHE_STATE: bool = true;
 
     fn streams(&self) -> Vec<StreamId> {
         vec![self.account.clone()]

@@ -1,7 +1,10 @@
 //! Runs command machines against an [`EventStore`] on tokio.
 
-use crate::{Clock, EventStore, StateCache, StreamCache};
-use eventcore::{Command, CommandError, CommandId, Executed, ExecutionContext, ExecutionPolicy, Step, StoreError};
+use crate::views::ViewSupport;
+use crate::{Clock, EventStore, SnapshotStats, SnapshotStore, StreamCache};
+use eventcore::{
+    Command, CommandError, CommandId, Executed, ExecutionContext, ExecutionPolicy, Step, StoreError, ViewCacheStats,
+};
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,8 +47,11 @@ pub struct Executor<S> {
     seed_base: u64,
     executions: AtomicU64,
     cache: Option<StreamCache>,
-    states: Option<StateCache>,
+    views: ViewSupport,
 }
+
+/// The view cache's default bound: 64 MiB of views.
+pub const DEFAULT_VIEW_CACHE_BYTES: usize = 64 << 20;
 
 impl<S: EventStore> Executor<S> {
     /// An executor with the default policy.
@@ -57,24 +63,56 @@ impl<S: EventStore> Executor<S> {
             seed_base: RandomState::new().build_hasher().finish(),
             executions: AtomicU64::new(0),
             cache: None,
-            states: None,
+            views: ViewSupport::new(Some(DEFAULT_VIEW_CACHE_BYTES)),
         }
     }
 
-    /// Keeps the folded state of up to `max_entries` recent (command type,
-    /// streams) pairs for commands that opt in with
-    /// [`eventcore::Command::CACHE_STATE`], so a command on a long stream
-    /// costs one append instead of a read and a fold of the whole stream.
-    /// Used only for executions with a fresh command id ([`Executor::execute`]);
-    /// re-executions with a known id read, so that they find their own commit.
-    pub fn with_state_cache(mut self, max_entries: usize) -> Self {
-        self.states = Some(StateCache::new(max_entries));
+    /// Bounds the view cache to about `max_bytes` of views (by
+    /// `View::approximate_bytes`), or turns it off with `None`. On by default
+    /// ([`DEFAULT_VIEW_CACHE_BYTES`]).
+    ///
+    /// The cache keeps each stream's view as of the last execution that read
+    /// or wrote it, shared by every command that reads the stream through
+    /// that view; an execution starts from it instead of reading the stream.
+    /// It is safe whoever else writes: the append pins the stream to the
+    /// cached version, so a stale entry costs one conflict and a read of the
+    /// newer events, never a wrong decision. Used only for executions with a
+    /// fresh command id ([`Executor::execute`]); re-executions with a known
+    /// id read, so that they find their own commit.
+    pub fn with_view_cache(mut self, max_bytes: Option<usize>) -> Self {
+        self.views.set_cache(max_bytes);
         self
     }
 
-    /// The state cache, if enabled.
-    pub fn state_cache(&self) -> Option<&StateCache> {
-        self.states.as_ref()
+    /// Entries, approximate bytes and counters of the view cache, if on.
+    pub fn view_cache_stats(&self) -> Option<(usize, usize, ViewCacheStats)> {
+        self.views.cache_stats()
+    }
+
+    /// Persists view snapshots in `store` and starts views from them on a
+    /// cache miss (a new process, an evicted entry), so a stream of any
+    /// length costs a read of the events after its newest snapshot.
+    ///
+    /// A snapshot is written, off the command's path, when a stream crosses a
+    /// multiple of its view's `View::SNAPSHOT_EVERY`: a command never
+    /// waits for a snapshot write and never fails because of one. A snapshot
+    /// of another view version, one that does not decode, or one that claims
+    /// versions the stream does not have is ignored (logged, counted) and the
+    /// view folded from events.
+    pub fn with_snapshots(mut self, store: impl SnapshotStore) -> Self {
+        self.views.set_snapshots(store);
+        self
+    }
+
+    /// Counters of snapshot loads and writes.
+    pub fn snapshot_stats(&self) -> SnapshotStats {
+        self.views.snapshot_stats()
+    }
+
+    /// Waits for the snapshot writes in flight to finish (before a process
+    /// exits, or in tests).
+    pub async fn flush_snapshots(&self) {
+        self.views.flush().await;
     }
 
     /// Keeps up to `max_events` events of recently used streams in memory so
@@ -190,15 +228,9 @@ impl<S: EventStore> Executor<S> {
         fresh_id: bool,
     ) -> Result<Executed, CommandError<C::Error>> {
         let mut machine = eventcore::CommandMachine::new(command, policy, context, self.clock.now(), self.next_seed());
-        let states = self.states.as_ref().filter(|_| C::CACHE_STATE && fresh_id);
-        let mut primed_from_state = false;
-        if let Some(states) = states {
-            let declared: Vec<_> = machine.streams().cloned().collect();
-            if let Some(snapshot) = states.take::<C>(&declared) {
-                primed_from_state = machine.prime_state(snapshot).is_ok();
-            }
-        }
-        if let Some(cache) = self.cache.as_ref().filter(|_| !primed_from_state) {
+        let use_views = fresh_id && self.views.enabled();
+        let mut looked_up = Vec::new();
+        if let Some(cache) = self.cache.as_ref() {
             let declared: Vec<_> = machine.streams().cloned().collect();
             for stream in declared {
                 if let Some(chunks) = cache.snapshot(&stream) {
@@ -208,6 +240,9 @@ impl<S: EventStore> Executor<S> {
         }
         let mut conflicted = Vec::new();
         loop {
+            if use_views {
+                self.views.prime(&mut machine, &mut looked_up).await;
+            }
             match machine.poll() {
                 Step::Read(request) => {
                     let deadline = self.wake_deadline(&machine);
@@ -243,11 +278,7 @@ impl<S: EventStore> Executor<S> {
                 }
                 Step::Done(result) => {
                     tracing::trace!(attempts = machine.attempts(), "machine done");
-                    if let Some(states) = states {
-                        if let Some(snapshot) = machine.take_snapshot() {
-                            states.put::<C>(snapshot);
-                        }
-                    }
+                    self.views.keep(&mut machine, &self.clock);
                     if let (Some(cache), Err(_)) = (&self.cache, &result) {
                         // A retry re-reads (and so refreshes) a stream that
                         // conflicted; an execution that gave up did not, and

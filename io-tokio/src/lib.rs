@@ -16,25 +16,27 @@ mod lease;
 mod memory;
 mod notify;
 mod projection;
-mod state_cache;
+mod snapshot;
 mod store;
 mod subscription;
 mod sync;
+mod views;
 
 pub use batching::{BatchingOptions, BatchingStats, BatchingStore};
 pub use cache::StreamCache;
 pub use checkpoint::{CheckpointError, CheckpointStore, MemoryCheckpointStore};
 pub use clock::Clock;
 pub use dead_letter::{DeadLetter, DeadLetterError, DeadLetterStore, MemoryDeadLetterStore, NoDeadLetters};
-pub use executor::Executor;
+pub use executor::{Executor, DEFAULT_VIEW_CACHE_BYTES};
 pub use lease::{FencingToken, Lease, LeaseError, LeaseStore, MemoryLeaseStore, NoLease};
 pub use memory::MemoryEventStore;
 pub use notify::{HeadWatch, WaitPast};
 pub use projection::{
     MemoryReadModel, MemoryTransaction, Projection, ProjectionError, ProjectionSink, ProjectionStore, Serving,
 };
-pub use state_cache::StateCache;
+pub use snapshot::{MemorySnapshotStore, SnapshotError, SnapshotStore};
 pub use store::EventStore;
 pub use subscription::{
     poison, ReplayReport, RunError, RunSummary, Runner, RunnerState, RunnerStatus, Sink, Subscriber, SubscriberSink,
 };
+pub use views::SnapshotStats;

@@ -60,10 +60,8 @@ fn w4(n: u64) {
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        // The same cache sizes as `compare` (ec::CACHE_EVENTS, ec::CACHE_STATES).
-        let executor = Executor::new(MemoryEventStore::new())
-            .with_stream_cache(1_000_000)
-            .with_state_cache(100_000);
+        // The same cache sizes as `compare` (ec::CACHE_EVENTS).
+        let executor = Executor::new(MemoryEventStore::new()).with_stream_cache(1_000_000);
         let account = stream("w4");
         let start = Instant::now();
         for _ in 0..n {

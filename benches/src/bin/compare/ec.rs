@@ -15,10 +15,6 @@ use std::sync::Arc;
 /// Events the executors' stream cache may hold.
 pub const CACHE_EVENTS: usize = 1_000_000;
 
-/// Folded states the executor keeps for opted-in commands (one per
-/// account or account pair in these workloads).
-pub const CACHE_STATES: usize = 100_000;
-
 fn outcome<E: std::fmt::Display>(units: u64, result: Result<Executed, CommandError<E>>) -> Outcome {
     match result {
         Ok(done) => Outcome {

@@ -267,11 +267,7 @@ async fn w1<B: Backend>(cfg: &Config, backend: &B, clients: usize, batched: bool
     let streams: Vec<StreamId> = (0..clients).map(|i| stream(format!("w1-{i}"))).collect();
     let (eventcore, raw, extra) = if batched {
         let store = BatchingStore::with_options(store, batching_options(cfg));
-        let executor = Arc::new(
-            Executor::new(store.clone())
-                .with_stream_cache(ec::CACHE_EVENTS)
-                .with_state_cache(ec::CACHE_STATES),
-        );
+        let executor = Arc::new(Executor::new(store.clone()).with_stream_cache(ec::CACHE_EVENTS));
         let ec_clients: Vec<_> = streams
             .into_iter()
             .map(|s| ec::StreamClient::new(executor.clone(), s, max_len))
@@ -279,11 +275,7 @@ async fn w1<B: Backend>(cfg: &Config, backend: &B, clients: usize, batched: bool
         let (e, r) = abba(cfg, raw_clients, |c| c.deposit(), ec_clients, |c| c.deposit()).await;
         (e, r, batched_note(&store))
     } else {
-        let executor = Arc::new(
-            Executor::new(store)
-                .with_stream_cache(ec::CACHE_EVENTS)
-                .with_state_cache(ec::CACHE_STATES),
-        );
+        let executor = Arc::new(Executor::new(store).with_stream_cache(ec::CACHE_EVENTS));
         let ec_clients: Vec<_> = streams
             .into_iter()
             .map(|s| ec::StreamClient::new(executor.clone(), s, max_len))
@@ -334,11 +326,7 @@ async fn w2<B: Backend>(cfg: &Config, backend: &B, batched: bool) -> Result<Row>
     let store = backend.fresh(&cfg.schema(name, "ec"), clients).await?;
     let (eventcore, raw, extra) = if batched {
         let store = BatchingStore::with_options(store, batching_options(cfg));
-        let executor = Arc::new(
-            Executor::new(store.clone())
-                .with_stream_cache(ec::CACHE_EVENTS)
-                .with_state_cache(ec::CACHE_STATES),
-        );
+        let executor = Arc::new(Executor::new(store.clone()).with_stream_cache(ec::CACHE_EVENTS));
         let accounts = Arc::new(ec::TransferClient::open_all(&executor, ACCOUNTS, INITIAL).await?);
         let ec_clients: Vec<_> = (0..clients)
             .map(|i| ec::TransferClient::new(executor.clone(), accounts.clone(), u64::from(i) + 1))
@@ -346,11 +334,7 @@ async fn w2<B: Backend>(cfg: &Config, backend: &B, batched: bool) -> Result<Row>
         let (e, r) = abba(cfg, raw_clients, |c| c.transfer(), ec_clients, |c| c.transfer()).await;
         (e, r, batched_note(&store))
     } else {
-        let executor = Arc::new(
-            Executor::new(store)
-                .with_stream_cache(ec::CACHE_EVENTS)
-                .with_state_cache(ec::CACHE_STATES),
-        );
+        let executor = Arc::new(Executor::new(store).with_stream_cache(ec::CACHE_EVENTS));
         let accounts = Arc::new(ec::TransferClient::open_all(&executor, ACCOUNTS, INITIAL).await?);
         let ec_clients: Vec<_> = (0..clients)
             .map(|i| ec::TransferClient::new(executor.clone(), accounts.clone(), u64::from(i) + 1))
@@ -513,11 +497,7 @@ async fn w4<B: Backend>(cfg: &Config, backend: &B, direct: bool) -> Result<Row> 
         let ec_clients = vec![ec::DirectWriter::new(Arc::new(store), w4, BATCH)];
         abba(cfg, raw_clients, |c| c.append(), ec_clients, |c| c.append()).await
     } else {
-        let executor = Arc::new(
-            Executor::new(store)
-                .with_stream_cache(ec::CACHE_EVENTS)
-                .with_state_cache(ec::CACHE_STATES),
-        );
+        let executor = Arc::new(Executor::new(store).with_stream_cache(ec::CACHE_EVENTS));
         let ec_clients = vec![ec::BatchClient::new(executor, w4, BATCH)];
         abba(cfg, raw_clients, |c| c.append(), ec_clients, |c| c.append()).await
     };

@@ -1,0 +1,267 @@
+//! The executor's side of stream views: the shared view cache (the core's
+//! [`ViewCache`] behind a lock), loading persisted snapshots on a miss, and
+//! writing snapshots off the command's path.
+//!
+//! The rules themselves (what is recorded, trusted, invalidated, evicted;
+//! when a snapshot is due) are the core's; this file only does the I/O.
+
+use crate::sync::Mutex;
+use crate::{Clock, SnapshotError, SnapshotStore};
+use eventcore::{
+    AnyView, Command, CommandMachine, Snapshot, StreamId, StreamVersion, ViewCache, ViewCacheStats, ViewKind,
+};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Counters of the executor's snapshot traffic.
+///
+/// ```
+/// let stats = eventcore_tokio::SnapshotStats::default();
+/// assert_eq!(stats.loaded + stats.rejected, 0);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotStats {
+    /// Snapshots loaded and used on a cache miss.
+    pub loaded: u64,
+    /// Loads that found none.
+    pub not_found: u64,
+    /// Snapshots found but not used: another view version, undecodable,
+    /// or (counted by the machine, see `ExecutionStats::stale_views`) ahead
+    /// of the stream.
+    pub rejected: u64,
+    /// Loads that failed or timed out (the stream was read instead).
+    pub load_errors: u64,
+    /// Snapshots written.
+    pub written: u64,
+    /// Writes that failed (logged; the command had already finished).
+    pub write_errors: u64,
+    /// Writes not started because too many were in flight.
+    pub skipped: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    loaded: AtomicU64,
+    not_found: AtomicU64,
+    rejected: AtomicU64,
+    load_errors: AtomicU64,
+    written: AtomicU64,
+    write_errors: AtomicU64,
+    skipped: AtomicU64,
+}
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// [`SnapshotStore`] made object-safe, so the executor keeps one type
+/// parameter whatever store holds its snapshots.
+trait DynSnapshotStore: Send + Sync {
+    fn load<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        view: &'a str,
+        version: u32,
+    ) -> BoxFuture<'a, Result<Option<Snapshot>, SnapshotError>>;
+    fn save<'a>(&'a self, snapshot: &'a Snapshot) -> BoxFuture<'a, Result<(), SnapshotError>>;
+}
+
+impl<T: SnapshotStore> DynSnapshotStore for T {
+    fn load<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        view: &'a str,
+        version: u32,
+    ) -> BoxFuture<'a, Result<Option<Snapshot>, SnapshotError>> {
+        Box::pin(SnapshotStore::load(self, stream, view, version))
+    }
+    fn save<'a>(&'a self, snapshot: &'a Snapshot) -> BoxFuture<'a, Result<(), SnapshotError>> {
+        Box::pin(SnapshotStore::save(self, snapshot))
+    }
+}
+
+/// How long a snapshot load may take before the stream is read instead.
+const LOAD_TIMEOUT: Duration = Duration::from_secs(2);
+/// Snapshot writes in flight at once; more are skipped (and counted).
+const WRITES_IN_FLIGHT: u64 = 8;
+
+/// The view cache and snapshot store an executor shares between its
+/// executions.
+pub(crate) struct ViewSupport {
+    cache: Option<Mutex<ViewCache>>,
+    snapshots: Option<Arc<dyn DynSnapshotStore>>,
+    counters: Arc<Counters>,
+    in_flight: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for ViewSupport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ViewSupport")
+            .field("cache", &self.cache.is_some())
+            .field("snapshots", &self.snapshots.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ViewSupport {
+    pub(crate) fn new(cache_bytes: Option<usize>) -> Self {
+        ViewSupport {
+            cache: cache_bytes.map(|bytes| Mutex::new(ViewCache::new(bytes))),
+            snapshots: None,
+            counters: Arc::default(),
+            in_flight: Arc::default(),
+        }
+    }
+
+    pub(crate) fn set_cache(&mut self, cache_bytes: Option<usize>) {
+        self.cache = cache_bytes.map(|bytes| Mutex::new(ViewCache::new(bytes)));
+    }
+
+    pub(crate) fn set_snapshots<T: SnapshotStore>(&mut self, store: T) {
+        self.snapshots = Some(Arc::new(store));
+    }
+
+    pub(crate) fn cache_stats(&self) -> Option<(usize, usize, ViewCacheStats)> {
+        self.cache.as_ref().map(|cache| {
+            let cache = cache.lock();
+            (cache.len(), cache.bytes(), cache.stats().clone())
+        })
+    }
+
+    pub(crate) fn snapshot_stats(&self) -> SnapshotStats {
+        let c = &self.counters;
+        SnapshotStats {
+            loaded: c.loaded.load(Ordering::Relaxed),
+            not_found: c.not_found.load(Ordering::Relaxed),
+            rejected: c.rejected.load(Ordering::Relaxed),
+            load_errors: c.load_errors.load(Ordering::Relaxed),
+            written: c.written.load(Ordering::Relaxed),
+            write_errors: c.write_errors.load(Ordering::Relaxed),
+            skipped: c.skipped.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn enabled(&self) -> bool {
+        self.cache.is_some() || self.snapshots.is_some()
+    }
+
+    /// Primes the machine's view streams that are due to be read: from the
+    /// cache, then from persisted snapshots. `tried` remembers streams
+    /// already looked up in this execution, so a miss is looked up once.
+    pub(crate) async fn prime<C: Command>(&self, machine: &mut CommandMachine<C>, tried: &mut Vec<StreamId>) {
+        let mut wanted = machine.unprimed_views();
+        wanted.retain(|(stream, _)| !tried.contains(stream));
+        if wanted.is_empty() {
+            return;
+        }
+        tried.extend(wanted.iter().map(|(s, _)| s.clone()));
+        let mut misses = Vec::new();
+        match &self.cache {
+            Some(cache) => {
+                let mut cache = cache.lock();
+                for (stream, kind) in wanted {
+                    let primed = match cache.get(&stream, kind) {
+                        Some((version, view)) => machine.prime_view(&stream, version, view),
+                        None => false,
+                    };
+                    if !primed {
+                        misses.push((stream, kind));
+                    }
+                }
+            }
+            None => misses = wanted,
+        }
+        let Some(snapshots) = &self.snapshots else { return };
+        for (stream, kind) in misses {
+            if let Some((version, view)) = self.load(snapshots.as_ref(), &stream, kind).await {
+                machine.prime_view(&stream, version, view);
+            }
+        }
+    }
+
+    async fn load(
+        &self,
+        snapshots: &dyn DynSnapshotStore,
+        stream: &StreamId,
+        kind: ViewKind,
+    ) -> Option<(StreamVersion, Arc<dyn AnyView>)> {
+        let loaded = tokio::time::timeout(LOAD_TIMEOUT, snapshots.load(stream, kind.name(), kind.version())).await;
+        let c = &self.counters;
+        match loaded {
+            Ok(Ok(Some(snapshot))) => match snapshot.restore(stream, kind) {
+                Ok(found) => {
+                    c.loaded.fetch_add(1, Ordering::Relaxed);
+                    Some(found)
+                }
+                Err(why) => {
+                    c.rejected.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%stream, view = %kind, %why, "snapshot ignored; folding the stream from events");
+                    None
+                }
+            },
+            Ok(Ok(None)) => {
+                c.not_found.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            Ok(Err(error)) => {
+                c.load_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%stream, view = %kind, %error, "snapshot load failed; reading the stream");
+                None
+            }
+            Err(_elapsed) => {
+                c.load_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%stream, view = %kind, "snapshot load timed out; reading the stream");
+                None
+            }
+        }
+    }
+
+    /// Keeps what a finished execution folded: drops cache entries that
+    /// proved stale, records every view, and starts the snapshot writes that
+    /// are due, without waiting for them.
+    pub(crate) fn keep<C: Command>(&self, machine: &mut CommandMachine<C>, clock: &Clock) {
+        let views = machine.take_views();
+        if let Some(cache) = &self.cache {
+            let mut cache = cache.lock();
+            for (stream, kind) in machine.stale_views() {
+                cache.invalidate(stream, *kind);
+            }
+            cache.record_all(&views);
+        }
+        let Some(snapshots) = &self.snapshots else { return };
+        for view in views.into_iter().filter(|v| v.snapshot_due()) {
+            if self.in_flight.fetch_add(1, Ordering::AcqRel) >= WRITES_IN_FLIGHT {
+                self.in_flight.fetch_sub(1, Ordering::AcqRel);
+                self.counters.skipped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            let snapshots = Arc::clone(snapshots);
+            let counters = Arc::clone(&self.counters);
+            let in_flight = Arc::clone(&self.in_flight);
+            let now = clock.now();
+            tokio::spawn(async move {
+                // Encoding happens here too, off the command's path.
+                let written = match Snapshot::of(&view, now) {
+                    Ok(snapshot) => snapshots.save(&snapshot).await,
+                    Err(error) => Err(SnapshotError::Other(Box::new(error))),
+                };
+                match written {
+                    Ok(()) => counters.written.fetch_add(1, Ordering::Relaxed),
+                    Err(error) => {
+                        tracing::warn!(stream = %view.stream, view = %view.kind, %error, "snapshot write failed");
+                        counters.write_errors.fetch_add(1, Ordering::Relaxed)
+                    }
+                };
+                in_flight.fetch_sub(1, Ordering::AcqRel);
+            });
+        }
+    }
+
+    /// Waits until no snapshot write is in flight (for tests and shutdown).
+    pub(crate) async fn flush(&self) {
+        while self.in_flight.load(Ordering::Acquire) > 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+}
