@@ -57,6 +57,9 @@ pub use codec::{
 };
 pub use command::{Command, Decision};
 pub use event::{EventMetadata, EventType, InvalidEventType, NewEvent, Payload, RecordedEvent, MAX_EVENT_TYPE_BYTES};
+/// `#[derive(Command)]`: a command's streams and state from `#[stream(View)]`
+/// fields; see [`Decide`].
+pub use eventcore_derive::Command;
 pub use ids::{
     CausationId, CommandId, CorrelationId, EventId, InvalidStreamId, RequestId, StreamId, MAX_STREAM_ID_BYTES,
 };
