@@ -42,6 +42,7 @@ mod dead_letter;
 mod error;
 mod lease;
 mod options;
+mod snapshot;
 mod store;
 mod subscription;
 
@@ -49,5 +50,6 @@ pub use checkpoint::{PgCheckpointStore, PgProjectionStore, PgTransaction};
 pub use dead_letter::PgDeadLetterStore;
 pub use lease::PgLeaseStore;
 pub use options::{PostgresOptions, SetupError, MAX_EVENTS_PER_TRANSACTION, MAX_SCHEMA_NAME_BYTES};
+pub use snapshot::PgSnapshotStore;
 pub use store::{Health, PostgresStore};
 pub use subscription::{migrate_subscriptions, PgNotifier, NOTIFY_CHANNEL};

@@ -28,6 +28,7 @@ const INDEX_BITS: u32 = 20;
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "event store", include_str!("../migrations/0001_event_store.sql")),
     (2, "append batch", include_str!("../migrations/0002_append_batch.sql")),
+    (3, "snapshots", include_str!("../migrations/0003_snapshots.sql")),
 ];
 
 #[path = "batch.rs"]

@@ -28,6 +28,7 @@
 
 pub mod conformance;
 pub mod postgres;
+pub mod snapshot_conformance;
 
 use eventcore_tokio::EventStore;
 use std::future::Future;

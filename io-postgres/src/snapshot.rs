@@ -1,0 +1,225 @@
+//! Persisted view snapshots on PostgreSQL: [`PgSnapshotStore`], one row per
+//! (stream, view, view version) in the store's `snapshots` table (created by
+//! [`PostgresStore::migrate`]).
+
+use crate::subscription::store_error;
+use crate::PostgresStore;
+use eventcore::{Snapshot, StreamId, StreamVersion, Time};
+use eventcore_tokio::{SnapshotError, SnapshotStore};
+use sqlx::postgres::PgPool;
+use sqlx::Row;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The SQL, with the schema filled in once.
+#[derive(Debug)]
+struct Sql {
+    load: String,
+    save: String,
+    delete_view: String,
+}
+
+impl Sql {
+    fn new(schema: &str) -> Self {
+        let t = format!("\"{schema}\".snapshots");
+        Sql {
+            // One primary-key lookup.
+            load: format!(
+                "SELECT stream_version, payload::text, taken_at_ns FROM {t} \
+                 WHERE stream_id = $1 AND view = $2 AND view_version = $3"
+            ),
+            // One statement: insert, or replace a row that is not newer.
+            save: format!(
+                "INSERT INTO {t} AS s (stream_id, view, view_version, stream_version, payload, taken_at_ns) \
+                 VALUES ($1, $2, $3, $4, $5::jsonb, $6) \
+                 ON CONFLICT (stream_id, view, view_version) DO UPDATE \
+                 SET stream_version = EXCLUDED.stream_version, payload = EXCLUDED.payload, \
+                     taken_at_ns = EXCLUDED.taken_at_ns \
+                 WHERE s.stream_version <= EXCLUDED.stream_version"
+            ),
+            delete_view: format!("DELETE FROM {t} WHERE view = $1"),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    loads: AtomicU64,
+    saves: AtomicU64,
+}
+
+/// Snapshots of stream views in the store's schema, table `snapshots`.
+///
+/// Built from a [`PostgresStore`], whose pool and schema it shares (run
+/// [`PostgresStore::migrate`] first, which creates the table). A save is one
+/// upsert that replaces only a row at a lower or equal stream version, so
+/// concurrent writers of one key leave the newest; a load is one primary-key
+/// lookup. Every call is bounded by the store's operation timeout.
+///
+/// ```no_run
+/// # async fn demo(store: eventcore_postgres::PostgresStore) {
+/// use eventcore_postgres::PgSnapshotStore;
+/// use eventcore_tokio::Executor;
+/// let snapshots = PgSnapshotStore::new(&store);
+/// let executor = Executor::new(store).with_snapshots(snapshots.clone());
+/// # let _ = executor;
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct PgSnapshotStore {
+    pool: PgPool,
+    sql: Arc<Sql>,
+    timeout: Duration,
+    counters: Arc<Counters>,
+}
+
+impl PgSnapshotStore {
+    /// Snapshots in `store`'s schema, on its pool.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use eventcore_postgres::{PgSnapshotStore, PostgresStore};
+    /// let store = PostgresStore::connect("postgres://postgres@127.0.0.1:5432/postgres").await?;
+    /// store.migrate().await?;
+    /// let snapshots = PgSnapshotStore::new(&store);
+    /// assert_eq!(snapshots.loads(), 0);
+    /// # Ok(()) }
+    /// ```
+    pub fn new(store: &PostgresStore) -> Self {
+        PgSnapshotStore {
+            pool: store.pool().clone(),
+            sql: Arc::new(Sql::new(&store.options().schema)),
+            timeout: store.options().operation_timeout,
+            counters: Arc::default(),
+        }
+    }
+
+    /// Snapshots fetched by [`SnapshotStore::load`] so far (rows returned,
+    /// not lookups), across clones of this store: what a benchmark reads to
+    /// see that a cold start loaded snapshots instead of folding.
+    ///
+    /// ```no_run
+    /// # async fn demo(snapshots: eventcore_postgres::PgSnapshotStore) {
+    /// println!("{} snapshots loaded", snapshots.loads());
+    /// # }
+    /// ```
+    pub fn loads(&self) -> u64 {
+        self.counters.loads.load(Ordering::Relaxed)
+    }
+
+    /// Save statements that completed so far (whether or not they replaced
+    /// the held row), across clones of this store.
+    ///
+    /// ```no_run
+    /// # async fn demo(snapshots: eventcore_postgres::PgSnapshotStore) {
+    /// println!("{} snapshots saved", snapshots.saves());
+    /// # }
+    /// ```
+    pub fn saves(&self) -> u64 {
+        self.counters.saves.load(Ordering::Relaxed)
+    }
+
+    async fn bounded<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, SnapshotError> {
+        match tokio::time::timeout(self.timeout, work).await {
+            Ok(result) => result.map_err(snapshot_error),
+            Err(_) => Err(SnapshotError::Unavailable(format!(
+                "no answer within {:?}",
+                self.timeout
+            ))),
+        }
+    }
+}
+
+/// Connection trouble (a closed or exhausted pool, a broken connection, or a
+/// retryable PostgreSQL error such as a cancelled statement) is
+/// `Unavailable`; everything else `Other`.
+fn snapshot_error(error: sqlx::Error) -> SnapshotError {
+    if matches!(
+        error,
+        sqlx::Error::PoolClosed
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed
+    ) {
+        return SnapshotError::Unavailable(error.to_string());
+    }
+    let error = store_error(error);
+    if error.is_retryable() {
+        SnapshotError::Unavailable(error.to_string())
+    } else {
+        SnapshotError::Other(Box::new(error))
+    }
+}
+
+fn too_large(what: &str, value: u64) -> SnapshotError {
+    SnapshotError::Other(format!("{what} {value} does not fit PostgreSQL's bigint").into())
+}
+
+impl SnapshotStore for PgSnapshotStore {
+    async fn load(&self, stream: &StreamId, view: &str, view_version: u32) -> Result<Option<Snapshot>, SnapshotError> {
+        let row = self
+            .bounded(
+                sqlx::query(&self.sql.load)
+                    .bind(stream.as_str())
+                    .bind(view)
+                    .bind(i64::from(view_version))
+                    .fetch_optional(&self.pool),
+            )
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        self.counters.loads.fetch_add(1, Ordering::Relaxed);
+        let malformed = |what: &str, detail: String| {
+            SnapshotError::Malformed(format!(
+                "snapshot of `{stream}` view `{view}` v{view_version}: {what}: {detail}"
+            ))
+        };
+        let version: i64 = row.try_get(0).map_err(|e| malformed("stream_version", e.to_string()))?;
+        let payload: String = row.try_get(1).map_err(|e| malformed("payload", e.to_string()))?;
+        let taken_at: i64 = row.try_get(2).map_err(|e| malformed("taken_at_ns", e.to_string()))?;
+        let version =
+            u64::try_from(version).map_err(|_| malformed("stream_version", format!("{version} is negative")))?;
+        let taken_at =
+            u64::try_from(taken_at).map_err(|_| malformed("taken_at_ns", format!("{taken_at} is negative")))?;
+        Ok(Some(Snapshot {
+            stream: stream.clone(),
+            view: view.to_owned(),
+            view_version,
+            stream_version: StreamVersion::new(version),
+            payload,
+            taken_at: Time::from_unix_nanos(taken_at),
+        }))
+    }
+
+    async fn save(&self, snapshot: &Snapshot) -> Result<(), SnapshotError> {
+        let version = snapshot.stream_version.get();
+        let version = i64::try_from(version).map_err(|_| too_large("stream version", version))?;
+        let taken_at = snapshot.taken_at.as_unix_nanos();
+        let taken_at = i64::try_from(taken_at).map_err(|_| too_large("taken_at (ns)", taken_at))?;
+        self.bounded(
+            sqlx::query(&self.sql.save)
+                .bind(snapshot.stream.as_str())
+                .bind(&snapshot.view)
+                .bind(i64::from(snapshot.view_version))
+                .bind(version)
+                .bind(&snapshot.payload)
+                .bind(taken_at)
+                .execute(&self.pool),
+        )
+        .await?;
+        self.counters.saves.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn delete_view(&self, view: &str) -> Result<u64, SnapshotError> {
+        let done = self
+            .bounded(sqlx::query(&self.sql.delete_view).bind(view).execute(&self.pool))
+            .await?;
+        Ok(done.rows_affected())
+    }
+}
