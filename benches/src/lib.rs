@@ -11,7 +11,7 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use eventcore::{
-    AppendRequest, Command, CommandError, CommandId, Decision, Event, EventId, EventMetadata, Executed,
+    AppendRequest, Command, CommandError, CommandId, Decide, Decision, Emit, Event, EventId, EventMetadata, Executed,
     ExecutionContext, ExecutionPolicy, ExpectedVersion, NewEvent, Operation, RequestId, Step, StoreError, StreamAppend,
     StreamId, Time,
 };
@@ -21,30 +21,22 @@ use std::sync::Arc;
 
 pub use eventcore_examples::bank;
 
-/// W1: a single-stream command. Reads one account stream, folds it, and
-/// appends one `Deposited` event pinned to the version read.
-#[derive(Debug, Clone)]
+/// W1: a single-stream command. Reads one account stream through the
+/// `Account` view (cached between executions), and appends one `Deposited`
+/// event pinned to the version read.
+#[derive(Debug, Clone, eventcore::Command)]
 pub struct Deposit {
     /// The account stream.
+    #[stream(Account)]
     pub account: StreamId,
     /// Amount in cents.
     pub amount: u64,
 }
 
-impl Command for Deposit {
-    type Event = AccountEvent;
-    type State = Account;
+impl Decide for Deposit {
     type Error = BankError;
 
-    fn streams(&self) -> Vec<StreamId> {
-        vec![self.account.clone()]
-    }
-
-    fn apply(&self, state: &mut Account, _: &StreamId, event: &AccountEvent) {
-        state.apply(event);
-    }
-
-    fn decide(&self, _: &Account, out: &mut Decision<AccountEvent>) -> Result<(), BankError> {
+    fn decide(&self, _: &DepositState<'_>, out: &mut Emit<'_>) -> Result<(), BankError> {
         out.emit(&self.account, AccountEvent::Deposited { amount: self.amount });
         Ok(())
     }
@@ -77,28 +69,19 @@ impl Command for Replay {
 }
 
 /// W4: appends `count` `Deposited` events to one stream in one command.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, eventcore::Command)]
 pub struct DepositMany {
     /// The account stream.
+    #[stream(Account)]
     pub account: StreamId,
     /// Events per command.
     pub count: usize,
 }
 
-impl Command for DepositMany {
-    type Event = AccountEvent;
-    type State = Account;
+impl Decide for DepositMany {
     type Error = BankError;
 
-    fn streams(&self) -> Vec<StreamId> {
-        vec![self.account.clone()]
-    }
-
-    fn apply(&self, state: &mut Account, _: &StreamId, event: &AccountEvent) {
-        state.apply(event);
-    }
-
-    fn decide(&self, _: &Account, out: &mut Decision<AccountEvent>) -> Result<(), BankError> {
+    fn decide(&self, _: &DepositManyState<'_>, out: &mut Emit<'_>) -> Result<(), BankError> {
         for _ in 0..self.count {
             out.emit(&self.account, AccountEvent::Deposited { amount: 1 });
         }

@@ -7,13 +7,22 @@
 //! across runs, and the audit covers all of it).
 //!
 //! ```text
-//! cargo run --release --example banking -- [--accounts N] [--tasks T] [--transfers K]
+//! cargo run --release --example banking -- [--accounts N] [--tasks T] [--transfers K] [--plain]
+//! ```
+//!
+//! Transfers read both accounts through the `Account` stream view, which the
+//! executor caches between commands. `--plain` runs the same transfers as a
+//! plain whole-command fold instead (`PlainTransfer`: every transfer reads
+//! and folds both streams from version 1), the baseline views are measured
+//! against.
+//!
+//! ```text
 //! DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres cargo run --release --example banking
 //! ```
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)] // off the simulated path: real clocks and hash maps are fine here (see clippy.toml)
 
 use eventcore::{CommandError, EventFilter, GlobalPosition, ReadAllRequest, RecordedEvent};
-use eventcore_examples::bank::{account, Audit, BankError, OpenAccount, Transfer};
+use eventcore_examples::bank::{account, Audit, BankError, OpenAccount, PlainTransfer, Transfer};
 use eventcore_postgres::{PostgresOptions, PostgresStore};
 use eventcore_tokio::{EventStore, Executor, MemoryEventStore};
 use std::num::NonZeroU32;
@@ -25,6 +34,7 @@ struct Options {
     accounts: u32,
     tasks: u32,
     transfers: u32,
+    plain: bool,
 }
 
 fn parse_options() -> Result<Options, String> {
@@ -32,9 +42,14 @@ fn parse_options() -> Result<Options, String> {
         accounts: 20,
         tasks: 8,
         transfers: 2_000,
+        plain: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
+        if flag == "--plain" {
+            options.plain = true;
+            continue;
+        }
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let number: u32 = value
             .parse()
@@ -74,7 +89,7 @@ async fn run<S: EventStore>(executor: Arc<Executor<S>>, options: &Options) -> Re
     let mut handles = Vec::new();
     for task in 0..options.tasks {
         let executor = executor.clone();
-        let (accounts, transfers) = (options.accounts, options.transfers);
+        let (accounts, transfers, plain) = (options.accounts, options.transfers, options.plain);
         handles.push(tokio::spawn(async move {
             let mut rng = u64::from(task) * 0x9E37_79B9 + 1;
             let mut tally = Tally::default();
@@ -87,7 +102,12 @@ async fn run<S: EventStore>(executor: Arc<Executor<S>>, options: &Options) -> Re
                     to: account(to as u32),
                     amount,
                 };
-                match executor.execute(transfer).await {
+                let result = if plain {
+                    executor.execute(PlainTransfer(transfer)).await
+                } else {
+                    executor.execute(transfer).await
+                };
+                match result {
                     Ok(done) => {
                         tally.committed += 1;
                         tally.attempts += u64::from(done.attempts);
@@ -121,7 +141,12 @@ fn next(state: &mut u64) -> u64 {
 fn report(options: &Options, tally: &Tally, seconds: f64, events: &[RecordedEvent]) -> ExitCode {
     let executed = tally.committed + tally.refused;
     println!(
-        "transfers: {} committed, {} refused (insufficient funds) by {} tasks in {:.2}s = {:.0} commands/s",
+        "transfers ({}): {} committed, {} refused (insufficient funds) by {} tasks in {:.2}s = {:.0} commands/s",
+        if options.plain {
+            "plain whole-command fold"
+        } else {
+            "Account stream views"
+        },
         tally.committed,
         tally.refused,
         options.tasks,
@@ -143,6 +168,9 @@ fn report(options: &Options, tally: &Tally, seconds: f64, events: &[RecordedEven
         audit.opened_total,
         audit.final_total
     );
+    if let Some(peak) = peak_memory_kib() {
+        println!("peak memory: {:.1} MiB (resident, whole process)", peak as f64 / 1024.0);
+    }
     if audit.violations.is_empty() {
         println!("invariants: OK (money conserved, no negative balance, versions contiguous)");
         ExitCode::SUCCESS
@@ -152,6 +180,13 @@ fn report(options: &Options, tally: &Tally, seconds: f64, events: &[RecordedEven
         }
         ExitCode::FAILURE
     }
+}
+
+/// The process's peak resident set (`VmHWM`), where the OS reports it.
+fn peak_memory_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Every event in the store, in global order, page by page.
@@ -201,7 +236,7 @@ async fn main() -> ExitCode {
     let options = match parse_options() {
         Ok(options) => options,
         Err(message) => {
-            eprintln!("{message}\nusage: banking [--accounts N] [--tasks T] [--transfers K]");
+            eprintln!("{message}\nusage: banking [--accounts N] [--tasks T] [--transfers K] [--plain]");
             return ExitCode::from(2);
         }
     };

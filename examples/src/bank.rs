@@ -12,7 +12,7 @@
 //! # });
 //! ```
 
-use eventcore::{Command, Decision, Event, RecordedEvent, StreamId, StreamVersion};
+use eventcore::{require, Command, Decide, Decision, Emit, Event, RecordedEvent, StreamId, StreamVersion, View};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -86,16 +86,19 @@ pub fn account(n: u32) -> StreamId {
     StreamId::new(format!("account-{n}")).unwrap_or_else(|_| unreachable!("account-<n> is a valid stream id"))
 }
 
-/// One account's state.
+/// One account as a stream view: folded from its own events only, so every
+/// command that reads an account shares one cached fold, and snapshots of it
+/// survive a restart.
 ///
 /// ```
+/// use eventcore::View;
 /// use eventcore_examples::bank::{Account, AccountEvent};
 /// let mut a = Account::default();
-/// a.apply(&AccountEvent::Opened { initial: 10 });
-/// a.apply(&AccountEvent::Withdrawn { amount: 4 });
+/// View::apply(&mut a, &AccountEvent::Opened { initial: 10 });
+/// View::apply(&mut a, &AccountEvent::Withdrawn { amount: 4 });
 /// assert_eq!(a, Account { open: true, balance: 6 });
 /// ```
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
     /// Whether it was opened.
     pub open: bool,
@@ -103,9 +106,11 @@ pub struct Account {
     pub balance: u64,
 }
 
-impl Account {
-    /// Folds one event.
-    pub fn apply(&mut self, event: &AccountEvent) {
+impl View for Account {
+    type Event = AccountEvent;
+    const NAME: &'static str = "bank.account";
+
+    fn apply(&mut self, event: &AccountEvent) {
         match event {
             AccountEvent::Opened { initial } => {
                 self.open = true;
@@ -120,52 +125,107 @@ impl Account {
 /// Opens an account with an initial balance.
 ///
 /// ```
-/// use eventcore::{Command, Decision};
-/// use eventcore_examples::bank::{account, Account, BankError, OpenAccount};
-/// let open = OpenAccount { account: account(1), initial: 100 };
-/// let mut out = Decision::new();
-/// open.decide(&Account::default(), &mut out)?;
-/// assert_eq!(out.events().len(), 1);
-/// let already = Account { open: true, balance: 0 };
-/// assert!(matches!(open.decide(&already, &mut Decision::new()), Err(BankError::AlreadyOpen(_))));
-/// # Ok::<(), BankError>(())
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use eventcore::CommandError;
+/// use eventcore_examples::bank::{account, BankError, OpenAccount};
+/// use eventcore_tokio::{Executor, MemoryEventStore};
+/// let executor = Executor::new(MemoryEventStore::new());
+/// let open = || OpenAccount { account: account(1), initial: 100 };
+/// executor.execute(open()).await.unwrap();
+/// let again = executor.execute(open()).await;
+/// assert!(matches!(again, Err(CommandError::Domain(BankError::AlreadyOpen(_)))));
+/// # });
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Command)]
 pub struct OpenAccount {
     /// The account stream.
+    #[stream(Account)]
     pub account: StreamId,
     /// Initial balance in cents.
     pub initial: u64,
 }
 
-impl Command for OpenAccount {
-    type Event = AccountEvent;
-    type State = Account;
+impl Decide for OpenAccount {
     type Error = BankError;
 
-    fn streams(&self) -> Vec<StreamId> {
-        vec![self.account.clone()]
-    }
-
-    fn apply(&self, state: &mut Account, _: &StreamId, event: &AccountEvent) {
-        state.apply(event);
-    }
-
-    fn decide(&self, state: &Account, out: &mut Decision<AccountEvent>) -> Result<(), BankError> {
-        if state.open {
-            return Err(BankError::AlreadyOpen(self.account.clone()));
-        }
+    fn decide(&self, state: &OpenAccountState<'_>, out: &mut Emit<'_>) -> Result<(), BankError> {
+        require!(!state.account.open, BankError::AlreadyOpen(self.account.clone()));
         out.emit(&self.account, AccountEvent::Opened { initial: self.initial });
         Ok(())
     }
 }
 
-/// Moves money between two accounts, atomically.
+/// Moves money between two accounts, atomically: the `Account` view of
+/// `from` and of `to`.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use eventcore::CommandError;
+/// use eventcore_examples::bank::{account, BankError, OpenAccount, Transfer};
+/// use eventcore_tokio::{Executor, MemoryEventStore};
+/// let executor = Executor::new(MemoryEventStore::new());
+/// for (n, initial) in [(1, 10), (2, 0)] {
+///     executor.execute(OpenAccount { account: account(n), initial }).await.unwrap();
+/// }
+/// let too_much = executor.execute(Transfer { from: account(1), to: account(2), amount: 50 }).await;
+/// assert!(matches!(too_much, Err(CommandError::Domain(BankError::InsufficientFunds { .. }))));
+/// let done = executor.execute(Transfer { from: account(1), to: account(2), amount: 10 }).await.unwrap();
+/// assert_eq!(done.appended.map(|r| r.streams.len()), Some(2), "one withdrawal, one deposit");
+/// # });
+/// ```
+#[derive(Debug, Clone, Command)]
+pub struct Transfer {
+    /// Paying account.
+    #[stream(Account)]
+    pub from: StreamId,
+    /// Receiving account.
+    #[stream(Account)]
+    pub to: StreamId,
+    /// Amount in cents.
+    pub amount: u64,
+}
+
+impl Decide for Transfer {
+    type Error = BankError;
+
+    fn decide(&self, state: &TransferState<'_>, out: &mut Emit<'_>) -> Result<(), BankError> {
+        check_transfer(self, state.from, state.to)?;
+        out.emit(&self.from, AccountEvent::Withdrawn { amount: self.amount });
+        out.emit(&self.to, AccountEvent::Deposited { amount: self.amount });
+        Ok(())
+    }
+}
+
+/// The bank's rules for a transfer, shared by the view command and the
+/// whole-fold one.
+fn check_transfer(transfer: &Transfer, from: &Account, to: &Account) -> Result<(), BankError> {
+    require!(
+        transfer.from != transfer.to,
+        BankError::SameAccount(transfer.from.clone())
+    );
+    for (id, account) in [(&transfer.from, from), (&transfer.to, to)] {
+        require!(account.open, BankError::NotOpen(id.clone()));
+    }
+    require!(
+        from.balance >= transfer.amount,
+        BankError::InsufficientFunds {
+            account: transfer.from.clone(),
+            balance: from.balance,
+            amount: transfer.amount,
+        }
+    );
+    Ok(())
+}
+
+/// The same transfer written against the plain [`Command`] trait: one state
+/// for the whole command, folded from both streams' events in global order
+/// on every execution. Kept to show the trait without the derive, and as the
+/// baseline the banking demo measures views against (`--plain`).
 ///
 /// ```
 /// use eventcore::{Command, Decision};
-/// use eventcore_examples::bank::{account, Account, BankError, Transfer};
-/// let t = Transfer { from: account(1), to: account(2), amount: 50 };
+/// use eventcore_examples::bank::{account, Account, BankError, PlainTransfer, Transfer};
+/// let t = PlainTransfer(Transfer { from: account(1), to: account(2), amount: 50 });
 /// let poor = (Account { open: true, balance: 10 }, Account { open: true, balance: 0 });
 /// assert!(matches!(t.decide(&poor, &mut Decision::new()), Err(BankError::InsufficientFunds { .. })));
 /// let rich = (Account { open: true, balance: 80 }, Account { open: true, balance: 0 });
@@ -175,50 +235,29 @@ impl Command for OpenAccount {
 /// # Ok::<(), BankError>(())
 /// ```
 #[derive(Debug, Clone)]
-pub struct Transfer {
-    /// Paying account.
-    pub from: StreamId,
-    /// Receiving account.
-    pub to: StreamId,
-    /// Amount in cents.
-    pub amount: u64,
-}
+pub struct PlainTransfer(pub Transfer);
 
-impl Command for Transfer {
+impl Command for PlainTransfer {
     type Event = AccountEvent;
     type State = (Account, Account);
     type Error = BankError;
 
     fn streams(&self) -> Vec<StreamId> {
-        vec![self.from.clone(), self.to.clone()]
+        vec![self.0.from.clone(), self.0.to.clone()]
     }
 
     fn apply(&self, (from, to): &mut (Account, Account), stream: &StreamId, event: &AccountEvent) {
-        if stream == &self.from {
-            from.apply(event)
+        if stream == &self.0.from {
+            View::apply(from, event)
         } else {
-            to.apply(event)
+            View::apply(to, event)
         }
     }
 
     fn decide(&self, (from, to): &(Account, Account), out: &mut Decision<AccountEvent>) -> Result<(), BankError> {
-        if self.from == self.to {
-            return Err(BankError::SameAccount(self.from.clone()));
-        }
-        for (id, account) in [(&self.from, from), (&self.to, to)] {
-            if !account.open {
-                return Err(BankError::NotOpen(id.clone()));
-            }
-        }
-        if from.balance < self.amount {
-            return Err(BankError::InsufficientFunds {
-                account: self.from.clone(),
-                balance: from.balance,
-                amount: self.amount,
-            });
-        }
-        out.emit(&self.from, AccountEvent::Withdrawn { amount: self.amount });
-        out.emit(&self.to, AccountEvent::Deposited { amount: self.amount });
+        check_transfer(&self.0, from, to)?;
+        out.emit(&self.0.from, AccountEvent::Withdrawn { amount: self.0.amount });
+        out.emit(&self.0.to, AccountEvent::Deposited { amount: self.0.amount });
         Ok(())
     }
 }

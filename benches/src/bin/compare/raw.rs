@@ -15,6 +15,7 @@
 //! never deadlock on each other's index entries.
 
 use crate::harness::{Outcome, Rng};
+use eventcore::View;
 use eventcore_benches::bank::{Account, AccountEvent};
 use eventcore_benches::Totals;
 use futures_util::TryStreamExt;
