@@ -1,0 +1,9 @@
+use eventcore::{Command, StreamId};
+
+#[derive(Command)]
+struct Deposit {
+    #[stream]
+    account: StreamId,
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+use eventcore::{Command, StreamId};
+
+#[derive(Command)]
+struct Deposit(#[stream(Account)] StreamId);
+
+fn main() {}
