@@ -26,6 +26,9 @@ pub struct Client {
     /// Streams as this client last read them (whole, from version 1;
     /// possibly stale), used to prime new executions. Lost in a crash.
     pub cache: std::collections::BTreeMap<eventcore::StreamId, Vec<eventcore::RecordedEvent>>,
+    /// The client's view cache (the core's, used as the tokio executor uses
+    /// it). Lost in a crash.
+    pub views: eventcore::ViewCache,
 }
 
 /// One command issued by a client, with every execution of it.
@@ -70,6 +73,14 @@ pub struct Running {
     pub machine: Box<dyn Execution>,
     /// The wake-up already queued, to avoid queueing duplicates.
     pub wake: Option<Time>,
+    /// For a view command: what its decisions saw.
+    pub probe: Option<crate::workload::views::Probe>,
+    /// Prime view streams from the cache and snapshots (a fresh command id).
+    pub use_views: bool,
+    /// View streams already looked up in this execution.
+    pub tried: Vec<eventcore::StreamId>,
+    /// View streams primed, with the version and where it came from.
+    pub primed: Vec<(eventcore::StreamId, eventcore::StreamVersion, crate::views::Source)>,
 }
 
 /// A subscription consumer: a [`eventcore::SubscriptionMachine`], a handler

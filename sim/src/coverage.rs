@@ -51,6 +51,20 @@ pub const REQUIRED: &[&str] = &[
     "append_batch_failed_before_commit",
     "append_batch_ack_lost",
     "append_batch_conflict_alone",
+    "view_cache_hit",
+    "view_cache_miss",
+    "view_cache_stale_entry",
+    "view_cache_ahead_dropped",
+    "view_cache_evicted",
+    "snapshot_loaded",
+    "snapshot_stale_served",
+    "snapshot_missing",
+    "snapshot_rejected_corrupt",
+    "snapshot_rejected_view_version",
+    "snapshot_rejected_ahead",
+    "snapshot_write_lost",
+    "snapshot_restart_before_write",
+    "view_decision_checked",
 ];
 
 /// Named counters.

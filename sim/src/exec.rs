@@ -5,9 +5,11 @@
 
 use crate::history::ExecutionOutcome;
 use eventcore::{
-    AppendReceipt, AppendRequest, Command, CommandError, CommandId, CommandMachine, ExecutionStats, ReadRequest,
-    ReadResponse, RecordedEvent, RequestId, Step, StoreError, StreamId, Time,
+    AnyView, AppendReceipt, AppendRequest, Command, CommandError, CommandId, CommandMachine, ExecutionStats,
+    ReadRequest, ReadResponse, RecordedEvent, RequestId, Step, StoreError, StreamId, StreamVersion, StreamView, Time,
+    ViewKind,
 };
+use std::sync::Arc;
 
 /// The next step of an execution, with its result already classified.
 #[derive(Debug)]
@@ -54,6 +56,14 @@ pub trait Execution {
     /// See [`CommandMachine::prime`]: seeds a declared stream from a cache
     /// (the whole stream from version 1, possibly stale).
     fn prime(&mut self, stream: &StreamId, events: &[RecordedEvent]) -> bool;
+    /// See [`CommandMachine::unprimed_views`].
+    fn unprimed_views(&self) -> Vec<(StreamId, ViewKind)>;
+    /// See [`CommandMachine::prime_view`].
+    fn prime_view(&mut self, stream: &StreamId, version: StreamVersion, view: Arc<dyn AnyView>) -> bool;
+    /// See [`CommandMachine::take_views`].
+    fn take_views(&mut self) -> Vec<StreamView>;
+    /// See [`CommandMachine::stale_views`].
+    fn stale_views(&self) -> Vec<(StreamId, ViewKind)>;
 }
 
 impl<C: Command> Execution for CommandMachine<C> {
@@ -123,6 +133,22 @@ impl<C: Command> Execution for CommandMachine<C> {
 
     fn prime(&mut self, stream: &StreamId, events: &[RecordedEvent]) -> bool {
         CommandMachine::prime(self, stream, events)
+    }
+
+    fn unprimed_views(&self) -> Vec<(StreamId, ViewKind)> {
+        CommandMachine::unprimed_views(self)
+    }
+
+    fn prime_view(&mut self, stream: &StreamId, version: StreamVersion, view: Arc<dyn AnyView>) -> bool {
+        CommandMachine::prime_view(self, stream, version, view)
+    }
+
+    fn take_views(&mut self) -> Vec<StreamView> {
+        CommandMachine::take_views(self)
+    }
+
+    fn stale_views(&self) -> Vec<(StreamId, ViewKind)> {
+        CommandMachine::stale_views(self).to_vec()
     }
 }
 

@@ -110,6 +110,33 @@ pub struct FaultPlan {
     /// Clients cache the streams they read and prime new executions from
     /// the cache (stale entries must only cost a conflict).
     pub prime_from_cache: bool,
+    /// Clients keep a view cache (`eventcore::ViewCache`) and prime fresh
+    /// executions of view commands from it.
+    pub view_cache: bool,
+    /// The view cache's byte bound: tiny on some seeds, so that entries
+    /// are evicted.
+    pub view_cache_bytes: usize,
+    /// View snapshots are saved when due and loaded on a cache miss.
+    pub snapshots: bool,
+    /// A snapshot load finds nothing although one was saved.
+    pub snapshot_missing: u32,
+    /// A snapshot load returns an older snapshot than the newest saved.
+    pub snapshot_stale: u32,
+    /// A loaded snapshot's payload is corrupt (does not decode).
+    pub snapshot_corrupt: u32,
+    /// A loaded snapshot carries another view version.
+    pub snapshot_wrong_version: u32,
+    /// A loaded snapshot claims a stream version beyond the stream's head
+    /// (planted by a store restored from an older backup, or by a bug).
+    pub snapshot_ahead: u32,
+    /// A snapshot write is lost.
+    pub snapshot_write_lost: u32,
+    /// The client restarts between the events' commit and the snapshot
+    /// write.
+    pub snapshot_crash_before_write: u32,
+    /// A view recorded in a client's cache is recorded ahead of the store
+    /// (an entry that outlived a store restored from backup, or a bug).
+    pub view_cache_ahead: u32,
     /// Group commit: appends reaching the store within this window (from
     /// the first one) are applied as one batch, in arrival order, sharing
     /// the batch's fate for the faults that strike a whole transaction
@@ -145,6 +172,17 @@ impl FaultPlan {
             subscriber_crashes: 0,
             duplicate_request: 0,
             prime_from_cache: false,
+            view_cache: true,
+            view_cache_bytes: 1 << 20,
+            snapshots: true,
+            snapshot_missing: 0,
+            snapshot_stale: 0,
+            snapshot_corrupt: 0,
+            snapshot_wrong_version: 0,
+            snapshot_ahead: 0,
+            snapshot_write_lost: 0,
+            snapshot_crash_before_write: 0,
+            view_cache_ahead: 0,
             batch_window_us: 0,
             policy,
         }
@@ -209,6 +247,22 @@ impl FaultPlan {
         plan.subscriber_crashes = rate(rng, 8);
         plan.duplicate_request = rate(rng, max);
         plan.prime_from_cache = rng.chance(500);
+        // Stream views, drawn after everything else for the same reason.
+        plan.view_cache = rng.chance(850);
+        let tiny = rng.chance(300);
+        let bytes = rng.between(100, 400) as usize;
+        if tiny {
+            plan.view_cache_bytes = bytes;
+        }
+        plan.snapshots = rng.chance(750);
+        plan.snapshot_missing = rate(rng, max);
+        plan.snapshot_stale = rate(rng, max);
+        plan.snapshot_corrupt = rate(rng, max);
+        plan.snapshot_wrong_version = rate(rng, max);
+        plan.snapshot_ahead = rate(rng, max);
+        plan.snapshot_write_lost = rate(rng, max);
+        plan.snapshot_crash_before_write = rate(rng, max / 4);
+        plan.view_cache_ahead = rate(rng, max / 3);
         plan
     }
 }
@@ -266,7 +320,9 @@ impl fmt::Display for FaultPlan {
             "latency={}..{}us slow={}‰(≤{}ms) dup={}‰ read_transient={}‰ read_lost={}‰ append_fail={}‰ \
              lost_ack={}‰(unknown {}‰) crash_before_append={}‰ crash_after_commit={}‰ random_crashes={} \
              reexecute_on_restart={}‰ store_restarts={} clock_jumps={} handler_fail={}‰ checkpoint_fail={}‰ \
-             notify_lost={}‰ subscriber_crashes={} dup_request={}‰ prime_from_cache={} batch_window={}us | policy: attempts={} backoff={:?}..{:?} \
+             notify_lost={}‰ subscriber_crashes={} dup_request={}‰ prime_from_cache={} batch_window={}us \
+             view_cache={}({}B, ahead {}‰) snapshots={}(missing {}‰ stale {}‰ corrupt {}‰ wrong_version {}‰ \
+             ahead {}‰ write_lost {}‰ crash_before_write {}‰) | policy: attempts={} backoff={:?}..{:?} \
              discovery_limit={} page_size={:?}",
             self.latency_us.0,
             self.latency_us.1,
@@ -291,6 +347,17 @@ impl fmt::Display for FaultPlan {
             self.duplicate_request,
             self.prime_from_cache,
             self.batch_window_us,
+            self.view_cache,
+            self.view_cache_bytes,
+            self.view_cache_ahead,
+            self.snapshots,
+            self.snapshot_missing,
+            self.snapshot_stale,
+            self.snapshot_corrupt,
+            self.snapshot_wrong_version,
+            self.snapshot_ahead,
+            self.snapshot_write_lost,
+            self.snapshot_crash_before_write,
             p.retry.max_attempts,
             p.retry.initial_backoff,
             p.retry.max_backoff,

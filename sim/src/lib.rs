@@ -41,6 +41,7 @@ pub mod rng;
 pub mod store;
 pub mod sweep;
 pub mod trace;
+pub mod views;
 pub mod workload;
 mod world;
 

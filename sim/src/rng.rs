@@ -24,6 +24,9 @@ pub enum Purpose {
     /// A stream of its own, so that runs without batching draw exactly what
     /// they drew before batching existed.
     Batching,
+    /// Which of the workload's commands decide on stream views. A stream of
+    /// its own, so that the commands a seed issues are otherwise unchanged.
+    Views,
 }
 
 impl Purpose {
@@ -35,6 +38,7 @@ impl Purpose {
             Purpose::Network => 4,
             Purpose::Subscribers => 5,
             Purpose::Batching => 6,
+            Purpose::Views => 7,
         }
     }
 }

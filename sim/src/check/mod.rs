@@ -39,6 +39,10 @@ pub enum Invariant {
     ReexecutionAfterCommit,
     /// A domain rule of the workload (money, stock).
     Domain,
+    /// A stream view (from a cache or a snapshot plus the tail, or folded
+    /// by an execution) equals the full fold of its stream at its version,
+    /// and a committed view decision rested on exactly that.
+    ViewFold,
     /// A subscriber saw every matching event once per run, in global order,
     /// never skipped one across a resume, and caught up after healing.
     Subscription,
@@ -58,6 +62,7 @@ impl fmt::Display for Invariant {
             Invariant::NothingWritten => "an error that promises nothing was written",
             Invariant::ReexecutionAfterCommit => "re-execution of a committed command reports the commit",
             Invariant::Domain => "domain invariant",
+            Invariant::ViewFold => "a view equals the full fold of its stream (cache or snapshot + tail == replay)",
             Invariant::Subscription => "subscription delivery (global order, no gaps, once per run)",
             Invariant::Liveness => "liveness after healing",
         })

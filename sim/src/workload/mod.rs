@@ -4,6 +4,7 @@
 
 pub mod bank;
 pub mod shop;
+pub mod views;
 
 use crate::check::DomainModel;
 use crate::exec::Execution;
@@ -33,6 +34,12 @@ pub enum Job {
     Place(shop::PlaceOrder),
     /// Cancel an order (dynamic discovery).
     Cancel(shop::CancelOrder),
+    /// A transfer decided on stream views.
+    ViewTransfer(bank::Transfer),
+    /// An order placed on stream views.
+    ViewPlace(shop::PlaceOrder),
+    /// An order cancelled on stream views (discovered products get views).
+    ViewCancel(shop::CancelOrder),
 }
 
 impl Job {
@@ -44,14 +51,63 @@ impl Job {
         now: Time,
         seed: u64,
     ) -> Box<dyn Execution> {
-        match self {
+        self.start_probed(policy, context, now, seed).0
+    }
+
+    /// Starts one execution; for a view command, also the probe that
+    /// records the views each of its decisions saw.
+    pub fn start_probed(
+        &self,
+        policy: ExecutionPolicy,
+        context: ExecutionContext,
+        now: Time,
+        seed: u64,
+    ) -> (Box<dyn Execution>, Option<views::Probe>) {
+        let probe = views::Probe::new();
+        let exec: Box<dyn Execution> = match self {
+            Job::ViewTransfer(c) => Box::new(CommandMachine::new(
+                views::ViewTransfer {
+                    transfer: c.clone(),
+                    probe: probe.clone(),
+                },
+                policy,
+                context,
+                now,
+                seed,
+            )),
+            Job::ViewPlace(c) => Box::new(CommandMachine::new(
+                views::ViewPlaceOrder {
+                    place: c.clone(),
+                    probe: probe.clone(),
+                },
+                policy,
+                context,
+                now,
+                seed,
+            )),
+            Job::ViewCancel(c) => Box::new(CommandMachine::new(
+                views::ViewCancelOrder {
+                    cancel: c.clone(),
+                    probe: probe.clone(),
+                },
+                policy,
+                context,
+                now,
+                seed,
+            )),
             Job::Open(c) => Box::new(CommandMachine::new(c.clone(), policy, context, now, seed)),
             Job::SetLimit(c) => Box::new(CommandMachine::new(c.clone(), policy, context, now, seed)),
             Job::Transfer(c) => Box::new(CommandMachine::new(c.clone(), policy, context, now, seed)),
             Job::AddProduct(c) => Box::new(CommandMachine::new(c.clone(), policy, context, now, seed)),
             Job::Place(c) => Box::new(CommandMachine::new(c.clone(), policy, context, now, seed)),
             Job::Cancel(c) => Box::new(CommandMachine::new(c.clone(), policy, context, now, seed)),
-        }
+        };
+        (exec, self.on_views().then_some(probe))
+    }
+
+    /// True for the commands that decide on stream views.
+    pub fn on_views(&self) -> bool {
+        matches!(self, Job::ViewTransfer(_) | Job::ViewPlace(_) | Job::ViewCancel(_))
     }
 
     /// The streams the command declares (read before its first decision).
@@ -60,16 +116,16 @@ impl Job {
         match self {
             Job::Open(c) => c.streams(),
             Job::SetLimit(c) => c.streams(),
-            Job::Transfer(c) => c.streams(),
+            Job::Transfer(c) | Job::ViewTransfer(c) => c.streams(),
             Job::AddProduct(c) => c.streams(),
-            Job::Place(c) => c.streams(),
-            Job::Cancel(c) => c.streams(),
+            Job::Place(c) | Job::ViewPlace(c) => c.streams(),
+            Job::Cancel(c) | Job::ViewCancel(c) => c.streams(),
         }
     }
 
     /// True for the order cancellation, which discovers streams.
     pub fn discovers(&self) -> bool {
-        matches!(self, Job::Cancel(_))
+        matches!(self, Job::Cancel(_) | Job::ViewCancel(_))
     }
 }
 
@@ -78,9 +134,14 @@ impl fmt::Display for Job {
         match self {
             Job::Open(c) => write!(f, "open {} with {}", c.account, c.initial),
             Job::SetLimit(c) => write!(f, "set transfer limit {}", c.max),
-            Job::Transfer(c) => write!(
+            Job::Transfer(c) | Job::ViewTransfer(c) => write!(
                 f,
-                "transfer {} -> {}: {}{}{}{}",
+                "{}transfer {} -> {}: {}{}{}{}",
+                if matches!(self, Job::ViewTransfer(_)) {
+                    "view "
+                } else {
+                    ""
+                },
                 c.from,
                 c.to,
                 c.amount,
@@ -89,16 +150,22 @@ impl fmt::Display for Job {
                 if c.audit { " (audited)" } else { "" }
             ),
             Job::AddProduct(c) => write!(f, "add {} with {}", c.product, c.stock),
-            Job::Place(c) => {
-                write!(f, "place {}:", c.order)?;
+            Job::Place(c) | Job::ViewPlace(c) => {
+                let view = if matches!(self, Job::ViewPlace(_)) { "view " } else { "" };
+                write!(f, "{view}place {}:", c.order)?;
                 for (p, q) in &c.lines {
                     write!(f, " {p}x{q}")?;
                 }
                 Ok(())
             }
-            Job::Cancel(c) => write!(
+            Job::Cancel(c) | Job::ViewCancel(c) => write!(
                 f,
-                "cancel {}{}",
+                "{}cancel {}{}",
+                if matches!(self, Job::ViewCancel(_)) {
+                    "view "
+                } else {
+                    ""
+                },
                 c.order,
                 if c.one_at_a_time {
                     " (one product per round)"
@@ -129,13 +196,16 @@ pub struct WorkloadParams {
     pub products: u32,
     /// Share of shop commands, per mille.
     pub shop_per_mille: u32,
+    /// Share of commands decided on stream views, per mille (drawn from the
+    /// views stream, so every other draw of the workload is unchanged).
+    pub view_per_mille: u32,
 }
 
 impl fmt::Display for WorkloadParams {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "clients={} in_flight={} commands/client={} accounts={} hot={}@{}‰ products={} shop={}‰",
+            "clients={} in_flight={} commands/client={} accounts={} hot={}@{}‰ products={} shop={}‰ views={}‰",
             self.clients,
             self.in_flight,
             self.commands_per_client,
@@ -143,7 +213,8 @@ impl fmt::Display for WorkloadParams {
             self.hot,
             self.hot_per_mille,
             self.products,
-            self.shop_per_mille
+            self.shop_per_mille,
+            self.view_per_mille
         )
     }
 }
@@ -152,6 +223,8 @@ impl fmt::Display for WorkloadParams {
 pub struct Workload {
     params: WorkloadParams,
     rng: SimRng,
+    /// Which commands run on views: a stream of its own.
+    views: SimRng,
     next_order: u32,
     placed: Vec<u32>,
 }
@@ -159,7 +232,14 @@ pub struct Workload {
 impl Workload {
     /// Draws the parameters from `rng` (the workload stream). `scale`
     /// multiplies the number of commands per client.
-    pub fn new(mut rng: SimRng, scale: u32) -> Self {
+    pub fn new(mut rng: SimRng, mut views: SimRng, scale: u32) -> Self {
+        // A quarter of the seeds run no view command, a quarter only view
+        // commands, the rest a mix.
+        let view_per_mille = match views.below(4) {
+            0 => 0,
+            1 => 1_000,
+            _ => views.between(200, 800) as u32,
+        };
         let accounts = rng.between(2, 24) as u32;
         let params = WorkloadParams {
             clients: rng.between(1, 6) as u32,
@@ -170,10 +250,12 @@ impl Workload {
             hot_per_mille: rng.between(0, 900) as u32,
             products: rng.between(1, 8) as u32,
             shop_per_mille: rng.between(100, 600) as u32,
+            view_per_mille,
         };
         Workload {
             params,
             rng,
+            views,
             next_order: 0,
             placed: Vec::new(),
         }
@@ -205,6 +287,19 @@ impl Workload {
 
     /// The next command some client issues.
     pub fn next_job(&mut self) -> Job {
+        let job = self.next_whole_fold_job();
+        if !self.views.chance(self.params.view_per_mille) {
+            return job;
+        }
+        match job {
+            Job::Transfer(t) => Job::ViewTransfer(t),
+            Job::Place(p) => Job::ViewPlace(p),
+            Job::Cancel(c) => Job::ViewCancel(c),
+            other => other,
+        }
+    }
+
+    fn next_whole_fold_job(&mut self) -> Job {
         if self.rng.chance(self.params.shop_per_mille) {
             return self.next_shop_job();
         }

@@ -60,11 +60,15 @@ impl World {
         let started_after = self.store.last_position();
         let healed = self.healed_at.is_some();
         let policy = self.active.policy.clone();
+        let views_enabled = self.plan.view_cache || self.plan.snapshots;
         let entry = &mut self.commands[command];
         let client = entry.client;
-        let mut machine = entry
+        // Only an execution with a fresh command id starts from cached or
+        // snapshotted views, as in the executor.
+        let use_views = views_enabled && entry.executions.is_empty() && entry.job.on_views();
+        let (mut machine, probe) = entry
             .job
-            .start(policy, ExecutionContext::new(entry.command_id), now, seed);
+            .start_probed(policy, ExecutionContext::new(entry.command_id), now, seed);
         if self.plan.prime_from_cache {
             for stream in entry.job.streams() {
                 if let Some(cached) = self.clients[client].cache.get(&stream) {
@@ -92,6 +96,10 @@ impl World {
                 execution,
                 machine,
                 wake: None,
+                probe,
+                use_views,
+                tried: Vec::new(),
+                primed: Vec::new(),
             },
         );
         self.log(format_args!(
@@ -104,6 +112,7 @@ impl World {
     /// Polls an execution until it waits or ends, sending what it asks for.
     pub(super) fn pump(&mut self, exec: ExecId) {
         loop {
+            self.prime_views(exec);
             let Some(running) = self.execs.get_mut(&exec) else {
                 return;
             };
@@ -219,7 +228,8 @@ impl World {
     }
 
     fn settle(&mut self, exec: ExecId, settled: Settled) {
-        let Some(running) = self.forget(exec) else { return };
+        let Some(mut running) = self.forget(exec) else { return };
+        self.keep_views(exec, &mut running, &settled);
         let entry = &mut self.commands[running.command];
         let previous = running
             .execution
@@ -283,6 +293,7 @@ impl World {
         // same command id; otherwise the liveness phase resolves it.
         if matches!(settled.outcome, ExecutionOutcome::Unknown { .. })
             && self.healed_at.is_none()
+            && self.clients[running.client].up
             && self.fault(self.plan.reexecute_on_restart)
         {
             self.start_execution(running.command);
@@ -390,6 +401,7 @@ impl World {
         }
         self.clients[client].up = false;
         self.clients[client].cache.clear();
+        self.clients[client].views.clear();
         self.coverage.hit("client_crash");
         self.log(format_args!("c{client} CRASH ({why})"));
         let lost: Vec<ExecId> = self.clients[client].running.iter().copied().collect();

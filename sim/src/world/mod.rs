@@ -27,6 +27,7 @@ mod client;
 mod phases;
 mod server;
 mod subscriber;
+mod views;
 use eventcore::{
     AppendReceipt, AppendRequest, ReadAllRequest, ReadAllResponse, ReadRequest, ReadResponse, RequestId, StoreError,
     Time,
@@ -248,12 +249,18 @@ struct World {
     /// Appends waiting for the open batch to close (group commit), in
     /// arrival order, with the store epoch they arrived in.
     batch: Vec<(Endpoint, AppendRequest)>,
+    /// The snapshot store of stream views.
+    snapshots: crate::views::SnapshotStore,
 }
 
 impl World {
     fn new(config: &SimConfig) -> Self {
         let mut faults = SimRng::new(config.seed, Purpose::Faults);
-        let workload = Workload::new(SimRng::new(config.seed, Purpose::Workload), config.scale);
+        let workload = Workload::new(
+            SimRng::new(config.seed, Purpose::Workload),
+            SimRng::new(config.seed, Purpose::Views),
+            config.scale,
+        );
         let plan = FaultPlan::choose(config.profile, &mut faults)
             .with_batching(config.profile, &mut SimRng::new(config.seed, Purpose::Batching));
         let params = workload.params().clone();
@@ -264,6 +271,7 @@ impl World {
                 remaining: params.commands_per_client,
                 orphans: Vec::new(),
                 cache: BTreeMap::new(),
+                views: eventcore::ViewCache::new(plan.view_cache_bytes),
             })
             .collect();
         World {
@@ -293,6 +301,7 @@ impl World {
             extra: Vec::new(),
             safety_cap: Time::MAX,
             batch: Vec::new(),
+            snapshots: crate::views::SnapshotStore::default(),
         }
     }
 
