@@ -1,8 +1,8 @@
 //! Which store the EventCore side runs on.
 
 use crate::{Config, Row};
-use eventcore_postgres::{PostgresOptions, PostgresStore};
-use eventcore_tokio::{EventStore, MemoryEventStore};
+use eventcore_postgres::{PgSnapshotStore, PostgresOptions, PostgresStore};
+use eventcore_tokio::{EventStore, MemoryEventStore, MemorySnapshotStore, SnapshotStore};
 use std::future::Future;
 
 /// The store used when `--store` is not given.
@@ -15,6 +15,16 @@ pub trait Backend {
 
     /// A fresh, empty store in `schema` with up to `connections` connections.
     fn fresh(&self, schema: &str, connections: u32) -> impl Future<Output = Result<Self::Store, String>>;
+
+    /// Where the executor persists view snapshots next to `store`.
+    type Snapshots: SnapshotStore + Clone;
+
+    /// The snapshot store of `store` (PostgreSQL: its `snapshots` table).
+    fn snapshots(&self, store: &Self::Store) -> Self::Snapshots;
+
+    /// Snapshot rows the store's own counter says its loads returned, if it
+    /// keeps one (`PgSnapshotStore::loads`).
+    fn rows_loaded(snapshots: &Self::Snapshots) -> Option<u64>;
 }
 
 /// The in-memory store (validates the harness; ratios mean nothing).
@@ -25,6 +35,16 @@ impl Backend for Memory {
 
     async fn fresh(&self, _schema: &str, _connections: u32) -> Result<MemoryEventStore, String> {
         Ok(MemoryEventStore::new())
+    }
+
+    type Snapshots = MemorySnapshotStore;
+
+    fn snapshots(&self, _store: &MemoryEventStore) -> MemorySnapshotStore {
+        MemorySnapshotStore::new()
+    }
+
+    fn rows_loaded(_snapshots: &MemorySnapshotStore) -> Option<u64> {
+        None
     }
 }
 
@@ -44,6 +64,16 @@ impl Backend for Postgres {
         store.drop_schema().await.map_err(|e| e.to_string())?;
         store.migrate().await.map_err(|e| e.to_string())?;
         Ok(store)
+    }
+
+    type Snapshots = PgSnapshotStore;
+
+    fn snapshots(&self, store: &PostgresStore) -> PgSnapshotStore {
+        PgSnapshotStore::new(store)
+    }
+
+    fn rows_loaded(snapshots: &PgSnapshotStore) -> Option<u64> {
+        Some(snapshots.loads())
     }
 }
 

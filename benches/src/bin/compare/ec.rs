@@ -3,9 +3,10 @@
 
 use crate::harness::{Outcome, Rng};
 use eventcore::{
-    decode_recorded, CommandError, EventFilter, Executed, ExpectedVersion, ReadAllRequest, StreamId, Time,
+    decode_recorded, AppendReceipt, AppendRequest, CommandError, EventFilter, Executed, ExpectedVersion,
+    ReadAllRequest, ReadAllResponse, ReadRequest, ReadResponse, StoreError, StreamId, Time,
 };
-use eventcore_benches::bank::{account, AccountEvent, OpenAccount, Transfer};
+use eventcore_benches::bank::{account, AccountEvent, OpenAccount, PlainTransfer, Transfer};
 use eventcore_benches::{append_request, Deposit, DepositMany, Replay, Totals};
 use eventcore_tokio::{EventStore, Executor};
 use std::num::NonZeroU32;
@@ -76,6 +77,8 @@ pub struct TransferClient<S> {
     executor: Arc<Executor<S>>,
     accounts: Arc<Vec<StreamId>>,
     rng: Rng,
+    /// Run the whole-fold `PlainTransfer` instead of the view `Transfer`.
+    plain: bool,
 }
 
 impl<S: EventStore> TransferClient<S> {
@@ -85,7 +88,29 @@ impl<S: EventStore> TransferClient<S> {
             executor,
             accounts,
             rng: Rng::new(seed),
+            plain: false,
         }
+    }
+
+    /// The same client running the plain whole-fold `PlainTransfer` (one
+    /// state folded from both streams' events on every execution).
+    pub fn plain(mut self) -> Self {
+        self.plain = true;
+        self
+    }
+
+    /// Opens accounts `0..n` straight in the store (setup), each a stream of
+    /// `events` events: `Opened { initial }` then `Deposited { 1 }`s, in
+    /// appends of up to 5,000 events. Returns their ids.
+    pub async fn fill_all(store: &S, n: u32, events: usize, initial: u64) -> Result<Vec<StreamId>, String> {
+        let history = account_history(events, initial);
+        let mut ids = Vec::with_capacity(n as usize);
+        for i in 0..n {
+            let id = account(i);
+            load(store, &id, &history, FILL_APPEND).await?;
+            ids.push(id);
+        }
+        Ok(ids)
     }
 
     /// Opens accounts `0..n` with `initial` each (setup), returning their ids.
@@ -113,9 +138,115 @@ impl<S: EventStore> TransferClient<S> {
             to: self.accounts[to as usize].clone(),
             amount: 1,
         };
-        let result = self.executor.execute(command).await;
+        let result = if self.plain {
+            self.executor.execute(PlainTransfer(command)).await
+        } else {
+            self.executor.execute(command).await
+        };
         (self, outcome(1, result))
     }
+}
+
+/// Events per append when filling long streams (the store takes up to
+/// 10,000 per transaction by default).
+pub const FILL_APPEND: usize = 5_000;
+
+/// An account's history of `events` events: opened with `initial`, then
+/// deposits of 1 (the same rows the raw floor loads).
+pub fn account_history(events: usize, initial: u64) -> Vec<AccountEvent> {
+    let mut history = Vec::with_capacity(events);
+    history.push(AccountEvent::Opened { initial });
+    history.resize(events.max(1), AccountEvent::Deposited { amount: 1 });
+    history
+}
+
+/// An [`EventStore`] that counts what reads hand back: the cold-start row's
+/// "events fetched from the stream".
+#[derive(Debug, Clone)]
+pub struct Counting<S> {
+    inner: S,
+    reads: Arc<AtomicU64>,
+    events: Arc<AtomicU64>,
+}
+
+impl<S> Counting<S> {
+    /// Counts reads of `inner` from zero.
+    pub fn new(inner: S) -> Self {
+        Counting {
+            inner,
+            reads: Arc::default(),
+            events: Arc::default(),
+        }
+    }
+
+    /// Read requests answered so far.
+    pub fn reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
+    }
+
+    /// Events returned by reads so far (all streams).
+    pub fn events_read(&self) -> u64 {
+        self.events.load(Ordering::Relaxed)
+    }
+}
+
+impl<S: EventStore> EventStore for Counting<S> {
+    async fn read(&self, request: &ReadRequest) -> Result<ReadResponse, StoreError> {
+        let result = self.inner.read(request).await;
+        if let Ok(response) = &result {
+            let events: usize = response.streams.iter().map(|s| s.events.len()).sum();
+            self.reads.fetch_add(1, Ordering::Relaxed);
+            self.events.fetch_add(events as u64, Ordering::Relaxed);
+        }
+        result
+    }
+
+    async fn append(&self, request: &AppendRequest) -> Result<AppendReceipt, StoreError> {
+        self.inner.append(request).await
+    }
+
+    async fn read_all(&self, request: &ReadAllRequest) -> Result<ReadAllResponse, StoreError> {
+        self.inner.read_all(request).await
+    }
+
+    async fn append_batch(&self, requests: &[AppendRequest]) -> Vec<Result<AppendReceipt, StoreError>> {
+        self.inner.append_batch(requests).await
+    }
+}
+
+/// The first command of a fresh executor on a stream, timed.
+#[derive(Debug, Clone, Copy)]
+pub struct FirstCommand {
+    /// Wall time of `execute`, snapshot load, reads and append included.
+    pub micros: u64,
+    /// Events the store's reads returned.
+    pub events_read: u64,
+    /// Read requests.
+    pub reads: u64,
+}
+
+/// Runs one `Deposit` (a view command over `Account`) on `stream` through
+/// `executor` (a fresh executor over a counting store) and times it.
+pub async fn first_command<S: EventStore>(
+    executor: &Executor<Counting<S>>,
+    stream: &StreamId,
+) -> Result<FirstCommand, String> {
+    let store = executor.store();
+    let (events_before, reads_before) = (store.events_read(), store.reads());
+    let began = std::time::Instant::now();
+    executor
+        .execute(Deposit {
+            account: stream.clone(),
+            amount: 1,
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let micros = began.elapsed().as_micros() as u64;
+    Ok(FirstCommand {
+        micros,
+        events_read: store.events_read() - events_before,
+        reads: store.reads() - reads_before,
+    })
 }
 
 static REQUESTS: AtomicU64 = AtomicU64::new(1 << 40);

@@ -15,6 +15,7 @@
 mod backend;
 mod ec;
 mod harness;
+mod long;
 mod raw;
 
 use backend::Backend;
@@ -52,6 +53,14 @@ pub struct Config {
     pub schema_prefix: String,
     /// Batches in flight at once in the append-batching rows.
     pub batch_in_flight: usize,
+    /// Accounts in the W2L (long streams) rows.
+    pub long_accounts: u32,
+    /// Events each W2L account holds before the run.
+    pub long_events: usize,
+    /// Events in the cold-start stream.
+    pub cold_events: usize,
+    /// Cold starts (and full folds) measured, a fresh executor each.
+    pub cold_reps: usize,
 }
 
 impl Config {
@@ -89,12 +98,14 @@ fn parse_args() -> Result<Config> {
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: compare [--secs N] [--short] [--store postgres|memory] [--only W1,W2,W3,W4,W5,W1s,B]\n\
+                    "usage: compare [--secs N] [--short] [--store postgres|memory] [--only W1,W2,W3,W4,W5,W1s,B,W2L,C]\n\
                      Runs each workload on EventCore and on a raw-SQL floor (plain sqlx) against DATABASE_URL\n\
                      (default postgres://postgres@127.0.0.1:5432/postgres) and prints both rates and their ratio.\n\
                      --secs N   measured seconds per side and workload (default 10)\n\
                      --short    a quick smoke run (CI): 0.3 s per side, small data sets\n\
-                     --batch-in-flight N   batches in flight at once in the batching rows (default 1)"
+                     --batch-in-flight N   batches in flight at once in the batching rows (default 1)\n\
+                     W2L: transfers over long streams (accounts of 2,000 events; view Transfer, then PlainTransfer)\n\
+                     C:   cold start of a fresh executor on a stream of 100,000 events from a snapshot, against a full fold"
                 );
                 std::process::exit(0);
             }
@@ -111,6 +122,12 @@ fn parse_args() -> Result<Config> {
             90_000,
         )
     };
+    // W2L and C: long streams; small in the CI smoke run.
+    let (long_accounts, long_events, cold_events, cold_reps) = if short {
+        (20, 200, 2_000, 3)
+    } else {
+        (100, 2_000, 100_000, 7)
+    };
     let command_line = std::iter::once("compare".to_string())
         .chain(std::env::args().skip(1))
         .collect::<Vec<_>>()
@@ -126,6 +143,10 @@ fn parse_args() -> Result<Config> {
         command_line,
         schema_prefix: format!("bench_{}", std::process::id()),
         batch_in_flight,
+        long_accounts,
+        long_events,
+        cold_events,
+        cold_reps,
     })
 }
 
@@ -138,6 +159,9 @@ pub struct Row {
     raw: Tally,
     /// Anything else worth printing (batch sizes).
     extra: String,
+    /// The whole line, for rows that are not a rate against the floor
+    /// (the cold start).
+    text: Option<String>,
 }
 
 impl Row {
@@ -146,6 +170,9 @@ impl Row {
     }
 
     fn line(&mut self) -> String {
+        if let Some(text) = &self.text {
+            return text.clone();
+        }
         let ratio = self.ratio();
         let verdict = if ratio >= self.target { "met" } else { "MISSED" };
         let mut notes = String::new();
@@ -295,6 +322,7 @@ async fn w1<B: Backend>(cfg: &Config, backend: &B, clients: usize, batched: bool
         eventcore,
         raw,
         extra,
+        text: None,
     })
 }
 
@@ -308,7 +336,7 @@ fn batching_options(cfg: &Config) -> BatchingOptions {
 const SHORT_STREAM: u64 = 100;
 
 const ACCOUNTS: u32 = 100;
-const INITIAL: u64 = 1_000_000_000;
+pub(crate) const INITIAL: u64 = 1_000_000_000;
 
 async fn w2<B: Backend>(cfg: &Config, backend: &B, batched: bool) -> Result<Row> {
     let clients = 8;
@@ -352,6 +380,7 @@ async fn w2<B: Backend>(cfg: &Config, backend: &B, batched: bool) -> Result<Row>
         eventcore,
         raw,
         extra,
+        text: None,
     })
 }
 
@@ -411,6 +440,7 @@ async fn w3<B: Backend>(cfg: &Config, backend: &B) -> Result<Vec<Row>> {
         eventcore,
         raw: raw_tally,
         extra: String::new(),
+        text: None,
     };
     const PAGE: u32 = 1_000;
     let total_events = total as u64;
@@ -447,6 +477,7 @@ async fn w3<B: Backend>(cfg: &Config, backend: &B) -> Result<Vec<Row>> {
         eventcore,
         raw: raw_tally,
         extra: String::new(),
+        text: None,
     };
     if !cfg.wants("W5") {
         return Ok(vec![one, all]);
@@ -479,6 +510,7 @@ async fn w3<B: Backend>(cfg: &Config, backend: &B) -> Result<Vec<Row>> {
         eventcore,
         raw: raw_tally,
         extra: String::new(),
+        text: None,
     };
     Ok(vec![one, all, sub])
 }
@@ -512,6 +544,7 @@ async fn w4<B: Backend>(cfg: &Config, backend: &B, direct: bool) -> Result<Row> 
         eventcore,
         raw,
         extra: String::new(),
+        text: None,
     })
 }
 
@@ -619,6 +652,14 @@ async fn run<B: Backend>(cfg: &Config, backend: &B) -> Result<Vec<Row>> {
     if cfg.wants("B") {
         report(w1(cfg, backend, 8, true, None).await?);
         report(w2(cfg, backend, true).await?);
+    }
+    if cfg.wants("W2L") {
+        for row in long::w2_long(cfg, backend).await? {
+            report(row);
+        }
+    }
+    if cfg.wants("C") {
+        report(long::cold_start(cfg, backend).await?);
     }
     Ok(rows)
 }

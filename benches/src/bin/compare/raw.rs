@@ -299,6 +299,17 @@ impl TransferClient {
         Ok(())
     }
 
+    /// Opens `accounts` accounts whose streams already hold `history`
+    /// (setup: one unchecked multi-row insert per account).
+    pub async fn fill_all(raw: &Raw, accounts: u32, history: &[AccountEvent]) -> Result<(), sqlx::Error> {
+        for n in 0..accounts {
+            for (i, chunk) in history.chunks(10_000).enumerate() {
+                raw.load(&account_stream(n), (i * 10_000) as i64 + 1, chunk).await?;
+            }
+        }
+        Ok(())
+    }
+
     fn held(&self, n: u32) -> Held {
         let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         cache.get(&n).copied().unwrap_or_default()
