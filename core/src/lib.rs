@@ -65,7 +65,7 @@ pub use ids::{
 };
 pub use machine::{CommandError, CommandMachine, Executed, ExecutionContext, ExecutionStats, Step};
 pub use policy::{ExecutionPolicy, RetryPolicy};
-pub use snapshot::{Snapshot, SnapshotRejected};
+pub use snapshot::{Snapshot, SnapshotRejected, SnapshotUnavailable};
 pub use store::{
     AppendLimits, AppendReceipt, AppendRequest, Conflict, ErrorSource, EventFilter, InvalidAppend, InvalidRequest,
     Operation, ReadAllRequest, ReadAllResponse, ReadRequest, ReadResponse, StoreError, StreamAppend, StreamCommit,
@@ -77,5 +77,5 @@ pub use subscription::{
 };
 pub use time::Time;
 pub use version::{ExpectedVersion, GlobalPosition, StreamVersion};
-pub use view::{prime_views, AnyEvent, AnyView, ComposeViews, Decide, Emit, StreamView, View, ViewKind, Views};
+pub use view::{AnyEvent, AnyView, ComposeViews, Decide, Emit, StreamView, View, ViewKind, Views};
 pub use view_cache::{ViewCache, ViewCacheStats};

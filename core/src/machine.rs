@@ -20,7 +20,7 @@ use crate::entropy::Entropy;
 use crate::store::{
     AppendReceipt, AppendRequest, Operation, ReadRequest, ReadResponse, StoreError, StreamAppend, StreamRead,
 };
-use crate::view::{view_mut, AnyEvent, AnyView, StreamView, ViewKind};
+use crate::view::{view_mut, AnyEvent, StreamView, ViewKind};
 use crate::{
     CausationId, Command, CommandId, CorrelationId, Decision, Event, EventId, EventMetadata, ExecutionPolicy,
     ExpectedVersion, GlobalPosition, NewEvent, RecordedEvent, RequestId, StreamId, StreamVersion, Time,
@@ -304,6 +304,14 @@ struct StreamCursor {
     /// The version the execution started this stream from (a primed view's
     /// version, else 0).
     base: StreamVersion,
+    /// The id of the event at `read_to`, when known (view streams).
+    last_event: Option<EventId>,
+    /// A snapshot's version and last event id, until the read that starts
+    /// at that event confirms them.
+    verify: Option<(StreamVersion, EventId)>,
+    /// A primed view that conflicted and was not read since, or whose commit
+    /// showed the store behind it: not handed back, reported stale.
+    distrusted: bool,
 }
 
 impl StreamCursor {
@@ -316,6 +324,9 @@ impl StreamCursor {
             primed: false,
             view,
             base: StreamVersion::NONE,
+            last_event: None,
+            verify: None,
+            distrusted: false,
         }
     }
 }
@@ -582,40 +593,77 @@ impl<C: Command> CommandMachine<C> {
         true
     }
 
-    /// Starts a view stream from a fold a driver kept (a cache entry or a
-    /// persisted snapshot) instead of reading it from version 1: the machine
-    /// reads only what is newer when it must, and pins the append to
-    /// `version`, so a stale view costs a conflict and a read of the tail,
+    /// Starts a view stream from a fold this driver made itself (its view
+    /// cache) instead of reading it from version 1: the machine reads only
+    /// what is newer when it must, and pins the append to the view's
+    /// version, so a stale view costs a conflict and a read of the tail,
     /// never a wrong decision. A refusal or an empty decision is confirmed by
-    /// a read before it is final, and a view that claims versions the store
-    /// does not have is dropped and the stream folded from the start
-    /// ([`CommandMachine::stale_views`]).
+    /// a read before it is final, and a view that proves ahead of the store
+    /// is dropped and the stream folded from the start
+    /// ([`CommandMachine::stale_views`]). The view is trusted to be a fold of
+    /// this store's history; a persisted snapshot goes through
+    /// [`CommandMachine::prime_snapshot`], which checks that.
     ///
     /// Returns `false` and ignores the view when it does not fit: no read is
     /// due, the stream is not read through a view of this kind, or it
     /// already holds events.
-    pub fn prime_view(&mut self, stream: &StreamId, version: StreamVersion, view: Arc<dyn AnyView>) -> bool {
-        if !matches!(self.phase, Phase::ReadDue) {
-            return false;
-        }
-        let kind = view.kind();
-        let Some(cursor) = self
-            .cursors
-            .iter_mut()
-            .find(|c| &c.stream == stream && c.view == Some(kind) && c.read_to.is_none() && c.pending)
-        else {
+    pub fn prime_view(&mut self, view: StreamView) -> bool {
+        let version = view.version;
+        let last_event = view.last_event;
+        let Some(cursor) = self.primable(&view) else {
             return false;
         };
-        let Some(slot) = C::views_mut(&mut self.state).and_then(|views| views.slot_mut(stream)) else {
-            return false;
-        };
-        slot.view = view;
+        let cursor = &mut self.cursors[cursor];
         cursor.read_to = version;
         cursor.head = version;
         cursor.base = version;
+        cursor.last_event = last_event;
         cursor.pending = false;
         cursor.primed = true;
         true
+    }
+
+    /// Starts a view stream from a persisted snapshot: the stream is read
+    /// from the snapshot's last event on, and the snapshot is used only if
+    /// that event is the one it was taken at (same version, same event id).
+    /// Otherwise (the stream is shorter, or another history reached that
+    /// version) it is dropped, counted in [`ExecutionStats::stale_views`],
+    /// reported by [`CommandMachine::stale_views`], and the stream folded
+    /// from the start. Costs one read of the tail plus the snapshot's last
+    /// event. Returns `false` when the view does not fit (see
+    /// [`CommandMachine::prime_view`]) or carries no last event id.
+    pub fn prime_snapshot(&mut self, view: StreamView) -> bool {
+        let (Some(last_event), Some(before)) = (view.last_event, view.version.get().checked_sub(1)) else {
+            return false;
+        };
+        let version = view.version;
+        let Some(cursor) = self.primable(&view) else {
+            return false;
+        };
+        let cursor = &mut self.cursors[cursor];
+        cursor.read_to = StreamVersion::new(before);
+        cursor.head = StreamVersion::new(before);
+        cursor.base = version;
+        cursor.verify = Some((version, last_event));
+        true
+    }
+
+    /// The cursor a view may be primed into, with the view put in its slot.
+    fn primable(&mut self, view: &StreamView) -> Option<usize> {
+        if !matches!(self.phase, Phase::ReadDue) {
+            return None;
+        }
+        let cursor = self.cursors.iter().position(|c| {
+            c.stream == view.stream
+                && c.view == Some(view.kind)
+                && c.read_to.is_none()
+                && c.pending
+                && c.base.is_none()
+                && c.verify.is_none()
+        })?;
+        let slot = C::views_mut(&mut self.state).and_then(|views| views.slot_mut(&view.stream))?;
+        slot.view = Arc::clone(&view.view);
+        Some(cursor)
     }
 
     /// View streams that are due to be read from the start: what a driver
@@ -627,16 +675,17 @@ impl<C: Command> CommandMachine<C> {
         }
         self.cursors
             .iter()
-            .filter(|c| c.pending && c.read_to.is_none() && c.base.is_none())
+            .filter(|c| c.pending && c.read_to.is_none() && c.base.is_none() && c.verify.is_none())
             .filter_map(|c| c.view.map(|kind| (c.stream.clone(), kind)))
             .collect()
     }
 
-    /// The view of every stream read through one, each with the version it
-    /// is folded to (this execution's own commit included once it is
-    /// known). Each is exactly the fold of the stream's first `version`
-    /// events, whatever the outcome, so a driver may cache all of them; the
-    /// machine keeps shared references, so call it once the execution ended.
+    /// The view of every stream read through one that the execution could
+    /// confirm, each with the version it is folded to (this execution's own
+    /// commit included once it is known). Each is exactly the fold of the
+    /// stream's first `version` events, so a driver may cache all of them.
+    /// Left out: streams never read, snapshots not yet checked, and views in
+    /// [`CommandMachine::stale_views`]. Call it once the execution ended.
     pub fn take_views(&mut self) -> Vec<StreamView> {
         let Some(views) = C::views_mut(&mut self.state) else {
             return Vec::new();
@@ -644,8 +693,7 @@ impl<C: Command> CommandMachine<C> {
         let mut out = Vec::with_capacity(views.slots.len());
         for cursor in &self.cursors {
             let Some(kind) = cursor.view else { continue };
-            if cursor.read_to.is_none() && cursor.pending {
-                // Never read (or dropped as stale and not read again).
+            if (cursor.read_to.is_none() && cursor.pending) || cursor.verify.is_some() || cursor.distrusted {
                 continue;
             }
             if let Some(slot) = views.slots.iter().find(|s| s.stream == cursor.stream) {
@@ -654,6 +702,7 @@ impl<C: Command> CommandMachine<C> {
                     kind,
                     version: cursor.read_to,
                     base_version: cursor.base,
+                    last_event: cursor.last_event,
                     view: Arc::clone(&slot.view),
                 });
             }
@@ -661,18 +710,62 @@ impl<C: Command> CommandMachine<C> {
         out
     }
 
-    /// View streams whose starting point (from [`CommandMachine::prime_view`])
-    /// proved ahead of the store; a driver drops them from its cache.
-    pub fn stale_views(&self) -> &[(StreamId, ViewKind)] {
-        &self.stale_views
+    /// View streams whose starting point must not be used again: primed
+    /// views that proved ahead of the store (or, for a snapshot, of another
+    /// history), and primed views that conflicted and were not read again
+    /// before the execution ended. A driver drops them from its cache (and a
+    /// snapshot it loaded for them from its snapshot store).
+    pub fn stale_views(&self) -> Vec<(StreamId, ViewKind)> {
+        let mut stale = self.stale_views.clone();
+        for cursor in self.cursors.iter().filter(|c| c.distrusted) {
+            if let Some(kind) = cursor.view {
+                if !stale.iter().any(|(s, _)| s == &cursor.stream) {
+                    stale.push((cursor.stream.clone(), kind));
+                }
+            }
+        }
+        stale
+    }
+
+    /// Drops a view stream's starting point: the slot goes back to the empty
+    /// view and the stream is read from the start.
+    fn drop_view_start(&mut self, cursor: usize) {
+        let Some(kind) = self.cursors[cursor].view else { return };
+        let stream = self.cursors[cursor].stream.clone();
+        self.stats.stale_views += 1;
+        self.stale_views.push((stream.clone(), kind));
+        if let Some(slot) = C::views_mut(&mut self.state).and_then(|v| v.slot_mut(&stream)) {
+            slot.view = kind.empty();
+        }
+        self.cursors[cursor] = StreamCursor::new(stream, Some(kind));
+    }
+
+    /// A conflict on a stream primed from a cache says the cached view is
+    /// behind (or, below its version, ahead of the store): until a read
+    /// confirms the stream again, its view must not go back to the cache.
+    fn distrust_primed_view(&mut self, conflict: &crate::Conflict) {
+        let Some(cursor) = self
+            .cursors
+            .iter()
+            .position(|c| c.stream == conflict.stream && c.view.is_some() && c.primed)
+        else {
+            return;
+        };
+        if conflict.actual < self.cursors[cursor].base {
+            self.drop_view_start(cursor);
+        } else {
+            self.cursors[cursor].distrusted = true;
+        }
     }
 
     /// Folds this execution's own commit into the written streams' views, so
     /// the views handed out by [`CommandMachine::take_views`] include it. A
     /// stream whose commit does not follow the version folded (its
     /// expectation was relaxed and another writer got in between) keeps its
-    /// view at the version read, which is still exact.
-    fn fold_commit(&mut self, receipt: &AppendReceipt) {
+    /// view at the version read, which is still exact; one whose commit
+    /// starts at or below that version shows the view was ahead of the
+    /// store, and is reported stale.
+    fn fold_commit(&mut self, request: &AppendRequest, receipt: &AppendReceipt) {
         let decided = std::mem::take(&mut self.decided);
         if receipt.deduplicated {
             return;
@@ -685,6 +778,10 @@ impl<C: Command> CommandMachine<C> {
                 continue;
             };
             if cursor.view.is_none() {
+                continue;
+            }
+            if commit.first_version <= cursor.read_to {
+                cursor.distrusted = true;
                 continue;
             }
             let Some(slot) = views.slot_mut(&commit.stream) else {
@@ -709,12 +806,25 @@ impl<C: Command> CommandMachine<C> {
                     },
                 }
             });
-            if folded {
+            let last_event = request
+                .streams
+                .iter()
+                .find(|s| s.stream == commit.stream)
+                .and_then(|s| s.events.last())
+                .map(|e| e.event_id);
+            if folded && last_event.is_some() {
                 slot.view = view;
                 cursor.read_to = commit.last_version;
                 cursor.head = commit.last_version;
+                cursor.last_event = last_event;
             }
         }
+    }
+
+    /// The execution's overall deadline (policy timeout and context
+    /// deadline), if it has one.
+    pub fn deadline(&self) -> Option<Time> {
+        (self.deadline != Time::MAX).then_some(self.deadline)
     }
 
     /// When the machine next wants [`CommandMachine::on_wake`]: the deadline
@@ -845,7 +955,7 @@ impl<C: Command> CommandMachine<C> {
             Ok(receipt) if receipt.command_id == self.context.command_id => {
                 self.unresolved = None;
                 if !self.decided.is_empty() {
-                    self.fold_commit(&receipt);
+                    self.fold_commit(&request, &receipt);
                 }
                 let executed = Executed {
                     command_id: self.context.command_id,
@@ -869,6 +979,7 @@ impl<C: Command> CommandMachine<C> {
                 // earlier attempt can never commit either.
                 self.unresolved = None;
                 self.stats.conflicts += 1;
+                self.distrust_primed_view(&conflict);
                 self.retry(StoreError::Conflict(conflict), AfterBackoff::Reread);
             }
             Err(error) if error.may_have_committed() => {
@@ -1061,23 +1172,31 @@ impl<C: Command> CommandMachine<C> {
         let last_applied = self.applied.checked_sub(1).map(|i| self.held[i].position);
         let mut needs_refold = false;
         for (&(cursor, after), slice) in asked.iter().zip(response.streams) {
-            let stream = &self.cursors[cursor].stream;
-            if &slice.stream != stream {
+            if slice.stream != self.cursors[cursor].stream {
+                let stream = &self.cursors[cursor].stream;
                 return Err(violation(format!("asked for `{stream}`, got `{}`", slice.stream)));
             }
+            let stream = &slice.stream;
+            // A snapshot is used only if the stream's event at its version is
+            // the one it was taken at; that event is already in the view.
+            let mut skip = 0;
+            if let Some((at, id)) = self.cursors[cursor].verify.take() {
+                let confirmed = slice
+                    .events
+                    .first()
+                    .is_some_and(|e| e.stream_id == *stream && e.version == at && e.event_id == id);
+                if !confirmed {
+                    self.drop_view_start(cursor);
+                    continue;
+                }
+                skip = 1;
+            }
             if slice.head < after {
-                if let Some(kind) = self.cursors[cursor].view.filter(|_| self.cursors[cursor].base == after) {
-                    // The view this stream started from (a cache entry or a
-                    // snapshot) claims versions the store does not have:
-                    // drop it and fold the stream from the start.
-                    self.stats.stale_views += 1;
-                    self.stale_views.push((stream.clone(), kind));
-                    let stream = stream.clone();
-                    if let Some(slot) = C::views_mut(&mut self.state).and_then(|v| v.slot_mut(&stream)) {
-                        slot.view = kind.empty();
-                    }
-                    let view = self.cursors[cursor].view;
-                    self.cursors[cursor] = StreamCursor::new(stream, view);
+                if self.cursors[cursor].view.is_some() && self.cursors[cursor].base == after {
+                    // The view this stream started from (a cache entry)
+                    // claims versions the store does not have: drop it and
+                    // fold the stream from the start.
+                    self.drop_view_start(cursor);
                     continue;
                 }
                 return Err(violation(format!(
@@ -1102,7 +1221,7 @@ impl<C: Command> CommandMachine<C> {
                     slice.head
                 )));
             }
-            for recorded in &slice.events {
+            for recorded in &slice.events[skip..] {
                 if recorded.metadata.command_id == self.context.command_id {
                     self.own_commit.push(recorded.clone());
                 }
@@ -1115,8 +1234,11 @@ impl<C: Command> CommandMachine<C> {
                 // A view folds its own stream in stream order; how its events
                 // interleave with other streams' does not matter to it.
                 let view = view_mut(&mut slot.view);
-                for recorded in &slice.events {
+                for recorded in &slice.events[skip..] {
                     view.apply_recorded(recorded)?;
+                }
+                if let Some(last) = slice.events.last() {
+                    self.cursors[cursor].last_event = Some(last.event_id);
                 }
             } else {
                 self.held.reserve(slice.events.len());
@@ -1137,6 +1259,7 @@ impl<C: Command> CommandMachine<C> {
             state.head = slice.head;
             state.pending = read_to < slice.head;
             state.primed = false;
+            state.distrusted = false;
         }
         if needs_refold {
             self.held.sort_by_key(|e| e.position);
@@ -1735,8 +1858,20 @@ mod tests {
         }
     }
 
-    fn count(n: u64) -> Arc<dyn AnyView> {
-        ViewKind::of::<Count>().decode(&n.to_string()).expect("a count decodes")
+    fn count(stream: &StreamId, n: u64) -> StreamView {
+        count_ending(stream, n, None)
+    }
+
+    fn count_ending(stream: &StreamId, n: u64, last_event: Option<EventId>) -> StreamView {
+        let kind = ViewKind::of::<Count>();
+        StreamView {
+            stream: stream.clone(),
+            kind,
+            version: StreamVersion::new(n),
+            base_version: StreamVersion::new(n),
+            last_event,
+            view: kind.decode(&n.to_string()).expect("a count decodes"),
+        }
     }
 
     fn count_of(views: &[StreamView], stream: &StreamId) -> Option<(u64, u64)> {
@@ -1759,8 +1894,8 @@ mod tests {
             3,
         );
         assert_eq!(machine.unprimed_views().len(), 2);
-        assert!(machine.prime_view(&a, StreamVersion::new(1), count(1)));
-        assert!(machine.prime_view(&b, StreamVersion::new(1), count(1)));
+        assert!(machine.prime_view(count(&a, 1)));
+        assert!(machine.prime_view(count(&b, 1)));
         let Step::Append(append) = machine.poll() else {
             panic!("no read needed")
         };
@@ -1815,7 +1950,7 @@ mod tests {
         let ctx = ExecutionContext::new(CommandId::v7(now, [1; 10]));
         let mut machine = CommandMachine::new(Bump(vec![a.clone()]), ExecutionPolicy::default(), ctx, now, 3);
         // A snapshot claiming 5 events of a stream that has 2.
-        assert!(machine.prime_view(&a, StreamVersion::new(5), count(5)));
+        assert!(machine.prime_view(count(&a, 5)));
         let Step::Append(append) = machine.poll() else {
             panic!("no read needed")
         };
@@ -1825,16 +1960,11 @@ mod tests {
             actual: StreamVersion::new(2),
         };
         machine.on_append(append.id, Err(StoreError::Conflict(conflict)), now);
-        let Step::Read(reread) = machine.poll() else {
-            panic!("re-reads")
-        };
-        assert_eq!(reread.streams[0].after, StreamVersion::new(5));
-        let data = vec![(a.clone(), vec![recorded(&a, 1, 1), recorded(&a, 2, 2)])];
-        machine.on_read(reread.id, Ok(answer(&reread, &data)), now);
         let Step::Read(full) = machine.poll() else {
-            panic!("the stale view is dropped: read from the start")
+            panic!("the conflict shows the view ahead of the store: read from the start")
         };
         assert_eq!(full.streams[0].after, StreamVersion::NONE);
+        let data = vec![(a.clone(), vec![recorded(&a, 1, 1), recorded(&a, 2, 2)])];
         machine.on_read(full.id, Ok(answer(&full, &data)), now);
         let Step::Append(retry) = machine.poll() else {
             panic!("decides on the real stream")
@@ -1844,5 +1974,81 @@ mod tests {
         assert_eq!(machine.stats().stale_views, 1);
         let views = machine.take_views();
         assert_eq!(count_of(&views, &a), Some((2, 2)), "the fold of the store's two events");
+    }
+
+    #[test]
+    fn a_snapshot_is_used_only_if_the_stream_holds_the_event_it_ends_on() {
+        let a = stream("a");
+        let now = Time::from_unix_millis(1);
+        let history = vec![(a.clone(), (1..=4).map(|v| recorded(&a, v, v)).collect::<Vec<_>>())];
+        let at_3 = history[0].1[2].event_id;
+        for (claimed, last_event, trusted) in [
+            (3, at_3, true),
+            // Another history with as many events: same version, other event.
+            (3, EventId::v7(now, [0xEE; 10]), false),
+            // More events than the stream has.
+            (9, at_3, false),
+        ] {
+            let ctx = ExecutionContext::new(CommandId::v7(now, [1; 10]));
+            let mut machine = CommandMachine::new(Bump(vec![a.clone()]), ExecutionPolicy::default(), ctx, now, 3);
+            // The snapshot's count is made up (100) so that a fold that used
+            // it shows.
+            let mut snapshot = count_ending(&a, claimed, Some(last_event));
+            snapshot.view = ViewKind::of::<Count>().decode("100").expect("decodes");
+            assert!(machine.prime_snapshot(snapshot));
+            let Step::Read(read) = machine.poll() else {
+                panic!("a snapshot is checked by a read")
+            };
+            assert_eq!(
+                read.streams[0].after,
+                StreamVersion::new(claimed - 1),
+                "from its last event"
+            );
+            machine.on_read(read.id, Ok(answer(&read, &history)), now);
+            if !trusted {
+                let Step::Read(full) = machine.poll() else {
+                    panic!("claimed {claimed}: dropped, read from the start")
+                };
+                assert_eq!(full.streams[0].after, StreamVersion::NONE);
+                machine.on_read(full.id, Ok(answer(&full, &history)), now);
+            }
+            let Step::Append(append) = machine.poll() else {
+                panic!("decides")
+            };
+            assert_eq!(
+                append.streams[0].expected,
+                ExpectedVersion::Exact(StreamVersion::new(4))
+            );
+            machine.on_append(append.id, Err(StoreError::transient(Operation::Append, "x")), now);
+            let views = machine.take_views();
+            let expected = if trusted { 101 } else { 4 };
+            assert_eq!(count_of(&views, &a), Some((4, expected)), "claimed {claimed}");
+            assert_eq!(machine.stale_views().len(), usize::from(!trusted));
+        }
+    }
+
+    #[test]
+    fn a_cached_view_that_conflicted_and_was_not_read_again_is_not_handed_back() {
+        let a = stream("a");
+        let now = Time::from_unix_millis(1);
+        let ctx = ExecutionContext::new(CommandId::v7(now, [1; 10]));
+        let policy = ExecutionPolicy::default().with_retry(crate::RetryPolicy::no_retries());
+        let mut machine = CommandMachine::new(Bump(vec![a.clone()]), policy, ctx, now, 3);
+        assert!(machine.prime_view(count(&a, 1)));
+        let Step::Append(append) = machine.poll() else {
+            panic!("no read needed")
+        };
+        let conflict = Conflict {
+            stream: a.clone(),
+            expected: append.streams[0].expected,
+            actual: StreamVersion::new(2),
+        };
+        machine.on_append(append.id, Err(StoreError::Conflict(conflict)), now);
+        assert!(matches!(
+            machine.poll(),
+            Step::Done(Err(CommandError::RetriesExhausted { .. }))
+        ));
+        assert!(machine.take_views().is_empty(), "the stale entry must not go back");
+        assert_eq!(machine.stale_views(), vec![(a, ViewKind::of::<Count>())]);
     }
 }

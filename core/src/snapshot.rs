@@ -1,9 +1,8 @@
 //! Persisted snapshots of stream views: the record a snapshot store keeps,
 //! and the checks that decide whether a loaded one may be used.
 
-use crate::view::{AnyView, StreamView, ViewKind};
-use crate::{StreamId, StreamVersion, Time};
-use std::sync::Arc;
+use crate::view::{StreamView, ViewKind};
+use crate::{EventId, StreamId, StreamVersion, Time};
 
 /// A view of one stream, folded up to `stream_version` and stored as JSON.
 ///
@@ -14,6 +13,7 @@ use std::sync::Arc;
 ///     view: "account".into(),
 ///     view_version: 1,
 ///     stream_version: StreamVersion::new(100),
+///     last_event_id: EventId::v7(Time::ZERO, [1; 10]),
 ///     payload: r#"{"balance":5}"#.into(),
 ///     taken_at: Time::from_unix_millis(1),
 /// };
@@ -30,6 +30,10 @@ pub struct Snapshot {
     pub view_version: u32,
     /// The stream version the view is folded up to.
     pub stream_version: StreamVersion,
+    /// The id of the event at `stream_version`: checked against the store
+    /// before the snapshot is trusted, so a snapshot of another history
+    /// (a restored database, a store it was not taken from) is never used.
+    pub last_event_id: EventId,
     /// The view as JSON ([`AnyView::encode`]).
     pub payload: String,
     /// When it was taken (the driver's clock).
@@ -70,34 +74,54 @@ pub enum SnapshotRejected {
     /// Its payload does not decode as the view.
     #[error("snapshot payload does not decode: {0}")]
     Undecodable(String),
-    /// It claims a version the stream does not have (found when reading
-    /// the stream's tail after it).
-    #[error("snapshot claims version {claimed} but the stream is at {actual}")]
-    AheadOfStream {
+    /// It claims a version the stream does not have, or the stream's event
+    /// at that version is not the one it was taken at (found by the machine
+    /// when it reads the stream from the snapshot's last event).
+    #[error("snapshot at version {claimed} does not match the stream's history")]
+    NotThisHistory {
         /// The version in the record.
         claimed: StreamVersion,
-        /// The stream's version in the store.
-        actual: StreamVersion,
     },
+}
+
+/// Why a view could not be made into a snapshot.
+///
+/// ```
+/// use eventcore::SnapshotUnavailable;
+/// assert!(SnapshotUnavailable::NoLastEvent.to_string().contains("last event"));
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SnapshotUnavailable {
+    /// The view's last event id is not known (a view of an empty stream, or
+    /// one started from a cache entry that did not record it).
+    #[error("the view's last event is not known, so a snapshot of it could not be checked later")]
+    NoLastEvent,
+    /// The view does not serialize.
+    #[error("the view does not serialize: {0}")]
+    Encode(#[from] serde_json::Error),
 }
 
 impl Snapshot {
     /// A snapshot of `view`, taken at `now`.
-    pub fn of(view: &StreamView, now: Time) -> Result<Snapshot, serde_json::Error> {
+    pub fn of(view: &StreamView, now: Time) -> Result<Snapshot, SnapshotUnavailable> {
+        let last_event_id = view.last_event.ok_or(SnapshotUnavailable::NoLastEvent)?;
         Ok(Snapshot {
             stream: view.stream.clone(),
             view: view.kind.name().to_owned(),
             view_version: view.kind.version(),
             stream_version: view.version,
+            last_event_id,
             payload: view.view.encode()?,
             taken_at: now,
         })
     }
 
     /// The view this snapshot holds, if it is one of `kind` for `stream`
-    /// and decodes; otherwise why not. Whether the stream really has
-    /// `stream_version` events is checked by the machine when it reads the
-    /// tail ([`SnapshotRejected::AheadOfStream`]).
+    /// and decodes; otherwise why not. Whether the stream really has this
+    /// history is checked by the machine
+    /// ([`crate::CommandMachine::prime_snapshot`]), which reads the stream
+    /// from the snapshot's last event ([`SnapshotRejected::NotThisHistory`]).
     ///
     /// ```
     /// # use eventcore::*;
@@ -107,18 +131,15 @@ impl Snapshot {
     /// # impl View for Hits { type Event = E; const NAME: &'static str = "hits"; fn apply(&mut self, _: &E) { self.0 += 1; } }
     /// let stream = StreamId::new("page-1")?;
     /// let good = Snapshot { stream: stream.clone(), view: "hits".into(), view_version: 1,
-    ///     stream_version: StreamVersion::new(3), payload: "3".into(), taken_at: Time::ZERO };
-    /// let (version, view) = good.restore(&stream, ViewKind::of::<Hits>()).expect("usable");
-    /// assert_eq!((version.get(), view.downcast::<Hits>()), (3, Some(&Hits(3))));
+    ///     stream_version: StreamVersion::new(3), last_event_id: EventId::v7(Time::ZERO, [3; 10]),
+    ///     payload: "3".into(), taken_at: Time::ZERO };
+    /// let restored = good.restore(&stream, ViewKind::of::<Hits>()).expect("usable");
+    /// assert_eq!((restored.version.get(), restored.view.downcast::<Hits>()), (3, Some(&Hits(3))));
     /// let corrupt = Snapshot { payload: "\"three\"".into(), ..good };
     /// assert!(matches!(corrupt.restore(&stream, ViewKind::of::<Hits>()), Err(SnapshotRejected::Undecodable(_))));
     /// # Ok::<(), InvalidStreamId>(())
     /// ```
-    pub fn restore(
-        &self,
-        stream: &StreamId,
-        kind: ViewKind,
-    ) -> Result<(StreamVersion, Arc<dyn AnyView>), SnapshotRejected> {
+    pub fn restore(&self, stream: &StreamId, kind: ViewKind) -> Result<StreamView, SnapshotRejected> {
         if &self.stream != stream || self.view != kind.name() {
             return Err(SnapshotRejected::WrongKey {
                 stream: stream.clone(),
@@ -136,6 +157,13 @@ impl Snapshot {
         let view = kind
             .decode(&self.payload)
             .map_err(|e| SnapshotRejected::Undecodable(e.to_string()))?;
-        Ok((self.stream_version, view))
+        Ok(StreamView {
+            stream: stream.clone(),
+            kind,
+            version: self.stream_version,
+            base_version: self.stream_version,
+            last_event: Some(self.last_event_id),
+            view,
+        })
     }
 }

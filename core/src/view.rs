@@ -16,7 +16,7 @@
 
 use crate::codec::{decode_recorded, DecodeError, EncodeError, EncodedEvent};
 use crate::{
-    CommandMachine, Decision, DecodeErrorKind, Event, ExpectedVersion, Payload, RecordedEvent, StreamId, StreamVersion,
+    Decision, DecodeErrorKind, Event, EventId, ExpectedVersion, Payload, RecordedEvent, StreamId, StreamVersion,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -306,6 +306,10 @@ pub struct StreamView {
     /// snapshots when `version` crossed a multiple of the view's interval
     /// since then.
     pub base_version: StreamVersion,
+    /// The id of the event at `version`, when known: what a persisted
+    /// snapshot is checked against before it is trusted (a snapshot of
+    /// another history with the same event count must not pass).
+    pub last_event: Option<EventId>,
     /// The folded view.
     pub view: Arc<dyn AnyView>,
 }
@@ -324,6 +328,7 @@ impl StreamView {
     /// let at = |base, version| StreamView {
     ///     stream: StreamId::new("s").unwrap(), kind, view: kind.empty(),
     ///     base_version: StreamVersion::new(base), version: StreamVersion::new(version),
+    ///     last_event: Some(EventId::v7(Time::ZERO, [1; 10])),
     /// };
     /// assert!(at(99, 100).snapshot_due());
     /// assert!(!at(100, 199).snapshot_due());
@@ -331,7 +336,7 @@ impl StreamView {
     /// ```
     pub fn snapshot_due(&self) -> bool {
         let every = self.kind.snapshot_every();
-        every != 0 && self.version.get() / every > self.base_version.get() / every
+        every != 0 && self.last_event.is_some() && self.version.get() / every > self.base_version.get() / every
     }
 }
 
@@ -650,27 +655,4 @@ macro_rules! require {
             return ::core::result::Result::Err(::core::convert::From::from($error));
         }
     };
-}
-
-/// Primes a machine's view streams from `lookup` (a cache or a loaded
-/// snapshot), returning the streams it could not prime.
-///
-/// A helper for drivers: the tokio executor and the simulator call it with
-/// their cache.
-pub fn prime_views<C: crate::Command>(
-    machine: &mut CommandMachine<C>,
-    mut lookup: impl FnMut(&StreamId, ViewKind) -> Option<(StreamVersion, Arc<dyn AnyView>)>,
-) -> Vec<(StreamId, ViewKind)> {
-    let mut missed = Vec::new();
-    for (stream, kind) in machine.unprimed_views() {
-        match lookup(&stream, kind) {
-            Some((version, view)) => {
-                if !machine.prime_view(&stream, version, view) {
-                    missed.push((stream, kind));
-                }
-            }
-            None => missed.push((stream, kind)),
-        }
-    }
-    missed
 }

@@ -9,7 +9,14 @@
 //! - **Trusted** only as a starting point: the machine pins the append to
 //!   the entry's version, so a stale entry costs a conflict and a read of
 //!   the tail, never a wrong decision; a refusal or an empty decision made
-//!   on an entry is confirmed by a read first.
+//!   on an entry is confirmed by a read first. An entry is trusted to be a
+//!   fold of *this* store's history because it was only ever made from this
+//!   store's reads and commits (the store contract: acknowledged events are
+//!   never lost or changed); a persisted snapshot, which can outlive or come
+//!   from elsewhere, is checked against the event it ends on before use.
+//! - **Not recorded** when the execution could not confirm it: a view that
+//!   conflicted and was not read again, or whose commit showed the store
+//!   behind it, comes back in `CommandMachine::stale_views` instead.
 //! - **Invalidated** when a read shows the entry ahead of the store (the
 //!   machine drops it and reads from the start; see
 //!   [`crate::ExecutionStats::stale_views`]), or by hand.
@@ -17,7 +24,7 @@
 //!   pass the bound: each eviction step is O(1) amortized.
 
 use crate::view::{AnyView, StreamView, ViewKind};
-use crate::{StreamId, StreamVersion};
+use crate::{EventId, StreamId, StreamVersion};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
@@ -34,11 +41,12 @@ type Key = (StreamId, &'static str, u32);
 /// let mut cache = ViewCache::new(1 << 20);
 /// let stream = StreamId::new("page-1")?;
 /// let kind = ViewKind::of::<Hits>();
-/// cache.record(&stream, kind, StreamVersion::new(4), kind.empty());
-/// let (version, _view) = cache.get(&stream, kind).expect("cached");
-/// assert_eq!(version.get(), 4);
-/// cache.record(&stream, kind, StreamVersion::new(2), kind.empty()); // older: ignored
-/// assert_eq!(cache.get(&stream, kind).map(|(v, _)| v.get()), Some(4));
+/// let at = |version| StreamView { stream: stream.clone(), kind, view: kind.empty(), last_event: None,
+///     version: StreamVersion::new(version), base_version: StreamVersion::NONE };
+/// cache.record(&at(4));
+/// assert_eq!(cache.get(&stream, kind).map(|v| v.version.get()), Some(4));
+/// cache.record(&at(2)); // older: ignored
+/// assert_eq!(cache.get(&stream, kind).map(|v| v.version.get()), Some(4));
 /// # Ok::<(), InvalidStreamId>(())
 /// ```
 #[derive(Debug)]
@@ -56,6 +64,7 @@ pub struct ViewCache {
 #[derive(Debug)]
 struct Entry {
     version: StreamVersion,
+    last_event: Option<EventId>,
     view: Arc<dyn AnyView>,
     bytes: usize,
     referenced: bool,
@@ -116,14 +125,22 @@ impl ViewCache {
         &self.stats
     }
 
-    /// The cached view of `stream`, with the version it is folded to.
-    pub fn get(&mut self, stream: &StreamId, kind: ViewKind) -> Option<(StreamVersion, Arc<dyn AnyView>)> {
+    /// The cached view of `stream`, with the version it is folded to (its
+    /// `base_version` is that version too: it is where an execution starts).
+    pub fn get(&mut self, stream: &StreamId, kind: ViewKind) -> Option<StreamView> {
         let key = (stream.clone(), kind.name(), kind.version());
         match self.entries.get_mut(&key) {
             Some(entry) => {
                 entry.referenced = true;
                 self.stats.hits += 1;
-                Some((entry.version, Arc::clone(&entry.view)))
+                Some(StreamView {
+                    stream: stream.clone(),
+                    kind,
+                    version: entry.version,
+                    base_version: entry.version,
+                    last_event: entry.last_event,
+                    view: Arc::clone(&entry.view),
+                })
             }
             None => {
                 self.stats.misses += 1;
@@ -139,19 +156,20 @@ impl ViewCache {
             .map(|e| e.version)
     }
 
-    /// Keeps `view` as the fold of `stream` up to `version`, unless a newer
-    /// fold is already held.
-    pub fn record(&mut self, stream: &StreamId, kind: ViewKind, version: StreamVersion, view: Arc<dyn AnyView>) {
-        let key = (stream.clone(), kind.name(), kind.version());
-        let bytes = view.approximate_bytes() + stream.as_str().len() + std::mem::size_of::<Entry>();
+    /// Keeps `view` as the fold of its stream up to its version, unless a
+    /// newer fold is already held.
+    pub fn record(&mut self, view: &StreamView) {
+        let key = (view.stream.clone(), view.kind.name(), view.kind.version());
+        let bytes = view.view.approximate_bytes() + view.stream.as_str().len() + std::mem::size_of::<Entry>();
         if let Some(entry) = self.entries.get_mut(&key) {
-            if entry.version > version {
+            if entry.version > view.version {
                 self.stats.older_ignored += 1;
                 return;
             }
             self.bytes = self.bytes - entry.bytes + bytes;
-            entry.version = version;
-            entry.view = view;
+            entry.version = view.version;
+            entry.last_event = view.last_event;
+            entry.view = Arc::clone(&view.view);
             entry.bytes = bytes;
             entry.referenced = true;
         } else {
@@ -159,8 +177,9 @@ impl ViewCache {
             self.entries.insert(
                 key.clone(),
                 Entry {
-                    version,
-                    view,
+                    version: view.version,
+                    last_event: view.last_event,
+                    view: Arc::clone(&view.view),
                     bytes,
                     referenced: false,
                 },
@@ -174,7 +193,7 @@ impl ViewCache {
     /// Records every view a finished execution hands back.
     pub fn record_all(&mut self, views: &[StreamView]) {
         for view in views {
-            self.record(&view.stream, view.kind, view.version, Arc::clone(&view.view));
+            self.record(view);
         }
     }
 

@@ -14,6 +14,9 @@ CREATE TABLE snapshots (
     view_version bigint NOT NULL,
     -- The stream version the view is folded up to.
     stream_version bigint NOT NULL,
+    -- The id of the event at stream_version: a reader checks the stream
+    -- still holds it before trusting the snapshot.
+    last_event_id uuid NOT NULL,
     payload jsonb NOT NULL,
     -- Nanoseconds since the Unix epoch (the driver's clock), exact.
     taken_at_ns bigint NOT NULL,

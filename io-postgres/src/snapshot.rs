@@ -4,7 +4,7 @@
 
 use crate::subscription::store_error;
 use crate::PostgresStore;
-use eventcore::{Snapshot, StreamId, StreamVersion, Time};
+use eventcore::{EventId, Snapshot, StreamId, StreamVersion, Time};
 use eventcore_tokio::{SnapshotError, SnapshotStore};
 use sqlx::postgres::PgPool;
 use sqlx::Row;
@@ -17,6 +17,7 @@ use std::time::Duration;
 struct Sql {
     load: String,
     save: String,
+    discard: String,
     delete_view: String,
 }
 
@@ -26,17 +27,23 @@ impl Sql {
         Sql {
             // One primary-key lookup.
             load: format!(
-                "SELECT stream_version, payload::text, taken_at_ns FROM {t} \
+                "SELECT stream_version, payload::text, taken_at_ns, last_event_id FROM {t} \
                  WHERE stream_id = $1 AND view = $2 AND view_version = $3"
             ),
             // One statement: insert, or replace a row that is not newer.
             save: format!(
-                "INSERT INTO {t} AS s (stream_id, view, view_version, stream_version, payload, taken_at_ns) \
-                 VALUES ($1, $2, $3, $4, $5::jsonb, $6) \
+                "INSERT INTO {t} AS s (stream_id, view, view_version, stream_version, payload, taken_at_ns, \
+                     last_event_id) \
+                 VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7) \
                  ON CONFLICT (stream_id, view, view_version) DO UPDATE \
                  SET stream_version = EXCLUDED.stream_version, payload = EXCLUDED.payload, \
-                     taken_at_ns = EXCLUDED.taken_at_ns \
+                     taken_at_ns = EXCLUDED.taken_at_ns, last_event_id = EXCLUDED.last_event_id \
                  WHERE s.stream_version <= EXCLUDED.stream_version"
+            ),
+            // Only the row that proved wrong: a newer one saved meanwhile stays.
+            discard: format!(
+                "DELETE FROM {t} WHERE stream_id = $1 AND view = $2 AND view_version = $3 \
+                 AND stream_version = $4 AND last_event_id = $5"
             ),
             delete_view: format!("DELETE FROM {t} WHERE view = $1"),
         }
@@ -182,6 +189,7 @@ impl SnapshotStore for PgSnapshotStore {
         let version: i64 = row.try_get(0).map_err(|e| malformed("stream_version", e.to_string()))?;
         let payload: String = row.try_get(1).map_err(|e| malformed("payload", e.to_string()))?;
         let taken_at: i64 = row.try_get(2).map_err(|e| malformed("taken_at_ns", e.to_string()))?;
+        let last_event: uuid::Uuid = row.try_get(3).map_err(|e| malformed("last_event_id", e.to_string()))?;
         let version =
             u64::try_from(version).map_err(|_| malformed("stream_version", format!("{version} is negative")))?;
         let taken_at =
@@ -191,6 +199,7 @@ impl SnapshotStore for PgSnapshotStore {
             view: view.to_owned(),
             view_version,
             stream_version: StreamVersion::new(version),
+            last_event_id: EventId::from_uuid(last_event),
             payload,
             taken_at: Time::from_unix_nanos(taken_at),
         }))
@@ -209,11 +218,29 @@ impl SnapshotStore for PgSnapshotStore {
                 .bind(version)
                 .bind(&snapshot.payload)
                 .bind(taken_at)
+                .bind(snapshot.last_event_id.as_uuid())
                 .execute(&self.pool),
         )
         .await?;
         self.counters.saves.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    async fn discard(&self, snapshot: &Snapshot) -> Result<bool, SnapshotError> {
+        let version = snapshot.stream_version.get();
+        let version = i64::try_from(version).map_err(|_| too_large("stream version", version))?;
+        let done = self
+            .bounded(
+                sqlx::query(&self.sql.discard)
+                    .bind(snapshot.stream.as_str())
+                    .bind(&snapshot.view)
+                    .bind(i64::from(snapshot.view_version))
+                    .bind(version)
+                    .bind(snapshot.last_event_id.as_uuid())
+                    .execute(&self.pool),
+            )
+            .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn delete_view(&self, view: &str) -> Result<u64, SnapshotError> {

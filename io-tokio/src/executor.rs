@@ -230,6 +230,7 @@ impl<S: EventStore> Executor<S> {
         let mut machine = eventcore::CommandMachine::new(command, policy, context, self.clock.now(), self.next_seed());
         let use_views = fresh_id && self.views.enabled();
         let mut looked_up = Vec::new();
+        let mut loaded = Vec::new();
         if let Some(cache) = self.cache.as_ref() {
             let declared: Vec<_> = machine.streams().cloned().collect();
             for stream in declared {
@@ -241,7 +242,9 @@ impl<S: EventStore> Executor<S> {
         let mut conflicted = Vec::new();
         loop {
             if use_views {
-                self.views.prime(&mut machine, &mut looked_up).await;
+                self.views
+                    .prime(&mut machine, &self.clock, &mut looked_up, &mut loaded)
+                    .await;
             }
             match machine.poll() {
                 Step::Read(request) => {
@@ -278,7 +281,7 @@ impl<S: EventStore> Executor<S> {
                 }
                 Step::Done(result) => {
                     tracing::trace!(attempts = machine.attempts(), "machine done");
-                    self.views.keep(&mut machine, &self.clock);
+                    self.views.keep(&mut machine, &self.clock, std::mem::take(&mut loaded));
                     if let (Some(cache), Err(_)) = (&self.cache, &result) {
                         // A retry re-reads (and so refreshes) a stream that
                         // conflicted; an execution that gave up did not, and

@@ -57,6 +57,13 @@ pub trait SnapshotStore: Send + Sync + 'static {
     /// same key.
     fn save(&self, snapshot: &Snapshot) -> impl Future<Output = Result<(), SnapshotError>> + Send;
 
+    /// Drops `snapshot` if it is still the one held for its key (same stream
+    /// version and last event): the executor calls it when the stream proved
+    /// not to hold that history, so that a snapshot claiming more than the
+    /// stream has cannot block every later, true one. Returns whether a
+    /// record was dropped.
+    fn discard(&self, snapshot: &Snapshot) -> impl Future<Output = Result<bool, SnapshotError>> + Send;
+
     /// Drops every snapshot of `view` (all versions), e.g. after its fold
     /// changed; returns how many were dropped.
     fn delete_view(&self, view: &str) -> impl Future<Output = Result<u64, SnapshotError>> + Send;
@@ -76,6 +83,10 @@ impl<S: SnapshotStore> SnapshotStore for Arc<S> {
         (**self).save(snapshot)
     }
 
+    fn discard(&self, snapshot: &Snapshot) -> impl Future<Output = Result<bool, SnapshotError>> + Send {
+        (**self).discard(snapshot)
+    }
+
     fn delete_view(&self, view: &str) -> impl Future<Output = Result<u64, SnapshotError>> + Send {
         (**self).delete_view(view)
     }
@@ -88,12 +99,13 @@ type Key = (StreamId, String, u32);
 ///
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-/// use eventcore::{Snapshot, StreamId, StreamVersion, Time};
+/// use eventcore::{EventId, Snapshot, StreamId, StreamVersion, Time};
 /// use eventcore_tokio::{MemorySnapshotStore, SnapshotStore};
 /// let store = MemorySnapshotStore::new();
 /// let stream = StreamId::new("account-1").unwrap();
 /// let snapshot = Snapshot { stream: stream.clone(), view: "account".into(), view_version: 1,
-///     stream_version: StreamVersion::new(100), payload: "{}".into(), taken_at: Time::ZERO };
+///     stream_version: StreamVersion::new(100), last_event_id: EventId::v7(Time::ZERO, [1; 10]),
+///     payload: "{}".into(), taken_at: Time::ZERO };
 /// store.save(&snapshot).await.unwrap();
 /// assert_eq!(store.load(&stream, "account", 1).await.unwrap(), Some(snapshot));
 /// assert_eq!(store.load(&stream, "account", 2).await.unwrap(), None);
@@ -152,6 +164,18 @@ impl SnapshotStore for MemorySnapshotStore {
             }
         }
         Ok(())
+    }
+
+    async fn discard(&self, snapshot: &Snapshot) -> Result<bool, SnapshotError> {
+        let key = (snapshot.stream.clone(), snapshot.view.clone(), snapshot.view_version);
+        let mut inner = self.inner.lock();
+        let same = inner.get(&key).is_some_and(|held| {
+            held.stream_version == snapshot.stream_version && held.last_event_id == snapshot.last_event_id
+        });
+        if same {
+            inner.remove(&key);
+        }
+        Ok(same)
     }
 
     async fn delete_view(&self, view: &str) -> Result<u64, SnapshotError> {

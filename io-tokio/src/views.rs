@@ -7,9 +7,7 @@
 
 use crate::sync::Mutex;
 use crate::{Clock, SnapshotError, SnapshotStore};
-use eventcore::{
-    AnyView, Command, CommandMachine, Snapshot, StreamId, StreamVersion, ViewCache, ViewCacheStats, ViewKind,
-};
+use eventcore::{Command, CommandMachine, Snapshot, StreamId, ViewCache, ViewCacheStats, ViewKind};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,9 +26,12 @@ pub struct SnapshotStats {
     pub loaded: u64,
     /// Loads that found none.
     pub not_found: u64,
-    /// Snapshots found but not used: another view version, undecodable,
-    /// or (counted by the machine, see `ExecutionStats::stale_views`) ahead
-    /// of the stream.
+    /// Snapshots found but not used: undecodable, of another view version
+    /// than asked for (a store answering for the wrong key), or not matching
+    /// the stream's history (claiming more events than it has, or another
+    /// event at its version), which are also discarded from the store. A
+    /// snapshot saved under another view version is never looked up: that
+    /// is `not_found`.
     pub rejected: u64,
     /// Loads that failed or timed out (the stream was read instead).
     pub load_errors: u64,
@@ -65,6 +66,7 @@ trait DynSnapshotStore: Send + Sync {
         version: u32,
     ) -> BoxFuture<'a, Result<Option<Snapshot>, SnapshotError>>;
     fn save<'a>(&'a self, snapshot: &'a Snapshot) -> BoxFuture<'a, Result<(), SnapshotError>>;
+    fn discard<'a>(&'a self, snapshot: &'a Snapshot) -> BoxFuture<'a, Result<bool, SnapshotError>>;
 }
 
 impl<T: SnapshotStore> DynSnapshotStore for T {
@@ -79,12 +81,24 @@ impl<T: SnapshotStore> DynSnapshotStore for T {
     fn save<'a>(&'a self, snapshot: &'a Snapshot) -> BoxFuture<'a, Result<(), SnapshotError>> {
         Box::pin(SnapshotStore::save(self, snapshot))
     }
+    fn discard<'a>(&'a self, snapshot: &'a Snapshot) -> BoxFuture<'a, Result<bool, SnapshotError>> {
+        Box::pin(SnapshotStore::discard(self, snapshot))
+    }
+}
+
+/// A snapshot write the executor starts and does not wait for.
+enum Write {
+    Save(Snapshot),
+    Discard(Snapshot),
 }
 
 /// How long a snapshot load may take before the stream is read instead.
 const LOAD_TIMEOUT: Duration = Duration::from_secs(2);
 /// Snapshot writes in flight at once; more are skipped (and counted).
 const WRITES_IN_FLIGHT: u64 = 8;
+/// How long a snapshot write may take before it is given up (and counted
+/// as a write error), so a hung store cannot hold a write slot for good.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The view cache and snapshot store an executor shares between its
 /// executions.
@@ -147,9 +161,18 @@ impl ViewSupport {
     }
 
     /// Primes the machine's view streams that are due to be read: from the
-    /// cache, then from persisted snapshots. `tried` remembers streams
-    /// already looked up in this execution, so a miss is looked up once.
-    pub(crate) async fn prime<C: Command>(&self, machine: &mut CommandMachine<C>, tried: &mut Vec<StreamId>) {
+    /// cache, then from persisted snapshots, loaded concurrently and for no
+    /// longer than the load timeout or the command's deadline. `tried`
+    /// remembers streams already looked up in this execution, so a miss is
+    /// looked up once; `loaded` the snapshots used, to discard the ones the
+    /// stream does not confirm.
+    pub(crate) async fn prime<C: Command>(
+        &self,
+        machine: &mut CommandMachine<C>,
+        clock: &Clock,
+        tried: &mut Vec<StreamId>,
+        loaded: &mut Vec<Snapshot>,
+    ) {
         let mut wanted = machine.unprimed_views();
         wanted.retain(|(stream, _)| !tried.contains(stream));
         if wanted.is_empty() {
@@ -161,10 +184,7 @@ impl ViewSupport {
             Some(cache) => {
                 let mut cache = cache.lock();
                 for (stream, kind) in wanted {
-                    let primed = match cache.get(&stream, kind) {
-                        Some((version, view)) => machine.prime_view(&stream, version, view),
-                        None => false,
-                    };
+                    let primed = cache.get(&stream, kind).is_some_and(|view| machine.prime_view(view));
                     if !primed {
                         misses.push((stream, kind));
                     }
@@ -173,26 +193,42 @@ impl ViewSupport {
             None => misses = wanted,
         }
         let Some(snapshots) = &self.snapshots else { return };
-        for (stream, kind) in misses {
-            if let Some((version, view)) = self.load(snapshots.as_ref(), &stream, kind).await {
-                machine.prime_view(&stream, version, view);
+        if misses.is_empty() {
+            return;
+        }
+        let budget = match machine.deadline() {
+            Some(deadline) => LOAD_TIMEOUT.min(deadline.saturating_duration_since(clock.now())),
+            None => LOAD_TIMEOUT,
+        };
+        let loads = misses
+            .iter()
+            .map(|(stream, kind)| tokio::time::timeout(budget, snapshots.load(stream, kind.name(), kind.version())));
+        let answers = futures_util::future::join_all(loads).await;
+        for ((stream, kind), answer) in misses.into_iter().zip(answers) {
+            if let Some(snapshot) = self.usable(answer, &stream, kind) {
+                if let Ok(view) = snapshot.restore(&stream, kind) {
+                    if machine.prime_snapshot(view) {
+                        loaded.push(snapshot);
+                    }
+                }
             }
         }
     }
 
-    async fn load(
+    /// A loaded snapshot, if one was found and restores; counts and logs
+    /// what was not usable.
+    fn usable(
         &self,
-        snapshots: &dyn DynSnapshotStore,
+        answer: Result<Result<Option<Snapshot>, SnapshotError>, tokio::time::error::Elapsed>,
         stream: &StreamId,
         kind: ViewKind,
-    ) -> Option<(StreamVersion, Arc<dyn AnyView>)> {
-        let loaded = tokio::time::timeout(LOAD_TIMEOUT, snapshots.load(stream, kind.name(), kind.version())).await;
+    ) -> Option<Snapshot> {
         let c = &self.counters;
-        match loaded {
+        match answer {
             Ok(Ok(Some(snapshot))) => match snapshot.restore(stream, kind) {
-                Ok(found) => {
+                Ok(_) => {
                     c.loaded.fetch_add(1, Ordering::Relaxed);
-                    Some(found)
+                    Some(snapshot)
                 }
                 Err(why) => {
                     c.rejected.fetch_add(1, Ordering::Relaxed);
@@ -217,45 +253,87 @@ impl ViewSupport {
         }
     }
 
-    /// Keeps what a finished execution folded: drops cache entries that
-    /// proved stale, records every view, and starts the snapshot writes that
-    /// are due, without waiting for them.
-    pub(crate) fn keep<C: Command>(&self, machine: &mut CommandMachine<C>, clock: &Clock) {
+    /// Keeps what a finished execution folded: drops cache entries (and
+    /// loaded snapshots) that proved stale, records every view, and starts
+    /// the snapshot writes that are due, without waiting for them.
+    pub(crate) fn keep<C: Command>(&self, machine: &mut CommandMachine<C>, clock: &Clock, loaded: Vec<Snapshot>) {
         let views = machine.take_views();
+        let stale = machine.stale_views();
         if let Some(cache) = &self.cache {
             let mut cache = cache.lock();
-            for (stream, kind) in machine.stale_views() {
+            for (stream, kind) in &stale {
                 cache.invalidate(stream, *kind);
             }
             cache.record_all(&views);
         }
         let Some(snapshots) = &self.snapshots else { return };
-        for view in views.into_iter().filter(|v| v.snapshot_due()) {
-            if self.in_flight.fetch_add(1, Ordering::AcqRel) >= WRITES_IN_FLIGHT {
-                self.in_flight.fetch_sub(1, Ordering::AcqRel);
-                self.counters.skipped.fetch_add(1, Ordering::Relaxed);
-                continue;
+        for snapshot in loaded {
+            let proved_wrong = stale
+                .iter()
+                .any(|(s, k)| s == &snapshot.stream && k.name() == snapshot.view);
+            if proved_wrong {
+                self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    stream = %snapshot.stream,
+                    view = %snapshot.view,
+                    version = %snapshot.stream_version,
+                    "snapshot does not match the stream's history; discarding it"
+                );
+                self.spawn_write(snapshots, Write::Discard(snapshot));
             }
-            let snapshots = Arc::clone(snapshots);
-            let counters = Arc::clone(&self.counters);
-            let in_flight = Arc::clone(&self.in_flight);
-            let now = clock.now();
-            tokio::spawn(async move {
-                // Encoding happens here too, off the command's path.
-                let written = match Snapshot::of(&view, now) {
-                    Ok(snapshot) => snapshots.save(&snapshot).await,
-                    Err(error) => Err(SnapshotError::Other(Box::new(error))),
-                };
-                match written {
-                    Ok(()) => counters.written.fetch_add(1, Ordering::Relaxed),
-                    Err(error) => {
-                        tracing::warn!(stream = %view.stream, view = %view.kind, %error, "snapshot write failed");
-                        counters.write_errors.fetch_add(1, Ordering::Relaxed)
-                    }
-                };
-                in_flight.fetch_sub(1, Ordering::AcqRel);
-            });
         }
+        for view in views.into_iter().filter(|v| v.snapshot_due()) {
+            match Snapshot::of(&view, clock.now()) {
+                Ok(snapshot) => self.spawn_write(snapshots, Write::Save(snapshot)),
+                Err(error) => {
+                    self.counters.write_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(stream = %view.stream, view = %view.kind, %error, "cannot snapshot view");
+                }
+            }
+        }
+    }
+
+    /// Starts a snapshot write off the command's path, bounded in time and in
+    /// how many run at once.
+    fn spawn_write(&self, snapshots: &Arc<dyn DynSnapshotStore>, write: Write) {
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) >= WRITES_IN_FLIGHT {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            self.counters.skipped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let snapshots = Arc::clone(snapshots);
+        let counters = Arc::clone(&self.counters);
+        let in_flight = Arc::clone(&self.in_flight);
+        tokio::spawn(async move {
+            let (stream, done) = match &write {
+                Write::Save(snapshot) => (
+                    &snapshot.stream,
+                    tokio::time::timeout(WRITE_TIMEOUT, snapshots.save(snapshot)).await,
+                ),
+                Write::Discard(snapshot) => (
+                    &snapshot.stream,
+                    tokio::time::timeout(WRITE_TIMEOUT, snapshots.discard(snapshot))
+                        .await
+                        .map(|r| r.map(|_| ())),
+                ),
+            };
+            match done {
+                Ok(Ok(())) => {
+                    if matches!(write, Write::Save(_)) {
+                        counters.written.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Ok(Err(error)) => {
+                    counters.write_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%stream, %error, "snapshot write failed");
+                }
+                Err(_elapsed) => {
+                    counters.write_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%stream, "snapshot write timed out");
+                }
+            }
+            in_flight.fetch_sub(1, Ordering::AcqRel);
+        });
     }
 
     /// Waits until no snapshot write is in flight (for tests and shutdown).

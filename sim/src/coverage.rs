@@ -62,6 +62,7 @@ pub const REQUIRED: &[&str] = &[
     "snapshot_rejected_corrupt",
     "snapshot_rejected_view_version",
     "snapshot_rejected_ahead",
+    "snapshot_other_history_served",
     "snapshot_write_lost",
     "snapshot_restart_before_write",
     "view_decision_checked",

@@ -5,11 +5,9 @@
 
 use crate::history::ExecutionOutcome;
 use eventcore::{
-    AnyView, AppendReceipt, AppendRequest, Command, CommandError, CommandId, CommandMachine, ExecutionStats,
-    ReadRequest, ReadResponse, RecordedEvent, RequestId, Step, StoreError, StreamId, StreamVersion, StreamView, Time,
-    ViewKind,
+    AppendReceipt, AppendRequest, Command, CommandError, CommandId, CommandMachine, ExecutionStats, ReadRequest,
+    ReadResponse, RecordedEvent, RequestId, Step, StoreError, StreamId, StreamView, Time, ViewKind,
 };
-use std::sync::Arc;
 
 /// The next step of an execution, with its result already classified.
 #[derive(Debug)]
@@ -59,7 +57,9 @@ pub trait Execution {
     /// See [`CommandMachine::unprimed_views`].
     fn unprimed_views(&self) -> Vec<(StreamId, ViewKind)>;
     /// See [`CommandMachine::prime_view`].
-    fn prime_view(&mut self, stream: &StreamId, version: StreamVersion, view: Arc<dyn AnyView>) -> bool;
+    fn prime_view(&mut self, view: StreamView) -> bool;
+    /// See [`CommandMachine::prime_snapshot`].
+    fn prime_snapshot(&mut self, view: StreamView) -> bool;
     /// See [`CommandMachine::take_views`].
     fn take_views(&mut self) -> Vec<StreamView>;
     /// See [`CommandMachine::stale_views`].
@@ -139,8 +139,12 @@ impl<C: Command> Execution for CommandMachine<C> {
         CommandMachine::unprimed_views(self)
     }
 
-    fn prime_view(&mut self, stream: &StreamId, version: StreamVersion, view: Arc<dyn AnyView>) -> bool {
-        CommandMachine::prime_view(self, stream, version, view)
+    fn prime_view(&mut self, view: StreamView) -> bool {
+        CommandMachine::prime_view(self, view)
+    }
+
+    fn prime_snapshot(&mut self, view: StreamView) -> bool {
+        CommandMachine::prime_snapshot(self, view)
     }
 
     fn take_views(&mut self) -> Vec<StreamView> {
@@ -148,7 +152,7 @@ impl<C: Command> Execution for CommandMachine<C> {
     }
 
     fn stale_views(&self) -> Vec<(StreamId, ViewKind)> {
-        CommandMachine::stale_views(self).to_vec()
+        CommandMachine::stale_views(self)
     }
 }
 

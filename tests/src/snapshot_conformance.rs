@@ -32,7 +32,7 @@
 //! # }
 //! ```
 
-use eventcore::{Snapshot, StreamId, StreamVersion, Time};
+use eventcore::{EventId, Snapshot, StreamId, StreamVersion, Time};
 use eventcore_postgres::PgSnapshotStore;
 use eventcore_tokio::{MemorySnapshotStore, SnapshotStore};
 use std::future::Future;
@@ -160,6 +160,7 @@ pub fn snapshot(stream: &StreamId, view: &str, version: u64) -> Snapshot {
         view: view.to_owned(),
         view_version: 1,
         stream_version: StreamVersion::new(version),
+        last_event_id: EventId::v7(Time::from_unix_nanos(version), [version as u8; 10]),
         payload: serde_json::json!({ "at": version, "note": "snapshot \"quoted\" ü 🦀" }).to_string(),
         // Sub-microsecond digits on purpose: the time must round-trip exactly.
         taken_at: Time::from_unix_nanos(1_700_000_000_123_456_789 + version),
@@ -273,6 +274,42 @@ pub async fn the_newest_snapshot_wins<F: SnapshotStoreFactory>(factory: F) {
     let newer = snapshot(&s, "balance", 21);
     save(&store, &newer).await;
     assert_same(load(&store, &s, "balance", 1).await, &newer);
+}
+
+/// `discard` drops the held snapshot only if it is still the one given
+/// (same stream version and last event id): a snapshot that proved not to
+/// match its stream goes, a newer one saved meanwhile stays.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().expect("a runtime").block_on(
+/// eventcore_tests::snapshot_conformance::discard_drops_only_the_snapshot_given(eventcore_tests::snapshot_conformance::MemorySnapshotFactory),
+/// # );
+/// ```
+pub async fn discard_drops_only_the_snapshot_given<F: SnapshotStoreFactory>(factory: F) {
+    let store = factory.fresh().await;
+    let s = stream("account-1");
+    let lie = snapshot(&s, "balance", 1_000);
+    save(&store, &lie).await;
+    let other_history = Snapshot {
+        last_event_id: EventId::v7(Time::ZERO, [0xEE; 10]),
+        ..lie.clone()
+    };
+    assert!(
+        !store.discard(&other_history).await.expect("discard"),
+        "another event id: kept"
+    );
+    assert_same(load(&store, &s, "balance", 1).await, &lie);
+    assert!(store.discard(&lie).await.expect("discard"), "the one held: dropped");
+    assert!(load(&store, &s, "balance", 1).await.is_none());
+    assert!(!store.discard(&lie).await.expect("discard"), "nothing left to drop");
+    let truth = snapshot(&s, "balance", 10);
+    save(&store, &truth).await;
+    assert_same(load(&store, &s, "balance", 1).await, &truth);
+    assert!(
+        !store.discard(&lie).await.expect("discard"),
+        "a newer snapshot of the key stays"
+    );
+    assert_same(load(&store, &s, "balance", 1).await, &truth);
 }
 
 /// A save at the held stream version replaces the held snapshot (the
@@ -508,6 +545,7 @@ macro_rules! snapshot_store_conformance {
             a_load_of_nothing_is_none,
             the_newest_snapshot_wins,
             a_save_at_the_same_version_replaces,
+            discard_drops_only_the_snapshot_given,
             keys_isolate_stream_view_and_view_version,
             delete_view_drops_every_version_of_that_view_only,
             concurrent_saves_of_one_key_leave_the_highest,

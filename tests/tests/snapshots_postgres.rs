@@ -23,8 +23,9 @@ async fn a_row_that_does_not_parse_is_malformed() {
     let snapshots = PgSnapshotStore::new(&store);
     let schema = &store.options().schema;
     let plant = format!(
-        "INSERT INTO \"{schema}\".snapshots (stream_id, view, view_version, stream_version, payload, taken_at_ns) \
-         VALUES ($1, 'balance', 1, $2, '{{}}'::jsonb, $3)"
+        "INSERT INTO \"{schema}\".snapshots \
+         (stream_id, view, view_version, stream_version, payload, taken_at_ns, last_event_id) \
+         VALUES ($1, 'balance', 1, $2, '{{}}'::jsonb, $3, gen_random_uuid())"
     );
     for (name, version, taken_at) in [("negative-version", -1_i64, 0_i64), ("negative-time", 1, -5)] {
         sqlx::query(&plant)

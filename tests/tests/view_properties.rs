@@ -50,12 +50,13 @@ proptest! {
             kind,
             version: StreamVersion::new(at as u64),
             base_version: StreamVersion::NONE,
+            last_event: Some(eventcore::EventId::v7(Time::ZERO, [at as u8; 10])),
             view: kind.decode(&serde_json::to_string(&head).expect("encodes")).expect("decodes"),
         };
         let snapshot = Snapshot::of(&view, Time::ZERO).expect("encodes");
-        let (version, restored) = snapshot.restore(&stream, kind).expect("a snapshot of this view restores");
-        prop_assert_eq!(version.get(), at as u64);
-        let mut resumed = *restored.downcast::<Account>().expect("an Account");
+        let restored = snapshot.restore(&stream, kind).expect("a snapshot of this view restores");
+        prop_assert_eq!(restored.version.get(), at as u64);
+        let mut resumed = *restored.view.downcast::<Account>().expect("an Account");
         for event in &events[at..] {
             View::apply(&mut resumed, event);
         }
@@ -68,8 +69,11 @@ proptest! {
 enum Start {
     /// Read from version 1 (a cache miss).
     Cold,
-    /// The fold at `back` events before the head (0: exact).
+    /// A cache entry: the fold at `back` events before the head (0: exact).
     Behind(usize),
+    /// A persisted snapshot `back` events before the head; `honest: false`
+    /// means it was taken from another history with as many events.
+    Snapshot(usize, bool),
     /// A lying entry `ahead` versions past the head, with a made-up view.
     Ahead(u64, u64),
 }
@@ -78,6 +82,7 @@ fn start_strategy() -> impl Strategy<Value = Start> {
     prop_oneof![
         Just(Start::Cold),
         (0usize..8).prop_map(Start::Behind),
+        (0usize..8, prop::bool::weighted(0.7)).prop_map(|(back, honest)| Start::Snapshot(back, honest)),
         (1u64..5, 0u64..1_000).prop_map(|(ahead, balance)| Start::Ahead(ahead, balance)),
     ]
 }
@@ -132,7 +137,9 @@ fn run<C: Command>(store: &mut MemoryStore, machine: &mut CommandMachine<C>) -> 
                 machine.on_wake(now);
             }
             Step::Done(Ok(done)) => {
-                let Some(receipt) = done.appended else { return Ok(Vec::new()) };
+                let Some(receipt) = done.appended else {
+                    return Ok(Vec::new());
+                };
                 let written = store
                     .events()
                     .iter()
@@ -186,20 +193,39 @@ proptest! {
         let mut lied = 0;
         for ((n, events), start) in histories.iter().enumerate().zip([&starts.0, &starts.1]) {
             let stream = account(n as u32);
-            let (version, view) = match start {
-                Start::Cold => continue,
+            let kind = ViewKind::of::<Account>();
+            let at = |version: u64, view: Account, last_event| StreamView {
+                stream: stream.clone(),
+                kind,
+                version: StreamVersion::new(version),
+                base_version: StreamVersion::new(version),
+                last_event,
+                view: kind.decode(&serde_json::to_string(&view).expect("encodes")).expect("decodes"),
+            };
+            match start {
+                Start::Cold => {}
                 Start::Behind(back) => {
-                    let at = events.len().saturating_sub(*back);
-                    (at as u64, fold(&events[..at]))
+                    let version = events.len().saturating_sub(*back);
+                    primed.prime_view(at(version as u64, fold(&events[..version]), None));
+                }
+                Start::Snapshot(back, honest) => {
+                    let version = events.len().saturating_sub(*back);
+                    let stored = store.events().iter().find(|e| e.stream_id == stream && e.version.get() == version as u64);
+                    let Some(stored) = stored else { continue };
+                    let (view, last_event) = if *honest {
+                        (fold(&events[..version]), stored.event_id)
+                    } else {
+                        lied += 1;
+                        (Account { open: true, balance: 999 }, eventcore::EventId::v7(Time::ZERO, [0xEE; 10]))
+                    };
+                    primed.prime_snapshot(at(version as u64, view, Some(last_event)));
                 }
                 Start::Ahead(ahead, balance) => {
                     lied += 1;
-                    (events.len() as u64 + ahead, Account { open: true, balance: *balance })
+                    let version = events.len() as u64 + ahead;
+                    primed.prime_view(at(version, Account { open: true, balance: *balance }, None));
                 }
-            };
-            let kind = ViewKind::of::<Account>();
-            let view = kind.decode(&serde_json::to_string(&view).expect("encodes")).expect("decodes");
-            primed.prime_view(&stream, StreamVersion::new(version), view);
+            }
         }
         let actual = run(&mut store, &mut primed);
         prop_assert_eq!(&actual, &expected);

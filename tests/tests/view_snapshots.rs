@@ -12,8 +12,8 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use eventcore::{
-    AnyEvent, Command, CommandError, Decision, Emit, Event, ReadRequest, ReadResponse, Snapshot, StoreError, StreamId,
-    StreamVersion, Time, View, ViewKind, Views,
+    AnyEvent, Command, CommandError, Decision, Emit, Event, EventId, ReadRequest, ReadResponse, Snapshot, StoreError,
+    StreamId, StreamVersion, Time, View, ViewKind, Views,
 };
 use eventcore_tokio::{EventStore, Executor, MemoryEventStore, MemorySnapshotStore, SnapshotError, SnapshotStore};
 use serde::{Deserialize, Serialize};
@@ -318,6 +318,7 @@ impl SnapshotStore for Broken {
                 view: view.to_owned(),
                 view_version: view_version + 1,
                 stream_version: StreamVersion::new(1),
+                last_event_id: EventId::v7(Time::ZERO, [0xAB; 10]),
                 payload: r#"{"balance": 1000000, "events": 1}"#.to_owned(),
                 taken_at: Time::ZERO,
             })),
@@ -331,6 +332,10 @@ impl SnapshotStore for Broken {
             Fault::SaveHangs => std::future::pending().await,
             Fault::LoadHangs | Fault::WrongViewVersion => Ok(()),
         }
+    }
+
+    async fn discard(&self, _: &Snapshot) -> Result<bool, SnapshotError> {
+        Ok(false)
     }
 
     async fn delete_view(&self, _: &str) -> Result<u64, SnapshotError> {
@@ -416,20 +421,22 @@ async fn a_fresh_executor_starts_from_the_snapshot_and_reads_only_the_tail() {
     // A new process: empty view cache, same stores.
     let fresh = Executor::new(events.clone()).with_snapshots(snapshots.clone());
 
-    // The snapshot is at the head: no event is read at all.
+    // The snapshot is at the head: the only event read is the one it ends
+    // on, which proves the snapshot belongs to this stream's history.
     let truth_head = decides_like_a_full_fold(&fresh, &at_head, truth_head).await;
     let (_, read) = events.take();
-    assert_eq!(read, 0, "started from the snapshot at the head");
+    assert_eq!(read, 1, "started from the snapshot at the head");
     assert_eq!(truth_head.0.events, 21);
 
-    // Five events after the snapshot at 20: only those are read.
+    // Five events after the snapshot at 20: only those are read, plus the
+    // snapshot's own last event (checked, not folded again).
     let fresh = Executor::new(events.clone()).with_snapshots(snapshots.clone());
     let op = Op::<Balance>::new(&with_tail, 1);
     let seen = op.clone();
     let done = fresh.execute(op).await.expect("deposit");
     assert_eq!(seen.seen(), Some(truth_tail.0), "decided on the full view");
     let (_, read) = events.take();
-    assert_eq!(read, 5, "read only the tail after version 20 ({:?})", done.stats);
+    assert_eq!(read, 1 + 5, "read only the tail after version 20 ({:?})", done.stats);
     assert_eq!(done.stats.stale_views, 0);
     let stats = fresh.snapshot_stats();
     assert_eq!((stats.loaded, stats.rejected), (1, 0), "{stats:?}");
@@ -474,6 +481,7 @@ async fn a_snapshot_of_another_view_version_is_ignored() {
         view: Balance::NAME.to_owned(),
         view_version: Balance::VERSION + 1,
         stream_version: StreamVersion::new(15),
+        last_event_id: EventId::v7(Time::ZERO, [0xAB; 10]),
         payload: r#"{"balance": 1000000, "events": 15}"#.to_owned(),
         taken_at: Time::ZERO,
     });
@@ -504,6 +512,7 @@ async fn a_snapshot_ahead_of_the_stream_is_dropped_and_the_stream_folded() {
         view: Balance::NAME.to_owned(),
         view_version: Balance::VERSION,
         stream_version: StreamVersion::new(1000),
+        last_event_id: EventId::v7(Time::ZERO, [0xAB; 10]),
         payload: r#"{"balance": 1000000, "events": 1000}"#.to_owned(),
         taken_at: Time::ZERO,
     });
@@ -572,12 +581,10 @@ async fn a_snapshot_store_whose_saves_hang_never_holds_up_a_command() {
     assert_eq!(stats.written + stats.write_errors, 0, "{stats:?}");
 }
 
-/// What a hanging store should cost once it recovers: today a save has no
-/// timeout, so a hung write holds its in-flight slot for ever; after a few
-/// of them the executor never writes a snapshot again, and
-/// `flush_snapshots` never returns. Ignored until the executor bounds saves.
+/// A hung save is given up after the write timeout (counted as a write
+/// error), so it cannot hold its in-flight slot for ever, and
+/// `flush_snapshots` returns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "executor: snapshot saves are not bounded by a timeout (hung writes hold their slot for ever)"]
 async fn hung_snapshot_writes_are_given_up_on() {
     let executor = Executor::new(MemoryEventStore::new()).with_snapshots(Broken::new(Fault::SaveHangs));
     run_ops::<_, EveryBalance>(&executor, &account("acc-hung"), 3, Truth::default()).await;
@@ -666,19 +673,19 @@ async fn postgres_a_fresh_executor_starts_from_a_pg_snapshot_and_reads_only_the_
     fresh.execute(op).await.expect("deposit");
     assert_eq!(seen.seen(), Some(truth.0));
     let (_, read) = events.take();
-    assert_eq!(read, 5, "read only the tail after version 20");
+    assert_eq!(
+        read,
+        1 + 5,
+        "read only the snapshot's last event and the tail after version 20"
+    );
     assert_eq!(snapshots.loads(), loads_before + 1, "one snapshot row fetched");
     let _ = store.drop_schema().await;
 }
 
-/// A snapshot ahead of its stream is dropped by every cold start, but the
-/// store keeps it: newest-wins means no later (lower-versioned, true)
-/// snapshot ever replaces it, so every cold start pays a conflict and a full
-/// fold for good. Ignored until the executor deletes or overwrites a
-/// snapshot it found ahead of the stream (the store API has no per-key
-/// delete or forced put today).
+/// A snapshot ahead of its stream is discarded from the store by the cold
+/// start that finds it out, so newest-wins cannot keep the lie: the next
+/// true snapshot takes its place.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "executor: a snapshot ahead of the stream is never replaced (newest-wins keeps the lie)"]
 async fn a_snapshot_ahead_of_the_stream_is_replaced_by_the_next_true_one() {
     let events = MemoryEventStore::new();
     let snapshots = MemorySnapshotStore::new();
@@ -689,6 +696,7 @@ async fn a_snapshot_ahead_of_the_stream_is_replaced_by_the_next_true_one() {
         view: Balance::NAME.to_owned(),
         view_version: Balance::VERSION,
         stream_version: StreamVersion::new(1000),
+        last_event_id: EventId::v7(Time::ZERO, [0xAB; 10]),
         payload: r#"{"balance": 1000000, "events": 1000}"#.to_owned(),
         taken_at: Time::ZERO,
     });

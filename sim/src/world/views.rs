@@ -15,15 +15,25 @@ use crate::exec::Settled;
 use crate::history::ExecutionOutcome;
 use crate::views::Source;
 use eventcore::{
-    AnyView, ExpectedVersion, ReadRequest, RecordedEvent, RequestId, Snapshot, SnapshotRejected, StreamId, StreamRead,
-    StreamVersion, ViewKind,
+    EventId, ExpectedVersion, ReadRequest, RecordedEvent, RequestId, Snapshot, SnapshotRejected, StreamId, StreamRead,
+    StreamVersion, StreamView, ViewKind,
 };
-use std::sync::Arc;
 
-/// How far beyond the head an ahead snapshot or cache entry claims to be:
-/// far enough that the stream cannot catch up within a run (see the report
-/// on views that claim versions a stream later reaches).
-const AHEAD_BY: (u64, u64) = (1_000, 2_000);
+/// How far beyond the head an ahead snapshot claims to be: close, so that
+/// the stream often reaches the claimed version later in the run. The
+/// machine checks a snapshot's last event id before trusting it, so a
+/// snapshot of another history is caught whether or not the stream has
+/// caught up.
+const SNAPSHOT_AHEAD_BY: (u64, u64) = (1, 3);
+
+/// How far beyond the head a planted cache entry claims to be. A cache entry
+/// is trusted to be a fold of this store (it is only ever made from this
+/// store's reads and commits, and the store contract says acknowledged
+/// events are never lost), so an entry ahead of the store models a store
+/// that broke that contract; the machine still drops it when a read or a
+/// conflict shows the store behind it, which a far claim always does before
+/// the stream could catch up.
+const CACHE_AHEAD_BY: (u64, u64) = (1_000, 2_000);
 
 impl World {
     /// Primes the execution's view streams due to be read (each looked up
@@ -46,9 +56,10 @@ impl World {
             let mut primed = None;
             if self.plan.view_cache {
                 match self.clients[client].views.get(&stream, kind) {
-                    Some((version, view)) => {
+                    Some(view) => {
                         self.coverage.hit("view_cache_hit");
-                        if self.prime_one(exec, &stream, version, view, Source::Cache) {
+                        let version = view.version;
+                        if self.prime_one(exec, view, Source::Cache) {
                             primed = Some(version);
                         }
                     }
@@ -56,25 +67,23 @@ impl World {
                 }
             }
             if primed.is_none() && self.plan.snapshots {
-                if let Some((version, view)) = self.load_snapshot(&stream, kind) {
-                    self.prime_one(exec, &stream, version, view, Source::Snapshot);
+                if let Some(view) = self.load_snapshot(&stream, kind) {
+                    self.prime_one(exec, view, Source::Snapshot);
                 }
             }
         }
     }
 
-    fn prime_one(
-        &mut self,
-        exec: ExecId,
-        stream: &StreamId,
-        version: StreamVersion,
-        view: Arc<dyn AnyView>,
-        source: Source,
-    ) -> bool {
+    fn prime_one(&mut self, exec: ExecId, view: StreamView, source: Source) -> bool {
         let Some(running) = self.execs.get_mut(&exec) else {
             return false;
         };
-        if !running.machine.prime_view(stream, version, view) {
+        let (stream, version) = (view.stream.clone(), view.version);
+        let primed = match source {
+            Source::Cache => running.machine.prime_view(view),
+            Source::Snapshot => running.machine.prime_snapshot(view),
+        };
+        if !primed {
             return false;
         }
         running.primed.push((stream.clone(), version, source));
@@ -83,7 +92,7 @@ impl World {
     }
 
     /// A snapshot load, through the store's faults.
-    fn load_snapshot(&mut self, stream: &StreamId, kind: ViewKind) -> Option<(StreamVersion, Arc<dyn AnyView>)> {
+    fn load_snapshot(&mut self, stream: &StreamId, kind: ViewKind) -> Option<StreamView> {
         if self.fault(self.active.snapshot_missing) {
             self.coverage.hit("snapshot_missing");
             return None;
@@ -105,9 +114,14 @@ impl World {
         }
         if self.fault(self.active.snapshot_ahead) {
             let head = self.store.data().stream_version(stream);
-            let by = self.faults.between(AHEAD_BY.0, AHEAD_BY.1);
+            let by = self.faults.between(SNAPSHOT_AHEAD_BY.0, SNAPSHOT_AHEAD_BY.1);
             snapshot.stream_version = StreamVersion::new(head.get().max(snapshot.stream_version.get()) + by);
             self.coverage.hit("snapshot_ahead_served");
+        } else if self.fault(self.active.snapshot_ahead) {
+            // Another history with as many events: the version matches the
+            // stream, the event it ends on does not.
+            snapshot.last_event_id = EventId::v7(self.now(), [0xEE; 10]);
+            self.coverage.hit("snapshot_other_history_served");
         }
         match snapshot.restore(stream, kind) {
             Ok(found) => {
@@ -171,11 +185,13 @@ impl World {
             self.coverage.add("view_cache_evicted", evicted);
             for view in &views {
                 if self.fault(self.active.view_cache_ahead) {
-                    let by = self.faults.between(AHEAD_BY.0, AHEAD_BY.1);
+                    let by = self.faults.between(CACHE_AHEAD_BY.0, CACHE_AHEAD_BY.1);
                     let claimed = StreamVersion::new(view.version.get() + by);
-                    self.clients[client]
-                        .views
-                        .record(&view.stream, view.kind, claimed, Arc::clone(&view.view));
+                    self.clients[client].views.record(&StreamView {
+                        version: claimed,
+                        last_event: None,
+                        ..view.clone()
+                    });
                     self.coverage.hit("view_cache_ahead_planted");
                     self.log(format_args!(
                         "c{client} cache entry {}@{claimed} planted ahead",
