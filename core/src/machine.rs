@@ -604,6 +604,11 @@ impl<C: Command> CommandMachine<C> {
     /// this store's history; a persisted snapshot goes through
     /// [`CommandMachine::prime_snapshot`], which checks that.
     ///
+    /// When this primes the last stream due to be read, the machine decides
+    /// at once; a decision that discovers more streams leaves them in
+    /// [`CommandMachine::unprimed_views`], so a driver primes until that is
+    /// empty, then polls.
+    ///
     /// Returns `false` and ignores the view when it does not fit: no read is
     /// due, the stream is not read through a view of this kind, or it
     /// already holds events.
@@ -620,6 +625,12 @@ impl<C: Command> CommandMachine<C> {
         cursor.last_event = last_event;
         cursor.pending = false;
         cursor.primed = true;
+        if !self.cursors.iter().any(|c| c.pending) {
+            // Deciding here rather than in `poll` gives the driver a chance
+            // to prime the streams this decision discovers before they are
+            // read.
+            self.decide();
+        }
         true
     }
 

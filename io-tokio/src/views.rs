@@ -162,10 +162,12 @@ impl ViewSupport {
 
     /// Primes the machine's view streams that are due to be read: from the
     /// cache, then from persisted snapshots, loaded concurrently and for no
-    /// longer than the load timeout or the command's deadline. `tried`
-    /// remembers streams already looked up in this execution, so a miss is
-    /// looked up once; `loaded` the snapshots used, to discard the ones the
-    /// stream does not confirm.
+    /// longer than the load timeout or the command's deadline. Priming the
+    /// last stream due may let the machine decide and discover more streams,
+    /// so this goes on until nothing new is due. `tried` remembers streams
+    /// already looked up in this execution, so a miss is looked up once;
+    /// `loaded` the snapshots used, to discard the ones the stream does not
+    /// confirm.
     pub(crate) async fn prime<C: Command>(
         &self,
         machine: &mut CommandMachine<C>,
@@ -173,10 +175,21 @@ impl ViewSupport {
         tried: &mut Vec<StreamId>,
         loaded: &mut Vec<Snapshot>,
     ) {
+        while self.prime_round(machine, clock, tried, loaded).await {}
+    }
+
+    /// One round of [`ViewSupport::prime`]; `true` when it looked anything up.
+    async fn prime_round<C: Command>(
+        &self,
+        machine: &mut CommandMachine<C>,
+        clock: &Clock,
+        tried: &mut Vec<StreamId>,
+        loaded: &mut Vec<Snapshot>,
+    ) -> bool {
         let mut wanted = machine.unprimed_views();
         wanted.retain(|(stream, _)| !tried.contains(stream));
         if wanted.is_empty() {
-            return;
+            return false;
         }
         tried.extend(wanted.iter().map(|(s, _)| s.clone()));
         let mut misses = Vec::new();
@@ -192,9 +205,9 @@ impl ViewSupport {
             }
             None => misses = wanted,
         }
-        let Some(snapshots) = &self.snapshots else { return };
+        let Some(snapshots) = &self.snapshots else { return true };
         if misses.is_empty() {
-            return;
+            return true;
         }
         let budget = match machine.deadline() {
             Some(deadline) => LOAD_TIMEOUT.min(deadline.saturating_duration_since(clock.now())),
@@ -213,6 +226,7 @@ impl ViewSupport {
                 }
             }
         }
+        true
     }
 
     /// A loaded snapshot, if one was found and restores; counts and logs

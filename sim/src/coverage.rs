@@ -66,6 +66,7 @@ pub const REQUIRED: &[&str] = &[
     "snapshot_write_lost",
     "snapshot_restart_before_write",
     "view_decision_checked",
+    "view_primed_after_discovery",
 ];
 
 /// Named counters.

@@ -38,17 +38,30 @@ const CACHE_AHEAD_BY: (u64, u64) = (1_000, 2_000);
 impl World {
     /// Primes the execution's view streams due to be read (each looked up
     /// once per execution): from the client's cache, else from a snapshot.
+    /// Priming the last stream due lets the machine decide at once, which
+    /// may discover more streams: those are primed in the next round.
     pub(super) fn prime_views(&mut self, exec: ExecId) {
+        let mut round = 0;
+        while self.prime_views_round(exec) {
+            round += 1;
+            if round > 1 {
+                self.coverage.hit("view_primed_after_discovery");
+            }
+        }
+    }
+
+    /// One round of [`World::prime_views`]; `true` when it looked anything up.
+    fn prime_views_round(&mut self, exec: ExecId) -> bool {
         let Some(running) = self.execs.get_mut(&exec) else {
-            return;
+            return false;
         };
         if !running.use_views {
-            return;
+            return false;
         }
         let mut wanted = running.machine.unprimed_views();
         wanted.retain(|(stream, _)| !running.tried.contains(stream));
         if wanted.is_empty() {
-            return;
+            return false;
         }
         running.tried.extend(wanted.iter().map(|(s, _)| s.clone()));
         let client = running.client;
@@ -72,6 +85,7 @@ impl World {
                 }
             }
         }
+        true
     }
 
     fn prime_one(&mut self, exec: ExecId, view: StreamView, source: Source) -> bool {
