@@ -182,3 +182,51 @@ async fn streams_discovered_by_a_decision_on_cached_views_start_from_the_cache()
         assert_eq!(slice.head.get(), 3, "{} scored three times", slice.stream);
     }
 }
+
+/// Writes a points event to a team stream: not something the team's view
+/// can fold.
+#[derive(Command)]
+struct Misfile {
+    #[stream(Team)]
+    team: StreamId,
+}
+
+impl Decide for Misfile {
+    type Error = Refused;
+    fn decide(&self, _: &MisfileState<'_>, out: &mut Emit<'_>) -> Result<(), Refused> {
+        out.emit(&self.team, PointsEvent::Scored { points: 1 });
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_the_streams_view_cannot_fold_is_refused_before_anything_is_stored() {
+    let store = MemoryEventStore::new();
+    let executor = Executor::new(store.clone());
+    let team = stream("team-misfiled");
+    executor
+        .execute(Join {
+            team: team.clone(),
+            member: "ada".to_owned(),
+        })
+        .await
+        .expect("join");
+    let refused = executor.execute(Misfile { team: team.clone() }).await;
+    match refused {
+        Err(eventcore::CommandError::ViewCannotFold { stream, view, .. }) => {
+            assert_eq!(stream, team);
+            assert_eq!(view.name(), Team::NAME);
+        }
+        other => panic!("expected ViewCannotFold, got {other:?}"),
+    }
+    let request = ReadRequest {
+        id: eventcore::RequestId::new(1),
+        streams: vec![eventcore::StreamRead {
+            stream: team,
+            after: eventcore::StreamVersion::NONE,
+        }],
+        page_size: None,
+    };
+    let read = store.read(&request).await.expect("read");
+    assert_eq!(read.streams[0].head.get(), 1, "only the join is stored");
+}
