@@ -34,7 +34,7 @@ pub struct Snapshot {
     /// before the snapshot is trusted, so a snapshot of another history
     /// (a restored database, a store it was not taken from) is never used.
     pub last_event_id: EventId,
-    /// The view as JSON ([`AnyView::encode`]).
+    /// The view as JSON ([`AnyView::encode`](crate::AnyView::encode)).
     pub payload: String,
     /// When it was taken (the driver's clock).
     pub taken_at: Time,

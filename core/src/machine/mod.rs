@@ -1,0 +1,533 @@
+//! The command-execution machine: one execution of one command as a value
+//! that is fed store responses and asked for its next step.
+//!
+//! ```text
+//! new ─► Read ─► (fold) ─► decide ─┬─► Read more streams (discovery) ─► ...
+//!                                  ├─► Append ─┬─► Committed ─► Done
+//!                                  │           ├─► Conflict ─► Wait(backoff) ─► Read ─► ...
+//!                                  │           ├─► Transient ─► Wait(backoff) ─► Read ─► ...
+//!                                  │           └─► Unknown ─► Wait(backoff) ─► re-send same Append
+//!                                  └─► domain error / nothing to do ─► Done
+//! ```
+//!
+//! The machine never blocks, sleeps or reads a clock: every input carries
+//! `now`, and `poll` returns the deadline it wants to be woken at. Every
+//! request carries a [`RequestId`]; a response with any other id is counted
+//! and ignored, so drivers may deliver responses late, twice or out of order.
+
+use crate::entropy::Entropy;
+use crate::store::{AppendReceipt, AppendRequest, Operation, ReadRequest, ReadResponse, StoreError, StreamRead};
+use crate::view::ViewKind;
+use crate::{
+    Command, CommandId, EventId, ExecutionPolicy, GlobalPosition, RecordedEvent, RequestId, StreamId, StreamVersion,
+    Time,
+};
+use std::sync::Arc;
+
+mod context;
+mod decide;
+mod outcome;
+mod reads;
+mod retry;
+#[cfg(test)]
+mod tests;
+mod views;
+
+pub use context::ExecutionContext;
+pub use outcome::{CommandError, Executed, ExecutionStats, Step};
+
+#[derive(Debug)]
+struct StreamCursor {
+    stream: StreamId,
+    /// Version of the last event we hold.
+    read_to: StreamVersion,
+    /// The stream's version when last read.
+    head: StreamVersion,
+    /// Whether a read is still owed for this stream.
+    pending: bool,
+    /// Whether what we hold came from a cache ([`CommandMachine::prime`])
+    /// and no store read has confirmed it yet.
+    primed: bool,
+    /// The view this stream is folded into, instead of the command's
+    /// `apply` in global order.
+    view: Option<ViewKind>,
+    /// The version the execution started this stream from (a primed view's
+    /// version, else 0).
+    base: StreamVersion,
+    /// The id of the event at `read_to`, when known (view streams).
+    last_event: Option<EventId>,
+    /// A snapshot's version and last event id, until the read that starts
+    /// at that event confirms them.
+    verify: Option<(StreamVersion, EventId)>,
+    /// A primed view that conflicted and was not read since, or whose commit
+    /// showed the store behind it: not handed back, reported stale.
+    distrusted: bool,
+}
+
+impl StreamCursor {
+    fn new(stream: StreamId, view: Option<ViewKind>) -> Self {
+        StreamCursor {
+            stream,
+            read_to: StreamVersion::NONE,
+            head: StreamVersion::NONE,
+            pending: true,
+            primed: false,
+            view,
+            base: StreamVersion::NONE,
+            last_event: None,
+            verify: None,
+            distrusted: false,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct HeldEvent<E> {
+    position: GlobalPosition,
+    cursor: usize,
+    event: E,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterBackoff {
+    /// Re-read what changed and decide again.
+    Reread,
+    /// Re-send the append whose outcome is unknown.
+    Resend,
+}
+
+#[derive(Debug)]
+enum Phase {
+    ReadDue,
+    Reading {
+        id: RequestId,
+        asked: Vec<(usize, StreamVersion)>,
+        deadline: Time,
+    },
+    AppendDue(Arc<AppendRequest>),
+    Appending {
+        id: RequestId,
+        request: Arc<AppendRequest>,
+        deadline: Time,
+    },
+    Backoff {
+        until: Time,
+        then: AfterBackoff,
+    },
+    Done,
+    Finished,
+}
+
+/// One execution of one command. See the module docs for the flow.
+///
+/// ```
+/// use eventcore::*;
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Serialize, Deserialize)] enum Ev { Opened }
+/// # impl Event for Ev {}
+/// # #[derive(Debug, thiserror::Error)] #[error("never")] struct Never;
+/// struct Open(StreamId);
+/// impl Command for Open {
+///     type Event = Ev;
+///     type State = bool;
+///     type Error = Never;
+///     fn streams(&self) -> Vec<StreamId> { vec![self.0.clone()] }
+///     fn apply(&self, opened: &mut bool, _: &StreamId, _: &Ev) { *opened = true; }
+///     fn decide(&self, opened: &bool, out: &mut Decision<Ev>) -> Result<(), Never> {
+///         if !opened { out.emit(&self.0, Ev::Opened); }
+///         Ok(())
+///     }
+/// }
+///
+/// let now = Time::from_unix_millis(1_000);
+/// let ctx = ExecutionContext::new(CommandId::v7(now, [1; 10]));
+/// let mut m = CommandMachine::new(Open(StreamId::new("acc-1")?), ExecutionPolicy::default(), ctx, now, 42);
+/// let Step::Read(read) = m.poll() else { panic!("reads first") };
+/// m.on_read(read.id, Ok(ReadResponse { streams: vec![StreamSlice {
+///     stream: read.streams[0].stream.clone(), head: StreamVersion::NONE, events: vec![] }] }), now);
+/// let Step::Append(append) = m.poll() else { panic!("then appends") };
+/// assert_eq!(append.streams[0].expected, ExpectedVersion::NoStream);
+/// # Ok::<(), InvalidStreamId>(())
+/// ```
+#[derive(Debug)]
+pub struct CommandMachine<C: Command> {
+    command: C,
+    policy: ExecutionPolicy,
+    context: ExecutionContext,
+    entropy: Entropy,
+    deadline: Time,
+    now: Time,
+    next_request: u64,
+    attempts: u32,
+    cursors: Vec<StreamCursor>,
+    held: Vec<HeldEvent<C::Event>>,
+    applied: usize,
+    state: C::State,
+    discovery_rounds: u32,
+    phase: Phase,
+    /// The append whose outcome is unknown. While set, every retry re-sends
+    /// it unchanged; only a commit or a version conflict settles it.
+    unresolved: Option<Arc<AppendRequest>>,
+    last_error: Option<StoreError>,
+    /// Events read back that carry this execution's own command id: an
+    /// earlier execution with the same id committed (the caller re-executes
+    /// to settle an unknown outcome). Deciding again would act on the request
+    /// twice, or refuse it because of its own effects, so the machine asks
+    /// the store for the original receipt instead.
+    own_commit: Vec<RecordedEvent>,
+    /// The events of the append in flight, kept (for commands that read
+    /// through views) to fold into the written streams' views once they
+    /// commit, so the views handed back to a cache are up to date.
+    decided: Vec<(StreamId, C::Event)>,
+    /// View streams whose cached or snapshotted starting point proved ahead
+    /// of the store: the driver must drop those cache entries.
+    stale_views: Vec<(StreamId, ViewKind)>,
+    stats: ExecutionStats,
+    outcome: Option<Result<Executed, CommandError<C::Error>>>,
+}
+
+impl<C: Command> CommandMachine<C> {
+    /// Starts an execution at `now`. `seed` is the only source of the
+    /// machine's randomness (backoff jitter, event-id entropy).
+    pub fn new(command: C, policy: ExecutionPolicy, context: ExecutionContext, now: Time, seed: u64) -> Self {
+        let relative = policy.timeout.map(|t| now.saturating_add(t)).unwrap_or(Time::MAX);
+        let deadline = context.deadline.map_or(relative, |d| d.min(relative));
+        let streams = command.streams();
+        let mut cursors: Vec<StreamCursor> = Vec::with_capacity(streams.len());
+        let mut state = C::State::default();
+        for stream in streams {
+            if !cursors.iter().any(|c| c.stream == stream) {
+                let view = command.view_of(&stream);
+                if let (Some(kind), Some(views)) = (view, C::views_mut(&mut state)) {
+                    views.ensure(&stream, kind);
+                }
+                cursors.push(StreamCursor::new(stream, view));
+            }
+        }
+        let mut machine = CommandMachine {
+            command,
+            policy,
+            context,
+            entropy: Entropy::new(seed),
+            deadline,
+            now,
+            next_request: 0,
+            attempts: 1,
+            cursors,
+            held: Vec::new(),
+            applied: 0,
+            state,
+            discovery_rounds: 0,
+            phase: Phase::ReadDue,
+            unresolved: None,
+            last_error: None,
+            own_commit: Vec::new(),
+            decided: Vec::new(),
+            stale_views: Vec::new(),
+            stats: ExecutionStats::default(),
+            outcome: None,
+        };
+        if machine.cursors.is_empty() {
+            machine.finish(Err(CommandError::NoStreams));
+        } else if now >= deadline {
+            machine.finish(Err(CommandError::DeadlineExceeded {
+                attempts: 0,
+                last: None,
+            }));
+        }
+        machine
+    }
+
+    /// The execution's command id.
+    pub fn command_id(&self) -> CommandId {
+        self.context.command_id
+    }
+
+    /// Attempts started so far, the first included.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &ExecutionStats {
+        &self.stats
+    }
+
+    /// The command being executed.
+    pub fn command(&self) -> &C {
+        &self.command
+    }
+
+    /// The streams read so far, in the order they were first requested.
+    pub fn streams(&self) -> impl Iterator<Item = &StreamId> {
+        self.cursors.iter().map(|c| &c.stream)
+    }
+
+    /// True once the result has been handed out by [`CommandMachine::poll`].
+    pub fn is_finished(&self) -> bool {
+        matches!(self.phase, Phase::Finished)
+    }
+
+    /// The request the machine is waiting on, if any.
+    pub fn awaiting(&self) -> Option<RequestId> {
+        match &self.phase {
+            Phase::Reading { id, .. } | Phase::Appending { id, .. } => Some(*id),
+            _ => None,
+        }
+    }
+
+    /// The execution's overall deadline (policy timeout and context
+    /// deadline), if it has one.
+    pub fn deadline(&self) -> Option<Time> {
+        (self.deadline != Time::MAX).then_some(self.deadline)
+    }
+
+    /// When the machine next wants [`CommandMachine::on_wake`]: the deadline
+    /// of the request in flight or the end of a backoff. `None` when a
+    /// request is due (poll now) or the execution ended.
+    pub fn next_wake(&self) -> Option<Time> {
+        match &self.phase {
+            Phase::Reading { deadline, .. } | Phase::Appending { deadline, .. } => Some(*deadline),
+            Phase::Backoff { until, .. } => Some(*until),
+            _ => None,
+        }
+    }
+
+    /// The next thing to do. Requests are returned once each.
+    pub fn poll(&mut self) -> Step<C::Error> {
+        if matches!(self.phase, Phase::ReadDue | Phase::AppendDue(_)) && self.now >= self.deadline {
+            // A response that arrived at or after the overall deadline must
+            // not start new work: no request is ever sent past the deadline.
+            let error = self.deadline_error();
+            self.finish(Err(error));
+        }
+        match std::mem::replace(&mut self.phase, Phase::Finished) {
+            Phase::ReadDue if !self.cursors.iter().any(|c| c.pending) => {
+                // Every stream is already known (primed from a cache):
+                // decide straight away.
+                self.decide();
+                self.poll()
+            }
+            Phase::ReadDue => {
+                let id = self.new_request_id();
+                let asked: Vec<(usize, StreamVersion)> = self
+                    .cursors
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| c.pending)
+                    .map(|(i, c)| (i, c.read_to))
+                    .collect();
+                let request = ReadRequest {
+                    id,
+                    streams: asked
+                        .iter()
+                        .map(|&(i, after)| StreamRead {
+                            stream: self.cursors[i].stream.clone(),
+                            after,
+                        })
+                        .collect(),
+                    page_size: self.policy.page_size,
+                };
+                let deadline = self.now.saturating_add(self.policy.read_timeout).min(self.deadline);
+                self.phase = Phase::Reading { id, asked, deadline };
+                self.stats.reads += 1;
+                Step::Read(request)
+            }
+            Phase::AppendDue(mut request) => {
+                let id = self.new_request_id();
+                // Unique on a first attempt, so this writes in place; a
+                // re-send shares the request with `unresolved` and copies it.
+                Arc::make_mut(&mut request).id = id;
+                let deadline = self.now.saturating_add(self.policy.append_timeout).min(self.deadline);
+                self.phase = Phase::Appending {
+                    id,
+                    request: Arc::clone(&request),
+                    deadline,
+                };
+                self.stats.appends += 1;
+                Step::Append(request)
+            }
+            phase @ (Phase::Reading { deadline: until, .. }
+            | Phase::Appending { deadline: until, .. }
+            | Phase::Backoff { until, .. }) => {
+                self.phase = phase;
+                Step::Wait { until }
+            }
+            Phase::Done => match self.outcome.take() {
+                Some(outcome) => Step::Done(outcome),
+                None => Step::Finished,
+            },
+            Phase::Finished => Step::Finished,
+        }
+    }
+
+    /// Reports the answer to a read. Answers to anything but the read in
+    /// flight are ignored.
+    pub fn on_read(&mut self, id: RequestId, result: Result<ReadResponse, StoreError>, now: Time) {
+        self.observe(now);
+        let asked = match &mut self.phase {
+            Phase::Reading { id: pending, asked, .. } if *pending == id => std::mem::take(asked),
+            _ => {
+                self.stats.ignored_responses += 1;
+                return;
+            }
+        };
+        match result {
+            Ok(response) => {
+                if let Err(error) = self.absorb(&asked, response) {
+                    self.finish(Err(error));
+                    return;
+                }
+                if self.cursors.iter().any(|c| c.pending) {
+                    self.phase = Phase::ReadDue;
+                } else {
+                    self.decide();
+                }
+            }
+            Err(error) if error.is_retryable() => {
+                self.stats.transient_errors += 1;
+                self.retry(error, AfterBackoff::Reread);
+            }
+            Err(error) => self.finish(Err(CommandError::Store(error))),
+        }
+    }
+
+    /// Reports the answer to an append. Answers to anything but the append
+    /// in flight are ignored.
+    pub fn on_append(&mut self, id: RequestId, result: Result<AppendReceipt, StoreError>, now: Time) {
+        self.observe(now);
+        let request = match std::mem::replace(&mut self.phase, Phase::Finished) {
+            Phase::Appending {
+                id: pending, request, ..
+            } if pending == id => request,
+            other => {
+                self.phase = other;
+                self.stats.ignored_responses += 1;
+                return;
+            }
+        };
+        match result {
+            Ok(receipt) if receipt.command_id == self.context.command_id => {
+                self.unresolved = None;
+                if !self.decided.is_empty() {
+                    self.fold_commit(&request, &receipt);
+                }
+                let executed = Executed {
+                    command_id: self.context.command_id,
+                    attempts: self.attempts,
+                    appended: Some(receipt),
+                    stats: self.stats.clone(),
+                };
+                self.finish(Ok(executed));
+            }
+            Ok(receipt) => self.finish(Err(CommandError::Store(StoreError::ContractViolation {
+                operation: Operation::Append,
+                message: format!(
+                    "receipt for command {} answered an append of command {}",
+                    receipt.command_id, self.context.command_id
+                ),
+            }))),
+            Err(StoreError::Conflict(conflict)) => {
+                // A conflict is final: the store checks the command id before
+                // versions, so an append that had committed would have been
+                // answered with its receipt. Versions never go back, so the
+                // earlier attempt can never commit either.
+                self.unresolved = None;
+                self.stats.conflicts += 1;
+                self.distrust_primed_view(&conflict);
+                self.retry(StoreError::Conflict(conflict), AfterBackoff::Reread);
+            }
+            Err(error) if error.may_have_committed() => {
+                self.stats.unknown_outcomes += 1;
+                self.unresolved = Some(request);
+                self.retry(error, AfterBackoff::Resend);
+            }
+            Err(error) if error.is_retryable() => {
+                self.stats.transient_errors += 1;
+                let then = if self.unresolved.is_some() {
+                    AfterBackoff::Resend
+                } else {
+                    AfterBackoff::Reread
+                };
+                self.retry(error, then);
+            }
+            Err(error) => {
+                if self.unresolved.is_some() {
+                    self.finish(Err(CommandError::OutcomeUnknown {
+                        command_id: self.context.command_id,
+                        attempts: self.attempts,
+                        last: error,
+                    }));
+                } else {
+                    self.finish(Err(CommandError::Store(error)));
+                }
+            }
+        }
+    }
+
+    /// Wakes the machine at or after the deadline it asked for. Waking early
+    /// is harmless.
+    pub fn on_wake(&mut self, now: Time) {
+        self.observe(now);
+        if matches!(self.phase, Phase::Done | Phase::Finished) {
+            return;
+        }
+        if now >= self.deadline {
+            if let Phase::Appending { request, .. } = std::mem::replace(&mut self.phase, Phase::Finished) {
+                // The append in flight is abandoned unanswered: that, not any
+                // earlier error, is why the outcome is open.
+                self.unresolved = Some(request);
+                self.last_error = Some(StoreError::Timeout {
+                    operation: Operation::Append,
+                    after: self.policy.append_timeout,
+                });
+            }
+            let error = self.deadline_error();
+            self.finish(Err(error));
+            return;
+        }
+        match std::mem::replace(&mut self.phase, Phase::Finished) {
+            Phase::Backoff { until, then } if now >= until => match then {
+                AfterBackoff::Reread => self.phase = Phase::ReadDue,
+                AfterBackoff::Resend => match self.unresolved.clone() {
+                    Some(request) => self.phase = Phase::AppendDue(request),
+                    None => self.phase = Phase::ReadDue,
+                },
+            },
+            Phase::Reading { deadline, .. } if now >= deadline => {
+                self.stats.transient_errors += 1;
+                let error = StoreError::Timeout {
+                    operation: Operation::Read,
+                    after: self.policy.read_timeout,
+                };
+                self.retry(error, AfterBackoff::Reread);
+            }
+            Phase::Appending { deadline, request, .. } if now >= deadline => {
+                self.stats.unknown_outcomes += 1;
+                self.unresolved = Some(request);
+                let error = StoreError::Timeout {
+                    operation: Operation::Append,
+                    after: self.policy.append_timeout,
+                };
+                self.retry(error, AfterBackoff::Resend);
+            }
+            other => self.phase = other,
+        }
+    }
+
+    fn observe(&mut self, now: Time) {
+        // Tolerate a driver clock that steps back: time never runs backwards
+        // inside the machine.
+        self.now = self.now.max(now);
+    }
+
+    fn new_request_id(&mut self) -> RequestId {
+        self.next_request += 1;
+        RequestId::new(self.next_request)
+    }
+
+    fn finish(&mut self, outcome: Result<Executed, CommandError<C::Error>>) {
+        self.outcome = Some(outcome);
+        self.phase = Phase::Done;
+    }
+}

@@ -1,0 +1,533 @@
+use super::*;
+use crate::view::{AnyEvent, StreamView, ViewKind};
+use crate::{
+    AppendReceipt, Decision, Event, EventId, EventMetadata, ExpectedVersion, GlobalPosition, Operation, ReadRequest,
+    ReadResponse, RecordedEvent, StoreError, StreamVersion,
+};
+use crate::{Conflict, EventType, Payload, StreamSlice};
+use serde::{Deserialize, Serialize};
+use std::num::NonZeroU32;
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Ev {
+    At(u64),
+}
+impl Event for Ev {}
+
+#[derive(Debug, thiserror::Error)]
+#[error("folded out of global order: {0:?}")]
+struct OutOfOrder(Vec<u64>);
+
+/// Folds the global positions it sees (carried in the payload) and
+/// refuses if they were applied out of order.
+struct Order(Vec<StreamId>);
+
+impl Command for Order {
+    type Event = Ev;
+    type State = Vec<u64>;
+    type Error = OutOfOrder;
+    fn streams(&self) -> Vec<StreamId> {
+        self.0.clone()
+    }
+    fn apply(&self, seen: &mut Vec<u64>, _: &StreamId, event: &Ev) {
+        let Ev::At(p) = event;
+        seen.push(*p);
+    }
+    fn decide(&self, seen: &Vec<u64>, _: &mut Decision<Ev>) -> Result<(), OutOfOrder> {
+        if seen.windows(2).all(|w| w[0] < w[1]) {
+            Ok(())
+        } else {
+            Err(OutOfOrder(seen.clone()))
+        }
+    }
+}
+
+fn stream(name: &str) -> StreamId {
+    StreamId::new(name).expect("valid")
+}
+
+fn recorded(stream: &StreamId, version: u64, position: u64) -> RecordedEvent {
+    let encoded = Ev::At(position).encode().expect("encodes");
+    RecordedEvent {
+        event_id: EventId::v7(Time::ZERO, [0; 10]),
+        stream_id: stream.clone(),
+        version: StreamVersion::new(version),
+        position: GlobalPosition::new(position),
+        event_type: EventType::new("At").expect("valid"),
+        schema_version: 1,
+        payload: Payload::from_trusted_json(encoded.payload.as_json().to_owned()),
+        metadata: Arc::new(EventMetadata::new(CommandId::v7(Time::ZERO, [9; 10]), Time::ZERO)),
+    }
+}
+
+/// A store holding the given streams, answering reads with paging.
+fn answer(request: &ReadRequest, data: &[(StreamId, Vec<RecordedEvent>)]) -> ReadResponse {
+    let page = request.page_size.map_or(usize::MAX, |p| p.get() as usize);
+    ReadResponse {
+        streams: request
+            .streams
+            .iter()
+            .map(|read| {
+                let events = data
+                    .iter()
+                    .find(|(s, _)| s == &read.stream)
+                    .map(|(_, e)| e.as_slice())
+                    .unwrap_or(&[]);
+                StreamSlice {
+                    stream: read.stream.clone(),
+                    head: StreamVersion::new(events.len() as u64),
+                    events: events
+                        .iter()
+                        .skip(read.after.get() as usize)
+                        .take(page)
+                        .cloned()
+                        .collect(),
+                }
+            })
+            .collect(),
+    }
+}
+
+fn run(
+    command: Order,
+    policy: ExecutionPolicy,
+    data: &[(StreamId, Vec<RecordedEvent>)],
+) -> Result<Executed, CommandError<OutOfOrder>> {
+    let now = Time::from_unix_millis(1);
+    let ctx = ExecutionContext::new(CommandId::v7(now, [1; 10]));
+    let mut machine = CommandMachine::new(command, policy, ctx, now, 3);
+    for _ in 0..100 {
+        match machine.poll() {
+            Step::Read(request) => machine.on_read(request.id, Ok(answer(&request, data)), now),
+            Step::Done(result) => return result,
+            other => panic!("unexpected step {other:?}"),
+        }
+    }
+    panic!("did not finish");
+}
+
+#[test]
+fn paged_reads_of_several_streams_fold_in_global_order() {
+    let (a, b) = (stream("a"), stream("b"));
+    let data = vec![
+        (
+            a.clone(),
+            vec![recorded(&a, 1, 1), recorded(&a, 2, 3), recorded(&a, 3, 5)],
+        ),
+        (b.clone(), vec![recorded(&b, 1, 2), recorded(&b, 2, 10)]),
+    ];
+    let policy = ExecutionPolicy::default().with_page_size(NonZeroU32::new(2));
+    let done = run(Order(vec![a, b]), policy, &data).expect("folds 1,2,3,5,10 in order");
+    assert_eq!(done.stats.reads, 2, "two pages");
+}
+
+#[test]
+fn a_response_with_a_gap_is_a_contract_violation_not_a_fold() {
+    let a = stream("a");
+    let data = vec![(a.clone(), vec![recorded(&a, 1, 1), recorded(&a, 3, 2)])];
+    let result = run(Order(vec![a]), ExecutionPolicy::default(), &data);
+    assert!(
+        matches!(result, Err(CommandError::Store(StoreError::ContractViolation { .. }))),
+        "{result:?}"
+    );
+}
+
+#[test]
+fn a_stale_response_is_ignored_and_counted() {
+    let a = stream("a");
+    let now = Time::from_unix_millis(1);
+    let ctx = ExecutionContext::new(CommandId::v7(now, [1; 10]));
+    let mut machine = CommandMachine::new(Order(vec![a.clone()]), ExecutionPolicy::default(), ctx, now, 3);
+    let Step::Read(request) = machine.poll() else {
+        panic!("reads first")
+    };
+    let stale = RequestId::new(request.id.get() + 40);
+    machine.on_read(stale, Ok(answer(&request, &[])), now);
+    assert_eq!(machine.stats().ignored_responses, 1);
+    assert_eq!(
+        machine.awaiting(),
+        Some(request.id),
+        "still waiting for the real answer"
+    );
+    machine.on_read(request.id, Ok(answer(&request, &[])), now);
+    assert!(matches!(machine.poll(), Step::Done(Ok(_))));
+    assert!(matches!(machine.poll(), Step::Finished));
+}
+
+#[test]
+fn an_append_abandoned_at_the_deadline_reports_an_unknown_outcome() {
+    struct Write(StreamId);
+    impl Command for Write {
+        type Event = Ev;
+        type State = ();
+        type Error = OutOfOrder;
+        fn streams(&self) -> Vec<StreamId> {
+            vec![self.0.clone()]
+        }
+        fn apply(&self, _: &mut (), _: &StreamId, _: &Ev) {}
+        fn decide(&self, _: &(), out: &mut Decision<Ev>) -> Result<(), OutOfOrder> {
+            out.emit(&self.0, Ev::At(0));
+            Ok(())
+        }
+    }
+    let a = stream("a");
+    let now = Time::from_unix_millis(1);
+    let policy = ExecutionPolicy::default().with_timeout(std::time::Duration::from_secs(1));
+    let ctx = ExecutionContext::new(CommandId::v7(now, [1; 10]));
+    let mut machine = CommandMachine::new(Write(a), policy, ctx, now, 3);
+    let Step::Read(request) = machine.poll() else {
+        panic!("reads first")
+    };
+    machine.on_read(request.id, Ok(answer(&request, &[])), now);
+    let Step::Append(_) = machine.poll() else {
+        panic!("then appends")
+    };
+    let Step::Wait { until } = machine.poll() else {
+        panic!("then waits")
+    };
+    assert_eq!(
+        until,
+        now.saturating_add(std::time::Duration::from_secs(1)),
+        "bounded by the overall deadline"
+    );
+    machine.on_wake(until);
+    match machine.poll() {
+        Step::Done(Err(CommandError::OutcomeUnknown { last, .. })) => {
+            assert!(
+                matches!(
+                    last,
+                    StoreError::Timeout {
+                        operation: Operation::Append,
+                        ..
+                    }
+                ),
+                "{last:?}"
+            );
+        }
+        other => panic!("expected an unknown outcome, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_failed_settle_of_an_own_commit_never_claims_nothing_was_written() {
+    // A re-execution finds its own command id already committed; the
+    // append that would fetch the original receipt fails transiently and
+    // no retries are left. The command did commit, so the error must say
+    // it may have, not that nothing was written.
+    struct Write(StreamId);
+    impl Command for Write {
+        type Event = Ev;
+        type State = ();
+        type Error = OutOfOrder;
+        fn streams(&self) -> Vec<StreamId> {
+            vec![self.0.clone()]
+        }
+        fn apply(&self, _: &mut (), _: &StreamId, _: &Ev) {}
+        fn decide(&self, _: &(), out: &mut Decision<Ev>) -> Result<(), OutOfOrder> {
+            out.emit(&self.0, Ev::At(0));
+            Ok(())
+        }
+    }
+    let a = stream("a");
+    let now = Time::from_unix_millis(1);
+    let command_id = CommandId::v7(now, [1; 10]);
+    let mut committed = recorded(&a, 1, 1);
+    committed.metadata = Arc::new(EventMetadata::new(command_id, now));
+    let data = vec![(a.clone(), vec![committed])];
+    let policy = ExecutionPolicy::default().with_retry(crate::RetryPolicy::no_retries());
+    let mut machine = CommandMachine::new(Write(a), policy, ExecutionContext::new(command_id), now, 3);
+    let Step::Read(request) = machine.poll() else {
+        panic!("reads first")
+    };
+    machine.on_read(request.id, Ok(answer(&request, &data)), now);
+    let Step::Append(settle) = machine.poll() else {
+        panic!("then settles")
+    };
+    machine.on_append(
+        settle.id,
+        Err(StoreError::transient(Operation::Append, "connection reset")),
+        now,
+    );
+    match machine.poll() {
+        Step::Done(Err(error)) => assert!(error.may_have_committed(), "{error:?}"),
+        other => panic!("expected an unknown outcome, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_refusal_never_rests_on_unconfirmed_cached_events() {
+    // The cache says the account is empty; the store says it holds 50.
+    // Refusing a withdrawal of 10 from the cache alone would be wrong:
+    // the machine must confirm by reading before it refuses.
+    #[derive(Debug, thiserror::Error)]
+    #[error("insufficient funds: {0}")]
+    struct Insufficient(u64);
+    struct Withdraw(StreamId, u64);
+    impl Command for Withdraw {
+        type Event = Ev;
+        type State = u64;
+        type Error = Insufficient;
+        fn streams(&self) -> Vec<StreamId> {
+            vec![self.0.clone()]
+        }
+        fn apply(&self, balance: &mut u64, _: &StreamId, event: &Ev) {
+            let Ev::At(amount) = event;
+            *balance += amount;
+        }
+        fn decide(&self, balance: &u64, out: &mut Decision<Ev>) -> Result<(), Insufficient> {
+            if *balance < self.1 {
+                return Err(Insufficient(*balance));
+            }
+            out.emit(&self.0, Ev::At(0));
+            Ok(())
+        }
+    }
+    let a = stream("a");
+    let now = Time::from_unix_millis(1);
+    let ctx = ExecutionContext::new(CommandId::v7(now, [1; 10]));
+    let mut machine = CommandMachine::new(Withdraw(a.clone(), 10), ExecutionPolicy::default(), ctx, now, 3);
+    assert!(machine.prime(&a, &[]), "stale: the cache saw the stream empty");
+    let Step::Read(request) = machine.poll() else {
+        panic!("a refusal from cached state must be confirmed by a read first")
+    };
+    assert_eq!(request.streams[0].after, StreamVersion::NONE);
+    let data = vec![(a.clone(), vec![recorded(&a, 1, 50)])];
+    machine.on_read(request.id, Ok(answer(&request, &data)), now);
+    let Step::Append(append) = machine.poll() else {
+        panic!("the real balance covers the withdrawal")
+    };
+    assert_eq!(
+        append.streams[0].expected,
+        ExpectedVersion::Exact(StreamVersion::new(1))
+    );
+}
+
+/// A counter view: how many events its stream holds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+struct Count(u64);
+
+impl crate::View for Count {
+    type Event = Ev;
+    const NAME: &'static str = "count";
+    fn apply(&mut self, _: &Ev) {
+        self.0 += 1;
+    }
+}
+
+/// A view command written by hand (what `#[derive(Command)]` writes):
+/// reads every stream through `Count`, appends one event to the first.
+struct Bump(Vec<StreamId>);
+
+impl Command for Bump {
+    type Event = AnyEvent;
+    type State = crate::Views;
+    type Error = OutOfOrder;
+    fn streams(&self) -> Vec<StreamId> {
+        self.0.clone()
+    }
+    fn view_of(&self, _: &StreamId) -> Option<ViewKind> {
+        Some(ViewKind::of::<Count>())
+    }
+    fn views_mut(state: &mut crate::Views) -> Option<&mut crate::Views> {
+        Some(state)
+    }
+    fn apply(&self, _: &mut crate::Views, _: &StreamId, _: &AnyEvent) {}
+    fn decide(&self, _: &crate::Views, out: &mut Decision<AnyEvent>) -> Result<(), OutOfOrder> {
+        crate::Emit::new(out).emit(&self.0[0], Ev::At(0));
+        Ok(())
+    }
+}
+
+fn count(stream: &StreamId, n: u64) -> StreamView {
+    count_ending(stream, n, None)
+}
+
+fn count_ending(stream: &StreamId, n: u64, last_event: Option<EventId>) -> StreamView {
+    let kind = ViewKind::of::<Count>();
+    StreamView {
+        stream: stream.clone(),
+        kind,
+        version: StreamVersion::new(n),
+        base_version: StreamVersion::new(n),
+        last_event,
+        view: kind.decode(&n.to_string()).expect("a count decodes"),
+    }
+}
+
+fn count_of(views: &[StreamView], stream: &StreamId) -> Option<(u64, u64)> {
+    views
+        .iter()
+        .find(|v| &v.stream == stream)
+        .map(|v| (v.version.get(), v.view.downcast::<Count>().map_or(u64::MAX, |c| c.0)))
+}
+
+#[test]
+fn a_primed_view_that_is_stale_costs_a_conflict_and_a_read_of_the_tail() {
+    let (a, b) = (stream("a"), stream("b"));
+    let now = Time::from_unix_millis(1);
+    let ctx = ExecutionContext::new(CommandId::v7(now, [1; 10]));
+    let mut machine = CommandMachine::new(
+        Bump(vec![a.clone(), b.clone()]),
+        ExecutionPolicy::default(),
+        ctx,
+        now,
+        3,
+    );
+    assert_eq!(machine.unprimed_views().len(), 2);
+    assert!(machine.prime_view(count(&a, 1)));
+    assert!(machine.prime_view(count(&b, 1)));
+    let Step::Append(append) = machine.poll() else {
+        panic!("no read needed")
+    };
+    assert_eq!(
+        append.streams[0].expected,
+        ExpectedVersion::Exact(StreamVersion::new(1))
+    );
+    let conflict = Conflict {
+        stream: a.clone(),
+        expected: append.streams[0].expected,
+        actual: StreamVersion::new(2),
+    };
+    machine.on_append(append.id, Err(StoreError::Conflict(conflict)), now);
+    let Step::Read(reread) = machine.poll() else {
+        panic!("re-reads after the conflict")
+    };
+    assert!(
+        reread.streams.iter().all(|r| r.after == StreamVersion::new(1)),
+        "only the tail: {reread:?}"
+    );
+    let data = vec![
+        (a.clone(), vec![recorded(&a, 1, 90), recorded(&a, 2, 50)]),
+        (b.clone(), vec![recorded(&b, 1, 100)]),
+    ];
+    machine.on_read(reread.id, Ok(answer(&reread, &data)), now);
+    let Step::Append(retry) = machine.poll() else {
+        panic!("decides again on the tail")
+    };
+    assert_eq!(retry.streams[0].expected, ExpectedVersion::Exact(StreamVersion::new(2)));
+    let receipt = AppendReceipt {
+        command_id: retry.command_id(),
+        streams: vec![crate::StreamCommit {
+            stream: a.clone(),
+            first_version: StreamVersion::new(3),
+            last_version: StreamVersion::new(3),
+            positions: vec![GlobalPosition::new(101)],
+        }],
+        deduplicated: false,
+    };
+    machine.on_append(retry.id, Ok(receipt), now);
+    assert!(matches!(machine.poll(), Step::Done(Ok(_))));
+    let views = machine.take_views();
+    assert_eq!(count_of(&views, &a), Some((3, 3)), "cached 1 + tail 1 + own commit 1");
+    assert_eq!(count_of(&views, &b), Some((1, 1)));
+    assert!(machine.stale_views().is_empty());
+}
+
+#[test]
+fn a_primed_view_ahead_of_the_store_is_dropped_and_the_stream_folded_from_the_start() {
+    let a = stream("a");
+    let now = Time::from_unix_millis(1);
+    let ctx = ExecutionContext::new(CommandId::v7(now, [1; 10]));
+    let mut machine = CommandMachine::new(Bump(vec![a.clone()]), ExecutionPolicy::default(), ctx, now, 3);
+    // A snapshot claiming 5 events of a stream that has 2.
+    assert!(machine.prime_view(count(&a, 5)));
+    let Step::Append(append) = machine.poll() else {
+        panic!("no read needed")
+    };
+    let conflict = Conflict {
+        stream: a.clone(),
+        expected: append.streams[0].expected,
+        actual: StreamVersion::new(2),
+    };
+    machine.on_append(append.id, Err(StoreError::Conflict(conflict)), now);
+    let Step::Read(full) = machine.poll() else {
+        panic!("the conflict shows the view ahead of the store: read from the start")
+    };
+    assert_eq!(full.streams[0].after, StreamVersion::NONE);
+    let data = vec![(a.clone(), vec![recorded(&a, 1, 1), recorded(&a, 2, 2)])];
+    machine.on_read(full.id, Ok(answer(&full, &data)), now);
+    let Step::Append(retry) = machine.poll() else {
+        panic!("decides on the real stream")
+    };
+    assert_eq!(retry.streams[0].expected, ExpectedVersion::Exact(StreamVersion::new(2)));
+    assert_eq!(machine.stale_views().len(), 1);
+    assert_eq!(machine.stats().stale_views, 1);
+    let views = machine.take_views();
+    assert_eq!(count_of(&views, &a), Some((2, 2)), "the fold of the store's two events");
+}
+
+#[test]
+fn a_snapshot_is_used_only_if_the_stream_holds_the_event_it_ends_on() {
+    let a = stream("a");
+    let now = Time::from_unix_millis(1);
+    let history = vec![(a.clone(), (1..=4).map(|v| recorded(&a, v, v)).collect::<Vec<_>>())];
+    let at_3 = history[0].1[2].event_id;
+    for (claimed, last_event, trusted) in [
+        (3, at_3, true),
+        // Another history with as many events: same version, other event.
+        (3, EventId::v7(now, [0xEE; 10]), false),
+        // More events than the stream has.
+        (9, at_3, false),
+    ] {
+        let ctx = ExecutionContext::new(CommandId::v7(now, [1; 10]));
+        let mut machine = CommandMachine::new(Bump(vec![a.clone()]), ExecutionPolicy::default(), ctx, now, 3);
+        // The snapshot's count is made up (100) so that a fold that used
+        // it shows.
+        let mut snapshot = count_ending(&a, claimed, Some(last_event));
+        snapshot.view = ViewKind::of::<Count>().decode("100").expect("decodes");
+        assert!(machine.prime_snapshot(snapshot));
+        let Step::Read(read) = machine.poll() else {
+            panic!("a snapshot is checked by a read")
+        };
+        assert_eq!(
+            read.streams[0].after,
+            StreamVersion::new(claimed - 1),
+            "from its last event"
+        );
+        machine.on_read(read.id, Ok(answer(&read, &history)), now);
+        if !trusted {
+            let Step::Read(full) = machine.poll() else {
+                panic!("claimed {claimed}: dropped, read from the start")
+            };
+            assert_eq!(full.streams[0].after, StreamVersion::NONE);
+            machine.on_read(full.id, Ok(answer(&full, &history)), now);
+        }
+        let Step::Append(append) = machine.poll() else {
+            panic!("decides")
+        };
+        assert_eq!(
+            append.streams[0].expected,
+            ExpectedVersion::Exact(StreamVersion::new(4))
+        );
+        machine.on_append(append.id, Err(StoreError::transient(Operation::Append, "x")), now);
+        let views = machine.take_views();
+        let expected = if trusted { 101 } else { 4 };
+        assert_eq!(count_of(&views, &a), Some((4, expected)), "claimed {claimed}");
+        assert_eq!(machine.stale_views().len(), usize::from(!trusted));
+    }
+}
+
+#[test]
+fn a_cached_view_that_conflicted_and_was_not_read_again_is_not_handed_back() {
+    let a = stream("a");
+    let now = Time::from_unix_millis(1);
+    let ctx = ExecutionContext::new(CommandId::v7(now, [1; 10]));
+    let policy = ExecutionPolicy::default().with_retry(crate::RetryPolicy::no_retries());
+    let mut machine = CommandMachine::new(Bump(vec![a.clone()]), policy, ctx, now, 3);
+    assert!(machine.prime_view(count(&a, 1)));
+    let Step::Append(append) = machine.poll() else {
+        panic!("no read needed")
+    };
+    let conflict = Conflict {
+        stream: a.clone(),
+        expected: append.streams[0].expected,
+        actual: StreamVersion::new(2),
+    };
+    machine.on_append(append.id, Err(StoreError::Conflict(conflict)), now);
+    assert!(matches!(
+        machine.poll(),
+        Step::Done(Err(CommandError::RetriesExhausted { .. }))
+    ));
+    assert!(machine.take_views().is_empty(), "the stale entry must not go back");
+    assert_eq!(machine.stale_views(), vec![(a, ViewKind::of::<Count>())]);
+}
