@@ -6,6 +6,18 @@ use eventcore_sim::sweep::{self, default_failure_dir, parse_seed_list, SweepConf
 use eventcore_sim::{run, Canary, Profile, SimConfig};
 use std::ops::Range;
 
+/// `println!` that treats a closed output (`eventcore-sim --seed 42 | head`)
+/// as the reader having seen enough: the process ends quietly with the
+/// shell's "closed pipe" status (141) instead of panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout().lock(), $($arg)*).is_err() {
+            std::process::exit(141);
+        }
+    }};
+}
+
 #[derive(Debug, thiserror::Error)]
 enum CliError {
     #[error("{0}")]
@@ -129,10 +141,10 @@ fn execute(args: Args) -> Result<i32, CliError> {
                 };
                 let report = run(&config);
                 if report.passed() {
-                    println!("ok   seed {seed} ({profile}) trace {:016x}", report.trace_hash);
+                    say!("ok   seed {seed} ({profile}) trace {:016x}", report.trace_hash);
                 } else {
                     failed += 1;
-                    println!("{}", sweep::failure(&config, &report, Some(&default_failure_dir())));
+                    say!("{}", sweep::failure(&config, &report, Some(&default_failure_dir())));
                 }
             }
             Ok(i32::from(failed > 0))
@@ -155,23 +167,23 @@ fn replay(seed: u64, args: &Args) -> i32 {
     let report = run(&config);
     if !args.quiet {
         for line in &report.trace {
-            println!("{line}");
+            say!("{line}");
         }
     }
-    println!("parameters: {}", report.parameters);
-    println!(
+    say!("parameters: {}", report.parameters);
+    say!(
         "seed {seed}: {} steps, {:?} simulated, {} events, trace hash {:016x}",
         report.steps,
         report.simulated,
         report.history.events.len(),
         report.trace_hash
     );
-    println!("coverage:\n{}", report.coverage);
+    say!("coverage:\n{}", report.coverage);
     if report.passed() {
-        println!("PASSED");
+        say!("PASSED");
         0
     } else {
-        println!("{}", sweep::failure(&config, &report, Some(&default_failure_dir())));
+        say!("{}", sweep::failure(&config, &report, Some(&default_failure_dir())));
         1
     }
 }
@@ -181,7 +193,7 @@ fn run_sweep(config: &SweepConfig, args: &Args) -> i32 {
     let started = std::time::Instant::now();
     let report = sweep::sweep(config);
     let secs = started.elapsed().as_secs_f64();
-    println!(
+    say!(
         "{} seeds in {secs:.1}s ({:.1} seeds/s), {} steps, {} failures",
         report.runs,
         report.runs as f64 / secs.max(1e-9),
@@ -189,14 +201,14 @@ fn run_sweep(config: &SweepConfig, args: &Args) -> i32 {
         report.failures.len()
     );
     if !args.quiet {
-        println!("coverage:\n{}", report.coverage);
+        say!("coverage:\n{}", report.coverage);
     }
     for failure in &report.failures {
-        println!("{failure}");
+        say!("{failure}");
     }
     let missing = report.coverage.missing(REQUIRED);
     if !missing.is_empty() && args.canary.is_none() && report.runs >= 200 {
-        println!("coverage: never exercised: {}", missing.join(", "));
+        say!("coverage: never exercised: {}", missing.join(", "));
         return 1;
     }
     i32::from(!report.failures.is_empty())
