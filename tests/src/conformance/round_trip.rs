@@ -1,0 +1,84 @@
+//! Group 7 of the suite, the exact round trip of events and their metadata.
+
+use super::*;
+use std::collections::BTreeMap;
+
+/// Every field of an event and its metadata reads back exactly as written,
+/// through a stream read and through `read_all`.
+pub async fn events_and_metadata_round_trip_exactly<F: StoreFactory>(factory: F) {
+    let store = factory.fresh().await;
+    let (a, b) = (stream("trip-a"), stream("trip-b"));
+    let metadata = EventMetadata {
+        command_id: fresh_command_id(),
+        correlation_id: CorrelationId::v7(suite_time(), unique_entropy()),
+        causation_id: Some(CausationId::v7(suite_time(), unique_entropy())),
+        timestamp: suite_time(),
+        user: BTreeMap::from([
+            ("user".to_owned(), "ada".to_owned()),
+            ("tenant ✓".to_owned(), "acme \"quoted\" \\ back".to_owned()),
+            ("empty".to_owned(), String::new()),
+        ]),
+    };
+    let payloads = [
+        serde_json::json!({ "amount": 5, "note": "café ☕", "nested": { "list": [1, 2.5, -3, null, true] } }),
+        serde_json::json!("just a string with \"quotes\" and \\ and \n newline"),
+        serde_json::json!([{"b": 1, "a": 2}, u64::MAX, i64::MIN]),
+        serde_json::json!(null),
+    ];
+    let mut sent: Vec<NewEvent> = payloads.iter().map(|p| new_event("RoundTripped", p.clone())).collect();
+    sent[1].schema_version = 7;
+    sent[2].event_type = event_type("Other.Type-v2");
+    let request = Append::new()
+        .with_metadata(metadata.clone())
+        .with_events(&a, ExpectedVersion::NoStream, sent[..3].to_vec())
+        .with_events(&b, ExpectedVersion::NoStream, sent[3..].to_vec())
+        .build();
+    let receipt = commit(&store, &request).await;
+
+    let slices = read(&store, &[a.clone(), b.clone()]).await;
+    let stored: Vec<&RecordedEvent> = slices.iter().flat_map(|s| s.events.iter()).collect();
+    assert_eq!(stored.len(), sent.len());
+    let places = [(&a, 1u64), (&a, 2), (&a, 3), (&b, 1)];
+    let positions: Vec<GlobalPosition> = receipt.streams.iter().flat_map(|s| s.positions.clone()).collect();
+    for (i, (got, want)) in stored.iter().zip(&sent).enumerate() {
+        assert_eq!(got.event_id, want.event_id, "event {i}: id");
+        assert_eq!(got.event_type, want.event_type, "event {i}: type");
+        assert_eq!(got.schema_version, want.schema_version, "event {i}: schema version");
+        assert_eq!(json_of(&got.payload), json_of(&want.payload), "event {i}: payload");
+        assert_eq!(json_of(&got.payload), payloads[i], "event {i}: payload value");
+        assert_eq!(&got.stream_id, places[i].0, "event {i}: stream");
+        assert_eq!(got.version, StreamVersion::new(places[i].1), "event {i}: version");
+        assert_eq!(got.position, positions[i], "event {i}: position");
+        assert_eq!(got.metadata.command_id, metadata.command_id, "event {i}: command id");
+        assert_eq!(
+            got.metadata.correlation_id, metadata.correlation_id,
+            "event {i}: correlation id"
+        );
+        assert_eq!(
+            got.metadata.causation_id, metadata.causation_id,
+            "event {i}: causation id"
+        );
+        assert_eq!(
+            got.metadata.timestamp, metadata.timestamp,
+            "event {i}: the timestamp keeps nanosecond precision"
+        );
+        assert_eq!(got.metadata.user, metadata.user, "event {i}: user metadata");
+        assert_eq!(*got.metadata, metadata, "event {i}: metadata as a whole");
+    }
+    let global = global_log(&store).await;
+    let from_streams: Vec<RecordedEvent> = stored.into_iter().cloned().collect();
+    assert_eq!(global, from_streams, "read_all returns the very same events");
+
+    // Without a causation id and without user metadata.
+    let plain = EventMetadata::new(fresh_command_id(), Time::from_unix_nanos(1));
+    commit(
+        &store,
+        &Append::new()
+            .with_metadata(plain.clone())
+            .to(&a, ExpectedVersion::Any, 1)
+            .build(),
+    )
+    .await;
+    let last = read(&store, std::slice::from_ref(&a)).await[0].events[3].clone();
+    assert_eq!(*last.metadata, plain);
+}
