@@ -135,11 +135,8 @@ pub fn entropy(n: u64, i: u64) -> [u8; 10] {
     bytes
 }
 
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+fn mix(z: u64) -> u64 {
+    eventcore::Entropy::mix(z)
 }
 
 /// An append of `events` to `stream` under command id `n`, built by hand

@@ -64,6 +64,7 @@ pub use ids::{
     CausationId, CommandId, CorrelationId, EventId, InvalidStreamId, RequestId, StreamId, MAX_STREAM_ID_BYTES,
 };
 pub use machine::{CommandError, CommandMachine, Executed, ExecutionContext, ExecutionStats, Step};
+pub use entropy::Entropy;
 pub use policy::{ExecutionPolicy, RetryPolicy};
 pub use snapshot::{Snapshot, SnapshotRejected, SnapshotUnavailable};
 pub use store::{

@@ -52,6 +52,22 @@ impl RetryPolicy {
         }
     }
 
+    /// A wait drawn with full jitter after `failed_attempt` failures:
+    /// uniform in `0..=backoff_ceiling(failed_attempt)`. The one backoff every
+    /// machine and driver uses.
+    ///
+    /// ```
+    /// use eventcore::{Entropy, RetryPolicy};
+    /// let policy = RetryPolicy::default();
+    /// let wait = policy.jittered_backoff(3, &mut Entropy::new(1));
+    /// assert!(wait <= policy.backoff_ceiling(3));
+    /// ```
+    pub fn jittered_backoff(&self, failed_attempt: u32, entropy: &mut crate::Entropy) -> Duration {
+        let ceiling = self.backoff_ceiling(failed_attempt);
+        let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
+        Duration::from_nanos(entropy.up_to(nanos))
+    }
+
     /// The upper bound of the (uniformly jittered) wait after `failed_attempt`
     /// failed attempts: `min(max_backoff, initial * multiplier^(n-1))`.
     pub fn backoff_ceiling(&self, failed_attempt: u32) -> Duration {

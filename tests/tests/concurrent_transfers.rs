@@ -77,22 +77,9 @@ impl EventStore for Contended {
     }
 }
 
-/// SplitMix64, so each task's transfers are reproducible from its index.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+/// The core's seeded generator, so each task's transfers are reproducible
+/// from its index.
+type Rng = eventcore::Entropy;
 
 #[derive(Debug)]
 enum Outcome {
@@ -135,7 +122,7 @@ async fn run_transfers(faulty: bool, cached: bool) -> Report {
     for task in 0..TASKS {
         let executor = executor.clone();
         tasks.push(tokio::spawn(async move {
-            let mut rng = Rng(task);
+            let mut rng = Rng::new(task);
             let mut outcomes = Vec::new();
             for _ in 0..TRANSFERS_EACH {
                 let from = account(1 + rng.below(u64::from(ACCOUNTS)) as u32);

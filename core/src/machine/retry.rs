@@ -49,9 +49,7 @@ impl<C: Command> CommandMachine<C> {
         let delay = if first_conflict {
             std::time::Duration::ZERO
         } else {
-            let ceiling = self.policy.retry.backoff_ceiling(self.attempts);
-            let ceiling_nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
-            std::time::Duration::from_nanos(self.entropy.up_to(ceiling_nanos))
+            self.policy.retry.jittered_backoff(self.attempts, &mut self.entropy)
         };
         let until = self.now.saturating_add(delay);
         self.last_error = Some(error);

@@ -10,7 +10,6 @@ use crate::entropy::Entropy;
 use crate::store::{EventFilter, Operation, StoreError};
 use crate::{GlobalPosition, RecordedEvent, RequestId, Time};
 use std::collections::VecDeque;
-use std::time::Duration;
 
 /// One subscription to the global log. See the module docs for the flow.
 ///
@@ -271,8 +270,7 @@ impl SubscriptionMachine {
     }
 
     pub(super) fn backoff(&mut self, failures: u32) -> Time {
-        let ceiling = self.policy.retry.backoff_ceiling(failures);
-        let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
-        self.now.saturating_add(Duration::from_nanos(self.entropy.up_to(nanos)))
+        let wait = self.policy.retry.jittered_backoff(failures, &mut self.entropy);
+        self.now.saturating_add(wait)
     }
 }

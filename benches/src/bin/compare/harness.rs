@@ -211,21 +211,17 @@ fn stat_ticks(stat: &str) -> Option<u64> {
 
 /// A small deterministic random source (SplitMix64) for picking accounts.
 #[derive(Debug, Clone)]
-pub struct Rng(u64);
+pub struct Rng(eventcore::Entropy);
 
 impl Rng {
     /// Seeded.
     pub fn new(seed: u64) -> Self {
-        Rng(seed)
+        Rng(eventcore::Entropy::new(seed))
     }
 
     /// The next value.
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// Two distinct values below `n` (n ≥ 2).
