@@ -1,4 +1,4 @@
-//! Group commit: [`EventStore::append_batch`](eventcore_tokio::EventStore::append_batch)
+//! Group commit: [`EventStore::append_batch`](eventcore_store::EventStore::append_batch)
 //! in one round trip and one transaction.
 //!
 //! The requests go to the server-side function `append_batch()` (migration
@@ -20,7 +20,7 @@
 use super::{receipt_from_row, AppendColumns, MetadataColumns, PostgresStore};
 use crate::error::{map_error, Phase};
 use eventcore::{AppendReceipt, AppendRequest, Conflict, Operation, StoreError, StreamVersion};
-use eventcore_tokio::EventStore;
+use eventcore_store::EventStore;
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 

@@ -11,7 +11,7 @@
 use crate::subscription::{store_error, Tables};
 use crate::PostgresStore;
 use eventcore::{GlobalPosition, StoreError};
-use eventcore_tokio::{CheckpointError, CheckpointStore, FencingToken, ProjectionStore};
+use eventcore_store::{CheckpointError, CheckpointStore, FencingToken, ProjectionStore};
 use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::{Postgres, Transaction};
 use std::ops::{Deref, DerefMut};
@@ -99,7 +99,6 @@ async fn fenced(conn: impl sqlx::PgExecutor<'_>, sql: &Sql, name: &str, token: F
 /// ```no_run
 /// # async fn demo(store: eventcore_postgres::PostgresStore) {
 /// use eventcore_postgres::PgCheckpointStore;
-/// use eventcore_tokio::{MemoryCheckpointStore, Runner};
 /// let checkpoints = PgCheckpointStore::new(&store);
 /// # let _ = checkpoints;
 /// # }

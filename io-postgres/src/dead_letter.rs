@@ -6,7 +6,7 @@ use eventcore::{
     DecodeErrorKind, EventId, EventMetadata, EventType, GlobalPosition, Payload, PoisonCause, PoisonEvent,
     RecordedEvent, StreamId, StreamVersion, Time,
 };
-use eventcore_tokio::{DeadLetter, DeadLetterError, DeadLetterStore};
+use eventcore_store::{DeadLetter, DeadLetterError, DeadLetterStore};
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::Row;
 use std::sync::Arc;
@@ -15,9 +15,9 @@ use uuid::Uuid;
 /// Parked poison events, listed and removed per subscription.
 ///
 /// ```no_run
-/// # async fn demo(store: eventcore_postgres::PostgresStore) -> Result<(), eventcore_tokio::DeadLetterError> {
+/// # async fn demo(store: eventcore_postgres::PostgresStore) -> Result<(), eventcore_store::DeadLetterError> {
 /// use eventcore_postgres::PgDeadLetterStore;
-/// use eventcore_tokio::DeadLetterStore;
+/// use eventcore_store::DeadLetterStore;
 /// let dead_letters = PgDeadLetterStore::new(&store);
 /// for letter in dead_letters.list("balances").await? {
 ///     println!("{}", letter.poison);

@@ -3,7 +3,7 @@
 use crate::subscription::{store_error, Tables};
 use crate::PostgresStore;
 use eventcore::Time;
-use eventcore_tokio::{FencingToken, Lease, LeaseError, LeaseStore};
+use eventcore_store::{FencingToken, Lease, LeaseError, LeaseStore};
 use sqlx::postgres::PgPool;
 use sqlx::Row;
 use std::time::Duration;

@@ -22,15 +22,16 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use eventcore_postgres::{PostgresOptions, PostgresStore};
-//! use eventcore_tokio::Executor;
+//! use eventcore_store::EventStore;
 //!
 //! let store = PostgresStore::connect_with(
 //!     PostgresOptions::new("postgres://postgres@127.0.0.1:5432/postgres").schema("bank"),
 //! )
 //! .await?;
 //! store.migrate().await?;
-//! let executor = Executor::new(store);
-//! # let _ = executor;
+//! // Hand it to a driver, e.g. `eventcore_tokio::Executor::new(store)`.
+//! fn run_commands_against(_store: impl EventStore) {}
+//! run_commands_against(store);
 //! # Ok(()) }
 //! ```
 

@@ -5,7 +5,7 @@
 use crate::subscription::store_error;
 use crate::PostgresStore;
 use eventcore::{EventId, Snapshot, StreamId, StreamVersion, Time};
-use eventcore_tokio::{SnapshotError, SnapshotStore};
+use eventcore_store::{SnapshotError, SnapshotStore};
 use sqlx::postgres::PgPool;
 use sqlx::Row;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -67,10 +67,12 @@ struct Counters {
 /// ```no_run
 /// # async fn demo(store: eventcore_postgres::PostgresStore) {
 /// use eventcore_postgres::PgSnapshotStore;
-/// use eventcore_tokio::Executor;
+/// use eventcore_store::SnapshotStore;
 /// let snapshots = PgSnapshotStore::new(&store);
-/// let executor = Executor::new(store).with_snapshots(snapshots.clone());
-/// # let _ = executor;
+/// // Hand it to a driver, e.g. `Executor::new(store).with_snapshots(snapshots)`
+/// // in `eventcore-tokio`.
+/// fn keep_snapshots_in(_snapshots: impl SnapshotStore) {}
+/// keep_snapshots_in(snapshots.clone());
 /// # }
 /// ```
 #[derive(Clone, Debug)]

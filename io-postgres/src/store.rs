@@ -7,7 +7,7 @@ use eventcore::{
     ExpectedVersion, GlobalPosition, InvalidAppend, Operation, Payload, ReadAllRequest, ReadAllResponse, ReadRequest,
     ReadResponse, RecordedEvent, StoreError, StreamCommit, StreamId, StreamRead, StreamSlice, StreamVersion, Time,
 };
-use eventcore_tokio::EventStore;
+use eventcore_store::EventStore;
 use futures_util::stream::{self, Stream, TryStreamExt};
 use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
@@ -219,8 +219,10 @@ pub struct Health {
 /// )
 /// .await?;
 /// store.migrate().await?;
-/// let executor = eventcore_tokio::Executor::new(store.clone());
-/// # let _ = executor;
+/// // Anything that runs commands takes it as an `EventStore` (the tokio
+/// // driver's `Executor::new(store)`), or as a trait object:
+/// let any_store: Box<dyn eventcore_store::DynEventStore> = Box::new(store.clone());
+/// # let _ = any_store;
 /// # Ok(()) }
 /// ```
 #[derive(Clone, Debug)]

@@ -9,7 +9,7 @@
 //!
 //! [`PgNotifier`] listens on a **dedicated connection**, not one from the
 //! store's pool, and publishes into a `tokio::sync::watch` that runners take
-//! with [`eventcore_tokio::Runner::with_wakeups`]. Notifications are only a
+//! with `Runner::with_wakeups` (in `eventcore-tokio`). Notifications are only a
 //! hint: when the listener's connection drops, it reconnects, listens again
 //! and wakes every subscriber so that it fetches (catches up on whatever
 //! committed while nobody listened); and every runner polls at its
@@ -203,7 +203,7 @@ impl PgNotifier {
         })
     }
 
-    /// A receiver for [`eventcore_tokio::Runner::with_wakeups`].
+    /// A receiver for `Runner::with_wakeups` (in `eventcore-tokio`).
     pub fn subscribe(&self) -> watch::Receiver<GlobalPosition> {
         self.head.subscribe()
     }

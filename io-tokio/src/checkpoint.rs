@@ -1,82 +1,9 @@
-//! Checkpoint stores: where an at-least-once subscription remembers how far
-//! it got, fenced by the lease token of its current holder.
+//! The in-memory [`CheckpointStore`] (the trait lives in `eventcore-store`).
 
-use crate::FencingToken;
-use eventcore::{ConsumerError, GlobalPosition};
+use eventcore::GlobalPosition;
+use eventcore_store::{CheckpointError, CheckpointStore, FencingToken};
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
-
-/// Why a checkpoint (or a projection transaction) was not saved.
-///
-/// ```
-/// use eventcore::ConsumerError;
-/// use eventcore_tokio::{CheckpointError, FencingToken};
-/// let e = CheckpointError::Fenced { name: "audit".into(), token: FencingToken::new(1), current: FencingToken::new(2) };
-/// assert!(matches!(ConsumerError::from(e), ConsumerError::Fenced(_)));
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum CheckpointError {
-    /// A newer holder has claimed the subscription; this write is rejected.
-    #[error("checkpoint `{name}` is fenced: write with {token} rejected, current is {current}")]
-    Fenced {
-        /// The subscription.
-        name: String,
-        /// The token the write carried.
-        token: FencingToken,
-        /// The store's current fence.
-        current: FencingToken,
-    },
-    /// A passing failure; nothing was written.
-    #[error("transient checkpoint failure: {0}")]
-    Transient(String),
-    /// A failure retrying will not fix.
-    #[error("permanent checkpoint failure: {0}")]
-    Permanent(String),
-}
-
-impl From<CheckpointError> for ConsumerError {
-    fn from(error: CheckpointError) -> Self {
-        match error {
-            CheckpointError::Fenced { .. } => ConsumerError::Fenced(error.to_string()),
-            CheckpointError::Transient(message) => ConsumerError::Transient(message),
-            CheckpointError::Permanent(message) => ConsumerError::Permanent(message),
-        }
-    }
-}
-
-/// Where subscriptions keep their checkpoints.
-///
-/// The fence protocol: a new holder calls [`CheckpointStore::claim`] with
-/// its lease token, which raises the stored fence to that token (refused
-/// when a higher token already claimed) and returns the checkpoint to resume
-/// from. [`CheckpointStore::save`] succeeds only with the current fence, so
-/// a stale holder can never move the checkpoint again.
-///
-/// ```
-/// use eventcore_tokio::{CheckpointStore, MemoryCheckpointStore};
-/// fn takes_any(_: &impl CheckpointStore) {}
-/// takes_any(&MemoryCheckpointStore::new());
-/// ```
-pub trait CheckpointStore: Send + Sync + 'static {
-    /// Raises the fence of `name` to `token` and returns its checkpoint
-    /// ([`GlobalPosition::START`] if none).
-    fn claim(
-        &self,
-        name: &str,
-        token: FencingToken,
-    ) -> impl Future<Output = Result<GlobalPosition, CheckpointError>> + Send;
-
-    /// Saves `position` for `name` if `token` is the current fence. A
-    /// position below the stored one is ignored (checkpoints never go back).
-    fn save(
-        &self,
-        name: &str,
-        token: FencingToken,
-        position: GlobalPosition,
-    ) -> impl Future<Output = Result<(), CheckpointError>> + Send;
-}
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Entry {

@@ -1,94 +1,10 @@
-//! Dead letters: poison events parked so that a subscription can continue,
-//! to be listed, fixed and replayed later.
+//! Dead letters in one process: [`MemoryDeadLetterStore`] and
+//! [`NoDeadLetters`]. The trait and [`DeadLetter`] live in `eventcore-store`.
 
-use eventcore::{GlobalPosition, PoisonEvent, RecordedEvent, Time};
+use eventcore::GlobalPosition;
+use eventcore_store::{DeadLetter, DeadLetterError, DeadLetterStore};
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
-
-/// One parked event.
-///
-/// ```
-/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-/// use eventcore::*;
-/// use eventcore_tokio::{DeadLetter, DeadLetterStore, MemoryDeadLetterStore};
-/// # use std::sync::Arc;
-/// # let event = RecordedEvent {
-/// #     event_id: EventId::v7(Time::ZERO, [1; 10]), stream_id: StreamId::new("acc-1").expect("valid"),
-/// #     version: StreamVersion::new(1), position: GlobalPosition::new(4),
-/// #     event_type: EventType::new("Deposited").expect("valid"), schema_version: 1,
-/// #     payload: Payload::from_trusted_json("{}"),
-/// #     metadata: Arc::new(EventMetadata::new(CommandId::v7(Time::ZERO, [0; 10]), Time::ZERO)) };
-/// let dlq = MemoryDeadLetterStore::new();
-/// let poison = PoisonEvent::handler(&event, "bad amount");
-/// dlq.park(DeadLetter { subscription: "balances".into(), event, poison, parked_at: Time::ZERO }).await.unwrap();
-/// assert_eq!(dlq.list("balances").await.unwrap()[0].poison.position, GlobalPosition::new(4));
-/// assert!(dlq.remove("balances", GlobalPosition::new(4)).await.unwrap());
-/// # });
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DeadLetter {
-    /// The subscription (or projection) that parked it.
-    pub subscription: String,
-    /// The event itself.
-    pub event: RecordedEvent,
-    /// Why it was parked.
-    pub poison: PoisonEvent,
-    /// When it was parked, on the parking runner's clock.
-    pub parked_at: Time,
-}
-
-/// Why a dead-letter operation failed.
-///
-/// ```
-/// use eventcore_tokio::DeadLetterError;
-/// assert!(DeadLetterError::Unavailable.to_string().contains("no dead-letter store"));
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum DeadLetterError {
-    /// The runner has no dead-letter store, so parking is impossible.
-    #[error("no dead-letter store is configured; poison events cannot be parked")]
-    Unavailable,
-    /// A passing failure; try again.
-    #[error("transient dead-letter failure: {0}")]
-    Transient(String),
-    /// A failure retrying will not fix.
-    #[error("permanent dead-letter failure: {0}")]
-    Permanent(String),
-}
-
-impl From<DeadLetterError> for eventcore::ConsumerError {
-    fn from(error: DeadLetterError) -> Self {
-        match error {
-            DeadLetterError::Transient(message) => eventcore::ConsumerError::Transient(message),
-            other => eventcore::ConsumerError::Permanent(other.to_string()),
-        }
-    }
-}
-
-/// Where parked events live. Parking the same position twice (a crash
-/// between parking and moving on) keeps one letter.
-///
-/// ```
-/// use eventcore_tokio::{DeadLetterStore, MemoryDeadLetterStore};
-/// fn takes_any(_: &impl DeadLetterStore) {}
-/// takes_any(&MemoryDeadLetterStore::new());
-/// ```
-pub trait DeadLetterStore: Send + Sync + 'static {
-    /// Parks a letter (idempotent per subscription and position).
-    fn park(&self, letter: DeadLetter) -> impl Future<Output = Result<(), DeadLetterError>> + Send;
-
-    /// The letters of `subscription`, in position order.
-    fn list(&self, subscription: &str) -> impl Future<Output = Result<Vec<DeadLetter>, DeadLetterError>> + Send;
-
-    /// Removes one letter; `false` if it was not there.
-    fn remove(
-        &self,
-        subscription: &str,
-        position: GlobalPosition,
-    ) -> impl Future<Output = Result<bool, DeadLetterError>> + Send;
-}
 
 /// No dead-letter store: parking fails permanently, so a subscription whose
 /// poison policy says park stops instead of dropping the event.

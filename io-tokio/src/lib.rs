@@ -1,9 +1,24 @@
 //! # eventcore-tokio
 //!
-//! The tokio driver for EventCore: the async [`EventStore`] trait, the
-//! [`Executor`] that runs [`eventcore::CommandMachine`]s against a store with
-//! real time, timeouts and backoff, and [`MemoryEventStore`], the in-memory
-//! store for services and tests.
+//! The tokio driver for EventCore: the [`Executor`] that runs
+//! [`eventcore::CommandMachine`]s against a store with real time, timeouts
+//! and backoff, the subscription and projection [`Runner`], and the
+//! in-memory stores for services and tests ([`MemoryEventStore`],
+//! [`MemorySnapshotStore`], [`MemoryCheckpointStore`], [`MemoryLeaseStore`],
+//! [`MemoryDeadLetterStore`], [`MemoryReadModel`]).
+//!
+//! The store traits ([`EventStore`], [`SnapshotStore`], [`CheckpointStore`],
+//! [`LeaseStore`], [`DeadLetterStore`], [`ProjectionStore`]) live in
+//! `eventcore-store`, which needs no runtime, and are re-exported here. Any
+//! store can be held as a trait object through its `Dyn…` twin:
+//!
+//! ```
+//! use eventcore_tokio::{DynEventStore, Executor, MemoryEventStore};
+//! // Chosen at run time, e.g. from configuration; `PostgresStore` works the same.
+//! let store: Box<dyn DynEventStore> = Box::new(MemoryEventStore::new());
+//! let executor = Executor::new(store);
+//! # let _ = executor;
+//! ```
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)] // off the simulated path: real clocks and hash maps are fine here (see clippy.toml)
 
 mod batching;
@@ -17,25 +32,26 @@ mod memory;
 mod notify;
 mod projection;
 mod snapshot;
-mod store;
 mod subscription;
 mod sync;
 mod views;
 
 pub use batching::{BatchingOptions, BatchingStats, BatchingStore};
 pub use cache::StreamCache;
-pub use checkpoint::{CheckpointError, CheckpointStore, MemoryCheckpointStore};
+pub use checkpoint::MemoryCheckpointStore;
 pub use clock::Clock;
-pub use dead_letter::{DeadLetter, DeadLetterError, DeadLetterStore, MemoryDeadLetterStore, NoDeadLetters};
+pub use dead_letter::{MemoryDeadLetterStore, NoDeadLetters};
+pub use eventcore_store::{
+    CheckpointError, CheckpointStore, DeadLetter, DeadLetterError, DeadLetterStore, DynCheckpointStore,
+    DynDeadLetterStore, DynEventStore, DynLeaseStore, DynSnapshotStore, EventStore, FencingToken, Lease, LeaseError,
+    LeaseStore, ProjectionStore, SnapshotError, SnapshotStore,
+};
 pub use executor::{Executor, DEFAULT_VIEW_CACHE_BYTES};
-pub use lease::{FencingToken, Lease, LeaseError, LeaseStore, MemoryLeaseStore, NoLease};
+pub use lease::{MemoryLeaseStore, NoLease};
 pub use memory::MemoryEventStore;
 pub use notify::{HeadWatch, WaitPast};
-pub use projection::{
-    MemoryReadModel, MemoryTransaction, Projection, ProjectionError, ProjectionSink, ProjectionStore, Serving,
-};
-pub use snapshot::{MemorySnapshotStore, SnapshotError, SnapshotStore};
-pub use store::EventStore;
+pub use projection::{MemoryReadModel, MemoryTransaction, Projection, ProjectionError, ProjectionSink, Serving};
+pub use snapshot::MemorySnapshotStore;
 pub use subscription::{
     poison, ReplayReport, RunError, RunSummary, Runner, RunnerState, RunnerStatus, Sink, Subscriber, SubscriberSink,
 };

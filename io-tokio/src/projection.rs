@@ -3,7 +3,7 @@
 //! every event is applied exactly once even when the process dies mid-batch.
 //!
 //! Two traits split the work:
-//! - [`ProjectionStore`] is where the read model and its checkpoint live. It
+//! - [`ProjectionStore`] (in `eventcore-store`) is where the read model and its checkpoint live. It
 //!   opens a transaction fenced by the lease token and commits it together
 //!   with the new checkpoint. PostgreSQL implements it with one SQL
 //!   transaction (`eventcore_postgres`); [`MemoryReadModel`] implements it in
@@ -21,58 +21,15 @@
 //! serving, switch readers over ([`Serving`] for memory, a view or table
 //! rename in SQL), stop the old runner and keep the new one running.
 
-use crate::{CheckpointError, FencingToken, Runner, Sink};
+use crate::{Runner, Sink};
 use eventcore::{
     decode_recorded, Batch, CheckpointMode, ConsumerError, Event, EventFilter, GlobalPosition, HandleError,
     PoisonEvent, RecordedEvent,
 };
+use eventcore_store::{CheckpointError, FencingToken, ProjectionStore};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-
-/// Where a projection's read model and checkpoint live, written together.
-///
-/// The contract, which makes projections exactly-once and fenced:
-/// - [`ProjectionStore::claim`] raises the fence of `name` to `token`
-///   (refusing a token below the current fence) and returns the checkpoint;
-/// - [`ProjectionStore::begin`] opens a transaction for the holder of
-///   `token`;
-/// - [`ProjectionStore::commit`] writes the checkpoint (keeping the maximum)
-///   and commits the read-model writes made through the transaction, all or
-///   nothing, and only if `token` is still the current fence; otherwise it
-///   fails with [`CheckpointError::Fenced`] and nothing is written.
-/// - dropping a transaction rolls it back.
-///
-/// ```
-/// use eventcore_tokio::{MemoryReadModel, ProjectionStore};
-/// fn takes_any(_: &impl ProjectionStore) {}
-/// takes_any(&MemoryReadModel::<u64>::new());
-/// ```
-pub trait ProjectionStore: Send + Sync + 'static {
-    /// The handle through which a [`Projection`] writes its read model.
-    type Transaction: Send;
-
-    /// Raises the fence of `name` to `token` and returns its checkpoint.
-    fn claim(
-        &self,
-        name: &str,
-        token: FencingToken,
-    ) -> impl Future<Output = Result<GlobalPosition, CheckpointError>> + Send;
-
-    /// Opens a transaction on behalf of the holder of `token`.
-    fn begin(
-        &self,
-        name: &str,
-        token: FencingToken,
-    ) -> impl Future<Output = Result<Self::Transaction, CheckpointError>> + Send;
-
-    /// Saves `checkpoint` and commits, if the fence still holds.
-    fn commit(
-        &self,
-        transaction: Self::Transaction,
-        checkpoint: GlobalPosition,
-    ) -> impl Future<Output = Result<(), CheckpointError>> + Send;
-}
 
 /// Why a projection did not apply an event.
 ///

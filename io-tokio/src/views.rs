@@ -6,10 +6,8 @@
 //! when a snapshot is due) are the core's; this file only does the I/O.
 
 use crate::sync::Mutex;
-use crate::{Clock, SnapshotError, SnapshotStore};
+use crate::{Clock, DynSnapshotStore, SnapshotError, SnapshotStore};
 use eventcore::{Command, CommandMachine, Snapshot, StreamId, ViewCache, ViewCacheStats, ViewKind};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,38 +50,6 @@ struct Counters {
     written: AtomicU64,
     write_errors: AtomicU64,
     skipped: AtomicU64,
-}
-
-type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// [`SnapshotStore`] made object-safe, so the executor keeps one type
-/// parameter whatever store holds its snapshots.
-trait DynSnapshotStore: Send + Sync {
-    fn load<'a>(
-        &'a self,
-        stream: &'a StreamId,
-        view: &'a str,
-        version: u32,
-    ) -> BoxFuture<'a, Result<Option<Snapshot>, SnapshotError>>;
-    fn save<'a>(&'a self, snapshot: &'a Snapshot) -> BoxFuture<'a, Result<(), SnapshotError>>;
-    fn discard<'a>(&'a self, snapshot: &'a Snapshot) -> BoxFuture<'a, Result<bool, SnapshotError>>;
-}
-
-impl<T: SnapshotStore> DynSnapshotStore for T {
-    fn load<'a>(
-        &'a self,
-        stream: &'a StreamId,
-        view: &'a str,
-        version: u32,
-    ) -> BoxFuture<'a, Result<Option<Snapshot>, SnapshotError>> {
-        Box::pin(SnapshotStore::load(self, stream, view, version))
-    }
-    fn save<'a>(&'a self, snapshot: &'a Snapshot) -> BoxFuture<'a, Result<(), SnapshotError>> {
-        Box::pin(SnapshotStore::save(self, snapshot))
-    }
-    fn discard<'a>(&'a self, snapshot: &'a Snapshot) -> BoxFuture<'a, Result<bool, SnapshotError>> {
-        Box::pin(SnapshotStore::discard(self, snapshot))
-    }
 }
 
 /// A snapshot write the executor starts and does not wait for.
