@@ -3,7 +3,7 @@
 //! The commands the benchmarks run, shared by the criterion benches
 //! (`benches/core.rs`) and the `compare` binary (EventCore against a raw-SQL
 //! floor on PostgreSQL), plus [`execute_sync`], which drives a
-//! [`CommandMachine`] against a [`MemoryStore`] with no runtime at all.
+//! [`CommandMachine`](eventcore::CommandMachine) against a [`MemoryStore`] with no runtime at all.
 //!
 //! Every command uses the bank domain's [`AccountEvent`], so that the raw
 //! floor stores exactly the same event types and payloads.

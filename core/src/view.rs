@@ -171,7 +171,7 @@ impl fmt::Display for ViewKind {
 
 /// A view behind a pointer, whatever its type: what caches, snapshot
 /// stores and the machine hold. Made by [`ViewKind`]; read back as the
-/// concrete type with [`Views::get`] or [`AnyView::downcast`].
+/// concrete type with [`Views::get`] or `downcast`.
 pub trait AnyView: Send + Sync + fmt::Debug + 'static {
     /// The view's kind.
     fn kind(&self) -> ViewKind;
@@ -189,7 +189,7 @@ pub trait AnyView: Send + Sync + fmt::Debug + 'static {
     fn encode(&self) -> Result<String, serde_json::Error>;
     /// [`View::approximate_bytes`].
     fn approximate_bytes(&self) -> usize;
-    /// The concrete view, for [`AnyView::downcast`].
+    /// The concrete view, for `downcast`.
     fn as_any(&self) -> &dyn Any;
 }
 
@@ -290,9 +290,9 @@ fn unreachable_view() -> ! {
 
 /// One stream read through a view: the view folded up to `version`.
 ///
-/// What a driver takes out of a finished machine ([`CommandMachine::take_views`])
+/// What a driver takes out of a finished machine ([`CommandMachine::take_views`](crate::CommandMachine::take_views))
 /// to cache or snapshot, and what it primes the next machine with
-/// ([`CommandMachine::prime_view`]).
+/// ([`CommandMachine::prime_view`](crate::CommandMachine::prime_view)).
 #[derive(Clone, Debug)]
 pub struct StreamView {
     /// The stream folded.
