@@ -42,6 +42,7 @@ mod command;
 mod entropy;
 mod event;
 mod ids;
+mod lease;
 mod machine;
 mod policy;
 mod snapshot;
@@ -63,6 +64,7 @@ pub use eventcore_derive::Command;
 pub use ids::{
     CausationId, CommandId, CorrelationId, EventId, InvalidStreamId, RequestId, StreamId, MAX_STREAM_ID_BYTES,
 };
+pub use lease::{LeaseFailure, LeaseMachine, LeasePolicy, LeaseStep, LeaseToken};
 pub use machine::{CommandError, CommandMachine, Executed, ExecutionContext, ExecutionStats, Step};
 pub use entropy::Entropy;
 pub use policy::{ExecutionPolicy, RetryPolicy};
