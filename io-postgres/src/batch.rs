@@ -17,20 +17,18 @@
 //! as a whole for something other than the connection, is sent again on its
 //! own, so that its error is exactly a single append's.
 
-use super::{receipt_from_row, AppendColumns, MetadataColumns, PostgresStore};
-use crate::error::{map_error, Phase};
-use eventcore::{AppendReceipt, AppendRequest, Conflict, Operation, StoreError, StreamVersion};
+use crate::append::{receipt_from_row, AppendColumns, MetadataColumns};
+use crate::error::{conflict, map_error, Phase, CONFLICT};
+use crate::PostgresStore;
+use eventcore::{AppendReceipt, AppendRequest, Operation, StoreError};
 use eventcore_store::EventStore;
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 
-/// SQLSTATE of a version conflict raised by `append()`.
-const CONFLICT: &str = "EV001";
-
 impl PostgresStore {
     /// Appends `requests` as one group: one statement, one transaction, one
     /// outcome per request in request order.
-    pub(super) async fn append_group(&self, requests: &[AppendRequest]) -> Vec<Result<AppendReceipt, StoreError>> {
+    pub(crate) async fn append_group(&self, requests: &[AppendRequest]) -> Vec<Result<AppendReceipt, StoreError>> {
         let mut outcomes: Vec<Option<Result<AppendReceipt, StoreError>>> = requests
             .iter()
             .map(|r| r.validate(&self.options.limits).err().map(|e| Err(e.into())))
@@ -140,44 +138,17 @@ impl PostgresStore {
             // Requests that `check` refuses never join a group (`fits`).
             columns.push_checked(request);
         }
-        let AppendColumns {
-            stream_ids,
-            kinds,
-            versions,
-            counts,
-            event_stream,
-            event_offset,
-            event_ids,
-            event_types,
-            schema_versions,
-            payloads,
-        } = columns;
-        let sql = format!(
-            "SELECT o_ord, o_state, o_message, o_detail, o_deduplicated AS deduplicated, o_xid AS xid, \
-             o_first_index AS first_index, o_heads AS heads, o_stream_ids AS stream_ids, \
-             o_first_versions AS first_versions, o_counts AS counts \
-             FROM \"{}\".append_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
-            self.options.schema
-        );
         let mut conn = self.acquire(Operation::Append).await?;
-        sqlx::query(&sql)
+        let query = sqlx::query(&self.sql.append_batch)
             .bind(&command_ids)
             .bind(&correlation_ids)
             .bind(&causation_ids)
             .bind(&decided_at)
             .bind(&user_metadata)
             .bind(&stream_counts)
-            .bind(&event_counts)
-            .bind(&stream_ids)
-            .bind(&kinds)
-            .bind(&versions)
-            .bind(&counts)
-            .bind(&event_stream)
-            .bind(&event_offset)
-            .bind(&event_ids)
-            .bind(&event_types)
-            .bind(&schema_versions)
-            .bind(&payloads)
+            .bind(&event_counts);
+        columns
+            .bind(query)
             .fetch_all(&mut *conn)
             .await
             .map_err(|e| map_error(Operation::Append, Phase::Executing, e, None))
@@ -204,18 +175,4 @@ fn outcome_from_row(request: &AppendRequest, row: &PgRow) -> Option<Result<Appen
         }
         Some(_) => None,
     }
-}
-
-/// Rebuilds the conflict from `append()`'s DETAIL, `"<1-based stream index>
-/// <actual version>"`.
-fn conflict(request: &AppendRequest, detail: &str) -> Option<Conflict> {
-    let mut parts = detail.split(' ');
-    let index: usize = parts.next()?.parse().ok()?;
-    let actual: u64 = parts.next()?.parse().ok()?;
-    let entry = request.streams.get(index.checked_sub(1)?)?;
-    Some(Conflict {
-        stream: entry.stream.clone(),
-        expected: entry.expected,
-        actual: StreamVersion::new(actual),
-    })
 }

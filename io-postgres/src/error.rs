@@ -22,8 +22,8 @@ pub(crate) enum Phase {
 }
 
 /// SQLSTATE raised by `append()` on a version conflict; DETAIL is
-/// `"<1-based stream index> <actual version>"`.
-const CONFLICT: &str = "EV001";
+/// `"<1-based stream index> <actual version>"` (see [`conflict`]).
+pub(crate) const CONFLICT: &str = "EV001";
 /// SQLSTATE raised when one transaction would hold more than 2^20 events.
 const TOO_MANY_EVENTS: &str = "EV002";
 
@@ -132,7 +132,14 @@ fn classify_sqlstate(code: &str, sent_append: bool) -> Kind {
 
 fn conflict_from_detail(db: &dyn sqlx::error::DatabaseError, request: &AppendRequest) -> Option<Conflict> {
     let pg = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()?;
-    let mut parts = pg.detail()?.split(' ');
+    conflict(request, pg.detail()?)
+}
+
+/// Rebuilds the conflict of `request` from the DETAIL of an [`CONFLICT`]
+/// (EV001) error, `"<1-based stream index> <actual version>"`: raised by the
+/// append statements, and reported per request by `append_batch()`.
+pub(crate) fn conflict(request: &AppendRequest, detail: &str) -> Option<Conflict> {
+    let mut parts = detail.split(' ');
     let index: usize = parts.next()?.parse().ok()?;
     let actual: u64 = parts.next()?.parse().ok()?;
     let entry = request.streams.get(index.checked_sub(1)?)?;

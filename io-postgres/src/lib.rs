@@ -6,11 +6,13 @@
 //!
 //! - **Migrations** embedded in the crate ([`PostgresStore::migrate`]), safe
 //!   when several processes start at once, into a schema of your choice.
-//! - **Atomic multi-stream append in one round trip**: one call of a
-//!   server-side function claims the command id, locks every stream head in
-//!   one fixed order, checks every expected version, inserts the events and
-//!   advances the heads — all or nothing, deadlock-free, idempotent by
-//!   command id.
+//! - **Atomic multi-stream append in one round trip**: one plain statement
+//!   claims the command id, locks every stream head in one fixed order,
+//!   checks every expected version, inserts the events and advances the
+//!   heads — all or nothing, deadlock-free, idempotent by command id (a
+//!   command id claimed before is answered through the `append()` function,
+//!   which finds the stored receipt). Group commit sends many appends as one
+//!   call of `append_batch()`.
 //! - **Gap-safe global order without a global write lock**: a position is
 //!   `(transaction id << 20) | index`, and readers only return events of
 //!   transactions older than the oldest one still running, so a reader that
@@ -38,12 +40,17 @@
 // The driver legitimately uses the clock (timeouts); it is not simulated.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
+mod append;
+mod batch;
 mod checkpoint;
 mod dead_letter;
 mod error;
 mod lease;
 mod options;
+mod read;
+mod schema;
 mod snapshot;
+mod sql;
 mod store;
 mod subscription;
 

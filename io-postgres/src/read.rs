@@ -1,0 +1,313 @@
+//! Reads: several streams in one round trip, one stream as a paged stream
+//! of events, the global log behind the xid horizon, and row decoding.
+
+use crate::error::{map_error, Phase};
+use crate::sql::INDEX_BITS;
+use crate::store::{contract, to_u64};
+use crate::PostgresStore;
+use eventcore::{
+    CausationId, CommandId, CorrelationId, EventId, EventMetadata, EventType, GlobalPosition, Operation, Payload,
+    ReadAllRequest, ReadAllResponse, ReadRequest, ReadResponse, RecordedEvent, StoreError, StreamId, StreamRead,
+    StreamSlice, StreamVersion, Time,
+};
+use eventcore_store::EventStore;
+use futures_util::stream::{self, Stream, TryStreamExt};
+use sqlx::postgres::PgRow;
+use sqlx::Row;
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use uuid::Uuid;
+
+impl PostgresStore {
+    /// Reads one stream from `after` on as a stream of events, fetching
+    /// `page_size` events per query, so that a very long stream is never
+    /// held in memory whole. Each page is its own bounded query.
+    ///
+    /// ```no_run
+    /// # async fn demo(store: eventcore_postgres::PostgresStore) -> Result<(), eventcore::StoreError> {
+    /// use eventcore::{StreamId, StreamVersion};
+    /// use futures_util::TryStreamExt;
+    /// use std::num::NonZeroU32;
+    /// let stream = StreamId::new("account-1").expect("valid");
+    /// let page = NonZeroU32::new(500).expect("non-zero");
+    /// let mut events = std::pin::pin!(store.stream_events(stream, StreamVersion::NONE, page));
+    /// while let Some(event) = events.try_next().await? {
+    ///     println!("{} v{}", event.event_type, event.version);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn stream_events(
+        &self,
+        stream: StreamId,
+        after: StreamVersion,
+        page_size: NonZeroU32,
+    ) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + '_ {
+        let pages = stream::try_unfold(Some(after), move |cursor| {
+            let stream = stream.clone();
+            async move {
+                let Some(after) = cursor else {
+                    return Ok::<_, StoreError>(None);
+                };
+                let request = ReadRequest {
+                    id: eventcore::RequestId::new(0),
+                    streams: vec![StreamRead { stream, after }],
+                    page_size: Some(page_size),
+                };
+                let mut response = self.read(&request).await?;
+                let slice = response.streams.pop().ok_or_else(|| StoreError::ContractViolation {
+                    operation: Operation::Read,
+                    message: "read answered no slice".to_owned(),
+                })?;
+                let next = match slice.events.last() {
+                    Some(last) if last.version < slice.head => Some(last.version),
+                    _ => None,
+                };
+                Ok(Some((stream::iter(slice.events.into_iter().map(Ok)), next)))
+            }
+        });
+        pages.try_flatten()
+    }
+
+    pub(crate) async fn read_inner(&self, request: &ReadRequest) -> Result<ReadResponse, StoreError> {
+        request.validate()?;
+        let ids: Vec<&str> = request.streams.iter().map(|r| r.stream.as_str()).collect();
+        let afters: Vec<i64> = request
+            .streams
+            .iter()
+            .map(|r| i64::try_from(r.after.get()).unwrap_or(i64::MAX))
+            .collect();
+        let page = request.page_size.map(|p| i64::from(p.get()));
+        let mut conn = self.acquire(Operation::Read).await?;
+        let mut slices: Vec<StreamSlice> = request
+            .streams
+            .iter()
+            .map(|r| StreamSlice {
+                stream: r.stream.clone(),
+                head: StreamVersion::NONE,
+                events: Vec::new(),
+            })
+            .collect();
+        // Rows are decoded as they arrive, while the server is still sending
+        // the rest, rather than collected first and decoded after.
+        let mut rows = sqlx::query(&self.sql.read)
+            .bind(&ids)
+            .bind(&afters)
+            .bind(page)
+            .fetch(&mut *conn);
+        let mut decoder = RowDecoder::new(2);
+        let failed = |e| map_error(Operation::Read, Phase::Executing, e, None);
+        while let Some(row) = rows.try_next().await.map_err(failed)? {
+            let ord: i32 = row.try_get(0).map_err(|e| contract(Operation::Read, e))?;
+            let index = usize::try_from(ord).ok().and_then(|o| o.checked_sub(1));
+            let (Some(slice), Some(read)) = (
+                index.and_then(|o| slices.get_mut(o)),
+                index.and_then(|o| request.streams.get(o)),
+            ) else {
+                return Err(StoreError::ContractViolation {
+                    operation: Operation::Read,
+                    message: format!("row for unrequested stream index {ord}"),
+                });
+            };
+            let head: i64 = row.try_get(1).map_err(|e| contract(Operation::Read, e))?;
+            let head = StreamVersion::new(to_u64(head));
+            if slice.events.is_empty() {
+                // Sized once from the head instead of grown by doubling;
+                // capped so that a wrong head cannot cost a huge allocation.
+                let expected = head.get().saturating_sub(read.after.get());
+                let expected = page.map_or(expected, |p| expected.min(to_u64(p)));
+                slice.events.reserve(usize::try_from(expected.min(65_536)).unwrap_or(0));
+            }
+            slice.head = head;
+            if let Some(event) = decoder.decode(&row, Operation::Read, Some(&slice.stream))? {
+                slice.events.push(event);
+            }
+        }
+        drop(rows);
+        for slice in &mut slices {
+            if !slice.events.windows(2).all(|w| w[0].version < w[1].version) {
+                slice.events.sort_by_key(|e| e.version);
+            }
+        }
+        Ok(ReadResponse { streams: slices })
+    }
+
+    pub(crate) async fn read_all_inner(&self, request: &ReadAllRequest) -> Result<ReadAllResponse, StoreError> {
+        let filter = &request.filter;
+        let sql = self.sql.read_all(
+            !filter.streams.is_empty(),
+            filter.stream_prefix.is_some(),
+            !filter.event_types.is_empty(),
+        );
+        let after = i64::try_from(request.after.get()).unwrap_or(i64::MAX);
+        let limit = i64::from(request.limit.get());
+        let streams: Vec<&str> = filter.streams.iter().map(StreamId::as_str).collect();
+        let types: Vec<&str> = filter.event_types.iter().map(EventType::as_str).collect();
+        let mut conn = self.acquire(Operation::ReadAll).await?;
+        let mut waited = false;
+        loop {
+            let mut query = sqlx::query(&sql).bind(after).bind(limit);
+            if !streams.is_empty() {
+                query = query.bind(&streams);
+            }
+            if let Some(prefix) = &filter.stream_prefix {
+                query = query.bind(prefix.as_str());
+            }
+            if !types.is_empty() {
+                query = query.bind(&types);
+            }
+            // Decoded as they arrive (see `read_inner`); every row carries
+            // the horizon and the newest position, the first one is enough.
+            let failed = |e| map_error(Operation::ReadAll, Phase::Executing, e, None);
+            let mut rows = query.fetch(&mut *conn);
+            let mut decoder = RowDecoder::new(3);
+            let mut events = Vec::with_capacity(usize::try_from(request.limit.get()).unwrap_or(0).min(1024));
+            let mut found: Option<(i64, Option<i64>)> = None;
+            while let Some(row) = rows.try_next().await.map_err(failed)? {
+                if found.is_none() {
+                    let horizon: i64 = row.try_get(0).map_err(|e| contract(Operation::ReadAll, e))?;
+                    let newest: Option<i64> = row.try_get(1).map_err(|e| contract(Operation::ReadAll, e))?;
+                    found = Some((horizon, newest));
+                }
+                if let Some(event) = decoder.decode(&row, Operation::ReadAll, None)? {
+                    events.push(event);
+                }
+            }
+            drop(rows);
+            let (horizon, newest) = found.ok_or_else(|| StoreError::ContractViolation {
+                operation: Operation::ReadAll,
+                message: "read-all answered no row".to_owned(),
+            })?;
+            if !events.windows(2).all(|w| w[0].position < w[1].position) {
+                events.sort_by_key(|e| e.position);
+            }
+            let full = events.len() as u64 >= u64::from(request.limit.get());
+            // Committed events at or above the horizon are held back by a
+            // transaction that may still commit below them. Wait (briefly)
+            // for it once, so that a reader sees what committed before it
+            // asked, then answer with what is final.
+            let held_back = newest.is_some_and(|n| n >= horizon && n > after);
+            if held_back && !full && !waited && !self.options.read_all_settle.is_zero() {
+                waited = true;
+                let target = newest.unwrap_or(0) >> INDEX_BITS;
+                let wait_ms = i32::try_from(self.options.read_all_settle.as_millis()).unwrap_or(i32::MAX);
+                sqlx::query(&self.sql.await_horizon)
+                    .bind(target)
+                    .bind(wait_ms)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(|e| map_error(Operation::ReadAll, Phase::Executing, e, None))?;
+                continue;
+            }
+            // Everything below the horizon is final. Capped at the newest
+            // committed event so that a quiescent store reports its last
+            // position (and an empty one reports START), as memory does.
+            let settled = horizon.saturating_sub(1).min(newest.unwrap_or(0));
+            let complete_through = match events.last() {
+                Some(last) if full => last.position,
+                _ => GlobalPosition::new(to_u64(settled)).max(request.after),
+            };
+            return Ok(ReadAllResponse {
+                events,
+                complete_through,
+            });
+        }
+    }
+}
+
+/// Decodes event rows. Consecutive events of one append share their
+/// metadata, and most events share a few type names: both are built once and
+/// shared, not once per row. Columns are read by index (by name would cost a
+/// hash lookup per column and row), in the order of `Statements`'
+/// `event_columns`, which start at index `first`; a `read_all` row has the
+/// stream id just before them.
+struct RowDecoder {
+    first: usize,
+    metadata: Option<(Uuid, Arc<EventMetadata>)>,
+    event_type: Option<EventType>,
+}
+
+impl RowDecoder {
+    fn new(first: usize) -> Self {
+        RowDecoder {
+            first,
+            metadata: None,
+            event_type: None,
+        }
+    }
+
+    /// Decodes the event columns of a row; `None` when the row carries no
+    /// event (a stream or read with nothing after the requested point).
+    /// `stream` is the stream the row belongs to when the query did not
+    /// return it.
+    fn decode(
+        &mut self,
+        row: &PgRow,
+        operation: Operation,
+        stream: Option<&StreamId>,
+    ) -> Result<Option<RecordedEvent>, StoreError> {
+        let get = |e| contract(operation, e);
+        let position: Option<i64> = row.try_get(self.first).map_err(get)?;
+        let Some(position) = position else {
+            return Ok(None);
+        };
+        let bad = |what: &str, detail: String| StoreError::ContractViolation {
+            operation,
+            message: format!("event at position {position} has an invalid {what}: {detail}"),
+        };
+        let event_id: Uuid = row.try_get(self.first + 1).map_err(get)?;
+        let stream_id = match stream {
+            Some(stream) => stream.clone(),
+            None => {
+                let id: &str = row.try_get(self.first - 1).map_err(get)?;
+                StreamId::new(id).map_err(|e| bad("stream id", e.to_string()))?
+            }
+        };
+        let version: i64 = row.try_get(self.first + 2).map_err(get)?;
+        let type_name: &str = row.try_get(self.first + 3).map_err(get)?;
+        let event_type = match &self.event_type {
+            Some(known) if known.as_str() == type_name => known.clone(),
+            _ => {
+                let parsed = EventType::new(type_name).map_err(|e| bad("event type", e.to_string()))?;
+                self.event_type = Some(parsed.clone());
+                parsed
+            }
+        };
+        let schema_version: i32 = row.try_get(self.first + 4).map_err(get)?;
+        let payload: &str = row.try_get(self.first + 5).map_err(get)?;
+        let command_id: Uuid = row.try_get(self.first + 6).map_err(get)?;
+        let metadata = match &self.metadata {
+            Some((id, meta)) if *id == command_id => meta.clone(),
+            _ => {
+                let correlation_id: Option<Uuid> = row.try_get(self.first + 7).map_err(get)?;
+                let correlation_id = correlation_id.unwrap_or(command_id);
+                let causation_id: Option<Uuid> = row.try_get(self.first + 8).map_err(get)?;
+                let decided_at: i64 = row.try_get(self.first + 9).map_err(get)?;
+                let user: Option<&str> = row.try_get(self.first + 10).map_err(get)?;
+                let user = match user {
+                    Some(text) => serde_json::from_str(text).map_err(|e| bad("user metadata", e.to_string()))?,
+                    None => BTreeMap::new(),
+                };
+                let meta = Arc::new(EventMetadata {
+                    command_id: CommandId::from_uuid(command_id),
+                    correlation_id: CorrelationId::from_uuid(correlation_id),
+                    causation_id: causation_id.map(CausationId::from_uuid),
+                    timestamp: Time::from_unix_nanos(u64::from_ne_bytes(decided_at.to_ne_bytes())),
+                    user,
+                });
+                self.metadata = Some((command_id, meta.clone()));
+                meta
+            }
+        };
+        Ok(Some(RecordedEvent {
+            event_id: EventId::from_uuid(event_id),
+            stream_id,
+            version: StreamVersion::new(to_u64(version)),
+            position: GlobalPosition::new(to_u64(position)),
+            event_type,
+            schema_version: u32::try_from(schema_version).map_err(|e| bad("schema version", e.to_string()))?,
+            payload: Payload::from_trusted_json(payload),
+            metadata,
+        }))
+    }
+}

@@ -1,0 +1,163 @@
+//! The SQL text of the event store, with the schema name filled in once per
+//! store. Every statement's parameters are listed beside it; the values are
+//! bound in one place each (`append.rs`, `read.rs`).
+
+/// Bits of a global position that hold the event's index within its
+/// transaction; the bits above hold the transaction id.
+pub(crate) const INDEX_BITS: u32 = 20;
+
+/// SQL text with the schema name filled in, built once per store.
+#[derive(Debug)]
+pub(crate) struct Statements {
+    pub(crate) append: String,
+    pub(crate) append_alone: String,
+    pub(crate) read: String,
+    pub(crate) read_all_prefix: String,
+    pub(crate) await_horizon: String,
+    pub(crate) append_batch: String,
+}
+
+impl Statements {
+    pub(crate) fn new(schema: &str) -> Self {
+        let s = format!("\"{schema}\"");
+        // A stream read leaves out the stream id: the caller knows it from
+        // `ord`. Metadata comes as plain columns, so it costs no JSON.
+        // The order is `RowDecoder`'s: it reads columns by index.
+        let event_columns = "e.position, e.event_id, e.version, e.event_type, e.schema_version, \
+                             e.payload::text AS payload, e.command_id, e.correlation_id, e.causation_id, \
+                             e.decided_at, e.user_metadata::text AS user_metadata";
+        Statements {
+            // An append in a transaction of its own, as one plain statement:
+            // the same steps as the `append()` function (claim the command
+            // id, advance or lock every head in stream-id order, check the
+            // expected versions, insert the events), without the cost of
+            // running a PL/pgSQL function. Every step after the claim reads
+            // from `claim`, so a command id claimed before writes nothing; it
+            // is answered with the stored receipt when that committed before
+            // the statement began (a re-send), else (a twin that committed
+            // while this statement waited for it, invisible to the
+            // statement's snapshot) with no row, and the store asks
+            // `append()`, whose next statement sees it. A head is advanced
+            // before its expected version is checked (the version it had is
+            // the advanced one minus the count); a mismatch raises in the
+            // final SELECT, which rolls the whole statement back before the
+            // events are inserted (an unreferenced data-modifying WITH runs
+            // after the main query).
+            // Pure version checks take the head's row lock too (an UPDATE
+            // by zero), which is stronger than the function's FOR SHARE.
+            // Positions start at index 0: the statement is its transaction.
+            // The leading comment names the statement for tools that watch
+            // the wire or `pg_stat_activity` (the chaos proxy does).
+            // Parameters (`append.rs`, `bind_append`): `$1` command id,
+            // `$2`–`$5` correlation id, causation id, decision time, user
+            // metadata, `$6`–`$9` stream ids, expected-version kinds and
+            // versions, event counts, `$10`–`$15` per event its stream index,
+            // offset, id, type, schema version and payload.
+            append_alone: format!(
+                "/* eventcore append */ WITH claim AS ( \
+                   INSERT INTO {s}.commands (command_id, xid, first_index, event_count) \
+                   VALUES ($1, pg_current_xact_id()::text::int8, 0, cardinality($12::uuid[])) \
+                   ON CONFLICT (command_id) DO NOTHING \
+                   RETURNING xid), \
+                 req AS ( \
+                   SELECT * FROM unnest($6::text[], $7::int2[], $8::int8[], $9::int4[]) \
+                     WITH ORDINALITY AS r(stream_id, kind, expected, n, i)), \
+                 head AS ( \
+                   INSERT INTO {s}.streams AS h (stream_id, version) \
+                   SELECT r.stream_id, r.n FROM claim, req r ORDER BY r.stream_id COLLATE \"C\" \
+                   ON CONFLICT (stream_id) DO UPDATE SET version = h.version + excluded.version \
+                   RETURNING h.stream_id, h.version), \
+                 before AS ( \
+                   SELECT r.i, r.stream_id, r.kind, r.expected, h.version - r.n AS v \
+                   FROM req r JOIN head h ON h.stream_id = r.stream_id), \
+                 written AS ( \
+                   INSERT INTO {s}.events (position, version, decided_at, event_id, command_id, correlation_id, \
+                     causation_id, schema_version, stream_id, event_type, payload, user_metadata) \
+                   SELECT (c.xid << {INDEX_BITS}) + u.k - 1, b.v + u.o, $4, u.event_id, $1, $2, $3, \
+                     u.schema_version, b.stream_id, u.event_type, u.payload::jsonb, $5 \
+                   FROM claim c, \
+                     unnest($10::int4[], $11::int4[], $12::uuid[], $13::text[], $14::int4[], $15::text[]) \
+                       WITH ORDINALITY AS u(s, o, event_id, event_type, schema_version, payload, k) \
+                     JOIN before b ON b.i = u.s) \
+                 SELECT false AS deduplicated, c.xid, 0 AS first_index, \
+                   (SELECT array_agg(b.v ORDER BY b.i) FROM before b) AS heads, \
+                   NULL::text[] AS stream_ids, NULL::int8[] AS first_versions, NULL::int4[] AS counts, \
+                   (SELECT {s}.version_conflict(b.i::int4, b.stream_id, b.v) FROM before b \
+                     WHERE NOT (b.kind = 0 OR (b.kind = 1 AND b.v = 0) OR (b.kind = 2 AND b.v > 0) \
+                                OR (b.kind = 3 AND b.v = b.expected)) \
+                     ORDER BY b.i LIMIT 1) AS conflict \
+                 FROM claim c \
+                 UNION ALL \
+                 SELECT true, d.xid, d.first_index, NULL, d.stream_ids, d.first_versions, d.counts, NULL \
+                 FROM {s}.stored_receipt($1) d \
+                 WHERE NOT EXISTS (SELECT 1 FROM claim)"
+            ),
+            // The same parameters as `append_alone`, and `$16` the lock
+            // order; the call puts them in the function's argument order.
+            append: format!(
+                "SELECT deduplicated, xid, first_index, heads, stream_ids, first_versions, counts \
+                 FROM {s}.append($1, $2, $3, $4, $5, $6, $16, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+            ),
+            read: format!(
+                // No ORDER BY outside: the rows are grouped by `ord` on the
+                // client, and each stream's rows are checked to come in
+                // version order (see `read_inner`), so the server is spared
+                // a sort of everything it returns.
+                // The head comes from a lateral subquery, not a plain join: a
+                // plain join lets a generic plan hash-join every stream head;
+                // a lateral subquery with a LIMIT is not flattened, so it stays
+                // one key lookup per requested stream.
+                "SELECT r.ord::int4 AS ord, coalesce(h.version, 0) AS head, {event_columns} \
+                 FROM unnest($1::text[], $2::int8[]) WITH ORDINALITY AS r(stream_id, after, ord) \
+                 LEFT JOIN LATERAL (SELECT y.version FROM {s}.streams y WHERE y.stream_id = r.stream_id LIMIT 1) h ON true \
+                 LEFT JOIN LATERAL (SELECT * FROM {s}.events x \
+                    WHERE x.stream_id = r.stream_id AND x.version > r.after \
+                    ORDER BY x.version LIMIT $3) e ON true"
+            ),
+            // The horizon and the events come from one statement, hence one
+            // snapshot: every transaction below the snapshot's xmin has
+            // finished and its events (if committed) are visible to it.
+            read_all_prefix: format!(
+                "SELECT h.horizon, \
+                   (SELECT max(m.position) FROM {s}.events m) AS newest, \
+                   e.stream_id, {event_columns} \
+                 FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::int8 << {INDEX_BITS} AS horizon) h \
+                 LEFT JOIN LATERAL (SELECT * FROM {s}.events e \
+                    WHERE e.position > $1 AND e.position < h.horizon"
+            ),
+            await_horizon: format!("SELECT {s}.await_horizon($1, $2)"),
+            // Group commit (`batch.rs`): `$1`–`$5` the command ids and
+            // metadata of the requests, `$6`/`$7` each request's stream and
+            // event count, `$8`–`$17` the columns of every request in order
+            // (`AppendColumns::bind`).
+            append_batch: format!(
+                "SELECT o_ord, o_state, o_message, o_detail, o_deduplicated AS deduplicated, o_xid AS xid, \
+                 o_first_index AS first_index, o_heads AS heads, o_stream_ids AS stream_ids, \
+                 o_first_versions AS first_versions, o_counts AS counts \
+                 FROM {s}.append_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+            ),
+        }
+    }
+
+    /// The `read_all` statement for one filter shape; parameters are
+    /// `$1` after, `$2` limit, then the filter's own in order.
+    pub(crate) fn read_all(&self, streams: bool, prefix: bool, types: bool) -> String {
+        let mut sql = self.read_all_prefix.clone();
+        let mut next = 3;
+        if streams {
+            sql.push_str(&format!(" AND e.stream_id = ANY(${next}::text[])"));
+            next += 1;
+        }
+        if prefix {
+            sql.push_str(&format!(" AND starts_with(e.stream_id, ${next}::text)"));
+            next += 1;
+        }
+        if types {
+            sql.push_str(&format!(" AND e.event_type = ANY(${next}::text[])"));
+        }
+        // As in stream reads, no ORDER BY outside the lateral: the client
+        // checks the order (`in_position_order`).
+        sql.push_str(" ORDER BY e.position LIMIT $2) e ON true");
+        sql
+    }
+}
