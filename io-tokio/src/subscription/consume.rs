@@ -3,11 +3,11 @@
 //! by side, feeds every answer, notification, wake and shutdown back, and
 //! renews the lease.
 
-use super::lease::{renew, renew_every};
+use super::lease::Hold;
 use super::runner::mix;
 use super::status::publish;
 use super::{RunError, RunSummary, Runner, RunnerState, Sink};
-use crate::{DeadLetter, DeadLetterStore, EventStore, Lease, LeaseStore};
+use crate::{DeadLetter, DeadLetterStore, EventStore, LeaseStore};
 use eventcore::{
     ConsumerError, GlobalPosition, HandleError, ReadAllResponse, RequestId, StoreError, SubscriptionError,
     SubscriptionMachine, SubscriptionStep,
@@ -15,18 +15,17 @@ use eventcore::{
 use std::future::Future;
 use std::pin::Pin;
 use tokio::sync::watch;
-use tokio::time::Instant;
 
 impl<S: EventStore, K: Sink, L: LeaseStore, D: DeadLetterStore> Runner<S, K, L, D> {
     pub(super) async fn consume(
         &mut self,
-        mut lease: Lease,
+        mut hold: Hold,
         shutdown: &mut Pin<&mut (impl Future<Output = ()> + Send)>,
         until_caught_up: bool,
     ) -> Result<RunSummary, RunError> {
         let checkpoint = self
             .sink
-            .claim(&self.name, lease.token)
+            .claim(&self.name, hold.lease().token)
             .await
             .map_err(RunError::Claim)?;
         let seed = mix(self.seed_base ^ self.runs);
@@ -39,7 +38,7 @@ impl<S: EventStore, K: Sink, L: LeaseStore, D: DeadLetterStore> Runner<S, K, L, 
         );
         self.update(|s| {
             s.state = RunnerState::Running;
-            s.token = Some(lease.token);
+            s.token = Some(hold.lease().token);
             s.checkpoint = checkpoint;
             s.handled_through = checkpoint;
             s.caught_up = false;
@@ -54,13 +53,9 @@ impl<S: EventStore, K: Sink, L: LeaseStore, D: DeadLetterStore> Runner<S, K, L, 
             wakeups,
             status,
             clock,
-            lease_ttl,
             ..
         } = self;
         let clock = *clock;
-        let lease_ttl = *lease_ttl;
-        let renew_every = renew_every(lease_ttl);
-        let mut renew_at = Instant::now() + renew_every;
         let mut wakeups = wakeups.clone();
         if let Some(w) = wakeups.as_mut() {
             let head = *w.borrow_and_update();
@@ -150,7 +145,7 @@ impl<S: EventStore, K: Sink, L: LeaseStore, D: DeadLetterStore> Runner<S, K, L, 
                 done = poll_slot(&mut work) => Input::Work(done),
                 (id, result) = poll_slot(&mut fetch) => Input::Fetched(id, result),
                 changed = changed(&mut wakeups) => Input::Notified(changed),
-                () = tokio::time::sleep_until(renew_at) => Input::Renew,
+                () = tokio::time::sleep_until(clock.instant_at(hold.wake_at())) => Input::Renew,
                 () = tokio::time::sleep_until(clock.instant_at(until)), if until != eventcore::Time::MAX => Input::Wake,
             };
             let now = clock.now();
@@ -184,7 +179,7 @@ impl<S: EventStore, K: Sink, L: LeaseStore, D: DeadLetterStore> Runner<S, K, L, 
                         machine.on_notified(now);
                     }
                 },
-                Input::Renew => renew_at = renew(&*leases, &mut lease, lease_ttl, renew_every, clock, now).await?,
+                Input::Renew => hold.on_wake(&*leases, clock).await?,
                 Input::Wake => machine.on_wake(now),
             }
         }

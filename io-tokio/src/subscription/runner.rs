@@ -220,15 +220,16 @@ impl<S: EventStore, K: Sink, L: LeaseStore, D: DeadLetterStore> Runner<S, K, L, 
         let span = tracing::info_span!("subscription", name = %self.name, holder = %self.holder);
         tokio::pin!(shutdown);
         self.runs += 1;
-        let Some(lease) = self.acquire(&mut shutdown).await? else {
+        let Some(hold) = self.acquire(&mut shutdown).await? else {
             self.update(|s| s.state = RunnerState::Stopped);
             return Ok(RunSummary {
                 checkpoint: None,
                 stats: SubscriptionStats::default(),
             });
         };
+        let lease = hold.lease().clone();
         tracing::debug!(parent: &span, token = %lease.token, "lease acquired");
-        let result = self.consume(lease.clone(), &mut shutdown, until_caught_up).await;
+        let result = self.consume(hold, &mut shutdown, until_caught_up).await;
         // Best effort: if the lease was lost it is not ours to release, and
         // an unreleased lease simply expires.
         let _ = self.leases.release(&lease).await;
