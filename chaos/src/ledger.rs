@@ -7,10 +7,15 @@
 //! boundary), and it moves a fixed amount from every other linked account
 //! that can afford it into the first one — one atomic append over up to
 //! five streams, money conserved.
+//!
+//! The money rules are judged by the simulator's own bank model
+//! (`eventcore_sim::workload::bank::BankModel` on the `account-` streams),
+//! whose events have the names and shapes of [`AccountEvent`].
 
-use eventcore::{decode_recorded, Command, Decision, Event, RecordedEvent, StreamId};
-use eventcore_examples::bank::{account, AccountEvent};
-use eventcore_sim::check::DomainModel;
+use eventcore::{Command, Decision, Event, StreamId};
+use eventcore_examples::bank::account;
+#[cfg(doc)]
+use eventcore_examples::bank::AccountEvent;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -172,62 +177,5 @@ impl Command for Consolidate {
         }
         out.emit(target, LedgerEvent::Deposited { amount: moved });
         Ok(())
-    }
-}
-
-/// The bank's rules as a domain model for the simulator's checker: replays
-/// every `account-*` event in global order; no balance may go below zero
-/// and, at the end, the money held equals the money opened.
-///
-/// ```
-/// use eventcore_chaos::ledger::LedgerModel;
-/// use eventcore_sim::check::DomainModel;
-/// let model = LedgerModel::default();
-/// assert!(model.finish().is_empty());
-/// ```
-#[derive(Debug, Default)]
-pub struct LedgerModel {
-    balances: BTreeMap<StreamId, i128>,
-    opened: i128,
-}
-
-impl DomainModel for LedgerModel {
-    fn name(&self) -> &'static str {
-        "bank ledger"
-    }
-
-    fn apply(&mut self, event: &RecordedEvent) -> Result<(), String> {
-        if !event.stream_id.as_str().starts_with("account-") {
-            return Ok(());
-        }
-        let decoded = decode_recorded::<AccountEvent>(event).map_err(|e| e.to_string())?;
-        let balance = self.balances.entry(event.stream_id.clone()).or_default();
-        match decoded {
-            AccountEvent::Opened { initial } => {
-                *balance += i128::from(initial);
-                self.opened += i128::from(initial);
-            }
-            AccountEvent::Withdrawn { amount } => *balance -= i128::from(amount),
-            AccountEvent::Deposited { amount } => *balance += i128::from(amount),
-        }
-        if *balance < 0 {
-            return Err(format!(
-                "`{}` went negative ({balance}) at version {}",
-                event.stream_id, event.version
-            ));
-        }
-        Ok(())
-    }
-
-    fn finish(&self) -> Vec<String> {
-        let held: i128 = self.balances.values().sum();
-        if held == self.opened {
-            Vec::new()
-        } else {
-            vec![format!(
-                "money not conserved: opened {} but accounts hold {held}",
-                self.opened
-            )]
-        }
     }
 }

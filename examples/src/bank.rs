@@ -76,6 +76,9 @@ pub enum BankError {
     SameAccount(StreamId),
 }
 
+/// Stream-id prefix of accounts.
+pub const PREFIX: &str = "account-";
+
 /// The stream id of account `n`.
 ///
 /// ```
@@ -83,7 +86,7 @@ pub enum BankError {
 /// ```
 pub fn account(n: u32) -> StreamId {
     // `account-<digits>` always satisfies the stream id rules.
-    StreamId::new(format!("account-{n}")).unwrap_or_else(|_| unreachable!("account-<n> is a valid stream id"))
+    StreamId::new(format!("{PREFIX}{n}")).unwrap_or_else(|_| unreachable!("account-<n> is a valid stream id"))
 }
 
 /// One account as a stream view: folded from its own events only, so every
@@ -291,7 +294,7 @@ impl Audit {
         let mut versions: BTreeMap<StreamId, StreamVersion> = BTreeMap::new();
         let mut accounts: BTreeMap<StreamId, i128> = BTreeMap::new();
         for recorded in events {
-            if !recorded.stream_id.as_str().starts_with("account-") {
+            if !recorded.stream_id.as_str().starts_with(PREFIX) {
                 continue;
             }
             let version = versions.entry(recorded.stream_id.clone()).or_default();

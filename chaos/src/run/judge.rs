@@ -5,13 +5,13 @@
 use super::report::SubscriberCheck;
 use super::ChaosError;
 use crate::faults::{FaultKind, FaultReport};
-use crate::ledger::LedgerModel;
 use crate::record::Recorder;
 use eventcore::{EventFilter, GlobalPosition, ReadAllRequest, RecordedEvent};
-use eventcore_examples::bank::Audit;
+use eventcore_examples::bank::{Audit, PREFIX};
 use eventcore_postgres::PostgresStore;
-use eventcore_sim::check::{Checker, Violation};
+use eventcore_sim::check::{check_deliveries, Checker, Violation};
 use eventcore_sim::history::History;
+use eventcore_sim::workload::bank::BankModel;
 use eventcore_tokio::EventStore;
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -39,61 +39,22 @@ pub(super) async fn read_back(direct: &PostgresStore) -> Result<Vec<RecordedEven
     Ok(events)
 }
 
-/// Checks a subscriber's deliveries against the final log: after dropping
-/// re-deliveries (an event at or below a position already delivered, which
-/// must be one delivered before, and is allowed only after a restart), the
-/// deliveries are the log, in order, each once.
+/// Checks a subscriber's deliveries against the final log with the
+/// simulator's subscriber rules ([`check_deliveries`]): after dropping
+/// re-deliveries (allowed only after a restart, and only of events
+/// delivered before), the deliveries are the log, in order, each once.
 pub(super) fn check_subscriber(
+    name: &str,
     events: &[RecordedEvent],
     delivered: &[RecordedEvent],
     restarts: u64,
 ) -> SubscriberCheck {
-    let mut problems = Vec::new();
-    let mut seen = std::collections::BTreeSet::new();
-    let mut unique: Vec<&RecordedEvent> = Vec::with_capacity(delivered.len());
-    let mut redelivered = 0;
-    let mut last = GlobalPosition::START;
-    for event in delivered {
-        if event.position <= last {
-            if !seen.contains(&event.event_id) {
-                problems.push(format!(
-                    "new event {} at position {} delivered after position {} (global order broken)",
-                    event.event_id, event.position, last
-                ));
-            }
-            redelivered += 1;
-            continue;
-        }
-        last = event.position;
-        seen.insert(event.event_id);
-        unique.push(event);
-    }
-    if redelivered > 0 && restarts == 0 {
-        problems.push(format!("{redelivered} events delivered twice without a restart"));
-    }
-    if unique.len() != events.len() {
-        problems.push(format!(
-            "delivered {} distinct events, the store holds {}",
-            unique.len(),
-            events.len()
-        ));
-    }
-    if let Some((i, (d, e))) = unique
-        .iter()
-        .zip(events)
-        .enumerate()
-        .find(|(_, (d, e))| d.event_id != e.event_id)
-    {
-        problems.push(format!(
-            "delivery #{i} is event {} at {}, the log has {} at {}",
-            d.event_id, d.position, e.event_id, e.position
-        ));
-    }
+    let check = check_deliveries(events, name, &EventFilter::all(), delivered, restarts);
     SubscriberCheck {
         delivered: delivered.len(),
         failed_reads: restarts,
-        redelivered,
-        problems,
+        redelivered: check.redelivered,
+        problems: check.violations.into_iter().map(|v| v.detail).collect(),
         ..SubscriberCheck::default()
     }
 }
@@ -104,7 +65,7 @@ pub(super) fn check_subscriber(
 pub(super) fn judge(recorder: &Recorder, events: Vec<RecordedEvent>) -> (Vec<String>, History, Vec<Violation>) {
     let audit = Audit::of(&events).violations;
     let history = recorder.history(events);
-    let checker = Checker::new(vec![Box::new(LedgerModel::default())]);
+    let checker = Checker::new(vec![Box::new(BankModel::for_prefix(PREFIX))]);
     let violations = checker.finish(&history, true);
     (audit, history, violations)
 }

@@ -299,13 +299,13 @@ pub async fn run(config: ChaosConfig, direct: PostgresStore) -> Result<ChaosRepo
     // ever allowed for the poller.
     let subscriber = SubscriberCheck {
         failed_reads,
-        ..check_subscriber(&events, &delivered, 0)
+        ..check_subscriber("poller", &events, &delivered, 0)
     };
     let runner = match tokio::time::timeout(Duration::from_secs(60), runner).await {
         Ok(Ok((delivered, restarts, notifications, reconnects))) => SubscriberCheck {
             notifications,
             reconnects,
-            ..check_subscriber(&events, &delivered, restarts)
+            ..check_subscriber("runner", &events, &delivered, restarts)
         },
         _ => SubscriberCheck {
             problems: vec!["the subscription runner did not finish catching up".to_owned()],

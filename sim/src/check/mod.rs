@@ -13,7 +13,7 @@ mod outcomes;
 mod subscription;
 
 pub use domain::DomainModel;
-pub use subscription::{check_subscriber, SubscriberRecord, SubscriberRun};
+pub use subscription::{check_deliveries, check_subscriber, DeliveryCheck, SubscriberRecord, SubscriberRun};
 
 use crate::history::{Attempt, History};
 use eventcore::{CommandId, EventId, GlobalPosition, RecordedEvent, StreamId, StreamVersion};

@@ -1,10 +1,16 @@
 //! Subscriber checks, on a record of what one subscriber handled in each of
 //! its runs (a run ends when the subscriber crashes and resumes from its
 //! saved checkpoint) against the committed events.
+//!
+//! The simulator records each run exactly ([`check_subscriber`]). A
+//! subscriber outside the simulator (the chaos suite's, on PostgreSQL) only
+//! has the flat list of what it was handed and how often it restarted:
+//! [`check_deliveries`] checks each delivery's identity against the log,
+//! cuts the list into runs, and applies the same rules.
 
 use super::{Invariant, Violation};
 use eventcore::{EventFilter, GlobalPosition, RecordedEvent};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// One run of a subscriber: from a saved checkpoint to a crash or the end.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -120,6 +126,93 @@ pub fn check_subscriber(
     violations
 }
 
+/// What [`check_deliveries`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeliveryCheck {
+    /// Deliveries at or below a position already delivered (at-least-once
+    /// re-deliveries after a restart, or order broken).
+    pub redelivered: usize,
+    /// Every broken rule.
+    pub violations: Vec<Violation>,
+}
+
+/// Checks a subscriber observed from outside the simulator: the events it
+/// was handed, in order, across `restarts` restarts from its checkpoint,
+/// against the committed `events`. It must have caught up.
+///
+/// Each delivery must be the log's event at its position. A subscriber that
+/// never restarted had one run, so every event once and in global order. A
+/// restarted one may be handed events again: the list is cut into runs
+/// wherever a position is not above the one before, each run taken to
+/// resume just before its first delivery, and [`check_subscriber`] judges
+/// the runs (at-least-once). The verdict is therefore: after dropping
+/// re-deliveries of events handed over before, the deliveries are the
+/// matching events of the log, in order, each once.
+///
+/// ```
+/// use eventcore::EventFilter;
+/// use eventcore_sim::check::check_deliveries;
+/// let check = check_deliveries(&[], "poller", &EventFilter::all(), &[], 0);
+/// assert!(check.violations.is_empty());
+/// ```
+pub fn check_deliveries(
+    events: &[RecordedEvent],
+    name: &str,
+    filter: &EventFilter,
+    delivered: &[RecordedEvent],
+    restarts: u64,
+) -> DeliveryCheck {
+    let mut violations = Vec::new();
+    let by_position: BTreeMap<GlobalPosition, &RecordedEvent> = events.iter().map(|e| (e.position, e)).collect();
+    if let Some(d) = delivered
+        .iter()
+        .find(|d| by_position.get(&d.position).is_some_and(|e| e.event_id != d.event_id))
+    {
+        let logged = by_position
+            .get(&d.position)
+            .map(|e| e.event_id.to_string())
+            .unwrap_or_default();
+        violations.push(Violation {
+            invariant: Invariant::Subscription,
+            detail: format!(
+                "subscriber {name}: delivered event {} at position {}, the log has {logged} there",
+                d.event_id, d.position
+            ),
+        });
+    }
+    let mut runs = vec![SubscriberRun::default()];
+    let mut redelivered = 0;
+    let mut highest = GlobalPosition::START;
+    for d in delivered {
+        if d.position <= highest {
+            redelivered += 1;
+        }
+        highest = highest.max(d.position);
+        let last = runs.last().and_then(|r| r.handled.last()).copied();
+        if restarts > 0 && last.is_some_and(|last| d.position <= last) {
+            runs.push(SubscriberRun {
+                start_after: GlobalPosition::new(d.position.get().saturating_sub(1)),
+                handled: Vec::new(),
+            });
+        }
+        if let Some(run) = runs.last_mut() {
+            run.handled.push(d.position);
+        }
+    }
+    let record = SubscriberRecord {
+        name: name.to_owned(),
+        filter: filter.clone(),
+        exactly_once: false,
+        runs,
+        stopped: None,
+    };
+    violations.extend(check_subscriber(events, &record, true));
+    DeliveryCheck {
+        redelivered,
+        violations,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,5 +268,37 @@ mod tests {
         assert!(!check_subscriber(&events(2), &twice, false).is_empty());
         let behind = record(false, &[(0, &[1])]);
         assert!(!check_subscriber(&events(2), &behind, true).is_empty());
+    }
+
+    fn deliveries(log: &[RecordedEvent], positions: &[u64]) -> Vec<RecordedEvent> {
+        positions.iter().map(|p| log[*p as usize - 1].clone()).collect()
+    }
+
+    #[test]
+    fn a_flat_delivery_list_is_judged_by_the_same_rules() {
+        let log = events(4);
+        let all = EventFilter::all();
+        let check =
+            |positions: &[u64], restarts| check_deliveries(&log, "t", &all, &deliveries(&log, positions), restarts);
+        assert!(check(&[1, 2, 3, 4], 0).violations.is_empty());
+        let again = check(&[1, 2, 3, 2, 3, 4], 1);
+        assert!(again.violations.is_empty());
+        assert_eq!(again.redelivered, 2);
+        assert!(
+            !check(&[1, 2, 3, 2, 3, 4], 0).violations.is_empty(),
+            "re-delivered without a restart"
+        );
+        assert!(!check(&[1, 2, 4], 1).violations.is_empty(), "a gap");
+        assert!(!check(&[1, 2, 3], 1).violations.is_empty(), "not caught up");
+        assert!(
+            !check(&[1, 2, 3, 4, 2, 4], 1).violations.is_empty(),
+            "a skip while re-delivering"
+        );
+        let mut forged = deliveries(&log, &[1, 2, 3, 4]);
+        forged[2].event_id = log[0].event_id;
+        assert!(
+            !check_deliveries(&log, "t", &all, &forged, 0).violations.is_empty(),
+            "not the log's event"
+        );
     }
 }

@@ -248,10 +248,39 @@ impl Command for Transfer {
 
 /// Replays account events: no balance below zero at any event, and the
 /// total held equals the total opened.
-#[derive(Debug, Default)]
+///
+/// It reads the three account events (`Opened`, `Withdrawn`, `Deposited`)
+/// of any bank whose account streams share a prefix: [`PREFIX`] by default,
+/// and the chaos suite's accounts (the examples' bank, `account-<n>`) with
+/// [`BankModel::for_prefix`], whose `AccountEvent` has the same variants.
+///
+/// ```
+/// use eventcore_sim::check::DomainModel;
+/// use eventcore_sim::workload::bank::BankModel;
+/// assert!(BankModel::for_prefix("account-").finish().is_empty());
+/// ```
+#[derive(Debug)]
 pub struct BankModel {
+    prefix: &'static str,
     balances: BTreeMap<StreamId, i128>,
     opened: i128,
+}
+
+impl Default for BankModel {
+    fn default() -> Self {
+        BankModel::for_prefix(PREFIX)
+    }
+}
+
+impl BankModel {
+    /// A model of the accounts whose stream ids start with `prefix`.
+    pub fn for_prefix(prefix: &'static str) -> Self {
+        BankModel {
+            prefix,
+            balances: BTreeMap::new(),
+            opened: 0,
+        }
+    }
 }
 
 impl DomainModel for BankModel {
@@ -260,7 +289,7 @@ impl DomainModel for BankModel {
     }
 
     fn apply(&mut self, event: &RecordedEvent) -> Result<(), String> {
-        if !event.stream_id.as_str().starts_with(PREFIX) {
+        if !event.stream_id.as_str().starts_with(self.prefix) {
             return Ok(());
         }
         let decoded = eventcore::decode_recorded::<BankEvent>(event).map_err(|e| e.to_string())?;
