@@ -1,0 +1,281 @@
+//! What a store may answer instead of a result, and how each kind is
+//! treated.
+
+use crate::{EventType, ExpectedVersion, StreamId, StreamVersion};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The store operation an error came from.
+///
+/// ```
+/// use eventcore::{Operation, StoreError};
+/// let error = StoreError::transient(Operation::Read, "connection refused");
+/// assert_eq!(error.to_string(), "transient failure during read: connection refused");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Operation {
+    /// Reading streams.
+    Read,
+    /// Appending.
+    Append,
+    /// Reading the global log.
+    ReadAll,
+    /// Anything else (connecting, migrating, health checks).
+    Other,
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Operation::Read => "read",
+            Operation::Append => "append",
+            Operation::ReadAll => "read-all",
+            Operation::Other => "store operation",
+        })
+    }
+}
+
+/// A stream was not at the version the append expected.
+///
+/// ```
+/// use eventcore::*;
+/// let c = Conflict { stream: StreamId::new("a")?, expected: ExpectedVersion::Exact(StreamVersion::new(2)), actual: StreamVersion::new(3) };
+/// assert_eq!(c.to_string(), "version conflict on stream `a`: expected version 2, found version 3");
+/// # Ok::<(), InvalidStreamId>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("version conflict on stream `{stream}`: expected {expected}, found version {actual}")]
+pub struct Conflict {
+    /// The stream whose version did not match.
+    pub stream: StreamId,
+    /// What the append expected.
+    pub expected: ExpectedVersion,
+    /// The stream's actual version (0: it does not exist).
+    pub actual: StreamVersion,
+}
+
+/// An append the store refuses before looking at stored data.
+///
+/// ```
+/// use eventcore::*;
+/// let error = StoreError::from(InvalidAppend::DuplicateStream { stream: StreamId::new("a")? });
+/// assert_eq!(error.to_string(), "invalid append: stream `a` appears more than once in one append");
+/// assert!(!error.is_retryable());
+/// # Ok::<(), InvalidStreamId>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidAppend {
+    /// The request named no streams.
+    #[error("append names no streams")]
+    NoStreams,
+    /// The request carried no events at all.
+    #[error("append carries no events")]
+    NoEvents,
+    /// A stream appeared twice in one request.
+    #[error("stream `{stream}` appears more than once in one append")]
+    DuplicateStream {
+        /// The repeated stream.
+        stream: StreamId,
+    },
+    /// Too many streams in one request.
+    #[error("append names {count} streams; the maximum is {max}")]
+    TooManyStreams {
+        /// Streams in the request.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Too many events in one request.
+    #[error("append carries {count} events; the maximum is {max}")]
+    TooManyEvents {
+        /// Events in the request.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// One payload was too large.
+    #[error("payload of {event_type} for stream `{stream}` is {size} bytes; the maximum is {max}")]
+    PayloadTooLarge {
+        /// The stream it was addressed to.
+        stream: StreamId,
+        /// Its type.
+        event_type: EventType,
+        /// Its size in bytes.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The store cannot hold a value in this append (for example a payload
+    /// the database rejects as JSON).
+    #[error("stream `{stream}`: {reason}")]
+    Rejected {
+        /// The stream concerned.
+        stream: StreamId,
+        /// What the store objected to.
+        reason: String,
+    },
+}
+
+/// A read the store refuses.
+///
+/// ```
+/// use eventcore::*;
+/// let s = StreamId::new("a")?;
+/// let mut read = ReadRequest::new(RequestId::new(1), [s.clone(), s]);
+/// assert!(matches!(read.validate(), Err(InvalidRequest::DuplicateStream { .. })));
+/// # Ok::<(), InvalidStreamId>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidRequest {
+    /// A stream appeared twice in one read.
+    #[error("stream `{stream}` appears more than once in one read")]
+    DuplicateStream {
+        /// The repeated stream.
+        stream: StreamId,
+    },
+}
+
+/// A shareable error source (cloneable so that simulators can duplicate
+/// responses).
+///
+/// ```
+/// use eventcore::{ErrorSource, Operation, StoreError};
+/// use std::sync::Arc;
+/// let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+/// let source: ErrorSource = Arc::new(io);
+/// let error = StoreError::OutcomeUnknown { operation: Operation::Append, message: "connection lost".into(), source: Some(source) };
+/// let copy = error.clone(); // simulators duplicate responses
+/// assert!(std::error::Error::source(&copy).is_some());
+/// ```
+pub type ErrorSource = Arc<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Everything a store may answer instead of a result.
+///
+/// How the command machine treats each kind is the point of the split:
+/// conflicts re-read and re-decide, transient errors retry, an unknown
+/// outcome re-sends the same append (the command id makes that safe), and
+/// everything else ends the command.
+///
+/// ```
+/// use eventcore::*;
+/// let timeout = StoreError::Timeout { operation: Operation::Append, after: std::time::Duration::from_secs(5) };
+/// assert!(timeout.is_retryable() && timeout.may_have_committed());
+/// let denied = StoreError::permanent(Operation::Append, "permission denied for table events");
+/// assert!(!denied.is_retryable());
+/// ```
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// An expected version did not hold; nothing was written.
+    #[error(transparent)]
+    Conflict(#[from] Conflict),
+    /// The append is malformed; nothing was written.
+    #[error("invalid append: {0}")]
+    InvalidAppend(#[from] InvalidAppend),
+    /// The read is malformed.
+    #[error("invalid read: {0}")]
+    InvalidRequest(#[from] InvalidRequest),
+    /// A passing failure (connection refused, serialization failure,
+    /// deadlock victim, pool exhausted); the request was certainly not
+    /// applied and may be retried.
+    #[error("transient failure during {operation}: {message}")]
+    Transient {
+        /// The operation that failed.
+        operation: Operation,
+        /// What happened.
+        message: String,
+        /// The underlying error, if any.
+        #[source]
+        source: Option<ErrorSource>,
+    },
+    /// The request may or may not have been applied (a connection lost after
+    /// the commit was sent, a timeout). Only an append can be in this state.
+    #[error("outcome of {operation} unknown: {message}")]
+    OutcomeUnknown {
+        /// The operation whose outcome is unknown.
+        operation: Operation,
+        /// What happened.
+        message: String,
+        /// The underlying error, if any.
+        #[source]
+        source: Option<ErrorSource>,
+    },
+    /// The operation did not answer in time. For an append this means the
+    /// outcome is unknown.
+    #[error("{operation} timed out after {after:?}")]
+    Timeout {
+        /// The operation that timed out.
+        operation: Operation,
+        /// How long it was given.
+        after: Duration,
+    },
+    /// The store answered something that breaks the contract (a gap in a
+    /// stream, a response for other streams). Never retried: it points at a
+    /// bug or corruption.
+    #[error("store broke its contract during {operation}: {message}")]
+    ContractViolation {
+        /// The operation concerned.
+        operation: Operation,
+        /// What was wrong.
+        message: String,
+    },
+    /// A failure that retrying will not fix (permission denied, missing
+    /// schema, read-only database).
+    #[error("permanent failure during {operation}: {message}")]
+    Permanent {
+        /// The operation that failed.
+        operation: Operation,
+        /// What happened.
+        message: String,
+        /// The underlying error, if any.
+        #[source]
+        source: Option<ErrorSource>,
+    },
+}
+
+impl StoreError {
+    /// A transient error with a message.
+    pub fn transient(operation: Operation, message: impl Into<String>) -> Self {
+        StoreError::Transient {
+            operation,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A permanent error with a message.
+    pub fn permanent(operation: Operation, message: impl Into<String>) -> Self {
+        StoreError::Permanent {
+            operation,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Whether a later attempt may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Conflict(_)
+                | StoreError::Transient { .. }
+                | StoreError::OutcomeUnknown { .. }
+                | StoreError::Timeout { .. }
+        )
+    }
+
+    /// Whether an append answered with this error may nevertheless have
+    /// committed.
+    pub fn may_have_committed(&self) -> bool {
+        matches!(
+            self,
+            StoreError::OutcomeUnknown { .. }
+                | StoreError::Timeout {
+                    operation: Operation::Append,
+                    ..
+                }
+        )
+    }
+}
