@@ -4,12 +4,14 @@
 //! The default codec is serde JSON with no annotations required: for an enum
 //! the variant name is the event type and the variant's content is the
 //! payload, so an operator querying the store sees `Deposited` /
-//! `{"amount": 5}` rather than a wrapper object. Decoding goes straight from
-//! the stored text into the enum, without an intermediate `Value`.
+//! `{"amount": 5}` rather than a wrapper object. Encoding is `serde_json`'s
+//! own serializer with the enum tag stripped (fields in the order serde
+//! gives them); decoding goes straight from the stored text into the enum,
+//! without an intermediate `Value`.
 
 use crate::{EventType, InvalidEventType, Payload, RecordedEvent};
 use serde::de::{self, DeserializeOwned, DeserializeSeed, Visitor};
-use serde::ser::{self, Impossible, Serialize};
+use serde::ser::{self, Serialize};
 use std::fmt;
 
 /// An event the user's commands emit and fold.
@@ -223,6 +225,9 @@ pub fn decode_recorded<E: Event>(event: &RecordedEvent) -> Result<E, DecodeError
 /// The default encoding: enum variant name as type, variant content as
 /// payload; a non-enum value is stored whole under its Rust type name.
 ///
+/// The payload is what `serde_json` writes for the variant's content, in
+/// the order serde gives it (struct fields in declaration order).
+///
 /// ```
 /// use eventcore::encode_json;
 /// #[derive(serde::Serialize)]
@@ -232,38 +237,14 @@ pub fn decode_recorded<E: Event>(event: &RecordedEvent) -> Result<E, DecodeError
 /// # Ok::<(), eventcore::EncodeError>(())
 /// ```
 pub fn encode_json<E: Serialize + ?Sized>(event: &E, schema_version: u32) -> Result<EncodedEvent, EncodeError> {
-    if let Some(encoded) = encode_direct(event, schema_version) {
-        return Ok(encoded);
-    }
-    // The reference path, for whatever the direct one leaves: the variant's content is serialized on its own, to the same `Value`
-    // serializing the whole enum would hold under the variant's name, so
-    // the stored text is what `to_value(event)[name]` prints, without
-    // building the wrapper object or probing the value twice.
-    let (event_type, payload) = match event.serialize(VariantContent) {
-        Ok((name, content)) => (interned_event_type(name)?, content),
-        Err(ContentError::Json(error)) => return Err(error.into()),
-        Err(ContentError::NotAVariant) => {
-            let value = serde_json::to_value(event)?;
-            (EventType::new(short_type_name::<E>())?, value)
-        }
-    };
-    Ok(EncodedEvent {
-        event_type,
-        schema_version,
-        payload: payload_text(&payload)?,
-    })
-}
-
-/// The common case of [`encode_json`] without building a `Value`: the
-/// variant's content written straight to text, where that text is exactly
-/// what the reference path prints (see `codec_direct`). `None` means "take
-/// the reference path", which also reports any error exactly as before.
-fn encode_direct<E: Serialize + ?Sized>(event: &E, schema_version: u32) -> Option<EncodedEvent> {
     with_payload_buffer(|buffer| {
-        let name = crate::codec_direct::variant_content(event, buffer)?;
-        let text = std::str::from_utf8(buffer).ok()?;
-        let event_type = interned_event_type(name).ok()?;
-        Some(EncodedEvent {
+        let variant = event.serialize(Untagged(&mut serde_json::Serializer::new(&mut *buffer)))?;
+        let event_type = match variant {
+            Some(name) => variant_event_type(name)?,
+            None => EventType::new(short_type_name::<E>())?,
+        };
+        let text = std::str::from_utf8(buffer).map_err(<serde_json::Error as ser::Error>::custom)?;
+        Ok(EncodedEvent {
             event_type,
             schema_version,
             payload: Payload::from_trusted_json(text),
@@ -271,16 +252,17 @@ fn encode_direct<E: Serialize + ?Sized>(event: &E, schema_version: u32) -> Optio
     })
 }
 
-/// Slots of the per-thread cache of event types (a direct-mapped table:
-/// a collision only costs a validation and an allocation).
-const TYPE_SLOTS: usize = 64;
+/// The per-thread cache of event types has `1 << TYPE_SLOT_BITS` slots,
+/// direct-mapped by a hash of the name: a collision only costs a
+/// validation and an allocation.
+const TYPE_SLOT_BITS: u32 = 6;
 
 thread_local! {
-    /// Event types of enum variants seen on this thread, by the address and
-    /// length of the variant's `&'static str` name: validated and allocated
-    /// once, then shared (a reference count) by every event of that variant.
-    static EVENT_TYPES: std::cell::RefCell<[Option<(usize, usize, EventType)>; TYPE_SLOTS]> =
-        const { std::cell::RefCell::new([const { None }; TYPE_SLOTS]) };
+    /// Event types of the enum variants encoded on this thread, by name:
+    /// each is validated and allocated once, then shared (a reference
+    /// count) by every event of that variant.
+    static EVENT_TYPES: std::cell::RefCell<[Option<(&'static str, EventType)>; 1 << TYPE_SLOT_BITS]> =
+        const { std::cell::RefCell::new([const { None }; 1 << TYPE_SLOT_BITS]) };
 
     /// A reusable buffer for payload text, so that an encode allocates only
     /// the payload's own `Arc<str>`.
@@ -290,14 +272,13 @@ thread_local! {
 /// Payload buffers that grew past this are not kept for the next encode.
 const MAX_KEPT_BUFFER: usize = 64 * 1024;
 
-/// The event type for a variant name, from the per-thread cache. Only
-/// valid names are cached, so an invalid one fails every time.
-fn interned_event_type(name: &'static str) -> Result<EventType, InvalidEventType> {
-    let key = (name.as_ptr() as usize, name.len());
-    let slot = (key.0 >> 3 ^ key.1) % TYPE_SLOTS;
+/// The event type of a variant name, from the per-thread cache. Only valid
+/// names are cached, so an invalid one is refused every time.
+fn variant_event_type(name: &'static str) -> Result<EventType, InvalidEventType> {
+    let slot = type_slot(name);
     let cached = EVENT_TYPES.with(|types| match types.try_borrow() {
         Ok(types) => match &types[slot] {
-            Some((ptr, len, event_type)) if (*ptr, *len) == key => Some(event_type.clone()),
+            Some((cached, event_type)) if std::ptr::eq(*cached, name) || *cached == name => Some(event_type.clone()),
             _ => None,
         },
         Err(_) => None,
@@ -308,21 +289,22 @@ fn interned_event_type(name: &'static str) -> Result<EventType, InvalidEventType
     let event_type = EventType::new(name)?;
     EVENT_TYPES.with(|types| {
         if let Ok(mut types) = types.try_borrow_mut() {
-            types[slot] = Some((key.0, key.1, event_type.clone()));
+            types[slot] = Some((name, event_type.clone()));
         }
     });
     Ok(event_type)
 }
 
-/// The JSON text of `value` as a payload, written through the per-thread
-/// buffer (or a fresh one if an encode is already using it, say from inside
-/// a `Serialize` impl).
-fn payload_text(value: &serde_json::Value) -> Result<Payload, serde_json::Error> {
-    with_payload_buffer(|buffer| {
-        serde_json::to_writer(&mut *buffer, value)?;
-        let text = std::str::from_utf8(buffer).map_err(<serde_json::Error as ser::Error>::custom)?;
-        Ok(Payload::from_trusted_json(text))
-    })
+/// The cache slot of a variant name: a multiplicative hash of its bytes,
+/// eight at a time (a variant name is short), top bits kept.
+fn type_slot(name: &str) -> usize {
+    let mut hash = name.len() as u64;
+    for chunk in name.as_bytes().chunks(8) {
+        let mut word = [0u8; 8];
+        word[..chunk.len()].copy_from_slice(chunk);
+        hash = (hash.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+    (hash >> (u64::BITS - TYPE_SLOT_BITS)) as usize
 }
 
 /// Runs `f` with the per-thread payload buffer, emptied (or with a fresh one
@@ -370,69 +352,84 @@ fn short_type_name<E: ?Sized>() -> String {
     base.rsplit("::").next().unwrap_or(base).to_owned()
 }
 
-/// Serializes an enum variant's content alone, to the `Value` the whole
-/// enum would hold under the variant's name, and reports the name; anything
-/// that is not an enum variant answers [`ContentError::NotAVariant`] at once.
-struct VariantContent;
+type Json<'b> = serde_json::Serializer<&'b mut Vec<u8>>;
+type Compound<'a, 'b> = serde_json::ser::Compound<'a, &'b mut Vec<u8>, serde_json::ser::CompactFormatter>;
 
-#[derive(Debug)]
-enum ContentError {
-    NotAVariant,
-    Json(serde_json::Error),
+/// `serde_json`'s serializer without the enum tag: an externally tagged
+/// enum variant writes only its content and answers its name; any other
+/// value is written whole and answers `None`.
+struct Untagged<'a, 'b>(&'a mut Json<'b>);
+
+/// A compound value being written by `serde_json`, and the variant name to
+/// answer when it ends.
+struct Named<S> {
+    json: S,
+    variant: Option<&'static str>,
 }
 
-impl fmt::Display for ContentError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ContentError::NotAVariant => f.write_str("not an enum variant"),
-            ContentError::Json(error) => error.fmt(f),
-        }
-    }
-}
-
-impl std::error::Error for ContentError {}
-
-impl ser::Error for ContentError {
-    fn custom<T: fmt::Display>(msg: T) -> Self {
-        ContentError::Json(<serde_json::Error as ser::Error>::custom(msg))
-    }
-}
-
-use serde_json::value::Serializer as ValueSerializer;
-
-macro_rules! not_a_variant {
-    ($($method:ident($($arg:ty),*);)*) => {
-        $(fn $method(self, $(_: $arg),*) -> Result<Self::Ok, Self::Error> { Err(ContentError::NotAVariant) })*
+macro_rules! forward {
+    ($($method:ident($($arg:ident: $ty:ty),*);)*) => {
+        $(fn $method(self, $($arg: $ty),*) -> Result<Self::Ok, Self::Error> {
+            ser::Serializer::$method(self.0, $($arg),*).map(|()| None)
+        })*
     };
 }
 
-impl ser::Serializer for VariantContent {
-    type Ok = (&'static str, serde_json::Value);
-    type Error = ContentError;
-    type SerializeSeq = Impossible<Self::Ok, ContentError>;
-    type SerializeTuple = Impossible<Self::Ok, ContentError>;
-    type SerializeTupleStruct = Impossible<Self::Ok, ContentError>;
-    type SerializeTupleVariant = TupleContent;
-    type SerializeMap = Impossible<Self::Ok, ContentError>;
-    type SerializeStruct = Impossible<Self::Ok, ContentError>;
-    type SerializeStructVariant = StructContent;
+impl<'a, 'b> ser::Serializer for Untagged<'a, 'b> {
+    type Ok = Option<&'static str>;
+    type Error = serde_json::Error;
+    type SerializeSeq = Named<Compound<'a, 'b>>;
+    type SerializeTuple = Named<Compound<'a, 'b>>;
+    type SerializeTupleStruct = Named<Compound<'a, 'b>>;
+    type SerializeTupleVariant = Named<Compound<'a, 'b>>;
+    type SerializeMap = Named<Compound<'a, 'b>>;
+    type SerializeStruct = Named<Compound<'a, 'b>>;
+    type SerializeStructVariant = Named<Compound<'a, 'b>>;
 
-    not_a_variant! {
-        serialize_bool(bool); serialize_i8(i8); serialize_i16(i16); serialize_i32(i32); serialize_i64(i64);
-        serialize_u8(u8); serialize_u16(u16); serialize_u32(u32); serialize_u64(u64);
-        serialize_f32(f32); serialize_f64(f64); serialize_char(char); serialize_str(&str);
-        serialize_bytes(&[u8]); serialize_none(); serialize_unit(); serialize_unit_struct(&'static str);
+    forward! {
+        serialize_bool(v: bool); serialize_i8(v: i8); serialize_i16(v: i16); serialize_i32(v: i32);
+        serialize_i64(v: i64); serialize_i128(v: i128); serialize_u8(v: u8); serialize_u16(v: u16);
+        serialize_u32(v: u32); serialize_u64(v: u64); serialize_u128(v: u128); serialize_f32(v: f32);
+        serialize_f64(v: f64); serialize_char(v: char); serialize_str(v: &str); serialize_bytes(v: &[u8]);
+        serialize_none(); serialize_unit(); serialize_unit_struct(name: &'static str);
     }
 
-    fn serialize_some<T: ?Sized + Serialize>(self, _: &T) -> Result<Self::Ok, ContentError> {
-        Err(ContentError::NotAVariant)
+    fn serialize_some<T: ?Sized + Serialize>(self, value: &T) -> Result<Self::Ok, Self::Error> {
+        ser::Serializer::serialize_some(self.0, value).map(|()| None)
     }
-    fn serialize_unit_variant(self, _: &'static str, _: u32, variant: &'static str) -> Result<Self::Ok, ContentError> {
-        // A unit variant serializes as a bare string: no content.
-        Ok((variant, serde_json::Value::Null))
+    fn serialize_newtype_struct<T: ?Sized + Serialize>(
+        self,
+        name: &'static str,
+        value: &T,
+    ) -> Result<Self::Ok, Self::Error> {
+        ser::Serializer::serialize_newtype_struct(self.0, name, value).map(|()| None)
     }
-    fn serialize_newtype_struct<T: ?Sized + Serialize>(self, _: &'static str, _: &T) -> Result<Self::Ok, ContentError> {
-        Err(ContentError::NotAVariant)
+    fn collect_str<T: ?Sized + fmt::Display>(self, value: &T) -> Result<Self::Ok, Self::Error> {
+        ser::Serializer::collect_str(self.0, value).map(|()| None)
+    }
+    fn serialize_seq(self, len: Option<usize>) -> Result<Self::SerializeSeq, Self::Error> {
+        Ok(Named::whole(ser::Serializer::serialize_seq(self.0, len)?))
+    }
+    fn serialize_tuple(self, len: usize) -> Result<Self::SerializeTuple, Self::Error> {
+        Ok(Named::whole(ser::Serializer::serialize_tuple(self.0, len)?))
+    }
+    fn serialize_tuple_struct(self, name: &'static str, len: usize) -> Result<Self::SerializeTupleStruct, Self::Error> {
+        Ok(Named::whole(ser::Serializer::serialize_tuple_struct(
+            self.0, name, len,
+        )?))
+    }
+    fn serialize_map(self, len: Option<usize>) -> Result<Self::SerializeMap, Self::Error> {
+        Ok(Named::whole(ser::Serializer::serialize_map(self.0, len)?))
+    }
+    fn serialize_struct(self, name: &'static str, len: usize) -> Result<Self::SerializeStruct, Self::Error> {
+        Ok(Named::whole(ser::Serializer::serialize_struct(self.0, name, len)?))
+    }
+
+    // The variants: the content as serde_json writes it, without the
+    // `{"Variant": …}` wrapper (a unit variant has no content: `null`).
+    fn serialize_unit_variant(self, _: &'static str, _: u32, variant: &'static str) -> Result<Self::Ok, Self::Error> {
+        ser::Serializer::serialize_unit(self.0)?;
+        Ok(Some(variant))
     }
     fn serialize_newtype_variant<T: ?Sized + Serialize>(
         self,
@@ -440,18 +437,9 @@ impl ser::Serializer for VariantContent {
         _: u32,
         variant: &'static str,
         value: &T,
-    ) -> Result<Self::Ok, ContentError> {
-        let content = value.serialize(ValueSerializer).map_err(ContentError::Json)?;
-        Ok((variant, content))
-    }
-    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, ContentError> {
-        Err(ContentError::NotAVariant)
-    }
-    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, ContentError> {
-        Err(ContentError::NotAVariant)
-    }
-    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeTupleStruct, ContentError> {
-        Err(ContentError::NotAVariant)
+    ) -> Result<Self::Ok, Self::Error> {
+        value.serialize(self.0)?;
+        Ok(Some(variant))
     }
     fn serialize_tuple_variant(
         self,
@@ -459,15 +447,12 @@ impl ser::Serializer for VariantContent {
         _: u32,
         variant: &'static str,
         len: usize,
-    ) -> Result<Self::SerializeTupleVariant, ContentError> {
-        let inner = ser::Serializer::serialize_tuple(ValueSerializer, len).map_err(ContentError::Json)?;
-        Ok(TupleContent { variant, inner })
-    }
-    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, ContentError> {
-        Err(ContentError::NotAVariant)
-    }
-    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct, ContentError> {
-        Err(ContentError::NotAVariant)
+    ) -> Result<Self::SerializeTupleVariant, Self::Error> {
+        let json = ser::Serializer::serialize_tuple(self.0, len)?;
+        Ok(Named {
+            json,
+            variant: Some(variant),
+        })
     }
     fn serialize_struct_variant(
         self,
@@ -475,49 +460,113 @@ impl ser::Serializer for VariantContent {
         _: u32,
         variant: &'static str,
         len: usize,
-    ) -> Result<Self::SerializeStructVariant, ContentError> {
-        let inner = ser::Serializer::serialize_struct(ValueSerializer, name, len).map_err(ContentError::Json)?;
-        Ok(StructContent { variant, inner })
+    ) -> Result<Self::SerializeStructVariant, Self::Error> {
+        let json = ser::Serializer::serialize_struct(self.0, name, len)?;
+        Ok(Named {
+            json,
+            variant: Some(variant),
+        })
     }
 }
 
-/// A tuple variant's fields, as the JSON array the enum would hold.
-struct TupleContent {
-    variant: &'static str,
-    inner: <ValueSerializer as ser::Serializer>::SerializeTuple,
-}
-
-impl ser::SerializeTupleVariant for TupleContent {
-    type Ok = (&'static str, serde_json::Value);
-    type Error = ContentError;
-
-    fn serialize_field<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), ContentError> {
-        ser::SerializeTuple::serialize_element(&mut self.inner, value).map_err(ContentError::Json)
-    }
-
-    fn end(self) -> Result<Self::Ok, ContentError> {
-        let content = ser::SerializeTuple::end(self.inner).map_err(ContentError::Json)?;
-        Ok((self.variant, content))
+impl<S> Named<S> {
+    fn whole(json: S) -> Self {
+        Named { json, variant: None }
     }
 }
 
-/// A struct variant's fields, as the JSON object the enum would hold.
-struct StructContent {
-    variant: &'static str,
-    inner: <ValueSerializer as ser::Serializer>::SerializeStruct,
+impl<S: ser::SerializeSeq<Ok = (), Error = serde_json::Error>> ser::SerializeSeq for Named<S> {
+    type Ok = Option<&'static str>;
+    type Error = serde_json::Error;
+    fn serialize_element<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), Self::Error> {
+        self.json.serialize_element(value)
+    }
+    fn end(self) -> Result<Self::Ok, Self::Error> {
+        self.json.end().map(|()| self.variant)
+    }
 }
 
-impl ser::SerializeStructVariant for StructContent {
-    type Ok = (&'static str, serde_json::Value);
-    type Error = ContentError;
-
-    fn serialize_field<T: ?Sized + Serialize>(&mut self, key: &'static str, value: &T) -> Result<(), ContentError> {
-        ser::SerializeStruct::serialize_field(&mut self.inner, key, value).map_err(ContentError::Json)
+/// A tuple, or a tuple variant's content written as one.
+impl<S: ser::SerializeTuple<Ok = (), Error = serde_json::Error>> ser::SerializeTuple for Named<S> {
+    type Ok = Option<&'static str>;
+    type Error = serde_json::Error;
+    fn serialize_element<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), Self::Error> {
+        self.json.serialize_element(value)
     }
+    fn end(self) -> Result<Self::Ok, Self::Error> {
+        self.json.end().map(|()| self.variant)
+    }
+}
 
-    fn end(self) -> Result<Self::Ok, ContentError> {
-        let content = ser::SerializeStruct::end(self.inner).map_err(ContentError::Json)?;
-        Ok((self.variant, content))
+impl<S: ser::SerializeTuple<Ok = (), Error = serde_json::Error>> ser::SerializeTupleVariant for Named<S> {
+    type Ok = Option<&'static str>;
+    type Error = serde_json::Error;
+    fn serialize_field<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), Self::Error> {
+        self.json.serialize_element(value)
+    }
+    fn end(self) -> Result<Self::Ok, Self::Error> {
+        self.json.end().map(|()| self.variant)
+    }
+}
+
+impl<S: ser::SerializeTupleStruct<Ok = (), Error = serde_json::Error>> ser::SerializeTupleStruct for Named<S> {
+    type Ok = Option<&'static str>;
+    type Error = serde_json::Error;
+    fn serialize_field<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), Self::Error> {
+        self.json.serialize_field(value)
+    }
+    fn end(self) -> Result<Self::Ok, Self::Error> {
+        self.json.end().map(|()| self.variant)
+    }
+}
+
+impl<S: ser::SerializeMap<Ok = (), Error = serde_json::Error>> ser::SerializeMap for Named<S> {
+    type Ok = Option<&'static str>;
+    type Error = serde_json::Error;
+    fn serialize_key<T: ?Sized + Serialize>(&mut self, key: &T) -> Result<(), Self::Error> {
+        self.json.serialize_key(key)
+    }
+    fn serialize_value<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), Self::Error> {
+        self.json.serialize_value(value)
+    }
+    fn serialize_entry<K: ?Sized + Serialize, V: ?Sized + Serialize>(
+        &mut self,
+        key: &K,
+        value: &V,
+    ) -> Result<(), Self::Error> {
+        self.json.serialize_entry(key, value)
+    }
+    fn end(self) -> Result<Self::Ok, Self::Error> {
+        self.json.end().map(|()| self.variant)
+    }
+}
+
+impl<S: ser::SerializeStruct<Ok = (), Error = serde_json::Error>> ser::SerializeStruct for Named<S> {
+    type Ok = Option<&'static str>;
+    type Error = serde_json::Error;
+    fn serialize_field<T: ?Sized + Serialize>(&mut self, key: &'static str, value: &T) -> Result<(), Self::Error> {
+        self.json.serialize_field(key, value)
+    }
+    fn skip_field(&mut self, key: &'static str) -> Result<(), Self::Error> {
+        self.json.skip_field(key)
+    }
+    fn end(self) -> Result<Self::Ok, Self::Error> {
+        self.json.end().map(|()| self.variant)
+    }
+}
+
+/// A struct variant's content, written as a struct.
+impl<S: ser::SerializeStruct<Ok = (), Error = serde_json::Error>> ser::SerializeStructVariant for Named<S> {
+    type Ok = Option<&'static str>;
+    type Error = serde_json::Error;
+    fn serialize_field<T: ?Sized + Serialize>(&mut self, key: &'static str, value: &T) -> Result<(), Self::Error> {
+        self.json.serialize_field(key, value)
+    }
+    fn skip_field(&mut self, key: &'static str) -> Result<(), Self::Error> {
+        self.json.skip_field(key)
+    }
+    fn end(self) -> Result<Self::Ok, Self::Error> {
+        self.json.end().map(|()| self.variant)
     }
 }
 
@@ -685,23 +734,19 @@ mod tests {
         );
     }
 
-    /// The encoding as it was first written: the whole value to a `Value`,
-    /// the variant's entry taken out of the wrapper object.
-    fn reference_encoding<E: Serialize>(event: &E) -> Result<(String, String), String> {
-        let value = serde_json::to_value(event).map_err(|e| e.to_string())?;
-        let (name, payload) = match event.serialize(VariantContent) {
-            Ok((name, _)) => {
-                let content = match value {
-                    serde_json::Value::Object(mut map) if map.len() == 1 => {
-                        map.remove(name).unwrap_or(serde_json::Value::Null)
-                    }
-                    _ => serde_json::Value::Null,
-                };
-                (name.to_owned(), content)
-            }
-            Err(_) => (short_type_name::<E>(), value),
-        };
-        Ok((name, serde_json::to_string(&payload).map_err(|e| e.to_string())?))
+    /// The encoding as it was first written, for an enum: the whole value
+    /// to a `Value`, the variant's entry taken out of the wrapper object.
+    fn reference_encoding<E: Serialize>(event: &E) -> Result<(String, serde_json::Value), String> {
+        match serde_json::to_value(event).map_err(|e| e.to_string())? {
+            serde_json::Value::String(unit) => Ok((unit, serde_json::Value::Null)),
+            serde_json::Value::Object(map) if map.len() == 1 => Ok(map.into_iter().next().expect("one entry")),
+            other => Err(format!("not an externally tagged variant: {other}")),
+        }
+    }
+
+    /// The payload as JSON, as a store holding it as `jsonb` compares it.
+    fn json(encoded: &EncodedEvent) -> serde_json::Value {
+        serde_json::from_str(encoded.payload.as_json()).expect("the payload is JSON")
     }
 
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
@@ -720,36 +765,37 @@ mod tests {
     impl Event for Awkward {}
 
     #[test]
-    fn the_encoded_text_is_what_the_whole_value_holds_under_the_variant() {
+    fn the_payload_is_the_json_the_whole_value_holds_under_the_variant() {
         let alpha = [("b".to_owned(), vec![Some(1), None]), ("a".to_owned(), vec![])].into();
         let events = vec![
             Awkward::Unordered {
-                zeta: 0.1,
+                zeta: 0.5,
                 alpha,
                 mid: Shape::Struct {
                     a: 1,
                     b: Some("é\"\n".into()),
                 },
             },
-            Awkward::Nested(Box::new(Awkward::Nothing), f32::NAN, (7, "x".into())),
+            Awkward::Nested(Box::new(Awkward::Nothing), -2.25, (7, "x".into())),
             Awkward::Other(Plain { x: 1 }),
             Awkward::Nothing,
             Awkward::Keyed([(2, "two".to_owned()), (10, "ten".to_owned())].into()),
         ];
-        for event in &events {
-            let encoded = event.encode().expect("encodes");
-            let (name, text) = reference_encoding(event).expect("reference encodes");
-            assert_eq!(
-                (encoded.event_type.as_str(), encoded.payload.as_json()),
-                (name.as_str(), text.as_str())
-            );
+        for event in events {
+            let encoded = round_trip_ref(&event);
+            let (name, content) = reference_encoding(&event).expect("reference encodes");
+            assert_eq!((encoded.event_type.as_str(), json(&encoded)), (name.as_str(), content));
         }
         let plain = encode_json(&Plain { x: 3 }, 1).expect("encodes");
-        let (name, text) = reference_encoding(&Plain { x: 3 }).expect("reference encodes");
-        assert_eq!(
-            (plain.event_type.as_str(), plain.payload.as_json()),
-            (name.as_str(), text.as_str())
-        );
+        let whole = serde_json::to_value(Plain { x: 3 }).expect("reference encodes");
+        assert_eq!((plain.event_type.as_str(), json(&plain)), ("Plain", whole));
+    }
+
+    fn round_trip_ref<E: Event + PartialEq + fmt::Debug>(event: &E) -> EncodedEvent {
+        let enc = event.encode().expect("encodes");
+        let back = E::decode(enc.event_type.as_str(), enc.schema_version, &enc.payload).expect("decodes");
+        assert_eq!(&back, event);
+        enc
     }
 
     #[derive(Debug, Serialize)]
@@ -797,10 +843,10 @@ mod tests {
         Empty {},
         EmptyTuple(),
         Boxed(Box<Wide>),
-        // Left to the reference path:
         Unordered(Unsorted),
         Small(f32),
         Big(u128),
+        Bytes(#[serde(with = "serde_bytes_like")] Vec<u8>),
         Map(std::collections::BTreeMap<String, u8>),
         Repeated {
             #[serde(rename = "k")]
@@ -812,16 +858,28 @@ mod tests {
             z: u8,
             a: u8,
         },
+        Skipping {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            gone: Option<u8>,
+            kept: u8,
+        },
+    }
+
+    /// Serializes a byte vector with `serialize_bytes`.
+    mod serde_bytes_like {
+        pub fn serialize<S: serde::Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+            serializer.serialize_bytes(bytes)
+        }
     }
 
     #[test]
-    fn the_direct_encoding_prints_what_the_reference_path_prints() {
+    fn every_shape_is_stored_as_the_json_the_tagged_value_holds() {
         let sorted = || Sorted {
             a: 1,
             b: Some("q\"\\\u{1}é€😀".into()),
             c: vec![i64::MIN, 0, i64::MAX],
         };
-        let direct = vec![
+        let events = vec![
             Wide::Unit,
             Wide::Scalar(-5),
             Wide::Unsigned(u64::MAX),
@@ -873,40 +931,83 @@ mod tests {
             Wide::Empty {},
             Wide::EmptyTuple(),
             Wide::Boxed(Box::new(Wide::Tup(1, "b".into(), ()))),
-        ];
-        let reference_only = [
             Wide::Unordered(Unsorted { z: 1, a: 2 }),
-            Wide::Small(0.1),
+            Wide::Small(1.5),
             Wide::Big(1),
+            Wide::Bytes(vec![0, 255]),
             Wide::Map([("b".to_owned(), 1), ("a".to_owned(), 2)].into()),
             Wide::Repeated { a: 1, b: 2 },
             Wide::UnorderedVariant { z: 1, a: 2 },
+            Wide::Skipping { gone: None, kept: 1 },
+            Wide::Skipping { gone: Some(0), kept: 1 },
             Wide::Boxed(Box::new(Wide::Small(1.5))),
         ];
-        for (event, expect_direct) in direct
-            .iter()
-            .map(|e| (e, true))
-            .chain(reference_only.iter().map(|e| (e, false)))
-        {
-            let mut buffer = Vec::new();
-            let took_direct = crate::codec_direct::variant_content(event, &mut buffer).is_some();
-            assert_eq!(took_direct, expect_direct, "{event:?}");
-            let encoded = encode_json(event, 1);
-            match reference_encoding(event) {
-                Ok((name, text)) => {
-                    let encoded = encoded.expect("the reference path encodes it too");
-                    assert_eq!(
-                        (encoded.event_type.as_str(), encoded.payload.as_json()),
-                        (name.as_str(), text.as_str()),
-                        "{event:?}"
-                    );
-                }
-                Err(reference) => {
-                    let error = encoded.expect_err("the reference path refuses it too");
-                    assert_eq!(error.to_string(), format!("event could not be serialized: {reference}"));
-                }
+        for event in &events {
+            let encoded = encode_json(event, 1).expect("encodes");
+            let (name, content) = reference_encoding(event).expect("reference encodes");
+            assert_eq!(
+                (encoded.event_type.as_str(), json(&encoded)),
+                (name.as_str(), content),
+                "{event:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn fields_come_out_in_the_order_serde_gives_them() {
+        // Before, the payload was a printed `serde_json::Value`: keys sorted
+        // (`{"a":2,"z":1}`, `{"10":…,"2":…}`) and `f32` widened to `f64`.
+        // A store holding `jsonb` sees the same document either way.
+        let text = |event: &Wide| encode_json(event, 1).expect("encodes").payload.as_json().to_owned();
+        assert_eq!(text(&Wide::UnorderedVariant { z: 1, a: 2 }), r#"{"z":1,"a":2}"#);
+        assert_eq!(text(&Wide::Unordered(Unsorted { z: 1, a: 2 })), r#"{"z":1,"a":2}"#);
+        assert_eq!(text(&Wide::Small(0.1)), "0.1");
+        assert_eq!(text(&Wide::Big(u128::from(u64::MAX) + 1)), "18446744073709551616");
+        let keyed = Awkward::Keyed([(2, "two".to_owned()), (10, "ten".to_owned())].into());
+        assert_eq!(round_trip_ref(&keyed).payload.as_json(), r#"{"2":"two","10":"ten"}"#);
+        let unordered = Awkward::Unordered {
+            zeta: 0.1,
+            alpha: [("b".to_owned(), vec![None])].into(),
+            mid: Shape::Unit,
+        };
+        assert_eq!(
+            round_trip_ref(&unordered).payload.as_json(),
+            r#"{"zeta":0.1,"alpha":{"b":[null]},"mid":"Unit"}"#
+        );
+    }
+
+    #[test]
+    fn a_value_that_is_not_a_variant_is_stored_whole_under_its_type_name() {
+        #[derive(Serialize)]
+        struct Wrapper(Shape);
+        let wrapped = encode_json(&Wrapper(Shape::Newtype(1)), 1).expect("encodes");
+        assert_eq!(
+            (wrapped.event_type.as_str(), wrapped.payload.as_json()),
+            ("Wrapper", r#"{"Newtype":1}"#)
+        );
+        let list = encode_json(&vec![Shape::Unit], 1).expect("encodes");
+        assert_eq!(
+            (list.event_type.as_str(), list.payload.as_json()),
+            ("Vec", r#"["Unit"]"#)
+        );
+        let some = encode_json(&Some(3u8), 1).expect("encodes");
+        assert_eq!((some.event_type.as_str(), some.payload.as_json()), ("Option", "3"));
+    }
+
+    #[test]
+    fn an_encode_inside_an_encode_gets_its_own_buffer() {
+        struct EncodesInside;
+        impl Serialize for EncodesInside {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let inner = encode_json(&Shape::Newtype(9), 1).map_err(ser::Error::custom)?;
+                serializer.serialize_newtype_variant("E", 0, "Outer", inner.payload.as_json())
             }
         }
+        let outer = encode_json(&EncodesInside, 1).expect("encodes");
+        assert_eq!(
+            (outer.event_type.as_str(), outer.payload.as_json()),
+            ("Outer", r#""9""#)
+        );
     }
 
     #[test]
@@ -919,7 +1020,7 @@ mod tests {
         }
         let pairs = Bad::Pairs([((1, 2), 3)].into());
         let error = encode_json(&pairs, 1).expect_err("tuple keys cannot be JSON object keys");
-        let reference = reference_encoding(&pairs).expect_err("nor before");
+        let reference = serde_json::to_value(&pairs).expect_err("nor before");
         assert!(matches!(error, EncodeError::Serialize(_)), "{error:?}");
         assert_eq!(error.to_string(), format!("event could not be serialized: {reference}"));
         for _ in 0..2 {

@@ -37,7 +37,6 @@
 //! ```
 
 mod codec;
-mod codec_direct;
 mod command;
 mod entropy;
 mod event;
