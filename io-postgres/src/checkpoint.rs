@@ -111,7 +111,7 @@ pub struct PgCheckpointStore {
 
 impl PgCheckpointStore {
     /// Checkpoints in `store`'s schema (run
-    /// [`crate::migrate_subscriptions`] first).
+    /// [`PostgresStore::migrate`](crate::PostgresStore::migrate) first).
     pub fn new(store: &PostgresStore) -> Self {
         PgCheckpointStore {
             pool: store.pool().clone(),
@@ -171,7 +171,7 @@ pub struct PgProjectionStore {
 
 impl PgProjectionStore {
     /// Read models and checkpoints in `store`'s database (checkpoints in its
-    /// schema; run [`crate::migrate_subscriptions`] first).
+    /// schema; run [`PostgresStore::migrate`](crate::PostgresStore::migrate) first).
     pub fn new(store: &PostgresStore) -> Self {
         PgProjectionStore {
             pool: store.pool().clone(),

@@ -125,7 +125,7 @@ fn letter(subscription: &str, row: &PgRow) -> Result<DeadLetter, DeadLetterError
 
 impl PgDeadLetterStore {
     /// Dead letters in `store`'s schema (run
-    /// [`crate::migrate_subscriptions`] first).
+    /// [`PostgresStore::migrate`](crate::PostgresStore::migrate) first).
     pub fn new(store: &PostgresStore) -> Self {
         let d = Tables::of(store).dead_letters;
         PgDeadLetterStore {

@@ -45,7 +45,7 @@ fn time_from_micros(micros: i64) -> Time {
 }
 
 impl PgLeaseStore {
-    /// Leases in `store`'s schema (run [`crate::migrate_subscriptions`]
+    /// Leases in `store`'s schema (run [`PostgresStore::migrate`](crate::PostgresStore::migrate)
     /// first).
     pub fn new(store: &PostgresStore) -> Self {
         let l = Tables::of(store).leases;

@@ -14,6 +14,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "event store", include_str!("../migrations/0001_event_store.sql")),
     (2, "append batch", include_str!("../migrations/0002_append_batch.sql")),
     (3, "snapshots", include_str!("../migrations/0003_snapshots.sql")),
+    (4, "subscriptions", include_str!("../migrations/0004_subscriptions.sql")),
 ];
 
 /// The migrations compiled into this crate, as a sqlx migration source.

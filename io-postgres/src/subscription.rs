@@ -1,5 +1,6 @@
-//! Subscriptions on PostgreSQL: the schema they need
-//! ([`migrate_subscriptions`]) and the LISTEN/NOTIFY wake-ups
+//! Subscriptions on PostgreSQL: preparing the schema for them
+//! ([`migrate_subscriptions`]: the tables come with every other migration,
+//! the notify trigger only here) and the LISTEN/NOTIFY wake-ups
 //! ([`PgNotifier`]).
 //!
 //! The append path notifies through a trigger installed by
@@ -21,7 +22,7 @@ use crate::error::{map_error, Phase};
 use crate::PostgresStore;
 use eventcore::{GlobalPosition, Operation, StoreError};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection};
+use sqlx::ConnectOptions;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -35,13 +36,6 @@ use tokio::task::JoinHandle;
 /// assert_eq!(eventcore_postgres::NOTIFY_CHANNEL, "eventcore_events");
 /// ```
 pub const NOTIFY_CHANNEL: &str = "eventcore_events";
-
-/// The subscription migrations, in order (versions from 100 up).
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    100,
-    "subscriptions",
-    include_str!("../migrations/0100_subscriptions.sql"),
-)];
 
 /// Qualified names of the subscription tables of one schema.
 #[derive(Clone, Debug)]
@@ -67,67 +61,46 @@ pub(crate) fn store_error(error: sqlx::Error) -> StoreError {
     map_error(Operation::Other, Phase::Executing, error, None)
 }
 
-/// Creates the subscription tables (checkpoints, leases, dead letters) and
-/// the notify trigger in the store's schema. Run it after
-/// [`PostgresStore::migrate`]; it is idempotent and safe when several
-/// processes start at once (it holds an advisory lock keyed by the schema,
-/// on a connection of its own).
+/// The statement-level trigger that notifies subscribers of committed
+/// appends (and its function), in the store's schema.
+const NOTIFY_TRIGGER: &str = include_str!("notify_trigger.sql");
+
+/// Prepares the store's schema for subscriptions: applies the migrations
+/// (the subscription tables are migration 4, created by
+/// [`PostgresStore::migrate`] with every other table) and installs the
+/// trigger that notifies [`PgNotifier`]s of committed appends. The trigger
+/// costs every append a little, so a store without subscribers need not
+/// install it. Idempotent, and safe when several processes start at once
+/// (the trigger is replaced under a transaction-scoped advisory lock keyed
+/// by the schema).
 ///
 /// ```no_run
 /// # async fn demo(store: eventcore_postgres::PostgresStore) -> Result<(), eventcore::StoreError> {
-/// store.migrate().await.expect("event store schema");
 /// eventcore_postgres::migrate_subscriptions(&store).await?;
 /// # Ok(()) }
 /// ```
 pub async fn migrate_subscriptions(store: &PostgresStore) -> Result<(), StoreError> {
-    let schema = store.options().schema.clone();
-    let mut conn = sqlx::PgConnection::connect(&store.options().url)
-        .await
-        .map_err(|e| map_error(Operation::Other, Phase::Connecting, e, None))?;
-    let result = async {
-        sqlx::query("SELECT pg_advisory_lock(hashtext('eventcore:subscriptions'), hashtext($1))")
-            .bind(&schema)
-            .execute(&mut conn)
-            .await
-            .map_err(store_error)?;
-        sqlx::query(&format!("SET search_path TO \"{schema}\""))
-            .execute(&mut conn)
-            .await
-            .map_err(store_error)?;
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS subscription_migrations (\
-               version bigint PRIMARY KEY, description text NOT NULL, \
-               applied_at timestamptz NOT NULL DEFAULT now())",
-        )
-        .execute(&mut conn)
+    store.migrate().await.map_err(|error| match error {
+        crate::SetupError::Connect(error) => error,
+        crate::SetupError::Prepare { source, .. } => source,
+        other => StoreError::permanent(Operation::Other, other.to_string()),
+    })?;
+    let schema = &store.options().schema;
+    let mut tx = store.pool().begin().await.map_err(store_error)?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('eventcore:subscriptions'), hashtext($1))")
+        .bind(schema)
+        .execute(&mut *tx)
         .await
         .map_err(store_error)?;
-        for &(version, description, sql) in MIGRATIONS {
-            let mut tx = conn.begin().await.map_err(store_error)?;
-            let applied: Option<i64> =
-                sqlx::query_scalar("SELECT version FROM subscription_migrations WHERE version = $1")
-                    .bind(version)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(store_error)?;
-            if applied.is_some() {
-                continue;
-            }
-            sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(store_error)?;
-            sqlx::query("INSERT INTO subscription_migrations (version, description) VALUES ($1, $2)")
-                .bind(version)
-                .bind(description)
-                .execute(&mut *tx)
-                .await
-                .map_err(store_error)?;
-            tx.commit().await.map_err(store_error)?;
-        }
-        Ok(())
-    }
-    .await;
-    // Closing the session releases the advisory lock in any case.
-    let _ = conn.close().await;
-    result
+    sqlx::query(&format!("SET LOCAL search_path TO \"{schema}\""))
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+    sqlx::raw_sql(NOTIFY_TRIGGER)
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+    tx.commit().await.map_err(store_error)
 }
 
 /// Counters of a [`PgNotifier`].

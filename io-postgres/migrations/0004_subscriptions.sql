@@ -1,12 +1,16 @@
--- EventCore subscriptions, schema version 100 (numbered from 100 so that it
--- never collides with the event store's own migrations). Applied by
--- `eventcore_postgres::migrate_subscriptions`, tracked in
--- `subscription_migrations`, with `search_path` set to the store's schema.
+-- EventCore subscriptions, schema version 4: checkpoints, leases and dead
+-- letters. Applied by `PostgresStore::migrate` with every other migration,
+-- `search_path` set to the store's schema. The notify trigger is not here:
+-- it costs every append, so only `migrate_subscriptions` installs it.
+--
+-- Written to adopt what an earlier release created with its own migrator
+-- (`migrate_subscriptions`, tracked in `subscription_migrations`): every
+-- statement is a no-op where its object already exists.
 
 -- Where subscriptions and projections resume. `fence` is the lease token of
 -- the current holder: `claim` raises it, and every checkpoint write (and
 -- every projection commit) must carry it, so a stale holder is rejected.
-CREATE TABLE subscription_checkpoints (
+CREATE TABLE IF NOT EXISTS subscription_checkpoints (
     name text PRIMARY KEY,
     position bigint NOT NULL DEFAULT 0 CHECK (position >= 0),
     fence bigint NOT NULL DEFAULT 0,
@@ -15,7 +19,7 @@ CREATE TABLE subscription_checkpoints (
 
 -- One active instance per subscription across processes. `token` grows on
 -- every change of holder; `expires_at` is on the database clock.
-CREATE TABLE subscription_leases (
+CREATE TABLE IF NOT EXISTS subscription_leases (
     name text PRIMARY KEY,
     holder text,
     token bigint NOT NULL DEFAULT 0,
@@ -23,7 +27,7 @@ CREATE TABLE subscription_leases (
 );
 
 -- Poison events parked so that their subscription could continue.
-CREATE TABLE subscription_dead_letters (
+CREATE TABLE IF NOT EXISTS subscription_dead_letters (
     subscription text NOT NULL,
     position bigint NOT NULL,
     event_id uuid NOT NULL,
@@ -40,24 +44,3 @@ CREATE TABLE subscription_dead_letters (
     parked_at_ns bigint NOT NULL,
     PRIMARY KEY (subscription, position)
 );
-
--- Wake subscribers: after every statement that inserts events, notify
--- channel `eventcore_events` with "<schema>:<highest position inserted>".
--- PostgreSQL delivers notifications at commit, and drops them on rollback.
-CREATE FUNCTION notify_events_committed() RETURNS trigger
-LANGUAGE plpgsql AS $$
-DECLARE
-    v_max bigint;
-BEGIN
-    SELECT max(i.position) INTO v_max FROM inserted i;
-    IF v_max IS NOT NULL THEN
-        PERFORM pg_notify('eventcore_events', TG_TABLE_SCHEMA || ':' || v_max);
-    END IF;
-    RETURN NULL;
-END;
-$$;
-
-CREATE TRIGGER events_notify_subscribers
-    AFTER INSERT ON events
-    REFERENCING NEW TABLE AS inserted
-    FOR EACH STATEMENT EXECUTE FUNCTION notify_events_committed();
