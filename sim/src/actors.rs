@@ -101,4 +101,49 @@ pub struct Subscriber {
     pub shut_down: bool,
     /// What it did, for the checker.
     pub record: crate::check::SubscriberRecord,
+    /// Instances competing for the subscription's lease; `None`: one
+    /// instance, no coordination.
+    pub lease: Option<Leased>,
+}
+
+/// A subscription whose instances compete for a lease: the simulated lease
+/// store (by simulated time, fence raised at every grant) and the instances,
+/// each driving an [`eventcore::LeaseMachine`]. The run in
+/// [`Subscriber::machine`] belongs to the instance that won last.
+pub struct Leased {
+    /// The lease timing every instance uses.
+    pub policy: eventcore::LeasePolicy,
+    /// Per-mille chance that a holder pauses between deciding a fenced write
+    /// and making it, for longer than the TTL.
+    pub pause: u32,
+    /// Per-mille chance that a renewal's answer is slower than the TTL.
+    pub slow_renewal: u32,
+    /// The store's slot: who holds the lease (instance and the generation
+    /// of its lease machine: a restarted instance is a new holder).
+    pub holder: Option<(usize, u32)>,
+    /// The newest token granted.
+    pub token: u64,
+    /// When the slot lapses (store clock).
+    pub expires_at: Time,
+    /// The checkpoint store's fence: writes carrying an older token are
+    /// refused. Raised at every grant (lease and checkpoint share a store).
+    pub fence: u64,
+    /// The instances.
+    pub instances: Vec<Instance>,
+    /// Which instance owns the current run, and the token it runs with.
+    pub runner: Option<(usize, eventcore::LeaseToken)>,
+}
+
+/// One competing instance of a leased subscription.
+pub struct Instance {
+    /// Its lease machine (`None` while crashed or after the end).
+    pub machine: Option<eventcore::LeaseMachine>,
+    /// Bumped for every new lease machine; older messages are dropped.
+    pub generation: u32,
+    /// The wake-up already queued.
+    pub wake: Option<Time>,
+    /// Paused (a GC pause, a frozen VM) until then: its lease traffic waits.
+    pub paused_until: Option<Time>,
+    /// Its last renewal was refused (so a loss is a refusal, not expiry).
+    pub refused: bool,
 }

@@ -27,6 +27,14 @@ pub enum Purpose {
     /// Which of the workload's commands decide on stream views. A stream of
     /// its own, so that the commands a seed issues are otherwise unchanged.
     Views,
+    /// Which subscriptions coordinate their instances through a lease, how
+    /// many instances compete and how the lease is timed. A stream of its
+    /// own, so that subscribers without a lease draw what they drew before.
+    Leases,
+    /// Every decision about lease traffic during a run: latency, lost and
+    /// failed lease requests, paused holders, slow renewals, and the
+    /// tie-breaks of lease messages.
+    LeaseFaults,
 }
 
 impl Purpose {
@@ -39,6 +47,8 @@ impl Purpose {
             Purpose::Subscribers => 5,
             Purpose::Batching => 6,
             Purpose::Views => 7,
+            Purpose::Leases => 8,
+            Purpose::LeaseFaults => 9,
         }
     }
 }

@@ -46,6 +46,9 @@ pub enum Invariant {
     /// A subscriber saw every matching event once per run, in global order,
     /// never skipped one across a resume, and caught up after healing.
     Subscription,
+    /// No checkpoint or handled batch was accepted from a lease holder whose
+    /// fencing token was not the current one.
+    Fencing,
     /// After the faults stopped, every command finished with a definitive
     /// outcome within the bound.
     Liveness,
@@ -64,6 +67,7 @@ impl fmt::Display for Invariant {
             Invariant::Domain => "domain invariant",
             Invariant::ViewFold => "a view equals the full fold of its stream (cache or snapshot + tail == replay)",
             Invariant::Subscription => "subscription delivery (global order, no gaps, once per run)",
+            Invariant::Fencing => "fencing (writes only from the current lease token)",
             Invariant::Liveness => "liveness after healing",
         })
     }

@@ -24,6 +24,7 @@ use crate::trace::Trace;
 use crate::workload::Workload;
 
 mod client;
+mod leases;
 mod phases;
 mod server;
 mod subscriber;
@@ -154,6 +155,16 @@ impl std::fmt::Display for Endpoint {
     }
 }
 
+/// A write of a leased subscription's run: its token, the run it belongs
+/// to (an index into the record's runs) and whether its holder paused
+/// before making it.
+#[derive(Clone, Copy, Debug)]
+struct FencedWrite {
+    token: eventcore::LeaseToken,
+    run: usize,
+    paused: bool,
+}
+
 enum Msg {
     /// A request arrives at the store.
     Request { to: Endpoint, epoch: u64, request: Request },
@@ -184,6 +195,8 @@ enum Msg {
         sub: usize,
         incarnation: u32,
         batch: eventcore::Batch,
+        /// The fenced write, for a leased subscription.
+        write: Option<FencedWrite>,
     },
     /// A subscriber's checkpoint save finished.
     Saved {
@@ -191,7 +204,28 @@ enum Msg {
         incarnation: u32,
         id: RequestId,
         position: eventcore::GlobalPosition,
+        /// The fenced write, for a leased subscription.
+        write: Option<FencedWrite>,
     },
+    /// A lease request reaches the lease store.
+    LeaseRequest {
+        sub: usize,
+        inst: usize,
+        generation: u32,
+        id: RequestId,
+        op: leases::LeaseOp,
+    },
+    /// The lease store's answer reaches an instance.
+    LeaseReply {
+        sub: usize,
+        inst: usize,
+        generation: u32,
+        id: RequestId,
+        renewal: bool,
+        result: Result<Option<eventcore::LeaseToken>, eventcore::LeaseFailure>,
+    },
+    /// An instance's lease timer.
+    LeaseWake { sub: usize, inst: usize, generation: u32 },
     /// A subscriber's timer.
     SubWake { sub: usize, incarnation: u32 },
     /// A subscriber process dies.
@@ -225,6 +259,8 @@ struct World {
     sched: SimRng,
     faults: SimRng,
     net: SimRng,
+    /// Lease traffic and lease faults (a stream of their own).
+    lease_faults: SimRng,
     workload: Workload,
     plan: FaultPlan,
     active: FaultPlan,
@@ -281,6 +317,7 @@ impl World {
             sched: SimRng::new(config.seed, Purpose::Scheduler),
             faults,
             net: SimRng::new(config.seed, Purpose::Network),
+            lease_faults: SimRng::new(config.seed, Purpose::LeaseFaults),
             workload,
             active: plan.clone(),
             plan,
@@ -340,7 +377,11 @@ impl World {
         self.log(format_args!("start {parameters}"));
         self.setup();
         for sub in 0..self.subscribers.len() {
-            self.start_subscriber(sub);
+            if self.subscribers[sub].lease.is_some() {
+                self.start_instances(sub);
+            } else {
+                self.start_subscriber(sub);
+            }
         }
         self.schedule_safety_phase();
         while !self.failed {
@@ -435,13 +476,24 @@ impl World {
                 sub,
                 incarnation,
                 batch,
-            } => self.on_handled(sub, incarnation, batch),
+                write,
+            } => self.on_handled(sub, incarnation, batch, write),
             Msg::Saved {
                 sub,
                 incarnation,
                 id,
                 position,
-            } => self.on_saved(sub, incarnation, id, position),
+                write,
+            } => self.on_saved(sub, incarnation, id, position, write),
+            Msg::LeaseRequest {
+                sub,
+                inst,
+                generation,
+                id,
+                op,
+            } => self.on_lease_request(sub, inst, generation, id, op),
+            msg @ Msg::LeaseReply { .. } => self.on_lease_reply(msg),
+            msg @ Msg::LeaseWake { .. } => self.on_lease_wake(msg),
             Msg::SubWake { sub, incarnation } => self.on_sub_wake(sub, incarnation),
             Msg::SubCrash { sub } => self.sub_crash(sub),
             Msg::SubRestart { sub } => self.sub_restart(sub),

@@ -151,6 +151,7 @@ impl World {
         }
         self.clock.jump(by);
         self.coverage.hit("clock_jump");
+        self.lease_clock_jumped();
         self.log(format_args!("CLOCK JUMP +{by:?}"));
     }
 

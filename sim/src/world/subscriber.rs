@@ -3,7 +3,7 @@
 //! it handled, a durable checkpoint, commit notifications that may be lost,
 //! and crashes that resume from the saved checkpoint.
 
-use super::{Endpoint, Msg, Request, Response, World};
+use super::{Endpoint, FencedWrite, Msg, Request, Response, World};
 use crate::actors::Subscriber;
 use crate::check::{SubscriberRecord, SubscriberRun};
 use crate::rng::{Purpose, SimRng};
@@ -18,7 +18,8 @@ use std::time::Duration;
 pub(super) fn subscribers(seed: u64) -> Vec<Subscriber> {
     let mut rng = SimRng::new(seed, Purpose::Subscribers);
     let count = rng.below(4);
-    (0..count)
+    let mut leases = SimRng::new(seed, Purpose::Leases);
+    let mut subscribers: Vec<Subscriber> = (0..count)
         .map(|n| {
             let (label, filter) = match rng.below(4) {
                 0 => ("all", EventFilter::all()),
@@ -76,9 +77,22 @@ pub(super) fn subscribers(seed: u64) -> Vec<Subscriber> {
                     runs: Vec::new(),
                     stopped: None,
                 },
+                lease: None,
             }
         })
-        .collect()
+        .collect();
+    for s in &mut subscribers {
+        s.lease = super::leases::leased(&mut leases);
+        if let Some(l) = &s.lease {
+            s.record.name = format!(
+                "{} ×{} on a lease of {:?}",
+                s.record.name,
+                l.instances.len(),
+                l.policy.ttl
+            );
+        }
+    }
+    subscribers
 }
 
 impl World {
@@ -130,18 +144,28 @@ impl World {
                 SubscriptionStep::Deliver(batch) => {
                     // Handling takes time: a crash may land between handling
                     // and saving the checkpoint.
-                    let at = self.clock.after(Duration::from_micros(self.sched.between(50, 5_000)));
+                    let mut at = self.clock.after(Duration::from_micros(self.sched.between(50, 5_000)));
+                    // Exactly-once: the batch commits with its checkpoint,
+                    // a write the store fences.
+                    let exactly_once = self.subscribers[sub].policy.checkpoint == CheckpointMode::WithBatch;
+                    let write = if exactly_once {
+                        self.fenced_write(sub, &mut at)
+                    } else {
+                        None
+                    };
                     self.push(
                         at,
                         Msg::Handled {
                             sub,
                             incarnation,
                             batch,
+                            write,
                         },
                     );
                 }
                 SubscriptionStep::SaveCheckpoint { id, position } => {
-                    let at = self.clock.after(Duration::from_micros(self.sched.between(50, 5_000)));
+                    let mut at = self.clock.after(Duration::from_micros(self.sched.between(50, 5_000)));
+                    let write = self.fenced_write(sub, &mut at);
                     self.push(
                         at,
                         Msg::Saved {
@@ -149,6 +173,7 @@ impl World {
                             incarnation,
                             id,
                             position,
+                            write,
                         },
                     );
                 }
@@ -169,6 +194,22 @@ impl World {
                 SubscriptionStep::Stopped(result) => {
                     let s = &mut self.subscribers[sub];
                     s.machine = None;
+                    let fenced_holder = match (&result, &s.lease) {
+                        (Err(error), Some(l)) if error.is_fenced() => l.runner.map(|(inst, _)| inst),
+                        _ => None,
+                    };
+                    if let Some(inst) = fenced_holder {
+                        // Another instance took over: this one stops, as a
+                        // runner does with a fenced error, and competes
+                        // again as a new holder.
+                        self.coverage.hit("lease_run_fenced");
+                        self.log(format_args!("s{sub}.{incarnation} fenced out: {result:?}"));
+                        self.lease_gone(sub, inst);
+                        if !self.subscribers[sub].shut_down {
+                            self.start_instance(sub, inst);
+                        }
+                        return;
+                    }
                     if let Err(error) = &result {
                         s.record.stopped = Some(error.to_string());
                     }
@@ -181,12 +222,13 @@ impl World {
     }
 
     /// The handler finished a batch (or failed it).
-    pub(super) fn on_handled(&mut self, sub: usize, incarnation: u32, batch: Batch) {
-        if !self.current(sub, incarnation) {
+    pub(super) fn on_handled(&mut self, sub: usize, incarnation: u32, batch: Batch, write: Option<FencedWrite>) {
+        let current = self.current(sub, incarnation);
+        if !current && write.is_none() {
             return;
         }
         let now = self.now();
-        if self.fault(self.active.handler_fail) {
+        if current && self.fault(self.active.handler_fail) {
             self.coverage.hit("subscriber_handler_failed");
             self.log(format_args!("s{sub}.{incarnation} handler fails on batch {}", batch.id));
             let error = HandleError::Consumer(ConsumerError::Transient("injected".into()));
@@ -195,6 +237,33 @@ impl World {
             }
             self.sub_pump(sub);
             return;
+        }
+        if let Some(write) = write {
+            // The batch commits with its checkpoint: the store fences it,
+            // whether or not its run is still current.
+            if !self.fence_accepts(sub, write.token, write.paused) {
+                if current {
+                    let error = HandleError::Consumer(ConsumerError::Fenced(format!("{} is fenced", write.token)));
+                    if let Some(m) = self.subscribers[sub].machine.as_mut() {
+                        m.on_handled(batch.id, Err(error), now);
+                    }
+                    self.sub_pump(sub);
+                }
+                return;
+            }
+            if !current {
+                let s = &mut self.subscribers[sub];
+                if let Some(run) = s.record.runs.get_mut(write.run) {
+                    run.handled.extend(batch.events.iter().map(|e| e.position));
+                }
+                s.checkpoint = s.checkpoint.max(batch.checkpoint);
+                self.log(format_args!(
+                    "s{sub}.{incarnation} (gone) committed {} events through {}",
+                    batch.events.len(),
+                    batch.checkpoint
+                ));
+                return;
+            }
         }
         let s = &mut self.subscribers[sub];
         let run = s.record.runs.len();
@@ -225,12 +294,40 @@ impl World {
     }
 
     /// A checkpoint save finished (or failed).
-    pub(super) fn on_saved(&mut self, sub: usize, incarnation: u32, id: RequestId, position: GlobalPosition) {
-        if !self.current(sub, incarnation) {
+    pub(super) fn on_saved(
+        &mut self,
+        sub: usize,
+        incarnation: u32,
+        id: RequestId,
+        position: GlobalPosition,
+        write: Option<FencedWrite>,
+    ) {
+        let current = self.current(sub, incarnation);
+        if !current && write.is_none() {
             return;
         }
         let now = self.now();
-        let result = if self.fault(self.active.checkpoint_fail) {
+        let failed = current && self.fault(self.active.checkpoint_fail);
+        if let Some(write) = write.filter(|_| !failed) {
+            // A fenced write reaches the store even if its run is gone.
+            if !self.fence_accepts(sub, write.token, write.paused) {
+                if current {
+                    let error = ConsumerError::Fenced(format!("{} is fenced", write.token));
+                    if let Some(m) = self.subscribers[sub].machine.as_mut() {
+                        m.on_checkpoint_saved(id, Err(error), now);
+                    }
+                    self.sub_pump(sub);
+                }
+                return;
+            }
+            if !current {
+                let s = &mut self.subscribers[sub];
+                s.checkpoint = s.checkpoint.max(position);
+                self.log(format_args!("s{sub}.{incarnation} (gone) saved checkpoint {position}"));
+                return;
+            }
+        }
+        let result = if failed {
             self.coverage.hit("subscriber_checkpoint_failed");
             Err(ConsumerError::Transient("injected".into()))
         } else {
@@ -328,6 +425,17 @@ impl World {
     }
 
     pub(super) fn sub_crash(&mut self, sub: usize) {
+        if self.subscribers[sub].lease.is_some() {
+            if self.healed_at.is_some() || !self.lease_crash(sub) {
+                return;
+            }
+            self.coverage.hit("subscriber_crash");
+            let at = self
+                .clock
+                .after(Duration::from_micros(self.faults.between(5_000, 300_000)));
+            self.push(at, Msg::SubRestart { sub });
+            return;
+        }
         if self.healed_at.is_some() || self.subscribers[sub].machine.is_none() {
             return;
         }
@@ -343,6 +451,12 @@ impl World {
 
     pub(super) fn sub_restart(&mut self, sub: usize) {
         let s = &self.subscribers[sub];
+        if s.lease.is_some() {
+            if !s.shut_down && s.record.stopped.is_none() && self.lease_restart(sub) {
+                self.coverage.hit("subscriber_resumed");
+            }
+            return;
+        }
         if s.machine.is_some() || s.shut_down || s.record.stopped.is_some() {
             return;
         }
@@ -370,6 +484,25 @@ impl World {
                 m.on_shutdown(now);
             }
             self.sub_pump(sub);
+            self.lease_shutdown(sub);
         }
+    }
+}
+
+impl World {
+    /// For a leased subscription's run: the write's token and run, and
+    /// whether its holder pauses first (which moves `at`).
+    fn fenced_write(&mut self, sub: usize, at: &mut eventcore::Time) -> Option<FencedWrite> {
+        let token = self.run_token(sub)?;
+        let run = self.subscribers[sub].record.runs.len().checked_sub(1)?;
+        let paused = self.maybe_pause(sub);
+        if let Some(until) = paused {
+            *at = until;
+        }
+        Some(FencedWrite {
+            token,
+            run,
+            paused: paused.is_some(),
+        })
     }
 }
