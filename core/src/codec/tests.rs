@@ -1,0 +1,390 @@
+use super::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+enum Shape {
+    Unit,
+    Newtype(u32),
+    Tuple(u8, String),
+    Struct { a: i64, b: Option<String> },
+}
+impl Event for Shape {}
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct Plain {
+    x: u8,
+}
+impl Event for Plain {}
+
+fn round_trip<E: Event + PartialEq + fmt::Debug>(e: E) -> EncodedEvent {
+    let enc = e.encode().expect("encodes");
+    let back = E::decode(enc.event_type.as_str(), enc.schema_version, &enc.payload).expect("decodes");
+    assert_eq!(back, e);
+    enc
+}
+
+#[test]
+fn every_variant_shape_round_trips_with_variant_name_as_type() {
+    let enc = round_trip(Shape::Unit);
+    assert_eq!((enc.event_type.as_str(), enc.payload.as_json()), ("Unit", "null"));
+    let enc = round_trip(Shape::Newtype(7));
+    assert_eq!((enc.event_type.as_str(), enc.payload.as_json()), ("Newtype", "7"));
+    let enc = round_trip(Shape::Tuple(1, "x".into()));
+    assert_eq!(enc.payload.as_json(), r#"[1,"x"]"#);
+    let enc = round_trip(Shape::Struct { a: -1, b: None });
+    assert_eq!(enc.payload.as_json(), r#"{"a":-1,"b":null}"#);
+}
+
+#[test]
+fn structs_are_stored_under_their_type_name() {
+    let enc = round_trip(Plain { x: 3 });
+    assert_eq!(enc.event_type.as_str(), "Plain");
+}
+
+#[test]
+fn unknown_type_and_bad_payload_are_distinguished() {
+    assert_eq!(
+        Shape::decode("Triangle", 1, &Payload::from_trusted_json("null")),
+        Err(DecodeErrorKind::UnknownEventType)
+    );
+    assert!(matches!(
+        Shape::decode("Struct", 1, &Payload::from_trusted_json(r#"{"a":"no"}"#)),
+        Err(DecodeErrorKind::InvalidPayload(_))
+    ));
+    assert!(matches!(
+        Shape::decode("Newtype", 1, &Payload::from_trusted_json("7 8")),
+        Err(DecodeErrorKind::InvalidPayload(_))
+    ));
+    assert_eq!(
+        Shape::decode("Unit", 2, &Payload::from_trusted_json("null")),
+        Err(DecodeErrorKind::UnsupportedSchemaVersion { found: 2, supported: 1 })
+    );
+}
+
+/// The encoding as it was first written, for an enum: the whole value
+/// to a `Value`, the variant's entry taken out of the wrapper object.
+fn reference_encoding<E: Serialize>(event: &E) -> Result<(String, serde_json::Value), String> {
+    match serde_json::to_value(event).map_err(|e| e.to_string())? {
+        serde_json::Value::String(unit) => Ok((unit, serde_json::Value::Null)),
+        serde_json::Value::Object(map) if map.len() == 1 => Ok(map.into_iter().next().expect("one entry")),
+        other => Err(format!("not an externally tagged variant: {other}")),
+    }
+}
+
+/// The payload as JSON, as a store holding it as `jsonb` compares it.
+fn json(encoded: &EncodedEvent) -> serde_json::Value {
+    serde_json::from_str(encoded.payload.as_json()).expect("the payload is JSON")
+}
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+enum Awkward {
+    Unordered {
+        zeta: f32,
+        alpha: std::collections::BTreeMap<String, Vec<Option<u8>>>,
+        mid: Shape,
+    },
+    Nested(Box<Awkward>, f32, (u8, String)),
+    #[serde(rename = "Renamed")]
+    Other(Plain),
+    Nothing,
+    Keyed(std::collections::BTreeMap<u32, String>),
+}
+impl Event for Awkward {}
+
+#[test]
+fn the_payload_is_the_json_the_whole_value_holds_under_the_variant() {
+    let alpha = [("b".to_owned(), vec![Some(1), None]), ("a".to_owned(), vec![])].into();
+    let events = vec![
+        Awkward::Unordered {
+            zeta: 0.5,
+            alpha,
+            mid: Shape::Struct {
+                a: 1,
+                b: Some("é\"\n".into()),
+            },
+        },
+        Awkward::Nested(Box::new(Awkward::Nothing), -2.25, (7, "x".into())),
+        Awkward::Other(Plain { x: 1 }),
+        Awkward::Nothing,
+        Awkward::Keyed([(2, "two".to_owned()), (10, "ten".to_owned())].into()),
+    ];
+    for event in events {
+        let encoded = round_trip_ref(&event);
+        let (name, content) = reference_encoding(&event).expect("reference encodes");
+        assert_eq!((encoded.event_type.as_str(), json(&encoded)), (name.as_str(), content));
+    }
+    let plain = encode_json(&Plain { x: 3 }, 1).expect("encodes");
+    let whole = serde_json::to_value(Plain { x: 3 }).expect("reference encodes");
+    assert_eq!((plain.event_type.as_str(), json(&plain)), ("Plain", whole));
+}
+
+fn round_trip_ref<E: Event + PartialEq + fmt::Debug>(event: &E) -> EncodedEvent {
+    let enc = event.encode().expect("encodes");
+    let back = E::decode(enc.event_type.as_str(), enc.schema_version, &enc.payload).expect("decodes");
+    assert_eq!(&back, event);
+    enc
+}
+
+#[derive(Debug, Serialize)]
+struct Sorted {
+    a: u8,
+    b: Option<String>,
+    c: Vec<i64>,
+}
+
+#[derive(Debug, Serialize)]
+struct Unsorted {
+    z: u8,
+    a: u8,
+}
+
+#[derive(Debug, Serialize)]
+struct UnitStruct;
+
+#[derive(Debug, Serialize)]
+struct Wrapped(String);
+
+#[derive(Debug, Serialize)]
+struct Pair(u8, bool);
+
+#[derive(Debug, Serialize)]
+enum Wide {
+    Unit,
+    Scalar(i64),
+    Unsigned(u64),
+    Float(f64),
+    Text(String),
+    Ch(char),
+    Opt(Option<u32>),
+    Seq(Vec<Sorted>),
+    Tup(u8, String, ()),
+    Struct {
+        alpha: Sorted,
+        beta: Vec<Shape>,
+        gamma: (u8, f64),
+    },
+    Nested(Shape),
+    UnitInside(UnitStruct),
+    Newtype(Wrapped),
+    TupleStruct(Pair),
+    Empty {},
+    EmptyTuple(),
+    Boxed(Box<Wide>),
+    Unordered(Unsorted),
+    Small(f32),
+    Big(u128),
+    Bytes(#[serde(with = "serde_bytes_like")] Vec<u8>),
+    Map(std::collections::BTreeMap<String, u8>),
+    Repeated {
+        #[serde(rename = "k")]
+        a: u8,
+        #[serde(rename = "k")]
+        b: u8,
+    },
+    UnorderedVariant {
+        z: u8,
+        a: u8,
+    },
+    Skipping {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        gone: Option<u8>,
+        kept: u8,
+    },
+}
+
+/// Serializes a byte vector with `serialize_bytes`.
+mod serde_bytes_like {
+    pub fn serialize<S: serde::Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(bytes)
+    }
+}
+
+#[test]
+fn every_shape_is_stored_as_the_json_the_tagged_value_holds() {
+    let sorted = || Sorted {
+        a: 1,
+        b: Some("q\"\\\u{1}é€😀".into()),
+        c: vec![i64::MIN, 0, i64::MAX],
+    };
+    let events = vec![
+        Wide::Unit,
+        Wide::Scalar(-5),
+        Wide::Unsigned(u64::MAX),
+        Wide::Float(0.1),
+        Wide::Float(-0.0),
+        Wide::Float(1e300),
+        Wide::Float(f64::NAN),
+        Wide::Float(f64::INFINITY),
+        Wide::Text("line\nbreak\ttab\u{7f}\u{0}".into()),
+        Wide::Ch('"'),
+        Wide::Ch('\\'),
+        Wide::Ch('\u{1f}'),
+        Wide::Ch('é'),
+        Wide::Text(
+            (0u8..=0x7f)
+                .map(char::from)
+                .chain(['\u{80}', '\u{2028}', '\u{fffd}'])
+                .collect(),
+        ),
+        Wide::Opt(None),
+        Wide::Opt(Some(3)),
+        Wide::Seq(vec![]),
+        Wide::Seq(vec![
+            sorted(),
+            Sorted {
+                a: 0,
+                b: None,
+                c: vec![],
+            },
+        ]),
+        Wide::Tup(7, "x".into(), ()),
+        Wide::Struct {
+            alpha: sorted(),
+            beta: vec![
+                Shape::Unit,
+                Shape::Newtype(2),
+                Shape::Tuple(1, "t".into()),
+                Shape::Struct { a: -1, b: None },
+            ],
+            gamma: (9, 2.5),
+        },
+        Wide::Nested(Shape::Struct {
+            a: 3,
+            b: Some("s".into()),
+        }),
+        Wide::UnitInside(UnitStruct),
+        Wide::Newtype(Wrapped("w".into())),
+        Wide::TupleStruct(Pair(1, false)),
+        Wide::Empty {},
+        Wide::EmptyTuple(),
+        Wide::Boxed(Box::new(Wide::Tup(1, "b".into(), ()))),
+        Wide::Unordered(Unsorted { z: 1, a: 2 }),
+        Wide::Small(1.5),
+        Wide::Big(1),
+        Wide::Bytes(vec![0, 255]),
+        Wide::Map([("b".to_owned(), 1), ("a".to_owned(), 2)].into()),
+        Wide::Repeated { a: 1, b: 2 },
+        Wide::UnorderedVariant { z: 1, a: 2 },
+        Wide::Skipping { gone: None, kept: 1 },
+        Wide::Skipping { gone: Some(0), kept: 1 },
+        Wide::Boxed(Box::new(Wide::Small(1.5))),
+    ];
+    for event in &events {
+        let encoded = encode_json(event, 1).expect("encodes");
+        let (name, content) = reference_encoding(event).expect("reference encodes");
+        assert_eq!(
+            (encoded.event_type.as_str(), json(&encoded)),
+            (name.as_str(), content),
+            "{event:?}"
+        );
+    }
+}
+
+#[test]
+fn fields_come_out_in_the_order_serde_gives_them() {
+    // Before, the payload was a printed `serde_json::Value`: keys sorted
+    // (`{"a":2,"z":1}`, `{"10":…,"2":…}`) and `f32` widened to `f64`.
+    // A store holding `jsonb` sees the same document either way.
+    let text = |event: &Wide| encode_json(event, 1).expect("encodes").payload.as_json().to_owned();
+    assert_eq!(text(&Wide::UnorderedVariant { z: 1, a: 2 }), r#"{"z":1,"a":2}"#);
+    assert_eq!(text(&Wide::Unordered(Unsorted { z: 1, a: 2 })), r#"{"z":1,"a":2}"#);
+    assert_eq!(text(&Wide::Small(0.1)), "0.1");
+    assert_eq!(text(&Wide::Big(u128::from(u64::MAX) + 1)), "18446744073709551616");
+    let keyed = Awkward::Keyed([(2, "two".to_owned()), (10, "ten".to_owned())].into());
+    assert_eq!(round_trip_ref(&keyed).payload.as_json(), r#"{"2":"two","10":"ten"}"#);
+    let unordered = Awkward::Unordered {
+        zeta: 0.1,
+        alpha: [("b".to_owned(), vec![None])].into(),
+        mid: Shape::Unit,
+    };
+    assert_eq!(
+        round_trip_ref(&unordered).payload.as_json(),
+        r#"{"zeta":0.1,"alpha":{"b":[null]},"mid":"Unit"}"#
+    );
+}
+
+#[test]
+fn a_value_that_is_not_a_variant_is_stored_whole_under_its_type_name() {
+    #[derive(Serialize)]
+    struct Wrapper(Shape);
+    let wrapped = encode_json(&Wrapper(Shape::Newtype(1)), 1).expect("encodes");
+    assert_eq!(
+        (wrapped.event_type.as_str(), wrapped.payload.as_json()),
+        ("Wrapper", r#"{"Newtype":1}"#)
+    );
+    let list = encode_json(&vec![Shape::Unit], 1).expect("encodes");
+    assert_eq!(
+        (list.event_type.as_str(), list.payload.as_json()),
+        ("Vec", r#"["Unit"]"#)
+    );
+    let some = encode_json(&Some(3u8), 1).expect("encodes");
+    assert_eq!((some.event_type.as_str(), some.payload.as_json()), ("Option", "3"));
+}
+
+#[test]
+fn an_encode_inside_an_encode_gets_its_own_buffer() {
+    struct EncodesInside;
+    impl Serialize for EncodesInside {
+        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            let inner = encode_json(&Shape::Newtype(9), 1).map_err(ser::Error::custom)?;
+            serializer.serialize_newtype_variant("E", 0, "Outer", inner.payload.as_json())
+        }
+    }
+    let outer = encode_json(&EncodesInside, 1).expect("encodes");
+    assert_eq!(
+        (outer.event_type.as_str(), outer.payload.as_json()),
+        ("Outer", r#""9""#)
+    );
+}
+
+#[test]
+fn encoding_errors_are_the_same_as_before() {
+    #[derive(Serialize)]
+    enum Bad {
+        Pairs(std::collections::BTreeMap<(u8, u8), u8>),
+        #[serde(rename = "has space")]
+        Spaced,
+    }
+    let pairs = Bad::Pairs([((1, 2), 3)].into());
+    let error = encode_json(&pairs, 1).expect_err("tuple keys cannot be JSON object keys");
+    let reference = serde_json::to_value(&pairs).expect_err("nor before");
+    assert!(matches!(error, EncodeError::Serialize(_)), "{error:?}");
+    assert_eq!(error.to_string(), format!("event could not be serialized: {reference}"));
+    for _ in 0..2 {
+        // Invalid names are never cached: refused every time.
+        assert!(matches!(encode_json(&Bad::Spaced, 1), Err(EncodeError::InvalidType(_))));
+    }
+}
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+enum V2 {
+    Deposited { cents: u64 },
+}
+impl Event for V2 {
+    const SCHEMA_VERSION: u32 = 2;
+    fn upcast(
+        event_type: &str,
+        schema_version: u32,
+        payload: serde_json::Value,
+    ) -> Result<serde_json::Value, DecodeErrorKind> {
+        match (event_type, schema_version) {
+            ("Deposited", 1) => {
+                let dollars = payload["dollars"]
+                    .as_u64()
+                    .ok_or(DecodeErrorKind::InvalidPayload("dollars".into()))?;
+                Ok(serde_json::json!({ "cents": dollars * 100 }))
+            }
+            _ => Err(DecodeErrorKind::UnsupportedSchemaVersion {
+                found: schema_version,
+                supported: 2,
+            }),
+        }
+    }
+}
+
+#[test]
+fn old_schema_versions_are_upcast_on_read() {
+    let old = Payload::from_trusted_json(r#"{"dollars":3}"#);
+    assert_eq!(V2::decode("Deposited", 1, &old), Ok(V2::Deposited { cents: 300 }));
+    assert_eq!(V2::Deposited { cents: 1 }.encode().expect("encodes").schema_version, 2);
+}
