@@ -56,6 +56,7 @@ pub use codec::{
     decode_json, decode_recorded, encode_json, DecodeError, DecodeErrorKind, EncodeError, EncodedEvent, Event,
 };
 pub use command::{Command, Decision};
+pub use entropy::Entropy;
 pub use event::{EventMetadata, EventType, InvalidEventType, NewEvent, Payload, RecordedEvent, MAX_EVENT_TYPE_BYTES};
 /// `#[derive(Command)]`: a command's streams and state from `#[stream(View)]`
 /// fields; see [`Decide`].
@@ -65,7 +66,6 @@ pub use ids::{
 };
 pub use lease::{LeaseFailure, LeaseMachine, LeasePolicy, LeaseStep, LeaseToken};
 pub use machine::{CommandError, CommandMachine, Executed, ExecutionContext, ExecutionStats, Step};
-pub use entropy::Entropy;
 pub use policy::{ExecutionPolicy, RetryPolicy};
 pub use snapshot::{Snapshot, SnapshotRejected, SnapshotUnavailable};
 pub use store::{
