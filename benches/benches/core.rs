@@ -16,8 +16,8 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use eventcore::{
-    AppendRequest, Event, EventId, EventMetadata, ExpectedVersion, NewEvent, ReadRequest, RequestId, StreamAppend,
-    StreamVersion, Time,
+    AppendRequest, Event, EventId, EventMetadata, ExpectedVersion, NewEvent, ReadRequest, StreamAppend, StreamVersion,
+    Time,
 };
 use eventcore_benches::bank::{account, AccountEvent, OpenAccount, Transfer};
 use eventcore_benches::{command_id, entropy, execute_sync, stream, Deposit, DepositMany, Replay};
@@ -36,7 +36,6 @@ const CHUNK: u64 = 2_000;
 fn deposits(stream: &eventcore::StreamId, expected: ExpectedVersion, count: usize, n: u64) -> AppendRequest {
     let encoded = AccountEvent::Deposited { amount: 1 }.encode().expect("encodes");
     AppendRequest {
-        id: RequestId::new(n),
         metadata: Arc::new(EventMetadata::new(command_id(T0, n), T0)),
         streams: vec![StreamAppend {
             stream: stream.clone(),
@@ -194,7 +193,7 @@ fn memory_store(c: &mut Criterion) {
     let store = store_with(1, 100);
     group.throughput(Throughput::Elements(100));
     group.bench_function(BenchmarkId::new("read_stream", 100), |b| {
-        let request = ReadRequest::new(RequestId::new(1), [stream("s-0")]);
+        let request = ReadRequest::new([stream("s-0")]);
         b.iter(|| black_box(store.read(&request).expect("reads")))
     });
     group.finish();

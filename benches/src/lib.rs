@@ -12,8 +12,8 @@
 
 use eventcore::{
     AppendRequest, Command, CommandError, CommandId, Decide, Decision, Emit, Event, EventId, EventMetadata, Executed,
-    ExecutionContext, ExecutionPolicy, ExpectedVersion, NewEvent, Operation, RequestId, Step, StoreError, StreamAppend,
-    StreamId, Time,
+    ExecutionContext, ExecutionPolicy, ExpectedVersion, NewEvent, Operation, Step, StoreError, StreamAppend, StreamId,
+    Time,
 };
 use eventcore_examples::bank::{Account, AccountEvent, BankError};
 use eventcore_memory::MemoryStore;
@@ -152,7 +152,6 @@ pub fn append_request(
     n: u64,
 ) -> AppendRequest {
     AppendRequest {
-        id: RequestId::new(n),
         metadata: Arc::new(EventMetadata::new(command_id(now, n), now)),
         streams: vec![StreamAppend {
             stream: stream.clone(),
@@ -196,13 +195,21 @@ pub fn execute_sync<C: Command>(
     let mut now = now;
     loop {
         match machine.poll() {
-            Step::Read(request) => {
+            Step::Read {
+                id: request_id,
+                request,
+                ..
+            } => {
                 let answer = store.read(&request);
-                machine.on_read(request.id, answer, now);
+                machine.on_read(request_id, answer, now);
             }
-            Step::Append(request) => {
+            Step::Append {
+                id: request_id,
+                request,
+                ..
+            } => {
                 let answer = store.append(&request);
-                machine.on_append(request.id, answer, now);
+                machine.on_append(request_id, answer, now);
             }
             Step::Wait { until } => {
                 now = now.max(until);

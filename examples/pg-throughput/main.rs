@@ -12,7 +12,7 @@
 
 use eventcore::{
     AppendRequest, CommandError, CommandId, EventId, EventMetadata, EventType, ExpectedVersion, NewEvent, Payload,
-    RequestId, StreamAppend, StreamId, StreamVersion, Time,
+    StreamAppend, StreamId, StreamVersion, Time,
 };
 use eventcore_examples::bank::{account, BankError, OpenAccount, Transfer};
 use eventcore_postgres::{PostgresOptions, PostgresStore};
@@ -59,7 +59,6 @@ fn one_event(stream: &StreamId, expected: ExpectedVersion, n: u64) -> AppendRequ
         .bytes()
         .fold(0u8, |a, b| a.wrapping_mul(31).wrapping_add(b));
     AppendRequest {
-        id: RequestId::new(n),
         metadata: Arc::new(EventMetadata::new(CommandId::v7(now, entropy), now)),
         streams: vec![StreamAppend {
             stream: stream.clone(),

@@ -20,7 +20,6 @@
 //!     payload: Payload::from_trusted_json("null"),
 //! };
 //! let append = AppendRequest {
-//!     id: RequestId::new(1),
 //!     metadata: meta,
 //!     streams: vec![StreamAppend { stream: stream.clone(), expected: ExpectedVersion::NoStream, events: vec![event] }],
 //! };
@@ -46,7 +45,7 @@ use std::sync::Arc;
 /// use eventcore::*;
 /// use eventcore_memory::MemoryStore;
 /// let store = MemoryStore::new();
-/// let read = ReadRequest::new(RequestId::new(1), [StreamId::new("nobody")?]);
+/// let read = ReadRequest::new([StreamId::new("nobody")?]);
 /// assert_eq!(store.read(&read)?.streams[0].head, StreamVersion::NONE);
 /// assert_eq!(store.last_position(), GlobalPosition::START);
 /// # Ok::<(), Box<dyn std::error::Error>>(())

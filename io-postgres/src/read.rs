@@ -50,7 +50,6 @@ impl PostgresStore {
                     return Ok::<_, StoreError>(None);
                 };
                 let request = ReadRequest {
-                    id: eventcore::RequestId::new(0),
                     streams: vec![StreamRead { stream, after }],
                     page_size: Some(page_size),
                 };

@@ -247,20 +247,20 @@ impl<S: EventStore> Executor<S> {
                     .await;
             }
             match machine.poll() {
-                Step::Read(request) => {
-                    let deadline = self.wake_deadline(&machine);
+                Step::Read { id, deadline, request } => {
+                    let deadline = self.clock.instant_at(deadline);
                     match tokio::time::timeout_at(deadline, self.store.read(&request)).await {
                         Ok(result) => {
                             if let (Some(cache), Ok(response)) = (&self.cache, &result) {
                                 cache.record_read(&request, response);
                             }
-                            machine.on_read(request.id, result, self.clock.now());
+                            machine.on_read(id, result, self.clock.now());
                         }
                         Err(_elapsed) => machine.on_wake(self.clock.now()),
                     }
                 }
-                Step::Append(request) => {
-                    let deadline = self.wake_deadline(&machine);
+                Step::Append { id, deadline, request } => {
+                    let deadline = self.clock.instant_at(deadline);
                     match tokio::time::timeout_at(deadline, self.store.append(&request)).await {
                         Ok(result) => {
                             match (&self.cache, &result) {
@@ -270,7 +270,7 @@ impl<S: EventStore> Executor<S> {
                                 }
                                 _ => {}
                             }
-                            machine.on_append(request.id, result, self.clock.now());
+                            machine.on_append(id, result, self.clock.now());
                         }
                         Err(_elapsed) => machine.on_wake(self.clock.now()),
                     }
@@ -302,16 +302,6 @@ impl<S: EventStore> Executor<S> {
                     )));
                 }
             }
-        }
-    }
-
-    /// The deadline of the request just emitted.
-    fn wake_deadline<C: Command>(&self, machine: &eventcore::CommandMachine<C>) -> tokio::time::Instant {
-        match machine.next_wake() {
-            Some(until) => self.clock.instant_at(until),
-            // A request was just emitted, so the machine has a deadline; fall
-            // back to the policy's longest timeout rather than waiting forever.
-            None => tokio::time::Instant::now() + self.policy.read_timeout.max(self.policy.append_timeout),
         }
     }
 

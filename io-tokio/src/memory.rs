@@ -26,7 +26,7 @@ use tokio::sync::watch;
 /// use eventcore::{ReadRequest, RequestId, StreamId};
 /// use eventcore_tokio::{EventStore, MemoryEventStore};
 /// let store = MemoryEventStore::new();
-/// let read = ReadRequest::new(RequestId::new(1), [StreamId::new("a").unwrap()]);
+/// let read = ReadRequest::new([StreamId::new("a").unwrap()]);
 /// let answer = store.read(&read).await.unwrap();
 /// assert!(answer.streams[0].events.is_empty());
 /// # });

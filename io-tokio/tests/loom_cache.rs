@@ -21,7 +21,6 @@ fn stream(name: &str) -> StreamId {
 
 fn append(tag: u8, name: &str, count: u8) -> AppendRequest {
     AppendRequest {
-        id: RequestId::new(u64::from(tag)),
         metadata: Arc::new(EventMetadata::new(CommandId::v7(Time::ZERO, [tag; 10]), Time::ZERO)),
         streams: vec![StreamAppend {
             stream: stream(name),
@@ -40,7 +39,6 @@ fn append(tag: u8, name: &str, count: u8) -> AppendRequest {
 
 fn read(store: &MemoryStore, name: &str, after: u64) -> (ReadRequest, ReadResponse) {
     let request = ReadRequest {
-        id: RequestId::new(50),
         streams: vec![StreamRead {
             stream: stream(name),
             after: StreamVersion::new(after),
@@ -91,9 +89,7 @@ fn check_snapshot(cache: &StreamCache, truth: &MemoryStore, name: &str) -> usize
         return 0;
     };
     let events: Vec<&RecordedEvent> = chunks.iter().flat_map(|c| c.iter()).collect();
-    let stored = truth
-        .read(&ReadRequest::new(RequestId::new(60), [stream(name)]))
-        .expect("read");
+    let stored = truth.read(&ReadRequest::new([stream(name)])).expect("read");
     for (i, e) in events.iter().enumerate() {
         assert_eq!(
             e.version,

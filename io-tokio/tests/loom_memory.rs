@@ -33,7 +33,6 @@ fn event(tag: u8, n: u8) -> NewEvent {
 /// each pinned to the given expected version.
 fn append(tag: u8, streams: &[(&str, ExpectedVersion)], per_stream: u8) -> AppendRequest {
     AppendRequest {
-        id: RequestId::new(u64::from(tag)),
         metadata: Arc::new(EventMetadata::new(CommandId::v7(Time::ZERO, [tag; 10]), Time::ZERO)),
         streams: streams
             .iter()
@@ -137,10 +136,7 @@ fn overlapping_appends_are_atomic_and_lose_no_update() {
         // The reader: one read of all three streams is one snapshot, so a
         // command is either wholly in it or wholly absent.
         let snapshot = store
-            .read_sync(&ReadRequest::new(
-                RequestId::new(9),
-                [stream("a"), stream("b"), stream("c")],
-            ))
+            .read_sync(&ReadRequest::new([stream("a"), stream("b"), stream("c")]))
             .expect("read");
         let touched = |name: &str, tag: u8| {
             snapshot

@@ -18,7 +18,6 @@ use std::sync::Arc;
 
 fn append(tag: u8, stream: &str) -> AppendRequest {
     AppendRequest {
-        id: RequestId::new(u64::from(tag)),
         metadata: Arc::new(EventMetadata::new(CommandId::v7(Time::ZERO, [tag; 10]), Time::ZERO)),
         streams: vec![StreamAppend {
             stream: StreamId::new(stream).expect("valid stream id"),

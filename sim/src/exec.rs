@@ -13,15 +13,40 @@ use eventcore::{
 #[derive(Debug)]
 pub enum SimStep {
     /// Send this read.
-    Read(ReadRequest),
+    Read(Sent<ReadRequest>),
     /// Send this append.
-    Append(AppendRequest),
+    Append(Sent<AppendRequest>),
     /// Wake the execution at this time unless a response comes first.
     Wait(Time),
     /// The execution ended.
     Done(Settled),
     /// Nothing left to do.
     Finished,
+}
+
+/// A request on the simulated wire: the store contract's request, and the
+/// id the machine gave it to match the answer (the store itself never sees
+/// it). Dereferences to the request.
+///
+/// ```
+/// use eventcore::{ReadRequest, RequestId, StreamId};
+/// use eventcore_sim::exec::Sent;
+/// let sent = Sent { id: RequestId::new(3), request: ReadRequest::new([StreamId::new("a").unwrap()]) };
+/// assert_eq!((sent.id.get(), sent.streams.len()), (3, 1));
+/// ```
+#[derive(Clone, Debug)]
+pub struct Sent<T> {
+    /// Matches the answer to the request.
+    pub id: RequestId,
+    /// The request itself.
+    pub request: T,
+}
+
+impl<T> std::ops::Deref for Sent<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.request
+    }
 }
 
 /// How an execution ended.
@@ -69,10 +94,13 @@ pub trait Execution {
 impl<C: Command> Execution for CommandMachine<C> {
     fn poll(&mut self) -> SimStep {
         match CommandMachine::poll(self) {
-            Step::Read(request) => SimStep::Read(request),
+            Step::Read { id, request, .. } => SimStep::Read(Sent { id, request }),
             // The simulator's network owns what it carries; a copy per send
             // is no cost worth avoiding here.
-            Step::Append(request) => SimStep::Append(std::sync::Arc::unwrap_or_clone(request)),
+            Step::Append { id, request, .. } => SimStep::Append(Sent {
+                id,
+                request: std::sync::Arc::unwrap_or_clone(request),
+            }),
             Step::Wait { until } => SimStep::Wait(until),
             Step::Done(result) => {
                 let attempts = self.attempts();

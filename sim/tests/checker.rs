@@ -2,8 +2,8 @@
 //! to check is broken once on purpose and must be reported.
 
 use eventcore::{
-    AppendRequest, CommandId, EventId, EventMetadata, EventType, ExpectedVersion, NewEvent, Payload, RequestId,
-    StreamAppend, StreamId, StreamVersion, Time,
+    AppendRequest, CommandId, EventId, EventMetadata, EventType, ExpectedVersion, NewEvent, Payload, StreamAppend,
+    StreamId, StreamVersion, Time,
 };
 use eventcore_memory::MemoryStore;
 use eventcore_sim::check::{Checker, Invariant};
@@ -17,7 +17,6 @@ fn stream(name: &str) -> StreamId {
 fn append(command: CommandId, seed: u8, streams: &[(&str, ExpectedVersion, usize)]) -> AppendRequest {
     let mut n = 0u8;
     AppendRequest {
-        id: RequestId::new(1),
         metadata: Arc::new(EventMetadata::new(command, Time::ZERO)),
         streams: streams
             .iter()

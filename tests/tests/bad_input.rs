@@ -50,17 +50,25 @@ fn run<C: Command>(
     let mut asked = Vec::new();
     for _ in 0..1_000 {
         match machine.poll() {
-            Step::Read(request) => {
+            Step::Read {
+                id: request_id,
+                request,
+                ..
+            } => {
                 asked.push(Asked::Read(request.streams.iter().map(|s| s.stream.clone()).collect()));
                 let answer = store.read(&request);
-                machine.on_read(request.id, answer, now);
+                machine.on_read(request_id, answer, now);
             }
-            Step::Append(request) => {
+            Step::Append {
+                id: request_id,
+                request,
+                ..
+            } => {
                 asked.push(Asked::Append(
                     request.streams.iter().map(|s| s.stream.clone()).collect(),
                 ));
                 let answer = store.append(&request);
-                machine.on_append(request.id, answer, now);
+                machine.on_append(request_id, answer, now);
             }
             Step::Wait { until } => {
                 asked.push(Asked::Wait);
@@ -326,7 +334,6 @@ fn an_append_without_events_is_refused_by_the_store() {
     let before = snapshot(&store);
     let command_id = CommandId::v7(start(), [9; 10]);
     let request = AppendRequest {
-        id: RequestId::new(1),
         metadata: Arc::new(EventMetadata::new(command_id, start())),
         streams: vec![
             StreamAppend {
@@ -357,7 +364,6 @@ async fn the_async_store_refuses_an_append_without_events_too() {
     let store = MemoryEventStore::from_store(seeded_store());
     let before = store.inspect(snapshot);
     let request = AppendRequest {
-        id: RequestId::new(1),
         metadata: Arc::new(EventMetadata::new(CommandId::v7(start(), [9; 10]), start())),
         streams: vec![StreamAppend {
             stream: account(1),
@@ -519,11 +525,16 @@ fn an_answer_arriving_after_the_deadline_starts_no_new_request() {
         start(),
         7,
     );
-    let Step::Read(read) = m.poll() else {
+    let Step::Read {
+        id: read_id,
+        request: read,
+        ..
+    } = m.poll()
+    else {
         panic!("reads first")
     };
     let late = start().saturating_add(Duration::from_millis(25));
-    m.on_read(read.id, store.read(&read), late);
+    m.on_read(read_id, store.read(&read), late);
     match m.poll() {
         Step::Done(Err(CommandError::DeadlineExceeded {
             attempts: 1,
@@ -595,7 +606,6 @@ fn an_expectation_on_an_unread_stream_is_refused_too() {
 fn store_with_raw_event(event_type: &str, schema_version: u32, payload: &str) -> MemoryStore {
     let mut store = seeded_store();
     let request = AppendRequest {
-        id: RequestId::new(1),
         metadata: Arc::new(EventMetadata::new(CommandId::v7(start(), [8; 10]), start())),
         streams: vec![StreamAppend {
             stream: account(1),
@@ -669,7 +679,12 @@ fn malformed_json_read_back_from_a_store_is_a_typed_decode_error() {
         account: account(1),
         initial: 1,
     });
-    let Step::Read(request) = m.poll() else {
+    let Step::Read {
+        id: request_id,
+        request,
+        ..
+    } = m.poll()
+    else {
         panic!("the machine reads first")
     };
     let mut answer = store.read(&request).expect("read");
@@ -679,7 +694,7 @@ fn malformed_json_read_back_from_a_store_is_a_typed_decode_error() {
         .find(|e| e.version == StreamVersion::new(2))
         .expect("account-1@2 exists");
     corrupted.payload = Payload::from_trusted_json(r#"{"amount": 5"#);
-    m.on_read(request.id, Ok(answer), start());
+    m.on_read(request_id, Ok(answer), start());
     match m.poll() {
         Step::Done(Err(CommandError::Decode(DecodeError {
             kind: DecodeErrorKind::InvalidPayload(_),

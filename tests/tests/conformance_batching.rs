@@ -106,7 +106,7 @@ mod postgres {
         let repeat = outcomes[4].as_ref().expect("the repeat answers with the receipt");
         assert!(repeat.deduplicated && repeat.same_commit(first));
         let read = store
-            .read(&ReadRequest::new(RequestId::new(1), [a.clone(), b.clone()]))
+            .read(&ReadRequest::new([a.clone(), b.clone()]))
             .await
             .expect("read");
         assert_eq!(read.streams[0].head, StreamVersion::new(2));
@@ -202,10 +202,7 @@ async fn contended<S: EventStore>(store: BatchingStore<S>) {
     }
     let mut read_streams = streams.clone();
     read_streams.extend((0..8).map(|i| StreamId::new(format!("twice-{i}")).expect("valid")));
-    let read = store
-        .read(&ReadRequest::new(RequestId::new(1), read_streams))
-        .await
-        .expect("read");
+    let read = store.read(&ReadRequest::new(read_streams)).await.expect("read");
     for slice in &read.streams {
         match winners.get(&slice.stream) {
             Some(winner) => {

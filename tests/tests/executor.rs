@@ -183,7 +183,6 @@ fn foreign_deposit(stream: &StreamId, n: u32) -> AppendRequest {
     let mut entropy = [0xF0; 10];
     entropy[6..].copy_from_slice(&n.to_le_bytes());
     AppendRequest {
-        id: RequestId::new(u64::from(n)),
         metadata: Arc::new(EventMetadata::new(CommandId::v7(Time::ZERO, entropy), Time::ZERO)),
         streams: vec![StreamAppend {
             stream: stream.clone(),

@@ -167,7 +167,6 @@ async fn streams_discovered_by_a_decision_on_cached_views_start_from_the_cache()
     let third = cold.execute(Reward { team }).await.expect("reward");
     assert!(third.stats.reads >= 2, "{:?}", third.stats);
     let request = ReadRequest {
-        id: eventcore::RequestId::new(1),
         streams: ["ada", "bob", "cy"]
             .iter()
             .map(|m| eventcore::StreamRead {
@@ -220,7 +219,6 @@ async fn an_event_the_streams_view_cannot_fold_is_refused_before_anything_is_sto
         other => panic!("expected ViewCannotFold, got {other:?}"),
     }
     let request = ReadRequest {
-        id: eventcore::RequestId::new(1),
         streams: vec![eventcore::StreamRead {
             stream: team,
             after: eventcore::StreamVersion::NONE,

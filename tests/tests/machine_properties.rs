@@ -311,7 +311,6 @@ fn foreign_write(store: &mut MemoryStore, stream: &StreamId, event: Ev, n: &mut 
     entropy[2..].copy_from_slice(&n.to_le_bytes());
     let encoded = event.encode().expect("encodes");
     let request = AppendRequest {
-        id: RequestId::new(*n),
         metadata: Arc::new(EventMetadata::new(CommandId::v7(start(), entropy), start())),
         streams: vec![StreamAppend {
             stream: stream.clone(),
@@ -430,7 +429,11 @@ fn drive_on(scenario: &Scenario, mut store: MemoryStore, actions: &[Action], wit
             }
             let step = machine.poll();
             match step {
-                Step::Read(request) => {
+                Step::Read {
+                    id: request_id,
+                    request,
+                    ..
+                } => {
                     if now >= deadline {
                         violations.push(format!("read emitted at {now:?}, past the deadline {deadline:?}"));
                     }
@@ -463,20 +466,24 @@ fn drive_on(scenario: &Scenario, mut store: MemoryStore, actions: &[Action], wit
                             }
                         }
                     };
-                    history.push(Response::Read(request.id, served));
+                    history.push(Response::Read(request_id, served));
                     if let Some(answer) = answer {
                         if let Ok(response) = &answer {
                             for slice in &response.streams {
                                 heads.insert(slice.stream.clone(), slice.head);
                             }
                         }
-                        machine.on_read(request.id, answer, now);
+                        machine.on_read(request_id, answer, now);
                     } else if matches!(action.fault, Fault::Stall(_)) {
                         machine.on_wake(now);
                     }
                     deliver_stale(&mut machine, &action.stale, false, &history, now, with_stale, true);
                 }
-                Step::Append(request) => {
+                Step::Append {
+                    id: request_id,
+                    request,
+                    ..
+                } => {
                     if now >= deadline {
                         violations.push(format!("append emitted at {now:?}, past the deadline {deadline:?}"));
                     }
@@ -556,10 +563,10 @@ fn drive_on(scenario: &Scenario, mut store: MemoryStore, actions: &[Action], wit
                         }
                     };
                     if let Some(served) = served {
-                        history.push(Response::Append(request.id, served));
+                        history.push(Response::Append(request_id, served));
                     }
                     if let Some(answer) = answer {
-                        machine.on_append(request.id, answer, now);
+                        machine.on_append(request_id, answer, now);
                     } else if matches!(action.fault, Fault::Stall(_)) {
                         machine.on_wake(now);
                     }

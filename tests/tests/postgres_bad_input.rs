@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 fn request(streams: Vec<StreamAppend>) -> AppendRequest {
     AppendRequest {
-        id: RequestId::new(3),
         metadata: Arc::new(EventMetadata::new(fresh_command_id(), Time::from_unix_millis(1))),
         streams,
     }

@@ -22,7 +22,6 @@ fn entry(stream_id: &StreamId, expected: ExpectedVersion, events: usize) -> Stre
 
 fn request(streams: Vec<StreamAppend>) -> AppendRequest {
     AppendRequest {
-        id: RequestId::new(7),
         metadata: Arc::new(EventMetadata::new(fresh_command_id(), Time::from_unix_millis(1))),
         streams,
     }

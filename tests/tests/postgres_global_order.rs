@@ -18,7 +18,6 @@ use std::time::Duration;
 
 fn append(stream_id: &StreamId, events: Vec<NewEvent>) -> AppendRequest {
     AppendRequest {
-        id: RequestId::new(1),
         metadata: Arc::new(EventMetadata::new(fresh_command_id(), Time::from_unix_millis(1))),
         streams: vec![StreamAppend {
             stream: stream_id.clone(),

@@ -20,7 +20,6 @@ async fn a_long_stream_is_streamed_page_by_page_in_version_order() {
     for _ in 0..5 {
         store
             .append(&AppendRequest {
-                id: RequestId::new(1),
                 metadata: Arc::new(EventMetadata::new(fresh_command_id(), Time::from_unix_millis(1))),
                 streams: vec![StreamAppend {
                     stream: s.clone(),
@@ -47,7 +46,7 @@ async fn a_long_stream_is_streamed_page_by_page_in_version_order() {
     let first_page = store
         .read(&ReadRequest {
             page_size: Some(page),
-            ..ReadRequest::new(RequestId::new(2), [s])
+            ..ReadRequest::new([s])
         })
         .await
         .expect("read one page");

@@ -42,7 +42,6 @@ impl Subscriber for StatementCounter {
 
 fn transfer_like(streams: usize) -> AppendRequest {
     AppendRequest {
-        id: RequestId::new(1),
         metadata: Arc::new(EventMetadata::new(fresh_command_id(), Time::from_unix_millis(1))),
         streams: (0..streams)
             .map(|i| StreamAppend {
@@ -65,7 +64,7 @@ async fn one_statement_per_atomic_append_and_per_multi_stream_read() {
     };
     // Warm the connection: the first use of a statement also prepares it.
     store.append(&transfer_like(2)).await.expect("warm-up append");
-    let read = ReadRequest::new(RequestId::new(2), (0..8).map(|i| stream(&format!("rt-{i}"))));
+    let read = ReadRequest::new((0..8).map(|i| stream(&format!("rt-{i}"))));
     store.read(&read).await.expect("warm-up read");
 
     for streams in [1, 2, 8] {

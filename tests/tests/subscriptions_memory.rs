@@ -6,7 +6,7 @@
 
 use eventcore::{
     AppendRequest, Batch, CommandId, EventFilter, EventId, EventMetadata, EventType, ExpectedVersion, GlobalPosition,
-    HandleError, NewEvent, Payload, PoisonAction, PoisonCause, PoisonPolicy, ReadAllRequest, RecordedEvent, RequestId,
+    HandleError, NewEvent, Payload, PoisonAction, PoisonCause, PoisonPolicy, ReadAllRequest, RecordedEvent,
     StreamAppend, StreamId, SubscriptionPolicy, Time,
 };
 use eventcore_tokio::{
@@ -55,7 +55,6 @@ fn deposit(amount: i64) -> NewEvent {
 
 async fn append(store: &MemoryEventStore, stream: &str, events: Vec<NewEvent>) -> GlobalPosition {
     let request = AppendRequest {
-        id: RequestId::new(1),
         metadata: Arc::new(EventMetadata::new(
             CommandId::v7(Time::from_unix_millis(1), entropy()),
             Time::from_unix_millis(1),

@@ -12,8 +12,7 @@
 
 use eventcore::{
     AppendRequest, Batch, CommandId, EventId, EventMetadata, EventType, ExpectedVersion, GlobalPosition, HandleError,
-    NewEvent, Payload, PoisonAction, PoisonPolicy, RecordedEvent, RequestId, StreamAppend, StreamId,
-    SubscriptionPolicy, Time,
+    NewEvent, Payload, PoisonAction, PoisonPolicy, RecordedEvent, StreamAppend, StreamId, SubscriptionPolicy, Time,
 };
 use eventcore_postgres::{
     migrate_subscriptions, PgCheckpointStore, PgDeadLetterStore, PgLeaseStore, PgNotifier, PgProjectionStore,
@@ -70,7 +69,6 @@ fn deposit(amount: i64) -> NewEvent {
 
 fn request(stream: &str, events: Vec<NewEvent>) -> AppendRequest {
     AppendRequest {
-        id: RequestId::new(1),
         metadata: Arc::new(EventMetadata::new(
             CommandId::v7(Time::from_unix_millis(1), entropy()),
             Time::from_unix_millis(1),

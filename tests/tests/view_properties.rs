@@ -95,7 +95,6 @@ fn seed_store(histories: &[Vec<AccountEvent>]) -> MemoryStore {
             let now = Time::from_unix_millis(1 + i as u64);
             let encoded = event.encode().expect("encodes");
             let request = eventcore::AppendRequest {
-                id: eventcore::RequestId::new(1),
                 metadata: Arc::new(eventcore::EventMetadata::new(
                     CommandId::v7(now, [n as u8, i as u8, 1, 2, 3, 4, 5, 6, 7, 8]),
                     now,
@@ -124,13 +123,21 @@ fn run<C: Command>(store: &mut MemoryStore, machine: &mut CommandMachine<C>) -> 
     let mut now = Time::from_unix_millis(10_000);
     loop {
         match machine.poll() {
-            Step::Read(request) => {
+            Step::Read {
+                id: request_id,
+                request,
+                ..
+            } => {
                 let answer = store.read(&request);
-                machine.on_read(request.id, answer, now);
+                machine.on_read(request_id, answer, now);
             }
-            Step::Append(request) => {
+            Step::Append {
+                id: request_id,
+                request,
+                ..
+            } => {
                 let answer = store.append(&request);
-                machine.on_append(request.id, answer, now);
+                machine.on_append(request_id, answer, now);
             }
             Step::Wait { until } => {
                 now = now.max(until);

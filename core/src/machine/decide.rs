@@ -5,9 +5,7 @@
 use super::{CommandError, Executed};
 use super::{CommandMachine, Phase, StreamCursor};
 use crate::store::{AppendRequest, StreamAppend};
-use crate::{
-    Command, Decision, Event, EventId, EventMetadata, ExpectedVersion, NewEvent, RequestId, StreamId, StreamVersion,
-};
+use crate::{Command, Decision, Event, EventId, EventMetadata, ExpectedVersion, NewEvent, StreamId, StreamVersion};
 use std::sync::Arc;
 
 impl<C: Command> CommandMachine<C> {
@@ -150,11 +148,7 @@ impl<C: Command> CommandMachine<C> {
             .first()
             .map(|e| e.metadata.clone())
             .unwrap_or_else(|| Arc::new(EventMetadata::new(self.context.command_id, self.now)));
-        AppendRequest {
-            id: RequestId::new(0),
-            metadata,
-            streams,
-        }
+        AppendRequest { metadata, streams }
     }
 
     pub(super) fn build_append(
@@ -205,7 +199,6 @@ impl<C: Command> CommandMachine<C> {
             user: self.context.user.clone(),
         };
         Ok(AppendRequest {
-            id: RequestId::new(0),
             metadata: Arc::new(metadata),
             streams,
         })

@@ -142,10 +142,10 @@ enum Phase {
 /// let now = Time::from_unix_millis(1_000);
 /// let ctx = ExecutionContext::new(CommandId::v7(now, [1; 10]));
 /// let mut m = CommandMachine::new(Open(StreamId::new("acc-1")?), ExecutionPolicy::default(), ctx, now, 42);
-/// let Step::Read(read) = m.poll() else { panic!("reads first") };
-/// m.on_read(read.id, Ok(ReadResponse { streams: vec![StreamSlice {
+/// let Step::Read { id, request: read, .. } = m.poll() else { panic!("reads first") };
+/// m.on_read(id, Ok(ReadResponse { streams: vec![StreamSlice {
 ///     stream: read.streams[0].stream.clone(), head: StreamVersion::NONE, events: vec![] }] }), now);
-/// let Step::Append(append) = m.poll() else { panic!("then appends") };
+/// let Step::Append { request: append, .. } = m.poll() else { panic!("then appends") };
 /// assert_eq!(append.streams[0].expected, ExpectedVersion::NoStream);
 /// # Ok::<(), InvalidStreamId>(())
 /// ```
@@ -318,7 +318,6 @@ impl<C: Command> CommandMachine<C> {
                     .map(|(i, c)| (i, c.read_to))
                     .collect();
                 let request = ReadRequest {
-                    id,
                     streams: asked
                         .iter()
                         .map(|&(i, after)| StreamRead {
@@ -331,13 +330,10 @@ impl<C: Command> CommandMachine<C> {
                 let deadline = self.now.saturating_add(self.policy.read_timeout).min(self.deadline);
                 self.phase = Phase::Reading { id, asked, deadline };
                 self.stats.reads += 1;
-                Step::Read(request)
+                Step::Read { id, deadline, request }
             }
-            Phase::AppendDue(mut request) => {
+            Phase::AppendDue(request) => {
                 let id = self.new_request_id();
-                // Unique on a first attempt, so this writes in place; a
-                // re-send shares the request with `unresolved` and copies it.
-                Arc::make_mut(&mut request).id = id;
                 let deadline = self.now.saturating_add(self.policy.append_timeout).min(self.deadline);
                 self.phase = Phase::Appending {
                     id,
@@ -345,7 +341,7 @@ impl<C: Command> CommandMachine<C> {
                     deadline,
                 };
                 self.stats.appends += 1;
-                Step::Append(request)
+                Step::Append { id, deadline, request }
             }
             phase @ (Phase::Reading { deadline: until, .. }
             | Phase::Appending { deadline: until, .. }

@@ -4,7 +4,7 @@
 use crate::codec::{DecodeError, EncodeError};
 use crate::store::{AppendReceipt, AppendRequest, ReadRequest, StoreError};
 use crate::view::ViewKind;
-use crate::{CommandId, StreamId, Time};
+use crate::{CommandId, RequestId, StreamId, Time};
 use std::sync::Arc;
 
 /// What the driver should do next.
@@ -15,8 +15,12 @@ use std::sync::Arc;
 /// fn drive<C: Command>(mut machine: CommandMachine<C>) {
 ///     loop {
 ///         match machine.poll() {
-///             Step::Read(_request) => { /* send; later machine.on_read(id, answer, now) */ return; }
-///             Step::Append(_request) => { /* send; later machine.on_append(id, answer, now) */ return; }
+///             Step::Read { id: _, deadline: _, request: _ } => {
+///                 /* send, give up at the deadline; later machine.on_read(id, answer, now) */ return;
+///             }
+///             Step::Append { id: _, deadline: _, request: _ } => {
+///                 /* send, give up at the deadline; later machine.on_append(id, answer, now) */ return;
+///             }
 ///             Step::Wait { until: _ } => { /* sleep; then machine.on_wake(now) */ return; }
 ///             Step::Done(_result) => return,
 ///             Step::Finished => return,
@@ -27,14 +31,30 @@ use std::sync::Arc;
 #[derive(Debug)]
 pub enum Step<E> {
     /// Send this read to the store and report the answer with
-    /// [`CommandMachine::on_read`](crate::CommandMachine::on_read).
-    Read(ReadRequest),
+    /// [`CommandMachine::on_read`](crate::CommandMachine::on_read) under
+    /// `id`; if none came by `deadline`, call
+    /// [`CommandMachine::on_wake`](crate::CommandMachine::on_wake) then.
+    Read {
+        /// Correlates the answer with this request (stores never see it).
+        id: RequestId,
+        /// When the machine stops waiting for the answer.
+        deadline: Time,
+        /// What to read.
+        request: ReadRequest,
+    },
     /// Send this append and report the answer with
     /// [`CommandMachine::on_append`](crate::CommandMachine::on_append). Shared with the machine, which keeps
     /// the append in flight to re-send it unchanged if its outcome turns out
-    /// unknown; handing out a reference count instead of a copy keeps the
-    /// common path (one attempt) free of a clone of every event.
-    Append(Arc<AppendRequest>),
+    /// unknown; handing out a reference count instead of a copy keeps every
+    /// attempt, re-sends included, free of a clone of every event.
+    Append {
+        /// Correlates the answer with this request (stores never see it).
+        id: RequestId,
+        /// When the machine stops waiting and counts the outcome as unknown.
+        deadline: Time,
+        /// What to append.
+        request: Arc<AppendRequest>,
+    },
     /// Nothing to send: a request is in flight or a backoff is running. Call
     /// [`CommandMachine::on_wake`](crate::CommandMachine::on_wake) at `until` unless a response arrives first.
     Wait {

@@ -37,7 +37,7 @@ impl<C: Command> CommandMachine<C> {
     /// let ctx = ExecutionContext::new(CommandId::v7(now, [0; 10]));
     /// let mut m = CommandMachine::new(Touch(stream.clone()), ExecutionPolicy::default(), ctx, now, 7);
     /// assert!(m.prime(&stream, &[])); // known to be empty
-    /// let Step::Append(append) = m.poll() else { panic!("no read needed") };
+    /// let Step::Append { request: append, .. } = m.poll() else { panic!("no read needed") };
     /// assert_eq!(append.streams[0].expected, ExpectedVersion::NoStream);
     /// # Ok::<(), InvalidStreamId>(())
     /// ```

@@ -98,7 +98,11 @@ fn run(
     let mut machine = CommandMachine::new(command, policy, ctx, now, 3);
     for _ in 0..100 {
         match machine.poll() {
-            Step::Read(request) => machine.on_read(request.id, Ok(answer(&request, data)), now),
+            Step::Read {
+                id: request_id,
+                request,
+                ..
+            } => machine.on_read(request_id, Ok(answer(&request, data)), now),
             Step::Done(result) => return result,
             other => panic!("unexpected step {other:?}"),
         }
@@ -138,18 +142,23 @@ fn a_stale_response_is_ignored_and_counted() {
     let now = Time::from_unix_millis(1);
     let ctx = ExecutionContext::new(CommandId::v7(now, [1; 10]));
     let mut machine = CommandMachine::new(Order(vec![a.clone()]), ExecutionPolicy::default(), ctx, now, 3);
-    let Step::Read(request) = machine.poll() else {
+    let Step::Read {
+        id: request_id,
+        request,
+        ..
+    } = machine.poll()
+    else {
         panic!("reads first")
     };
-    let stale = RequestId::new(request.id.get() + 40);
+    let stale = RequestId::new(request_id.get() + 40);
     machine.on_read(stale, Ok(answer(&request, &[])), now);
     assert_eq!(machine.stats().ignored_responses, 1);
     assert_eq!(
         machine.awaiting(),
-        Some(request.id),
+        Some(request_id),
         "still waiting for the real answer"
     );
-    machine.on_read(request.id, Ok(answer(&request, &[])), now);
+    machine.on_read(request_id, Ok(answer(&request, &[])), now);
     assert!(matches!(machine.poll(), Step::Done(Ok(_))));
     assert!(matches!(machine.poll(), Step::Finished));
 }
@@ -175,11 +184,16 @@ fn an_append_abandoned_at_the_deadline_reports_an_unknown_outcome() {
     let policy = ExecutionPolicy::default().with_timeout(std::time::Duration::from_secs(1));
     let ctx = ExecutionContext::new(CommandId::v7(now, [1; 10]));
     let mut machine = CommandMachine::new(Write(a), policy, ctx, now, 3);
-    let Step::Read(request) = machine.poll() else {
+    let Step::Read {
+        id: request_id,
+        request,
+        ..
+    } = machine.poll()
+    else {
         panic!("reads first")
     };
-    machine.on_read(request.id, Ok(answer(&request, &[])), now);
-    let Step::Append(_) = machine.poll() else {
+    machine.on_read(request_id, Ok(answer(&request, &[])), now);
+    let Step::Append { .. } = machine.poll() else {
         panic!("then appends")
     };
     let Step::Wait { until } = machine.poll() else {
@@ -236,15 +250,20 @@ fn a_failed_settle_of_an_own_commit_never_claims_nothing_was_written() {
     let data = vec![(a.clone(), vec![committed])];
     let policy = ExecutionPolicy::default().with_retry(crate::RetryPolicy::no_retries());
     let mut machine = CommandMachine::new(Write(a), policy, ExecutionContext::new(command_id), now, 3);
-    let Step::Read(request) = machine.poll() else {
+    let Step::Read {
+        id: request_id,
+        request,
+        ..
+    } = machine.poll()
+    else {
         panic!("reads first")
     };
-    machine.on_read(request.id, Ok(answer(&request, &data)), now);
-    let Step::Append(settle) = machine.poll() else {
+    machine.on_read(request_id, Ok(answer(&request, &data)), now);
+    let Step::Append { id: settle_id, .. } = machine.poll() else {
         panic!("then settles")
     };
     machine.on_append(
-        settle.id,
+        settle_id,
         Err(StoreError::transient(Operation::Append, "connection reset")),
         now,
     );
@@ -287,13 +306,18 @@ fn a_refusal_never_rests_on_unconfirmed_cached_events() {
     let ctx = ExecutionContext::new(CommandId::v7(now, [1; 10]));
     let mut machine = CommandMachine::new(Withdraw(a.clone(), 10), ExecutionPolicy::default(), ctx, now, 3);
     assert!(machine.prime(&a, &[]), "stale: the cache saw the stream empty");
-    let Step::Read(request) = machine.poll() else {
+    let Step::Read {
+        id: request_id,
+        request,
+        ..
+    } = machine.poll()
+    else {
         panic!("a refusal from cached state must be confirmed by a read first")
     };
     assert_eq!(request.streams[0].after, StreamVersion::NONE);
     let data = vec![(a.clone(), vec![recorded(&a, 1, 50)])];
-    machine.on_read(request.id, Ok(answer(&request, &data)), now);
-    let Step::Append(append) = machine.poll() else {
+    machine.on_read(request_id, Ok(answer(&request, &data)), now);
+    let Step::Append { request: append, .. } = machine.poll() else {
         panic!("the real balance covers the withdrawal")
     };
     assert_eq!(
@@ -376,7 +400,12 @@ fn a_primed_view_that_is_stale_costs_a_conflict_and_a_read_of_the_tail() {
     assert_eq!(machine.unprimed_views().len(), 2);
     assert!(machine.prime_view(count(&a, 1)));
     assert!(machine.prime_view(count(&b, 1)));
-    let Step::Append(append) = machine.poll() else {
+    let Step::Append {
+        id: append_id,
+        request: append,
+        ..
+    } = machine.poll()
+    else {
         panic!("no read needed")
     };
     assert_eq!(
@@ -388,8 +417,13 @@ fn a_primed_view_that_is_stale_costs_a_conflict_and_a_read_of_the_tail() {
         expected: append.streams[0].expected,
         actual: StreamVersion::new(2),
     };
-    machine.on_append(append.id, Err(StoreError::Conflict(conflict)), now);
-    let Step::Read(reread) = machine.poll() else {
+    machine.on_append(append_id, Err(StoreError::Conflict(conflict)), now);
+    let Step::Read {
+        id: reread_id,
+        request: reread,
+        ..
+    } = machine.poll()
+    else {
         panic!("re-reads after the conflict")
     };
     assert!(
@@ -400,8 +434,13 @@ fn a_primed_view_that_is_stale_costs_a_conflict_and_a_read_of_the_tail() {
         (a.clone(), vec![recorded(&a, 1, 90), recorded(&a, 2, 50)]),
         (b.clone(), vec![recorded(&b, 1, 100)]),
     ];
-    machine.on_read(reread.id, Ok(answer(&reread, &data)), now);
-    let Step::Append(retry) = machine.poll() else {
+    machine.on_read(reread_id, Ok(answer(&reread, &data)), now);
+    let Step::Append {
+        id: retry_id,
+        request: retry,
+        ..
+    } = machine.poll()
+    else {
         panic!("decides again on the tail")
     };
     assert_eq!(retry.streams[0].expected, ExpectedVersion::Exact(StreamVersion::new(2)));
@@ -415,7 +454,7 @@ fn a_primed_view_that_is_stale_costs_a_conflict_and_a_read_of_the_tail() {
         }],
         deduplicated: false,
     };
-    machine.on_append(retry.id, Ok(receipt), now);
+    machine.on_append(retry_id, Ok(receipt), now);
     assert!(matches!(machine.poll(), Step::Done(Ok(_))));
     let views = machine.take_views();
     assert_eq!(count_of(&views, &a), Some((3, 3)), "cached 1 + tail 1 + own commit 1");
@@ -431,7 +470,12 @@ fn a_primed_view_ahead_of_the_store_is_dropped_and_the_stream_folded_from_the_st
     let mut machine = CommandMachine::new(Bump(vec![a.clone()]), ExecutionPolicy::default(), ctx, now, 3);
     // A snapshot claiming 5 events of a stream that has 2.
     assert!(machine.prime_view(count(&a, 5)));
-    let Step::Append(append) = machine.poll() else {
+    let Step::Append {
+        id: append_id,
+        request: append,
+        ..
+    } = machine.poll()
+    else {
         panic!("no read needed")
     };
     let conflict = Conflict {
@@ -439,14 +483,19 @@ fn a_primed_view_ahead_of_the_store_is_dropped_and_the_stream_folded_from_the_st
         expected: append.streams[0].expected,
         actual: StreamVersion::new(2),
     };
-    machine.on_append(append.id, Err(StoreError::Conflict(conflict)), now);
-    let Step::Read(full) = machine.poll() else {
+    machine.on_append(append_id, Err(StoreError::Conflict(conflict)), now);
+    let Step::Read {
+        id: full_id,
+        request: full,
+        ..
+    } = machine.poll()
+    else {
         panic!("the conflict shows the view ahead of the store: read from the start")
     };
     assert_eq!(full.streams[0].after, StreamVersion::NONE);
     let data = vec![(a.clone(), vec![recorded(&a, 1, 1), recorded(&a, 2, 2)])];
-    machine.on_read(full.id, Ok(answer(&full, &data)), now);
-    let Step::Append(retry) = machine.poll() else {
+    machine.on_read(full_id, Ok(answer(&full, &data)), now);
+    let Step::Append { request: retry, .. } = machine.poll() else {
         panic!("decides on the real stream")
     };
     assert_eq!(retry.streams[0].expected, ExpectedVersion::Exact(StreamVersion::new(2)));
@@ -476,7 +525,12 @@ fn a_snapshot_is_used_only_if_the_stream_holds_the_event_it_ends_on() {
         let mut snapshot = count_ending(&a, claimed, Some(last_event));
         snapshot.view = ViewKind::of::<Count>().decode("100").expect("decodes");
         assert!(machine.prime_snapshot(snapshot));
-        let Step::Read(read) = machine.poll() else {
+        let Step::Read {
+            id: read_id,
+            request: read,
+            ..
+        } = machine.poll()
+        else {
             panic!("a snapshot is checked by a read")
         };
         assert_eq!(
@@ -484,22 +538,32 @@ fn a_snapshot_is_used_only_if_the_stream_holds_the_event_it_ends_on() {
             StreamVersion::new(claimed - 1),
             "from its last event"
         );
-        machine.on_read(read.id, Ok(answer(&read, &history)), now);
+        machine.on_read(read_id, Ok(answer(&read, &history)), now);
         if !trusted {
-            let Step::Read(full) = machine.poll() else {
+            let Step::Read {
+                id: full_id,
+                request: full,
+                ..
+            } = machine.poll()
+            else {
                 panic!("claimed {claimed}: dropped, read from the start")
             };
             assert_eq!(full.streams[0].after, StreamVersion::NONE);
-            machine.on_read(full.id, Ok(answer(&full, &history)), now);
+            machine.on_read(full_id, Ok(answer(&full, &history)), now);
         }
-        let Step::Append(append) = machine.poll() else {
+        let Step::Append {
+            id: append_id,
+            request: append,
+            ..
+        } = machine.poll()
+        else {
             panic!("decides")
         };
         assert_eq!(
             append.streams[0].expected,
             ExpectedVersion::Exact(StreamVersion::new(4))
         );
-        machine.on_append(append.id, Err(StoreError::transient(Operation::Append, "x")), now);
+        machine.on_append(append_id, Err(StoreError::transient(Operation::Append, "x")), now);
         let views = machine.take_views();
         let expected = if trusted { 101 } else { 4 };
         assert_eq!(count_of(&views, &a), Some((4, expected)), "claimed {claimed}");
@@ -515,7 +579,12 @@ fn a_cached_view_that_conflicted_and_was_not_read_again_is_not_handed_back() {
     let policy = ExecutionPolicy::default().with_retry(crate::RetryPolicy::no_retries());
     let mut machine = CommandMachine::new(Bump(vec![a.clone()]), policy, ctx, now, 3);
     assert!(machine.prime_view(count(&a, 1)));
-    let Step::Append(append) = machine.poll() else {
+    let Step::Append {
+        id: append_id,
+        request: append,
+        ..
+    } = machine.poll()
+    else {
         panic!("no read needed")
     };
     let conflict = Conflict {
@@ -523,7 +592,7 @@ fn a_cached_view_that_conflicted_and_was_not_read_again_is_not_handed_back() {
         expected: append.streams[0].expected,
         actual: StreamVersion::new(2),
     };
-    machine.on_append(append.id, Err(StoreError::Conflict(conflict)), now);
+    machine.on_append(append_id, Err(StoreError::Conflict(conflict)), now);
     assert!(matches!(
         machine.poll(),
         Step::Done(Err(CommandError::RetriesExhausted { .. }))

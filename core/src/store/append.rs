@@ -3,7 +3,7 @@
 
 use super::read::first_duplicate;
 use super::InvalidAppend;
-use crate::{EventMetadata, ExpectedVersion, GlobalPosition, NewEvent, RequestId, StreamId, StreamVersion};
+use crate::{EventMetadata, ExpectedVersion, GlobalPosition, NewEvent, StreamId, StreamVersion};
 use std::sync::Arc;
 
 /// Append events to several streams atomically.
@@ -25,7 +25,6 @@ use std::sync::Arc;
 ///     payload: Payload::from_trusted_json("{}"),
 /// };
 /// let append = AppendRequest {
-///     id: RequestId::new(1),
 ///     metadata: meta,
 ///     streams: vec![
 ///         StreamAppend { stream: order, expected: ExpectedVersion::Exact(StreamVersion::new(2)), events: vec![cancelled] },
@@ -39,8 +38,6 @@ use std::sync::Arc;
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AppendRequest {
-    /// Correlates the response with the request.
-    pub id: RequestId,
     /// Shared by every event; `metadata.command_id` is the idempotency key.
     pub metadata: Arc<EventMetadata>,
     /// One entry per stream, each stream at most once.
@@ -64,7 +61,7 @@ impl AppendRequest {
     /// use eventcore::*;
     /// use std::sync::Arc;
     /// let meta = Arc::new(EventMetadata::new(CommandId::v7(Time::ZERO, [0; 10]), Time::ZERO));
-    /// let empty = AppendRequest { id: RequestId::new(1), metadata: meta, streams: vec![] };
+    /// let empty = AppendRequest { metadata: meta, streams: vec![] };
     /// assert_eq!(empty.validate(&AppendLimits::default()), Err(InvalidAppend::NoStreams));
     /// ```
     pub fn validate(&self, limits: &AppendLimits) -> Result<(), InvalidAppend> {

@@ -123,7 +123,7 @@ pub enum InvalidAppend {
 /// ```
 /// use eventcore::*;
 /// let s = StreamId::new("a")?;
-/// let mut read = ReadRequest::new(RequestId::new(1), [s.clone(), s]);
+/// let mut read = ReadRequest::new([s.clone(), s]);
 /// assert!(matches!(read.validate(), Err(InvalidRequest::DuplicateStream { .. })));
 /// # Ok::<(), InvalidStreamId>(())
 /// ```

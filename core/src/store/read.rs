@@ -2,7 +2,7 @@
 //! answers with.
 
 use super::InvalidRequest;
-use crate::{RecordedEvent, RequestId, StreamId, StreamVersion};
+use crate::{RecordedEvent, StreamId, StreamVersion};
 use std::collections::BTreeSet;
 use std::num::NonZeroU32;
 
@@ -10,14 +10,12 @@ use std::num::NonZeroU32;
 ///
 /// ```
 /// use eventcore::*;
-/// let req = ReadRequest::new(RequestId::new(1), [StreamId::new("a")?, StreamId::new("b")?]);
+/// let req = ReadRequest::new([StreamId::new("a")?, StreamId::new("b")?]);
 /// assert_eq!(req.streams[1].after, StreamVersion::NONE);
 /// # Ok::<(), InvalidStreamId>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReadRequest {
-    /// Correlates the response with the request.
-    pub id: RequestId,
     /// The streams to read, in the order the response will list them.
     pub streams: Vec<StreamRead>,
     /// At most this many events per stream; the caller reads again for more.
@@ -26,9 +24,8 @@ pub struct ReadRequest {
 
 impl ReadRequest {
     /// Reads each stream whole.
-    pub fn new(id: RequestId, streams: impl IntoIterator<Item = StreamId>) -> Self {
+    pub fn new(streams: impl IntoIterator<Item = StreamId>) -> Self {
         ReadRequest {
-            id,
             streams: streams
                 .into_iter()
                 .map(|stream| StreamRead {

@@ -135,6 +135,7 @@ impl SubscriptionMachine {
         self.stats.fetches += 1;
         Some(SubscriptionStep::Fetch {
             id,
+            deadline,
             request: ReadAllRequest {
                 after: self.fetched_through,
                 limit: self.policy.batch_size,

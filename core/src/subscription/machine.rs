@@ -24,7 +24,7 @@ use std::collections::VecDeque;
 /// #     metadata: Arc::new(EventMetadata::new(CommandId::v7(Time::ZERO, [0; 10]), Time::ZERO)) } }
 /// let now = Time::from_unix_millis(1);
 /// let mut sub = SubscriptionMachine::new(GlobalPosition::START, EventFilter::all(), SubscriptionPolicy::default(), now, 7);
-/// let SubscriptionStep::Fetch { id, request } = sub.poll() else { panic!("fetches first") };
+/// let SubscriptionStep::Fetch { id, request, .. } = sub.poll() else { panic!("fetches first") };
 /// assert_eq!(request.after, GlobalPosition::START);
 /// sub.on_fetched(id, Ok(ReadAllResponse { events: vec![event(1), event(2)], complete_through: GlobalPosition::new(2) }), now);
 /// let SubscriptionStep::Deliver(batch) = sub.poll() else { panic!("then delivers") };

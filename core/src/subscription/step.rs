@@ -50,6 +50,9 @@ pub enum SubscriptionStep {
     Fetch {
         /// Correlates the answer.
         id: RequestId,
+        /// When the machine stops waiting for the answer (a fetch timeout,
+        /// then a retry).
+        deadline: Time,
         /// The read.
         request: ReadAllRequest,
     },

@@ -43,7 +43,7 @@ fn pos(p: u64) -> GlobalPosition {
 
 fn expect_fetch(m: &mut SubscriptionMachine) -> (RequestId, ReadAllRequest) {
     match m.poll() {
-        SubscriptionStep::Fetch { id, request } => (id, request),
+        SubscriptionStep::Fetch { id, request, .. } => (id, request),
         other => panic!("expected a fetch, got {other:?}"),
     }
 }

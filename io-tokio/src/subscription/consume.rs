@@ -74,7 +74,7 @@ impl<S: EventStore, K: Sink, L: LeaseStore, D: DeadLetterStore> Runner<S, K, L, 
             // Start everything the machine asks for, until it waits.
             let until = loop {
                 match machine.poll() {
-                    SubscriptionStep::Fetch { id, request } => {
+                    SubscriptionStep::Fetch { id, request, .. } => {
                         let store = &*store;
                         fetch = Some(Box::pin(async move { (id, store.read_all(&request).await) }));
                     }

@@ -15,6 +15,7 @@ use crate::actors::{Client, CommandEntry, ExecId, Running, Subscriber};
 use crate::check::{Checker, Invariant, Violation};
 use crate::clock::VirtualClock;
 use crate::coverage::Coverage;
+use crate::exec::Sent;
 use crate::faults::{FaultPlan, Profile};
 use crate::history::{ExecutionOutcome, History};
 use crate::queue::EventQueue;
@@ -117,8 +118,8 @@ impl RunReport {
 }
 
 enum Request {
-    Read(ReadRequest),
-    Append(AppendRequest),
+    Read(Sent<ReadRequest>),
+    Append(Sent<AppendRequest>),
     ReadAll(RequestId, ReadAllRequest),
 }
 
@@ -284,7 +285,7 @@ struct World {
     extra: Vec<Violation>,
     /// Appends waiting for the open batch to close (group commit), in
     /// arrival order, with the store epoch they arrived in.
-    batch: Vec<(Endpoint, AppendRequest)>,
+    batch: Vec<(Endpoint, Sent<AppendRequest>)>,
     /// The snapshot store of stream views.
     snapshots: crate::views::SnapshotStore,
 }

@@ -74,7 +74,7 @@ impl World {
         }
     }
 
-    fn serve_read(&mut self, to: Endpoint, read: eventcore::ReadRequest) {
+    fn serve_read(&mut self, to: Endpoint, read: crate::exec::Sent<eventcore::ReadRequest>) {
         if self.fault(self.active.read_transient) {
             self.coverage.hit("read_transient");
             self.log(format_args!("{to} store: read {} fails (transient)", read.id));
@@ -132,7 +132,7 @@ impl World {
         self.respond(to, Response::ReadAll(id, result));
     }
 
-    fn serve_append(&mut self, to: Endpoint, append: eventcore::AppendRequest) {
+    fn serve_append(&mut self, to: Endpoint, append: crate::exec::Sent<eventcore::AppendRequest>) {
         if self.active.batch_window_us > 0 {
             if self.batch.is_empty() {
                 let at = self.clock.after(Duration::from_micros(self.active.batch_window_us));
@@ -214,7 +214,7 @@ impl World {
     fn apply_append(
         &mut self,
         to: Endpoint,
-        append: &eventcore::AppendRequest,
+        append: &crate::exec::Sent<eventcore::AppendRequest>,
     ) -> (Result<eventcore::AppendReceipt, StoreError>, bool) {
         let before = self.store.last_position().get() as usize;
         let result = self.store.append(append);
@@ -264,7 +264,7 @@ impl World {
     fn answer_append(
         &mut self,
         to: Endpoint,
-        append: &eventcore::AppendRequest,
+        append: &crate::exec::Sent<eventcore::AppendRequest>,
         result: Result<eventcore::AppendReceipt, StoreError>,
         committed: bool,
         lost: Option<bool>,

@@ -127,7 +127,7 @@ impl World {
                 return;
             };
             match machine.poll() {
-                SubscriptionStep::Fetch { id, request } => {
+                SubscriptionStep::Fetch { id, request, .. } => {
                     self.log(format_args!("s{sub}.{incarnation} fetch {id} after {}", request.after));
                     let epoch = self.store.epoch();
                     let delay = self.latency();

@@ -15,7 +15,7 @@ use crate::exec::Settled;
 use crate::history::ExecutionOutcome;
 use crate::views::Source;
 use eventcore::{
-    EventId, ExpectedVersion, ReadRequest, RecordedEvent, RequestId, Snapshot, SnapshotRejected, StreamId, StreamRead,
+    EventId, ExpectedVersion, ReadRequest, RecordedEvent, Snapshot, SnapshotRejected, StreamId, StreamRead,
     StreamVersion, StreamView, ViewKind,
 };
 
@@ -244,7 +244,6 @@ impl World {
     /// The stream's first `version` events, from the store.
     fn stream_prefix(&self, stream: &StreamId, version: StreamVersion) -> Vec<RecordedEvent> {
         let request = ReadRequest {
-            id: RequestId::new(1),
             streams: vec![StreamRead {
                 stream: stream.clone(),
                 after: StreamVersion::NONE,

@@ -241,7 +241,7 @@ pub async fn a_multi_stream_read_never_sees_half_an_append<F: StoreFactory>(fact
             let mut reads = 0u32;
             while !done.load(Ordering::Acquire) || reads == 0 {
                 let response = store
-                    .read(&ReadRequest::new(RequestId::new(1), streams.iter().cloned()))
+                    .read(&ReadRequest::new(streams.iter().cloned()))
                     .await
                     .expect("read");
                 let sum: u64 = response.streams.iter().map(|s| s.head.get()).sum();

@@ -202,10 +202,7 @@ pub async fn an_oversized_payload_is_refused<F: StoreFactory>(factory: F) {
 pub async fn a_read_naming_a_stream_twice_is_refused<F: StoreFactory>(factory: F) {
     let (store, streams) = seeded_store(factory).await;
     let before = contents(&store, &streams).await;
-    let request = ReadRequest::new(
-        RequestId::new(1),
-        [streams[0].clone(), streams[1].clone(), streams[0].clone()],
-    );
+    let request = ReadRequest::new([streams[0].clone(), streams[1].clone(), streams[0].clone()]);
     match store.read(&request).await {
         Err(StoreError::InvalidRequest(InvalidRequest::DuplicateStream { stream })) => assert_eq!(stream, streams[0]),
         other => panic!("expected DuplicateStream, got {other:?}"),

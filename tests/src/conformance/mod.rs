@@ -121,7 +121,6 @@ pub fn append_to(stream: &StreamId, expected: ExpectedVersion, count: usize, see
         Time::from_unix_millis(1),
     ));
     AppendRequest {
-        id: RequestId::new(u64::from(seed)),
         metadata,
         streams: vec![StreamAppend {
             stream: stream.clone(),
@@ -204,7 +203,6 @@ impl Append {
     /// The request.
     pub fn build(self) -> AppendRequest {
         AppendRequest {
-            id: RequestId::new(1),
             metadata: Arc::new(self.metadata),
             streams: self.streams,
         }
@@ -214,7 +212,7 @@ impl Append {
 /// Reads `streams` whole in one request.
 pub async fn read<S: EventStore>(store: &S, streams: &[StreamId]) -> Vec<StreamSlice> {
     store
-        .read(&ReadRequest::new(RequestId::new(1), streams.iter().cloned()))
+        .read(&ReadRequest::new(streams.iter().cloned()))
         .await
         .expect("reading valid streams succeeds")
         .streams

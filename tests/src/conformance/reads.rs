@@ -49,7 +49,6 @@ pub async fn the_head_is_the_version_of_the_last_event<F: StoreFactory>(factory:
         assert_eq!(head(&store, &s).await, StreamVersion::new(2 * n));
     }
     let request = ReadRequest {
-        id: RequestId::new(1),
         streams: vec![StreamRead {
             stream: s.clone(),
             after: StreamVersion::new(4),
@@ -98,7 +97,6 @@ pub async fn reading_after_a_version_returns_only_later_events<F: StoreFactory>(
     let s = stream("after");
     commit(&store, &Append::new().to(&s, ExpectedVersion::NoStream, 5).build()).await;
     let read_after = |after: u64| ReadRequest {
-        id: RequestId::new(after),
         streams: vec![StreamRead {
             stream: s.clone(),
             after: StreamVersion::new(after),
@@ -129,7 +127,7 @@ pub async fn page_size_caps_events_per_stream<F: StoreFactory>(factory: F) {
     let first = store
         .read(&ReadRequest {
             page_size,
-            ..ReadRequest::new(RequestId::new(1), [a.clone(), b.clone(), c.clone()])
+            ..ReadRequest::new([a.clone(), b.clone(), c.clone()])
         })
         .await
         .expect("paged read");
@@ -151,7 +149,6 @@ pub async fn page_size_caps_events_per_stream<F: StoreFactory>(factory: F) {
     loop {
         let response = store
             .read(&ReadRequest {
-                id: RequestId::new(2),
                 streams: vec![StreamRead {
                     stream: a.clone(),
                     after,
