@@ -305,6 +305,35 @@ impl fmt::Display for RequestId {
     }
 }
 
+/// Hands out a machine's request ids in order, the first being 1: the one
+/// counter every machine uses.
+///
+/// ```
+/// use eventcore::{RequestId, RequestIds};
+/// let mut ids = RequestIds::default();
+/// assert_eq!(ids.issued(), 0);
+/// assert_eq!(ids.next(), RequestId::new(1));
+/// assert_eq!(ids.next(), RequestId::new(2));
+/// assert_eq!(ids.issued(), 2);
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct RequestIds {
+    issued: u64,
+}
+
+impl RequestIds {
+    /// The next id.
+    pub fn next(&mut self) -> RequestId {
+        self.issued += 1;
+        RequestId(self.issued)
+    }
+
+    /// How many ids were handed out so far.
+    pub fn issued(&self) -> u64 {
+        self.issued
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -62,7 +62,8 @@ pub use event::{EventMetadata, EventType, InvalidEventType, NewEvent, Payload, R
 /// fields; see [`Decide`].
 pub use eventcore_derive::Command;
 pub use ids::{
-    CausationId, CommandId, CorrelationId, EventId, InvalidStreamId, RequestId, StreamId, MAX_STREAM_ID_BYTES,
+    CausationId, CommandId, CorrelationId, EventId, InvalidStreamId, RequestId, RequestIds, StreamId,
+    MAX_STREAM_ID_BYTES,
 };
 pub use lease::{LeaseFailure, LeaseMachine, LeasePolicy, LeaseStep, LeaseToken};
 pub use machine::{CommandError, CommandMachine, Executed, ExecutionContext, ExecutionStats, Step};

@@ -2,7 +2,7 @@
 
 use super::{LeaseFailure, LeasePolicy, LeaseStep, LeaseToken};
 use crate::entropy::Entropy;
-use crate::{RequestId, Time};
+use crate::{RequestId, RequestIds, Time};
 
 /// One instance's hold on a lease. See the module docs for the flow.
 ///
@@ -28,7 +28,7 @@ pub struct LeaseMachine {
     policy: LeasePolicy,
     entropy: Entropy,
     now: Time,
-    next_request: u64,
+    request_ids: RequestIds,
     phase: Phase,
     /// Transient acquisition failures in a row.
     failures: u32,
@@ -76,7 +76,7 @@ impl LeaseMachine {
             policy,
             entropy: Entropy::new(seed),
             now,
-            next_request: 0,
+            request_ids: RequestIds::default(),
             phase: Phase::Idle { at: now },
             failures: 0,
             standby: false,
@@ -310,7 +310,6 @@ impl LeaseMachine {
     }
 
     fn request_id(&mut self) -> RequestId {
-        self.next_request += 1;
-        RequestId::new(self.next_request)
+        self.request_ids.next()
     }
 }

@@ -19,8 +19,8 @@ use crate::entropy::Entropy;
 use crate::store::{AppendReceipt, AppendRequest, Operation, ReadRequest, ReadResponse, StoreError, StreamRead};
 use crate::view::ViewKind;
 use crate::{
-    Command, CommandId, EventId, ExecutionPolicy, GlobalPosition, RecordedEvent, RequestId, StreamId, StreamVersion,
-    Time,
+    Command, CommandId, EventId, ExecutionPolicy, GlobalPosition, RecordedEvent, RequestId, RequestIds, StreamId,
+    StreamVersion, Time,
 };
 use std::sync::Arc;
 
@@ -157,7 +157,7 @@ pub struct CommandMachine<C: Command> {
     entropy: Entropy,
     deadline: Time,
     now: Time,
-    next_request: u64,
+    request_ids: RequestIds,
     attempts: u32,
     cursors: Vec<StreamCursor>,
     held: Vec<HeldEvent<C::Event>>,
@@ -211,7 +211,7 @@ impl<C: Command> CommandMachine<C> {
             entropy: Entropy::new(seed),
             deadline,
             now,
-            next_request: 0,
+            request_ids: RequestIds::default(),
             attempts: 1,
             cursors,
             held: Vec::new(),
@@ -518,8 +518,7 @@ impl<C: Command> CommandMachine<C> {
     }
 
     fn new_request_id(&mut self) -> RequestId {
-        self.next_request += 1;
-        RequestId::new(self.next_request)
+        self.request_ids.next()
     }
 
     fn finish(&mut self, outcome: Result<Executed, CommandError<C::Error>>) {

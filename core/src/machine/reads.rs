@@ -42,7 +42,7 @@ impl<C: Command> CommandMachine<C> {
     /// # Ok::<(), InvalidStreamId>(())
     /// ```
     pub fn prime<'a>(&mut self, stream: &StreamId, events: impl IntoIterator<Item = &'a RecordedEvent>) -> bool {
-        if self.next_request != 0 || !matches!(self.phase, Phase::ReadDue) {
+        if self.request_ids.issued() != 0 || !matches!(self.phase, Phase::ReadDue) {
             return false;
         }
         let Some(cursor) = self

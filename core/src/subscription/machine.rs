@@ -8,7 +8,7 @@ use super::poison::Suspect;
 use super::{PoisonEvent, SubscriptionError, SubscriptionPolicy, SubscriptionStats, SubscriptionStep};
 use crate::entropy::Entropy;
 use crate::store::{EventFilter, Operation, StoreError};
-use crate::{GlobalPosition, RecordedEvent, RequestId, Time};
+use crate::{GlobalPosition, RecordedEvent, RequestId, RequestIds, Time};
 use std::collections::VecDeque;
 
 /// One subscription to the global log. See the module docs for the flow.
@@ -42,7 +42,7 @@ pub struct SubscriptionMachine {
     pub(super) filter: EventFilter,
     pub(super) entropy: Entropy,
     pub(super) now: Time,
-    pub(super) next_request: u64,
+    pub(super) request_ids: RequestIds,
     /// Every matching event at or below this is buffered, handled or parked.
     pub(super) fetched_through: GlobalPosition,
     /// The highest committed position the store announced.
@@ -86,7 +86,7 @@ impl SubscriptionMachine {
             filter,
             entropy: Entropy::new(seed),
             now,
-            next_request: 0,
+            request_ids: RequestIds::default(),
             fetched_through: checkpoint,
             known_head: checkpoint,
             handled_through: checkpoint,
@@ -250,8 +250,7 @@ impl SubscriptionMachine {
     }
 
     pub(super) fn new_request_id(&mut self) -> RequestId {
-        self.next_request += 1;
-        RequestId::new(self.next_request)
+        self.request_ids.next()
     }
 
     pub(super) fn stop(&mut self, error: SubscriptionError) {
