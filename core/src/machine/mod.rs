@@ -97,7 +97,7 @@ enum AfterBackoff {
 }
 
 #[derive(Debug)]
-enum Phase {
+enum Phase<E> {
     ReadDue,
     Reading {
         id: RequestId,
@@ -114,7 +114,9 @@ enum Phase {
         until: Time,
         then: AfterBackoff,
     },
-    Done,
+    /// The execution ended; the result waits for `poll` to hand it out, once.
+    Done(Result<Executed, CommandError<E>>),
+    /// The result was handed out: nothing is left to do.
     Finished,
 }
 
@@ -164,7 +166,7 @@ pub struct CommandMachine<C: Command> {
     applied: usize,
     state: C::State,
     discovery_rounds: u32,
-    phase: Phase,
+    phase: Phase<C::Error>,
     /// The append whose outcome is unknown. While set, every retry re-sends
     /// it unchanged; only a commit or a version conflict settles it.
     unresolved: Option<Arc<AppendRequest>>,
@@ -183,7 +185,6 @@ pub struct CommandMachine<C: Command> {
     /// of the store: the driver must drop those cache entries.
     stale_views: Vec<(StreamId, ViewKind)>,
     stats: ExecutionStats,
-    outcome: Option<Result<Executed, CommandError<C::Error>>>,
 }
 
 impl<C: Command> CommandMachine<C> {
@@ -225,7 +226,6 @@ impl<C: Command> CommandMachine<C> {
             decided: Vec::new(),
             stale_views: Vec::new(),
             stats: ExecutionStats::default(),
-            outcome: None,
         };
         if machine.cursors.is_empty() {
             machine.finish(Err(CommandError::NoStreams));
@@ -349,10 +349,7 @@ impl<C: Command> CommandMachine<C> {
                 self.phase = phase;
                 Step::Wait { until }
             }
-            Phase::Done => match self.outcome.take() {
-                Some(outcome) => Step::Done(outcome),
-                None => Step::Finished,
-            },
+            Phase::Done(outcome) => Step::Done(outcome),
             Phase::Finished => Step::Finished,
         }
     }
@@ -465,7 +462,7 @@ impl<C: Command> CommandMachine<C> {
     /// is harmless.
     pub fn on_wake(&mut self, now: Time) {
         self.observe(now);
-        if matches!(self.phase, Phase::Done | Phase::Finished) {
+        if matches!(self.phase, Phase::Done(_) | Phase::Finished) {
             return;
         }
         if now >= self.deadline {
@@ -522,7 +519,6 @@ impl<C: Command> CommandMachine<C> {
     }
 
     fn finish(&mut self, outcome: Result<Executed, CommandError<C::Error>>) {
-        self.outcome = Some(outcome);
-        self.phase = Phase::Done;
+        self.phase = Phase::Done(outcome);
     }
 }
