@@ -312,8 +312,8 @@ impl fmt::Display for RequestId {
 /// use eventcore::{RequestId, RequestIds};
 /// let mut ids = RequestIds::default();
 /// assert_eq!(ids.issued(), 0);
-/// assert_eq!(ids.next(), RequestId::new(1));
-/// assert_eq!(ids.next(), RequestId::new(2));
+/// assert_eq!(ids.next_id(), RequestId::new(1));
+/// assert_eq!(ids.next_id(), RequestId::new(2));
 /// assert_eq!(ids.issued(), 2);
 /// ```
 #[derive(Clone, Debug, Default)]
@@ -323,7 +323,7 @@ pub struct RequestIds {
 
 impl RequestIds {
     /// The next id.
-    pub fn next(&mut self) -> RequestId {
+    pub fn next_id(&mut self) -> RequestId {
         self.issued += 1;
         RequestId(self.issued)
     }

@@ -310,6 +310,6 @@ impl LeaseMachine {
     }
 
     fn request_id(&mut self) -> RequestId {
-        self.request_ids.next()
+        self.request_ids.next_id()
     }
 }

@@ -515,7 +515,7 @@ impl<C: Command> CommandMachine<C> {
     }
 
     fn new_request_id(&mut self) -> RequestId {
-        self.request_ids.next()
+        self.request_ids.next_id()
     }
 
     fn finish(&mut self, outcome: Result<Executed, CommandError<C::Error>>) {

@@ -250,7 +250,7 @@ impl SubscriptionMachine {
     }
 
     pub(super) fn new_request_id(&mut self) -> RequestId {
-        self.request_ids.next()
+        self.request_ids.next_id()
     }
 
     pub(super) fn stop(&mut self, error: SubscriptionError) {
