@@ -7,7 +7,7 @@
 
 use eventcore::{
     AppendReceipt, AppendRequest, CommandId, EventId, EventMetadata, EventType, ExpectedVersion, NewEvent, Payload,
-    ReadRequest, ReadResponse, RecordedEvent, RequestId, StreamAppend, StreamId, StreamRead, StreamVersion, Time,
+    ReadRequest, ReadResponse, RecordedEvent, StreamAppend, StreamId, StreamRead, StreamVersion, Time,
 };
 use eventcore_memory::MemoryStore;
 use eventcore_tokio::StreamCache;

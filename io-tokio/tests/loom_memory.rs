@@ -9,7 +9,7 @@
 
 use eventcore::{
     AppendReceipt, AppendRequest, CommandId, EventId, EventMetadata, EventType, ExpectedVersion, NewEvent, Payload,
-    ReadAllRequest, ReadRequest, RecordedEvent, RequestId, StoreError, StreamAppend, StreamId, StreamVersion, Time,
+    ReadAllRequest, ReadRequest, RecordedEvent, StoreError, StreamAppend, StreamId, StreamVersion, Time,
 };
 use eventcore_tokio::MemoryEventStore;
 use std::collections::BTreeMap;
@@ -51,7 +51,7 @@ fn append(tag: u8, streams: &[(&str, ExpectedVersion)], per_stream: u8) -> Appen
 /// most `writers - 1` times.
 fn read_modify_write(store: &MemoryEventStore, tag: u8, streams: &[&str], writers: usize) -> AppendReceipt {
     for _ in 0..writers {
-        let read = ReadRequest::new(RequestId::new(100 + u64::from(tag)), streams.iter().map(|s| stream(s)));
+        let read = ReadRequest::new(streams.iter().map(|s| stream(s)));
         let answer = store.read_sync(&read).expect("read");
         let pinned: Vec<(&str, ExpectedVersion)> = streams
             .iter()

@@ -10,7 +10,7 @@
 
 use eventcore::{
     AppendRequest, CommandId, EventFilter, EventId, EventMetadata, EventType, ExpectedVersion, GlobalPosition,
-    NewEvent, Payload, ReadAllRequest, RequestId, StreamAppend, StreamId, Time,
+    NewEvent, Payload, ReadAllRequest, StreamAppend, StreamId, Time,
 };
 use eventcore_tokio::MemoryEventStore;
 use std::num::NonZeroU32;
