@@ -138,6 +138,7 @@ fn execute(args: Args) -> Result<i32, CliError> {
                     canary: args.canary,
                     keep_trace: false,
                     scale: args.scale,
+                    ..SimConfig::new(seed)
                 };
                 let report = run(&config);
                 if report.passed() {
@@ -163,6 +164,7 @@ fn replay(seed: u64, args: &Args) -> i32 {
         canary: args.canary,
         keep_trace: true,
         scale: args.scale,
+        ..SimConfig::new(seed)
     };
     let report = run(&config);
     if !args.quiet {

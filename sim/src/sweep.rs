@@ -65,6 +65,7 @@ impl SweepConfig {
             canary: self.canary,
             keep_trace: false,
             scale: self.scale,
+            ..SimConfig::new(seed)
         }
     }
 }

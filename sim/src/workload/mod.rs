@@ -40,6 +40,8 @@ pub enum Job {
     ViewPlace(shop::PlaceOrder),
     /// An order cancelled on stream views (discovered products get views).
     ViewCancel(shop::CancelOrder),
+    /// A command of a user [`Domain`](crate::Domain).
+    Custom(crate::DomainCommand),
 }
 
 impl Job {
@@ -65,6 +67,7 @@ impl Job {
     ) -> (Box<dyn Execution>, Option<views::Probe>) {
         let probe = views::Probe::new();
         let exec: Box<dyn Execution> = match self {
+            Job::Custom(c) => c.start(policy, context, now, seed),
             Job::ViewTransfer(c) => Box::new(CommandMachine::new(
                 views::ViewTransfer {
                     transfer: c.clone(),
@@ -120,6 +123,7 @@ impl Job {
             Job::AddProduct(c) => c.streams(),
             Job::Place(c) | Job::ViewPlace(c) => c.streams(),
             Job::Cancel(c) | Job::ViewCancel(c) => c.streams(),
+            Job::Custom(c) => c.streams().to_vec(),
         }
     }
 
@@ -132,6 +136,7 @@ impl Job {
 impl fmt::Display for Job {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Job::Custom(c) => write!(f, "{c}"),
             Job::Open(c) => write!(f, "open {} with {}", c.account, c.initial),
             Job::SetLimit(c) => write!(f, "set transfer limit {}", c.max),
             Job::Transfer(c) | Job::ViewTransfer(c) => write!(
@@ -227,6 +232,8 @@ pub struct Workload {
     views: SimRng,
     next_order: u32,
     placed: Vec<u32>,
+    /// A user domain that replaces the built-in commands.
+    custom: Option<Box<dyn crate::Domain>>,
 }
 
 impl Workload {
@@ -258,6 +265,39 @@ impl Workload {
             views,
             next_order: 0,
             placed: Vec::new(),
+            custom: None,
+        }
+    }
+
+    /// Like [`Workload::new`], but the commands and the rules come from
+    /// `domain`. The parameters are drawn exactly as for the built-ins
+    /// (only the clients, their concurrency and the commands per client
+    /// matter to a user domain).
+    pub fn with_domain(rng: SimRng, views: SimRng, scale: u32, domain: Box<dyn crate::Domain>) -> Self {
+        let mut workload = Workload::new(rng, views, scale);
+        workload.custom = Some(domain);
+        workload
+    }
+
+    /// The parameters in words, for the run's header.
+    pub fn describe(&self) -> String {
+        match &self.custom {
+            None => self.params.to_string(),
+            Some(domain) => format!(
+                "domain={} clients={} in_flight={} commands/client={}",
+                domain.name(),
+                self.params.clients,
+                self.params.in_flight,
+                self.params.commands_per_client
+            ),
+        }
+    }
+
+    /// The domain models that check the commands this workload issues.
+    pub fn domain_models(&self) -> Vec<Box<dyn DomainModel>> {
+        match &self.custom {
+            None => Workload::models(),
+            Some(domain) => domain.models(),
         }
     }
 
@@ -268,6 +308,9 @@ impl Workload {
 
     /// Commands that set the world up before the clients start.
     pub fn setup(&mut self) -> Vec<Job> {
+        if let Some(domain) = &mut self.custom {
+            return domain.setup(&mut self.rng).into_iter().map(Job::Custom).collect();
+        }
         let mut jobs = Vec::new();
         for n in 0..self.params.accounts {
             jobs.push(Job::Open(bank::OpenAccount {
@@ -287,6 +330,9 @@ impl Workload {
 
     /// The next command some client issues.
     pub fn next_job(&mut self) -> Job {
+        if let Some(domain) = &mut self.custom {
+            return Job::Custom(domain.next_command(&mut self.rng));
+        }
         let job = self.next_whole_fold_job();
         if !self.views.chance(self.params.view_per_mille) {
             return job;

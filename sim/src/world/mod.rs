@@ -57,6 +57,12 @@ pub struct SimConfig {
     pub keep_trace: bool,
     /// Multiplies the commands each client issues.
     pub scale: u32,
+    /// At most this many clients (`None`: as the seed draws them). The
+    /// workload draws are unchanged, so a capped run is a smaller version
+    /// of the same seed (used to shrink a failure).
+    pub max_clients: Option<u32>,
+    /// At most this many commands per client (`None`: as drawn).
+    pub max_commands_per_client: Option<u32>,
 }
 
 impl SimConfig {
@@ -68,6 +74,8 @@ impl SimConfig {
             canary: None,
             keep_trace: false,
             scale: 1,
+            max_clients: None,
+            max_commands_per_client: None,
         }
     }
 
@@ -250,7 +258,29 @@ enum Msg {
 /// assert_eq!(report.trace_hash, run(&SimConfig::new(1)).trace_hash);
 /// ```
 pub fn run(config: &SimConfig) -> RunReport {
-    World::new(config).run()
+    World::new(config, None).run()
+}
+
+/// Runs one seed of a user [`Domain`](crate::Domain) instead of the
+/// built-in workloads: the same clients, faults, healing and checks, with
+/// the domain's commands and its rules. See [`crate::domain`] for a
+/// complete example; [`crate::harness::Sweep`] runs many seeds.
+///
+/// ```
+/// # use eventcore_sim::{run_with, Domain, DomainCommand, SimConfig};
+/// # use eventcore_sim::{check::DomainModel, rng::SimRng};
+/// struct Nothing;
+/// impl Domain for Nothing {
+///     fn name(&self) -> String { "nothing".into() }
+///     fn setup(&mut self, _: &mut SimRng) -> Vec<DomainCommand> { Vec::new() }
+///     fn next_command(&mut self, _: &mut SimRng) -> DomainCommand { unimplemented!() }
+///     fn models(&self) -> Vec<Box<dyn DomainModel>> { Vec::new() }
+/// }
+/// // (A domain that issues no command is not useful; see `domain` for one that is.)
+/// # let _ = |config: &SimConfig| run_with(config, Nothing);
+/// ```
+pub fn run_with<D: crate::Domain + 'static>(config: &SimConfig, domain: D) -> RunReport {
+    World::new(config, Some(Box::new(domain))).run()
 }
 
 struct World {
@@ -291,16 +321,24 @@ struct World {
 }
 
 impl World {
-    fn new(config: &SimConfig) -> Self {
+    fn new(config: &SimConfig, domain: Option<Box<dyn crate::Domain>>) -> Self {
         let mut faults = SimRng::new(config.seed, Purpose::Faults);
-        let workload = Workload::new(
-            SimRng::new(config.seed, Purpose::Workload),
-            SimRng::new(config.seed, Purpose::Views),
-            config.scale,
-        );
+        let rng = SimRng::new(config.seed, Purpose::Workload);
+        let views = SimRng::new(config.seed, Purpose::Views);
+        let workload = match domain {
+            None => Workload::new(rng, views, config.scale),
+            Some(domain) => Workload::with_domain(rng, views, config.scale, domain),
+        };
+        let models = workload.domain_models();
         let plan = FaultPlan::choose(config.profile, &mut faults)
             .with_batching(config.profile, &mut SimRng::new(config.seed, Purpose::Batching));
-        let params = workload.params().clone();
+        let mut params = workload.params().clone();
+        if let Some(max) = config.max_clients {
+            params.clients = params.clients.min(max.max(1));
+        }
+        if let Some(max) = config.max_commands_per_client {
+            params.commands_per_client = params.commands_per_client.min(max);
+        }
         let clients = (0..params.clients)
             .map(|_| Client {
                 up: true,
@@ -329,7 +367,7 @@ impl World {
             execs: BTreeMap::new(),
             next_exec: 0,
             subscribers: subscriber::subscribers(config.seed),
-            checker: Checker::new(Workload::models()),
+            checker: Checker::new(models),
             trace: Trace::new(config.keep_trace),
             coverage: Coverage::default(),
             heal_scheduled: false,
@@ -363,14 +401,27 @@ impl World {
             self.config.seed,
             self.config.profile,
             self.config.canary.map(|c| format!(" canary={c}")).unwrap_or_default(),
-            self.workload.params(),
+            self.workload.describe(),
             self.subscribers
                 .iter()
                 .map(|s| format!("{} batch={}", s.record.name, s.policy.batch_size))
                 .collect::<Vec<_>>()
                 .join(", "),
             self.plan
-        )
+        ) + &self.limits()
+    }
+
+    /// The caps of a shrunk run, in words (empty when there are none, so
+    /// an uncapped run's trace is unchanged).
+    fn limits(&self) -> String {
+        let mut out = String::new();
+        if let Some(max) = self.config.max_clients {
+            out.push_str(&format!(" | max clients {max}"));
+        }
+        if let Some(max) = self.config.max_commands_per_client {
+            out.push_str(&format!(" | max commands/client {max}"));
+        }
+        out
     }
 
     fn run(mut self) -> RunReport {
