@@ -42,7 +42,9 @@
 //! ```
 //!
 //! With [`SEED_VAR`] set, [`Sweep::run`] runs only that seed, with its
-//! trace kept and printed to stderr.
+//! trace kept and printed to stderr (and [`PROFILE_VAR`],
+//! [`MAX_CLIENTS_VAR`], [`MAX_COMMANDS_VAR`] pick its profile and the
+//! caps of a shrunk run).
 
 use crate::check::Violation;
 use crate::faults::Profile;
@@ -57,6 +59,12 @@ pub const SEED_VAR: &str = "EVENTCORE_SIM_SEED";
 /// The environment variable that picks the profile of that one seed
 /// (`calm`, `default`, `chaos`, `extreme`; otherwise the sweep's rotation).
 pub const PROFILE_VAR: &str = "EVENTCORE_SIM_PROFILE";
+/// With [`SEED_VAR`]: at most this many clients (replays a shrunk failure;
+/// see [`SimConfig::max_clients`]).
+pub const MAX_CLIENTS_VAR: &str = "EVENTCORE_SIM_MAX_CLIENTS";
+/// With [`SEED_VAR`]: at most this many commands per client (see
+/// [`SimConfig::max_commands_per_client`]).
+pub const MAX_COMMANDS_VAR: &str = "EVENTCORE_SIM_MAX_COMMANDS";
 
 /// Many seeds of one user domain. `factory` builds a fresh domain for each
 /// run (a domain keeps per-run state, such as the orders placed so far).
@@ -162,7 +170,11 @@ impl<D: Domain + 'static, F: Fn() -> D> Sweep<F> {
     pub fn run(&self) -> SweepReport {
         if let Some(seed) = env_seed() {
             let profile = env_profile().unwrap_or_else(|| self.profile_of(seed));
-            let report = self.replay(seed, profile);
+            let mut config = self.config(seed, profile);
+            config.keep_trace = true;
+            config.max_clients = env_u32(MAX_CLIENTS_VAR);
+            config.max_commands_per_client = env_u32(MAX_COMMANDS_VAR);
+            let report = self.run_one(&config);
             eprintln!("{SEED_VAR}={seed} {PROFILE_VAR}={profile}: {}", report.parameters);
             for line in &report.trace {
                 eprintln!("{line}");
@@ -250,6 +262,10 @@ fn env_seed() -> Option<u64> {
     std::env::var(SEED_VAR).ok().and_then(|v| v.trim().parse().ok())
 }
 
+fn env_u32(name: &str) -> Option<u32> {
+    std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
+}
+
 fn env_profile() -> Option<Profile> {
     std::env::var(PROFILE_VAR).ok().and_then(|v| v.trim().parse().ok())
 }
@@ -329,6 +345,27 @@ impl Failure {
     }
 }
 
+impl Shrunk {
+    /// The environment that replays the shrunk run of `seed` alone.
+    ///
+    /// ```
+    /// use eventcore_sim::harness::Shrunk;
+    /// use eventcore_sim::Profile;
+    /// let shrunk = Shrunk { profile: Profile::Calm, max_clients: Some(2), max_commands_per_client: None };
+    /// assert_eq!(shrunk.replay_env(5), "EVENTCORE_SIM_SEED=5 EVENTCORE_SIM_PROFILE=calm EVENTCORE_SIM_MAX_CLIENTS=2");
+    /// ```
+    pub fn replay_env(&self, seed: u64) -> String {
+        let mut env = format!("{SEED_VAR}={seed} {PROFILE_VAR}={}", self.profile);
+        if let Some(n) = self.max_clients {
+            env.push_str(&format!(" {MAX_CLIENTS_VAR}={n}"));
+        }
+        if let Some(n) = self.max_commands_per_client {
+            env.push_str(&format!(" {MAX_COMMANDS_VAR}={n}"));
+        }
+        env
+    }
+}
+
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "seed {} ({}) failed: {}", self.seed, self.profile, self.parameters)?;
@@ -351,11 +388,12 @@ impl fmt::Display for Failure {
         if let Some(s) = &self.shrunk {
             writeln!(
                 f,
-                "  still fails with profile={} clients<={} commands/client<={}",
+                "  still fails with profile={} clients<={} commands/client<={} (replay: {} cargo test <this test>)",
                 s.profile,
                 s.max_clients.map_or("as drawn".to_string(), |n| n.to_string()),
                 s.max_commands_per_client
-                    .map_or("as drawn".to_string(), |n| n.to_string())
+                    .map_or("as drawn".to_string(), |n| n.to_string()),
+                s.replay_env(self.seed)
             )?;
         }
         write!(

@@ -238,4 +238,47 @@ fn a_planted_domain_bug_is_found_and_its_replay_reproduces_the_trace() {
     assert!(failure
         .to_string()
         .contains(&format!("EVENTCORE_SIM_SEED={}", failure.seed)));
+    let shrunk = failure.shrunk.as_ref().expect("the planted bug shrinks");
+    let mut smaller = sweep.config(failure.seed, shrunk.profile);
+    smaller.max_clients = shrunk.max_clients;
+    smaller.max_commands_per_client = shrunk.max_commands_per_client;
+    assert!(!sweep.run_one(&smaller).passed(), "the shrunk run still fails");
+}
+
+/// The replay line a failure prints works as printed: this test binary, run
+/// again with the failure's environment, runs just that seed inside the
+/// planted-bug test and prints its trace with the same hash.
+#[test]
+fn the_printed_replay_environment_replays_the_seed_inside_the_test() {
+    if std::env::var_os(eventcore_sim::harness::SEED_VAR).is_some() {
+        // A replay is running (this child, or a user replaying a seed).
+        return;
+    }
+    let report = Sweep::new(|| Inventory::new(true))
+        .seeds(0..300)
+        .profiles(&Profile::ALL)
+        .shrink(false)
+        .run();
+    let failure = report.failures.first().expect("the planted bug is found");
+    let mut child = std::process::Command::new(std::env::current_exe().expect("the test binary"));
+    child.args([
+        "--exact",
+        "a_planted_domain_bug_is_found_and_its_replay_reproduces_the_trace",
+        "--nocapture",
+    ]);
+    for pair in failure.replay_env().split(' ') {
+        let (name, value) = pair.split_once('=').expect("NAME=value");
+        child.env(name, value);
+    }
+    let output = child.output().expect("the test binary runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("trace hash {:016x}", failure.trace_hash)),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("VIOLATION"),
+        "the replay prints the trace up to the violation"
+    );
 }
