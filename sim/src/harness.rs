@@ -165,6 +165,16 @@ impl<D: Domain + 'static, F: Fn() -> D> Sweep<F> {
         self.run_one(&config)
     }
 
+    /// Runs a failure's seed again, with its profile and caps and its
+    /// trace kept: the same trace hash as the failing run.
+    pub fn replay_failure(&self, failure: &Failure) -> RunReport {
+        let mut config = self.config(failure.seed, failure.profile);
+        config.keep_trace = true;
+        config.max_clients = failure.max_clients;
+        config.max_commands_per_client = failure.max_commands_per_client;
+        self.run_one(&config)
+    }
+
     /// Runs the sweep (or, with [`SEED_VAR`] set, that one seed, printing
     /// its trace).
     pub fn run(&self) -> SweepReport {
@@ -180,34 +190,38 @@ impl<D: Domain + 'static, F: Fn() -> D> Sweep<F> {
                 eprintln!("{line}");
             }
             eprintln!("trace hash {:016x}", report.trace_hash);
-            return self.collect(std::iter::once((seed, profile, report)));
+            // A replay is not shrunk again.
+            return self.collect(std::iter::once((config, report)), false);
         }
         let runs = self.seeds.clone().map(|seed| {
-            let profile = self.profile_of(seed);
-            let report = self.run_one(&self.config(seed, profile));
-            (seed, profile, report)
+            let config = self.config(seed, self.profile_of(seed));
+            let report = self.run_one(&config);
+            (config, report)
         });
-        self.collect(runs)
+        self.collect(runs, self.shrink)
     }
 
-    fn collect(&self, runs: impl Iterator<Item = (u64, Profile, RunReport)>) -> SweepReport {
+    fn collect(&self, runs: impl Iterator<Item = (SimConfig, RunReport)>, shrink: bool) -> SweepReport {
         let mut report = SweepReport::default();
-        for (seed, profile, run) in runs {
+        for (config, run) in runs {
             report.runs += 1;
             report.steps += run.steps;
             if run.passed() {
                 continue;
             }
-            let again = self.run_one(&self.config(seed, profile));
-            let shrunk = if self.shrink {
-                self.shrink_failure(seed, profile)
+            // Keeping the trace does not change its hash.
+            let again = self.run_one(&config);
+            let shrunk = if shrink {
+                self.shrink_failure(config.seed, config.profile)
             } else {
                 None
             };
             report.failures.push(Failure {
-                seed,
-                profile,
+                seed: config.seed,
+                profile: config.profile,
                 scale: self.scale,
+                max_clients: config.max_clients,
+                max_commands_per_client: config.max_commands_per_client,
                 parameters: run.parameters,
                 trace_hash: run.trace_hash,
                 replay_hash: again.trace_hash,
@@ -321,6 +335,10 @@ pub struct Failure {
     pub profile: Profile,
     /// Its scale.
     pub scale: u32,
+    /// Its clients cap (set only when replaying a shrunk run).
+    pub max_clients: Option<u32>,
+    /// Its commands-per-client cap (set only when replaying a shrunk run).
+    pub max_commands_per_client: Option<u32>,
     /// The parameters the seed drew, in words.
     pub parameters: String,
     /// The failing run's trace hash.
@@ -341,7 +359,12 @@ impl Failure {
 
     /// The environment that replays this seed alone in the same test.
     pub fn replay_env(&self) -> String {
-        format!("{SEED_VAR}={} {PROFILE_VAR}={}", self.seed, self.profile)
+        Shrunk {
+            profile: self.profile,
+            max_clients: self.max_clients,
+            max_commands_per_client: self.max_commands_per_client,
+        }
+        .replay_env(self.seed)
     }
 }
 

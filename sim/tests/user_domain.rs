@@ -231,18 +231,37 @@ fn a_planted_domain_bug_is_found_and_its_replay_reproduces_the_trace() {
         "{failure}"
     );
     assert!(failure.deterministic(), "{failure}");
-    let replay = sweep.replay(failure.seed, failure.profile);
+    let replay = sweep.replay_failure(failure);
     assert_eq!(replay.trace_hash, failure.trace_hash, "the replay took another path");
     assert!(!replay.passed());
     assert!(!replay.trace.is_empty(), "a replay keeps its trace");
     assert!(failure
         .to_string()
         .contains(&format!("EVENTCORE_SIM_SEED={}", failure.seed)));
+    if std::env::var_os(eventcore_sim::harness::SEED_VAR).is_some() {
+        // Replaying one seed: no shrinking.
+        return;
+    }
     let shrunk = failure.shrunk.as_ref().expect("the planted bug shrinks");
     let mut smaller = sweep.config(failure.seed, shrunk.profile);
     smaller.max_clients = shrunk.max_clients;
     smaller.max_commands_per_client = shrunk.max_commands_per_client;
     assert!(!sweep.run_one(&smaller).passed(), "the shrunk run still fails");
+    // The shrunk run replays through its printed environment too.
+    let mut child = std::process::Command::new(std::env::current_exe().expect("the test binary"));
+    child.args([
+        "--exact",
+        "a_planted_domain_bug_is_found_and_its_replay_reproduces_the_trace",
+        "--nocapture",
+    ]);
+    for pair in shrunk.replay_env(failure.seed).split(' ') {
+        let (name, value) = pair.split_once('=').expect("NAME=value");
+        child.env(name, value);
+    }
+    let output = child.output().expect("the test binary runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("max clients"), "the caps reach the replay: {stderr}");
 }
 
 /// The replay line a failure prints works as printed: this test binary, run
