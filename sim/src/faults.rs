@@ -147,7 +147,84 @@ pub struct FaultPlan {
     pub policy: ExecutionPolicy,
 }
 
+/// The fault kinds that [`FaultPlan::without`] switches off by name (a
+/// shrinker tries them one by one).
+pub const FAULT_KINDS: &[&str] = &[
+    "slow",
+    "duplicate",
+    "read_transient",
+    "read_lost",
+    "append_fail",
+    "lost_ack",
+    "crash_before_append",
+    "crash_after_commit",
+    "random_crashes",
+    "store_restarts",
+    "clock_jumps",
+    "handler_fail",
+    "checkpoint_fail",
+    "notify_lost",
+    "subscriber_crashes",
+    "duplicate_request",
+    "prime_from_cache",
+    "snapshot_faults",
+    "batching",
+];
+
 impl FaultPlan {
+    /// True when fault kind `kind` (one of [`FAULT_KINDS`]) can strike in
+    /// this plan.
+    ///
+    /// ```
+    /// use eventcore::ExecutionPolicy;
+    /// use eventcore_sim::FaultPlan;
+    /// let mut plan = FaultPlan::healed(ExecutionPolicy::default());
+    /// assert!(!plan.has("read_lost"));
+    /// plan.read_lost = 30;
+    /// assert!(plan.has("read_lost"));
+    /// assert!(!plan.without("read_lost").has("read_lost"));
+    /// ```
+    pub fn has(&self, kind: &str) -> bool {
+        self.clone().without(kind) != *self
+    }
+
+    /// This plan with fault kind `kind` (one of [`FAULT_KINDS`]) switched
+    /// off; an unknown name changes nothing.
+    pub fn without(mut self, kind: &str) -> Self {
+        match kind {
+            "slow" => self.slow = 0,
+            "duplicate" => self.duplicate = 0,
+            "read_transient" => self.read_transient = 0,
+            "read_lost" => self.read_lost = 0,
+            "append_fail" => self.append_fail = 0,
+            "lost_ack" => self.lost_ack = 0,
+            "crash_before_append" => self.crash_before_append = 0,
+            "crash_after_commit" => self.crash_after_commit = 0,
+            "random_crashes" => self.random_crashes = 0,
+            "store_restarts" => self.store_restarts = 0,
+            "clock_jumps" => self.clock_jumps = 0,
+            "handler_fail" => self.handler_fail = 0,
+            "checkpoint_fail" => self.checkpoint_fail = 0,
+            "notify_lost" => self.notify_lost = 0,
+            "subscriber_crashes" => self.subscriber_crashes = 0,
+            "duplicate_request" => self.duplicate_request = 0,
+            "prime_from_cache" => self.prime_from_cache = false,
+            "snapshot_faults" => {
+                self.snapshot_missing = 0;
+                self.snapshot_stale = 0;
+                self.snapshot_corrupt = 0;
+                self.snapshot_wrong_version = 0;
+                self.snapshot_ahead = 0;
+                self.snapshot_write_lost = 0;
+                self.snapshot_crash_before_write = 0;
+                self.view_cache_ahead = 0;
+            }
+            "batching" => self.batch_window_us = 0,
+            _ => {}
+        }
+        self
+    }
+
     /// No faults at all, short latency: what the liveness phase runs under.
     pub fn healed(policy: ExecutionPolicy) -> Self {
         FaultPlan {

@@ -33,9 +33,9 @@
 //! When a seed fails, the harness runs it again and compares the trace
 //! hashes (a different hash means the domain is not deterministic: it drew
 //! from somewhere other than the seeded stream). It then tries to shrink
-//! the failure — the same seed under calmer fault profiles and with fewer
-//! clients and commands — and reports the smallest parameters that still
-//! fail. Every failure prints the line that replays it in the same test:
+//! the failure — the same seed under calmer fault profiles, with fewer
+//! clients and commands, and with each fault kind of its plan switched off
+//! in turn — and reports the smallest parameters that still fail. Every failure prints the line that replays it in the same test:
 //!
 //! ```text
 //! EVENTCORE_SIM_SEED=17 EVENTCORE_SIM_PROFILE=chaos cargo test -p my-crate my_test
@@ -47,7 +47,8 @@
 //! caps of a shrunk run).
 
 use crate::check::Violation;
-use crate::faults::Profile;
+use crate::faults::{FaultPlan, Profile, FAULT_KINDS};
+use crate::rng::{Purpose, SimRng};
 use crate::world::{run_with, RunReport, SimConfig};
 use crate::Domain;
 use std::fmt;
@@ -65,6 +66,9 @@ pub const MAX_CLIENTS_VAR: &str = "EVENTCORE_SIM_MAX_CLIENTS";
 /// With [`SEED_VAR`]: at most this many commands per client (see
 /// [`SimConfig::max_commands_per_client`]).
 pub const MAX_COMMANDS_VAR: &str = "EVENTCORE_SIM_MAX_COMMANDS";
+/// With [`SEED_VAR`]: fault kinds switched off, comma-separated (see
+/// [`SimConfig::faults_off`]).
+pub const FAULTS_OFF_VAR: &str = "EVENTCORE_SIM_FAULTS_OFF";
 
 /// Many seeds of one user domain. `factory` builds a fresh domain for each
 /// run (a domain keeps per-run state, such as the orders placed so far).
@@ -172,6 +176,7 @@ impl<D: Domain + 'static, F: Fn() -> D> Sweep<F> {
         config.keep_trace = true;
         config.max_clients = failure.max_clients;
         config.max_commands_per_client = failure.max_commands_per_client;
+        config.faults_off = failure.faults_off.clone();
         self.run_one(&config)
     }
 
@@ -184,6 +189,9 @@ impl<D: Domain + 'static, F: Fn() -> D> Sweep<F> {
             config.keep_trace = true;
             config.max_clients = env_u32(MAX_CLIENTS_VAR);
             config.max_commands_per_client = env_u32(MAX_COMMANDS_VAR);
+            config.faults_off = std::env::var(FAULTS_OFF_VAR)
+                .map(|v| v.split(',').filter(|k| !k.is_empty()).map(str::to_string).collect())
+                .unwrap_or_default();
             let report = self.run_one(&config);
             eprintln!("{SEED_VAR}={seed} {PROFILE_VAR}={profile}: {}", report.parameters);
             for line in &report.trace {
@@ -222,6 +230,7 @@ impl<D: Domain + 'static, F: Fn() -> D> Sweep<F> {
                 scale: self.scale,
                 max_clients: config.max_clients,
                 max_commands_per_client: config.max_commands_per_client,
+                faults_off: config.faults_off.clone(),
                 parameters: run.parameters,
                 trace_hash: run.trace_hash,
                 replay_hash: again.trace_hash,
@@ -264,10 +273,26 @@ impl<D: Domain + 'static, F: Fn() -> D> Sweep<F> {
                 break;
             }
         }
+        // Then each fault kind of the plan, switched off one at a time,
+        // kept off while the seed still fails.
+        let plan = FaultPlan::choose(best.profile, &mut SimRng::new(seed, Purpose::Faults))
+            .with_batching(best.profile, &mut SimRng::new(seed, Purpose::Batching));
+        let mut faults_needed = Vec::new();
+        for kind in FAULT_KINDS.iter().filter(|kind| plan.has(kind)) {
+            let mut config = best.clone();
+            config.faults_off.push((*kind).to_string());
+            if fails(&config) {
+                best = config;
+            } else {
+                faults_needed.push((*kind).to_string());
+            }
+        }
         (best != self.config(seed, profile)).then_some(Shrunk {
             profile: best.profile,
             max_clients: best.max_clients,
             max_commands_per_client: best.max_commands_per_client,
+            faults_off: best.faults_off,
+            faults_needed,
         })
     }
 }
@@ -324,6 +349,11 @@ pub struct Shrunk {
     pub max_clients: Option<u32>,
     /// The fewest commands per client (`None`: as drawn).
     pub max_commands_per_client: Option<u32>,
+    /// Fault kinds of the seed's plan that could be switched off.
+    pub faults_off: Vec<String>,
+    /// Fault kinds of the seed's plan that the failure still needs (each
+    /// one, switched off alone, made it pass).
+    pub faults_needed: Vec<String>,
 }
 
 /// One failing seed.
@@ -339,6 +369,8 @@ pub struct Failure {
     pub max_clients: Option<u32>,
     /// Its commands-per-client cap (set only when replaying a shrunk run).
     pub max_commands_per_client: Option<u32>,
+    /// Fault kinds it ran without (set only when replaying a shrunk run).
+    pub faults_off: Vec<String>,
     /// The parameters the seed drew, in words.
     pub parameters: String,
     /// The failing run's trace hash.
@@ -363,6 +395,8 @@ impl Failure {
             profile: self.profile,
             max_clients: self.max_clients,
             max_commands_per_client: self.max_commands_per_client,
+            faults_off: self.faults_off.clone(),
+            faults_needed: Vec::new(),
         }
         .replay_env(self.seed)
     }
@@ -374,8 +408,17 @@ impl Shrunk {
     /// ```
     /// use eventcore_sim::harness::Shrunk;
     /// use eventcore_sim::Profile;
-    /// let shrunk = Shrunk { profile: Profile::Calm, max_clients: Some(2), max_commands_per_client: None };
-    /// assert_eq!(shrunk.replay_env(5), "EVENTCORE_SIM_SEED=5 EVENTCORE_SIM_PROFILE=calm EVENTCORE_SIM_MAX_CLIENTS=2");
+    /// let shrunk = Shrunk {
+    ///     profile: Profile::Default,
+    ///     max_clients: Some(2),
+    ///     max_commands_per_client: None,
+    ///     faults_off: vec!["slow".into(), "read_lost".into()],
+    ///     faults_needed: vec!["lost_ack".into()],
+    /// };
+    /// assert_eq!(
+    ///     shrunk.replay_env(5),
+    ///     "EVENTCORE_SIM_SEED=5 EVENTCORE_SIM_PROFILE=default EVENTCORE_SIM_MAX_CLIENTS=2 EVENTCORE_SIM_FAULTS_OFF=slow,read_lost"
+    /// );
     /// ```
     pub fn replay_env(&self, seed: u64) -> String {
         let mut env = format!("{SEED_VAR}={seed} {PROFILE_VAR}={}", self.profile);
@@ -384,6 +427,9 @@ impl Shrunk {
         }
         if let Some(n) = self.max_commands_per_client {
             env.push_str(&format!(" {MAX_COMMANDS_VAR}={n}"));
+        }
+        if !self.faults_off.is_empty() {
+            env.push_str(&format!(" {FAULTS_OFF_VAR}={}", self.faults_off.join(",")));
         }
         env
     }
@@ -411,11 +457,13 @@ impl fmt::Display for Failure {
         if let Some(s) = &self.shrunk {
             writeln!(
                 f,
-                "  still fails with profile={} clients<={} commands/client<={} (replay: {} cargo test <this test>)",
+                "  still fails with profile={} clients<={} commands/client<={} faults off=[{}] (needs [{}]) (replay: {} cargo test <this test>)",
                 s.profile,
                 s.max_clients.map_or("as drawn".to_string(), |n| n.to_string()),
                 s.max_commands_per_client
                     .map_or("as drawn".to_string(), |n| n.to_string()),
+                s.faults_off.join(","),
+                s.faults_needed.join(","),
                 s.replay_env(self.seed)
             )?;
         }

@@ -301,3 +301,21 @@ fn the_printed_replay_environment_replays_the_seed_inside_the_test() {
         "the replay prints the trace up to the violation"
     );
 }
+
+/// The shrinker's last knob: a run with fault kinds switched off is still a
+/// deterministic run of the same seed, and says so in its parameters.
+#[test]
+fn a_run_with_every_fault_kind_switched_off_is_deterministic() {
+    let mut config = eventcore_sim::SimConfig::new(11);
+    config.profile = Profile::Chaos;
+    config.faults_off = eventcore_sim::faults::FAULT_KINDS
+        .iter()
+        .map(|kind| (*kind).to_string())
+        .collect();
+    let a = eventcore_sim::run_with(&config, Inventory::new(false));
+    let b = eventcore_sim::run_with(&config, Inventory::new(false));
+    assert!(a.passed(), "{:?}", a.violations);
+    assert_eq!(a.trace_hash, b.trace_hash);
+    assert!(a.parameters.contains("faults off: slow,"), "{}", a.parameters);
+    assert!(a.parameters.contains("read_lost=0‰ append_fail=0‰"), "{}", a.parameters);
+}

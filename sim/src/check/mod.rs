@@ -1,4 +1,4 @@
-//! The invariant checker. It reads a [`History`](crate::history::History) —
+//! The invariant checker. It reads a [`History`] —
 //! committed events plus what every execution was told — and nothing else,
 //! so the same checks run on the simulator's in-memory store and on a
 //! history read back from PostgreSQL by a chaos suite.

@@ -63,6 +63,10 @@ pub struct SimConfig {
     pub max_clients: Option<u32>,
     /// At most this many commands per client (`None`: as drawn).
     pub max_commands_per_client: Option<u32>,
+    /// Fault kinds switched off after the plan is drawn (names from
+    /// [`FAULT_KINDS`](crate::faults::FAULT_KINDS); used to shrink a
+    /// failure). Empty: the plan as drawn.
+    pub faults_off: Vec<String>,
 }
 
 impl SimConfig {
@@ -76,6 +80,7 @@ impl SimConfig {
             scale: 1,
             max_clients: None,
             max_commands_per_client: None,
+            faults_off: Vec::new(),
         }
     }
 
@@ -330,8 +335,11 @@ impl World {
             Some(domain) => Workload::with_domain(rng, views, config.scale, domain),
         };
         let models = workload.domain_models();
-        let plan = FaultPlan::choose(config.profile, &mut faults)
-            .with_batching(config.profile, &mut SimRng::new(config.seed, Purpose::Batching));
+        let plan = config.faults_off.iter().fold(
+            FaultPlan::choose(config.profile, &mut faults)
+                .with_batching(config.profile, &mut SimRng::new(config.seed, Purpose::Batching)),
+            |plan, kind| plan.without(kind),
+        );
         let mut params = workload.params().clone();
         if let Some(max) = config.max_clients {
             params.clients = params.clients.min(max.max(1));
@@ -420,6 +428,9 @@ impl World {
         }
         if let Some(max) = self.config.max_commands_per_client {
             out.push_str(&format!(" | max commands/client {max}"));
+        }
+        if !self.config.faults_off.is_empty() {
+            out.push_str(&format!(" | faults off: {}", self.config.faults_off.join(",")));
         }
         out
     }
