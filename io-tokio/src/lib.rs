@@ -19,9 +19,15 @@
 //! let executor = Executor::new(store);
 //! # let _ = executor;
 //! ```
+//!
+//! [`BlockingExecutor`] runs the same command machine synchronously against
+//! the [`MemoryEventStore`], with no runtime: for unit tests, and for loom
+//! models of a user's own concurrent code, built with
+//! `RUSTFLAGS="--cfg eventcore_loom"` (see `docs/testing-your-domain.md`).
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)] // off the simulated path: real clocks and hash maps are fine here (see clippy.toml)
 
 mod batching;
+mod blocking;
 mod cache;
 mod checkpoint;
 mod clock;
@@ -37,6 +43,7 @@ mod sync;
 mod views;
 
 pub use batching::{BatchingOptions, BatchingStats, BatchingStore};
+pub use blocking::{execute_blocking, BlockingExecutor};
 pub use cache::StreamCache;
 pub use checkpoint::MemoryCheckpointStore;
 pub use clock::Clock;
