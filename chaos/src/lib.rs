@@ -13,6 +13,9 @@
 //! - [`record`]: the outcome recorder, in the simulator's history format.
 //! - [`ledger`]: the workload's domain (the examples' bank plus a discovery
 //!   command) and its domain model for the checker.
+//! - [`workload`]: the harness as a library — a user's commands and
+//!   invariants ([`workload::ChaosWorkload`]) run under the same faults
+//!   with [`run::run_workload`], from an ordinary `#[tokio::test]`.
 //! - [`run`]: one run — workload, schedule, PostgreSQL-side faults
 //!   (`pg_terminate_backend`, lock holds that make `lock_timeout` and
 //!   `statement_timeout` fire, pool exhaustion), healing, read-back and
@@ -29,3 +32,4 @@ pub mod ledger;
 pub mod proxy;
 pub mod record;
 pub mod run;
+pub mod workload;

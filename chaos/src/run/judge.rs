@@ -6,12 +6,11 @@ use super::report::SubscriberCheck;
 use super::ChaosError;
 use crate::faults::{FaultKind, FaultReport};
 use crate::record::Recorder;
+use crate::workload::ChaosWorkload;
 use eventcore::{EventFilter, GlobalPosition, ReadAllRequest, RecordedEvent};
-use eventcore_examples::bank::{Audit, PREFIX};
 use eventcore_postgres::PostgresStore;
 use eventcore_sim::check::{check_deliveries, Checker, Violation};
 use eventcore_sim::history::History;
-use eventcore_sim::workload::bank::BankModel;
 use eventcore_tokio::EventStore;
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -59,13 +58,17 @@ pub(super) fn check_subscriber(
     }
 }
 
-/// Judges the store's final log: the examples' own bank `Audit`, the
-/// history (the recorder's outcomes with the log) and the simulator
-/// checker's violations of it.
-pub(super) fn judge(recorder: &Recorder, events: Vec<RecordedEvent>) -> (Vec<String>, History, Vec<Violation>) {
-    let audit = Audit::of(&events).violations;
+/// Judges the store's final log: the workload's own audit, the history
+/// (the recorder's outcomes with the log) and the simulator checker's
+/// violations of it, with the workload's domain models.
+pub(super) fn judge(
+    recorder: &Recorder,
+    workload: &dyn ChaosWorkload,
+    events: Vec<RecordedEvent>,
+) -> (Vec<String>, History, Vec<Violation>) {
+    let audit = workload.audit(&events);
     let history = recorder.history(events);
-    let checker = Checker::new(vec![Box::new(BankModel::for_prefix(PREFIX))]);
+    let checker = Checker::new(workload.models());
     let violations = checker.finish(&history, true);
     (audit, history, violations)
 }

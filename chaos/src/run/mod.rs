@@ -1,16 +1,20 @@
-//! One chaos run: set up a fresh schema, start the proxy, run the bank
-//! workload through the real [`Executor`] and [`PostgresStore`] while the
-//! fault schedule plays, heal, settle every unknown outcome, read the whole
-//! store back over a direct connection and judge it with the simulator's
-//! invariant checker.
+//! One chaos run: set up a fresh schema, start the proxy, run a workload
+//! (the bank's with [`run`], a user's [`ChaosWorkload`] with
+//! [`run_workload`]) through the real [`Executor`] and [`PostgresStore`]
+//! while the fault schedule plays, heal, settle every unknown outcome, read
+//! the whole store back over a direct connection and judge it with the
+//! simulator's invariant checker.
 //!
 //! The run's jobs, one file each:
 //!
-//! - this file: the configuration, the errors, the database URL helpers and
-//!   [`run`] itself, which wires the stores, executors and tasks together
-//!   and orders the phases (setup, faults, heal, settle, read back, judge);
-//! - `workload`: the accounts' setup and the clients issuing transfers and
-//!   consolidations, crashing now and then, re-executing unknown outcomes
+//! - this file: the configuration, the errors, the database URL helpers,
+//!   [`run`] (the bank suite) and [`run_workload`] itself, which wires the
+//!   stores, executors and tasks together and orders the phases (setup,
+//!   faults, heal, settle, read back, judge);
+//! - `bank`: the bank suite's workload (accounts, owners, transfers and
+//!   consolidations), a [`ChaosWorkload`] like any user's;
+//! - `workload`: driving a workload — its setup, and the clients issuing
+//!   its commands, crashing now and then, re-executing unknown outcomes
 //!   with the same command id and settling what is left after the faults;
 //! - `inject`: the fault schedule's driver, arming the proxy's faults at
 //!   their times and running the PostgreSQL-side ones
@@ -20,13 +24,15 @@
 //!   subscription runner (checkpoint in PostgreSQL, LISTEN/NOTIFY wake-ups),
 //!   both through the proxy for the whole run;
 //! - `judge`: the read-back of the whole store, the subscribers' checks
-//!   against the final log, the simulator's checker and the bank audit, and
+//!   against the final log, the simulator's checker with the workload's
+//!   models and its audit, and
 //!   the fault kinds a run must have seen;
 //! - `report`: what a run found ([`ChaosReport`], [`SubscriberCheck`]) and
 //!   how it is printed.
 //!
 //! [`Executor`]: eventcore_tokio::Executor
 
+mod bank;
 mod inject;
 mod judge;
 mod report;
@@ -39,7 +45,6 @@ use crate::faults::{FaultCounters, FaultKind, FaultMix, FaultSchedule};
 use crate::proxy::{Proxy, ProxyConfig, ProxyError};
 use crate::record::{Recorder, RecordingStore};
 use eventcore::{ExecutionPolicy, RetryPolicy, StoreError};
-use eventcore_examples::bank::account;
 use eventcore_postgres::migrate_subscriptions;
 use eventcore_postgres::{PostgresOptions, PostgresStore, SetupError};
 use eventcore_tokio::Executor;
@@ -55,6 +60,8 @@ use subscribers::{run_subscription, subscribe};
 use tokio::time::Instant;
 use workload::{client, settle, setup};
 
+pub use crate::workload::ChaosWorkload;
+
 /// What a run does.
 #[derive(Clone, Debug)]
 pub struct ChaosConfig {
@@ -66,11 +73,11 @@ pub struct ChaosConfig {
     pub heal_phase: Duration,
     /// Concurrent clients (half on each proxied pool).
     pub clients: usize,
-    /// Accounts opened at the start.
+    /// Accounts opened at the start (the bank suite, [`run`], only).
     pub accounts: u32,
-    /// Owners, each linked to four accounts.
+    /// Owners, each linked to four accounts (the bank suite only).
     pub owners: u32,
-    /// Initial balance of every account.
+    /// Initial balance of every account (the bank suite only).
     pub initial_balance: u64,
     /// The faults per minute of fault phase.
     pub mix: FaultMix,
@@ -81,6 +88,13 @@ pub struct ChaosConfig {
 impl ChaosConfig {
     /// A run of `fault_phase` with the default mix, 12 clients, 16 accounts
     /// and 4 owners.
+    ///
+    /// ```
+    /// use eventcore_chaos::run::ChaosConfig;
+    /// use std::time::Duration;
+    /// let config = ChaosConfig::new(7, Duration::from_secs(10));
+    /// assert_eq!((config.seed, config.clients), (7, 12));
+    /// ```
     pub fn new(seed: u64, fault_phase: Duration) -> Self {
         ChaosConfig {
             seed,
@@ -93,6 +107,35 @@ impl ChaosConfig {
             mix: FaultMix::default(),
             max_commands_per_client: 100_000,
         }
+    }
+
+    /// The configuration from the environment, as the chaos tests take it:
+    /// the seed from `EVENTCORE_CHAOS_SEED` (else the clock; the report
+    /// prints it for a replay), `EVENTCORE_CHAOS_SECS` seconds of faults
+    /// (else `default_secs`, or 600 under `EVENTCORE_CHAOS_SOAK=1`), every
+    /// fault rate multiplied by `EVENTCORE_CHAOS_INTENSITY` if set.
+    ///
+    /// ```
+    /// use eventcore_chaos::run::ChaosConfig;
+    /// let config = ChaosConfig::from_env(10);
+    /// assert!(config.fault_phase.as_secs() > 0);
+    /// ```
+    pub fn from_env(default_secs: u64) -> Self {
+        fn env_u64(name: &str) -> Option<u64> {
+            std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
+        }
+        let soak = std::env::var("EVENTCORE_CHAOS_SOAK").is_ok_and(|v| v == "1");
+        let secs = env_u64("EVENTCORE_CHAOS_SECS").unwrap_or(if soak { 600 } else { default_secs });
+        let seed = env_u64("EVENTCORE_CHAOS_SEED").unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)
+        });
+        let mut config = ChaosConfig::new(seed, Duration::from_secs(secs.max(1)));
+        if let Some(factor) = env_u64("EVENTCORE_CHAOS_INTENSITY") {
+            config.mix = config.mix.scaled(u32::try_from(factor).unwrap_or(1).max(1));
+        }
+        config
     }
 }
 
@@ -111,7 +154,7 @@ pub enum ChaosError {
     /// A direct query failed.
     #[error("direct query: {0}")]
     Database(#[from] sqlx::Error),
-    /// Setting up the accounts failed.
+    /// A setup command was not acknowledged.
     #[error("setup command `{label}` failed: {reason}")]
     SetupCommand {
         /// The command.
@@ -170,11 +213,12 @@ pub fn redirect(url: &str, addr: SocketAddr, extra: &[(&str, &str)]) -> Result<S
 
 /// The executor every client, the setup and the settling use: the real one,
 /// over a store that records every outcome.
-type Exec = Executor<RecordingStore<PostgresStore>>;
+type Exec = crate::workload::ChaosExecutor;
 
 /// What the run's tasks share.
 struct Shared {
     config: ChaosConfig,
+    workload: Arc<dyn ChaosWorkload>,
     counters: Arc<FaultCounters>,
     recorder: Arc<Recorder>,
     direct: PostgresStore,
@@ -182,14 +226,63 @@ struct Shared {
     stop_at: Instant,
 }
 
-/// Runs the chaos suite against `direct` (a migrated store on a fresh
-/// schema, connected directly to PostgreSQL on loopback).
+/// Runs the bank chaos suite against `direct` (a migrated store on a fresh
+/// schema, connected directly to PostgreSQL on loopback): [`run_workload`]
+/// with the bank workload (`config.accounts` accounts, `config.owners`
+/// owners linked to four each, transfers and consolidations), judged by
+/// the simulator's bank model and the examples' bank `Audit`.
+///
+/// ```no_run
+/// use eventcore_chaos::run::{run, ChaosConfig};
+/// # async fn example(direct: eventcore_postgres::PostgresStore) {
+/// let report = run(ChaosConfig::from_env(45), direct).await.expect("carried out");
+/// assert!(report.passed(), "{report}");
+/// # }
+/// ```
 ///
 /// # Errors
 ///
 /// When the run cannot be carried out (proxy, connections, setup). Broken
 /// invariants are not errors: they are in the report.
 pub async fn run(config: ChaosConfig, direct: PostgresStore) -> Result<ChaosReport, ChaosError> {
+    let bank = bank::Bank::new(&config);
+    run_workload(config, direct, bank).await
+}
+
+/// Runs `workload` under chaos against `direct` (a migrated store on a
+/// fresh schema, connected directly to PostgreSQL on loopback; see
+/// [`eventcore_postgres::PostgresStore::connect_with`] and
+/// [`PostgresStore::migrate`]).
+///
+/// The workload's setup runs first over `direct`; then `config.clients`
+/// clients (half on each of two proxied pools, one with a `lock_timeout`,
+/// one with a short `statement_timeout` and a small pool) issue its
+/// commands for `config.fault_phase` while the seeded schedule injects
+/// `config.mix`, and for `config.heal_phase` after it; unknown outcomes are
+/// re-executed under the same command id and finally settled directly.
+/// The store is read back and judged by the simulator's checker with the
+/// workload's [`models`](ChaosWorkload::models) and
+/// [`audit`](ChaosWorkload::audit); a polling subscriber and a
+/// subscription runner read through the proxy the whole time. Fault kinds
+/// scheduled but never injected fail the report. With no
+/// [`hot_streams`](ChaosWorkload::hot_streams), no lock hold is scheduled.
+///
+/// See [`crate::workload`] for an example.
+///
+/// # Errors
+///
+/// When the run cannot be carried out (proxy, connections, setup). Broken
+/// invariants are not errors: they are in the report.
+pub async fn run_workload<W: ChaosWorkload>(
+    mut config: ChaosConfig,
+    direct: PostgresStore,
+    workload: W,
+) -> Result<ChaosReport, ChaosError> {
+    let workload: Arc<dyn ChaosWorkload> = Arc::new(workload);
+    let hot = workload.hot_streams();
+    if hot.is_empty() {
+        config.mix.per_minute.retain(|(kind, _)| *kind != FaultKind::LockHold);
+    }
     let options = direct.options().clone();
     let upstream = upstream_of(&options.url)?;
     let counters = Arc::new(FaultCounters::default());
@@ -239,6 +332,7 @@ pub async fn run(config: ChaosConfig, direct: PostgresStore) -> Result<ChaosRepo
     let start = Instant::now();
     let shared = Arc::new(Shared {
         config: config.clone(),
+        workload: workload.clone(),
         counters: counters.clone(),
         recorder: recorder.clone(),
         direct: direct.clone(),
@@ -261,7 +355,7 @@ pub async fn run(config: ChaosConfig, direct: PostgresStore) -> Result<ChaosRepo
         schema: options.schema.clone(),
         squeeze_pool: store_b.pool().clone(),
         squeeze_size: pool_b_size,
-        hot: (1..=4.min(config.accounts)).map(account).collect(),
+        hot,
         ports: proxy.ports(),
     });
     let faults = tokio::spawn(play(shared.clone(), schedule, side, start));
@@ -313,7 +407,7 @@ pub async fn run(config: ChaosConfig, direct: PostgresStore) -> Result<ChaosRepo
         },
     };
 
-    let (audit, history, violations) = judge(&recorder, events);
+    let (audit, history, violations) = judge(&recorder, workload.as_ref(), events);
 
     let faults = counters.snapshot();
     let missing_faults = judge::missing_faults(&faults);

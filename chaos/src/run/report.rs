@@ -47,7 +47,9 @@ pub struct ChaosReport {
     pub proxy_connections: u64,
     /// The simulator checker's violations.
     pub violations: Vec<Violation>,
-    /// The examples' own `Audit` of the bank (money, versions, negatives).
+    /// The workload's own audit of the final log
+    /// ([`ChaosWorkload::audit`](crate::workload::ChaosWorkload::audit); for
+    /// the bank, the examples' `Audit`: money, versions, negatives).
     pub audit: Vec<String>,
     /// The polling subscriber's check (plain `read_all` through the proxy).
     pub subscriber: SubscriberCheck,
@@ -76,7 +78,7 @@ impl fmt::Display for ChaosReport {
         writeln!(f, "chaos run, seed {}", self.seed)?;
         writeln!(
             f,
-            "replay: EVENTCORE_CHAOS_SEED={} cargo test -p eventcore-chaos --test chaos -- --nocapture",
+            "replay: EVENTCORE_CHAOS_SEED={} and the same test (the bank suite: cargo test -p eventcore-chaos --test chaos -- --nocapture)",
             self.seed
         )?;
         write!(f, "{}", self.faults)?;
@@ -99,7 +101,7 @@ impl fmt::Display for ChaosReport {
         }
         writeln!(
             f,
-            "invariants (simulator checker: store contract, atomic append, expected versions, idempotency, acknowledged, nothing-written, re-execution, liveness, money conserved, no negative balance): {}",
+            "invariants (simulator checker: store contract, atomic append, expected versions, idempotency, acknowledged, nothing-written, re-execution, liveness, and the workload's domain models): {}",
             if self.violations.is_empty() { "all hold".to_owned() } else { format!("{} VIOLATIONS", self.violations.len()) }
         )?;
         for v in self.violations.iter().take(20) {
@@ -107,7 +109,7 @@ impl fmt::Display for ChaosReport {
         }
         writeln!(
             f,
-            "bank audit (examples::bank::Audit): {}",
+            "workload audit: {}",
             if self.audit.is_empty() {
                 "clean".to_owned()
             } else {
