@@ -3,7 +3,7 @@
 //! domain's commands run through the real executor against PostgreSQL
 //! behind the fault proxy, and its rules ([`BoxOfficeModel`]) hold.
 //!
-//! Budget: `EVENTCORE_CHAOS_SECS` seconds of faults (default 5); the seed
+//! Budget: `EVENTCORE_CHAOS_SECS` seconds of faults (default 10); the seed
 //! from `EVENTCORE_CHAOS_SEED` or the clock, printed with the report.
 //! Needs PostgreSQL at `DATABASE_URL`: skipped with a notice when it cannot
 //! be reached, a failure under `CI=true`.
@@ -58,7 +58,7 @@ impl ChaosWorkload for BoxOfficeWorkload {
             );
         }
         // Concert 0 is hot.
-        let c = if rng.percent(50) { 0 } else { rng.below(CONCERTS) };
+        let c = if rng.percent(60) { 0 } else { rng.below(CONCERTS) };
         let n = client * 1_000_000 + mine.len() as u64;
         let r = reservation(n);
         let seats = rng.between(1, 3);
@@ -85,8 +85,8 @@ impl ChaosWorkload for BoxOfficeWorkload {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_box_office_keeps_its_rules_under_chaos() {
-    let mut config = ChaosConfig::from_env(5);
-    config.clients = 6;
+    let mut config = ChaosConfig::from_env(10);
+    config.clients = 8;
     println!(
         "chaos seed {}, {} s of faults",
         config.seed,
