@@ -88,11 +88,14 @@ impl<D: Domain + 'static, F: Fn() -> D> Sweep<F> {
     ///
     /// ```
     /// # use eventcore_sim::{Domain, DomainCommand, check::DomainModel, rng::SimRng};
+    /// # use eventcore_sim::workload::bank::{account, OpenAccount};
     /// # struct Mine;
     /// # impl Domain for Mine {
     /// #     fn name(&self) -> String { "mine".into() }
     /// #     fn setup(&mut self, _: &mut SimRng) -> Vec<DomainCommand> { Vec::new() }
-    /// #     fn next_command(&mut self, _: &mut SimRng) -> DomainCommand { unimplemented!() }
+    /// #     fn next_command(&mut self, rng: &mut SimRng) -> DomainCommand {
+    /// #         DomainCommand::new("open", OpenAccount { account: account(rng.below(4) as u32), initial: 10 })
+    /// #     }
     /// #     fn models(&self) -> Vec<Box<dyn DomainModel>> { Vec::new() }
     /// # }
     /// let sweep = eventcore_sim::harness::Sweep::new(|| Mine);

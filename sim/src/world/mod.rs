@@ -274,15 +274,18 @@ pub fn run(config: &SimConfig) -> RunReport {
 /// ```
 /// # use eventcore_sim::{run_with, Domain, DomainCommand, SimConfig};
 /// # use eventcore_sim::{check::DomainModel, rng::SimRng};
-/// struct Nothing;
-/// impl Domain for Nothing {
-///     fn name(&self) -> String { "nothing".into() }
+/// use eventcore_sim::workload::bank::{account, OpenAccount};
+/// struct Accounts;
+/// impl Domain for Accounts {
+///     fn name(&self) -> String { "accounts".into() }
 ///     fn setup(&mut self, _: &mut SimRng) -> Vec<DomainCommand> { Vec::new() }
-///     fn next_command(&mut self, _: &mut SimRng) -> DomainCommand { unimplemented!() }
+///     fn next_command(&mut self, rng: &mut SimRng) -> DomainCommand {
+///         DomainCommand::new("open", OpenAccount { account: account(rng.below(4) as u32), initial: 10 })
+///     }
 ///     fn models(&self) -> Vec<Box<dyn DomainModel>> { Vec::new() }
 /// }
-/// // (A domain that issues no command is not useful; see `domain` for one that is.)
-/// # let _ = |config: &SimConfig| run_with(config, Nothing);
+/// let report = run_with(&SimConfig::new(7), Accounts);
+/// assert!(report.violations.is_empty());
 /// ```
 pub fn run_with<D: crate::Domain + 'static>(config: &SimConfig, domain: D) -> RunReport {
     World::new(config, Some(Box::new(domain))).run()
