@@ -7,7 +7,7 @@
 
 use crate::sync::Mutex;
 use crate::{Clock, DynSnapshotStore, SnapshotError, SnapshotStore};
-use eventcore::{Command, CommandMachine, Snapshot, StreamId, ViewCache, ViewCacheStats, ViewKind};
+use eventcore::{Command, CommandMachine, Snapshot, StreamId, StreamView, ViewCache, ViewCacheStats, ViewKind};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -184,31 +184,29 @@ impl ViewSupport {
             .map(|(stream, kind)| tokio::time::timeout(budget, snapshots.load(stream, kind.name(), kind.version())));
         let answers = futures_util::future::join_all(loads).await;
         for ((stream, kind), answer) in misses.into_iter().zip(answers) {
-            if let Some(snapshot) = self.usable(answer, &stream, kind) {
-                if let Ok(view) = snapshot.restore(&stream, kind) {
-                    if machine.prime_snapshot(view) {
-                        loaded.push(snapshot);
-                    }
+            if let Some((snapshot, view)) = self.usable(answer, &stream, kind) {
+                if machine.prime_snapshot(view) {
+                    loaded.push(snapshot);
                 }
             }
         }
         true
     }
 
-    /// A loaded snapshot, if one was found and restores; counts and logs
-    /// what was not usable.
+    /// A loaded snapshot with the view it restores to, if one was found and
+    /// restores (decoded once); counts and logs what was not usable.
     fn usable(
         &self,
         answer: Result<Result<Option<Snapshot>, SnapshotError>, tokio::time::error::Elapsed>,
         stream: &StreamId,
         kind: ViewKind,
-    ) -> Option<Snapshot> {
+    ) -> Option<(Snapshot, StreamView)> {
         let c = &self.counters;
         match answer {
             Ok(Ok(Some(snapshot))) => match snapshot.restore(stream, kind) {
-                Ok(_) => {
+                Ok(view) => {
                     c.loaded.fetch_add(1, Ordering::Relaxed);
-                    Some(snapshot)
+                    Some((snapshot, view))
                 }
                 Err(why) => {
                     c.rejected.fetch_add(1, Ordering::Relaxed);
