@@ -3,7 +3,7 @@
 
 use crate::exec::Execution;
 use crate::history::{CommandRecord, ExecutionRecord};
-use crate::workload::Job;
+use crate::DomainCommand;
 use eventcore::{CommandId, Time};
 use std::collections::BTreeSet;
 
@@ -34,7 +34,7 @@ pub struct Client {
 /// One command issued by a client, with every execution of it.
 pub struct CommandEntry {
     /// What to execute.
-    pub job: Job,
+    pub job: DomainCommand,
     /// Its idempotency key.
     pub command_id: CommandId,
     /// The client that owns it (and re-executes it after a crash).
@@ -55,7 +55,7 @@ impl CommandEntry {
     pub fn record(&self) -> CommandRecord {
         CommandRecord {
             command_id: self.command_id,
-            label: self.job.to_string(),
+            label: self.job.label().to_owned(),
             executions: self.executions.clone(),
         }
     }
@@ -74,7 +74,7 @@ pub struct Running {
     /// The wake-up already queued, to avoid queueing duplicates.
     pub wake: Option<Time>,
     /// For a view command: what its decisions saw.
-    pub probe: Option<crate::workload::views::Probe>,
+    pub probe: Option<crate::probe::DecisionProbe>,
     /// Prime view streams from the cache and snapshots (a fresh command id).
     pub use_views: bool,
     /// View streams already looked up in this execution.

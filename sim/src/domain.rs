@@ -10,10 +10,13 @@
 //! rules. [`run_with`](crate::run_with) runs one seed;
 //! [`harness::Sweep`](crate::harness::Sweep) runs many inside `cargo test`.
 //!
-//! The built-in workloads are not routed through this trait (doing so would
-//! change the traces of existing seeds); a user domain replaces them for the
-//! run. Commands of a user domain that decide on stream views are run on
-//! full reads (the view cache and snapshots serve the built-ins only).
+//! The built-in bank and shop workload is itself a `Domain`
+//! ([`BankAndShop`](crate::workload::BankAndShop)): [`run`](crate::run) is
+//! `run_with(config, BankAndShop::new())`. Commands that decide on stream
+//! views get what the tokio executor gives them — the client's view cache
+//! and the snapshot store, under their faults — and a command built with
+//! [`DomainCommand::probed`] also has each committed decision checked
+//! against the full fold of its streams.
 //!
 //! ```
 //! use eventcore::{Command, Decision, Event, RecordedEvent, StreamId};
@@ -68,12 +71,17 @@
 
 use crate::check::DomainModel;
 use crate::exec::Execution;
+use crate::probe::DecisionProbe;
 use crate::rng::SimRng;
 use eventcore::{Command, CommandMachine, ExecutionContext, ExecutionPolicy, StreamId, Time};
 use std::fmt;
 use std::rc::Rc;
 
-type Starter = dyn Fn(ExecutionPolicy, ExecutionContext, Time, u64) -> Box<dyn Execution>;
+type Starter = dyn Fn(ExecutionPolicy, ExecutionContext, Time, u64) -> Started;
+
+/// A started execution, and the probe its decisions write to (for a
+/// command built with [`DomainCommand::probed`]).
+pub type Started = (Box<dyn Execution>, Option<DecisionProbe>);
 
 /// One command of a user domain, type-erased so that one client can run
 /// commands of different types. Cloneable: a restarted client re-executes
@@ -117,7 +125,41 @@ impl DomainCommand {
             label: label.into(),
             streams,
             start: Rc::new(move |policy, context, now, seed| {
-                Box::new(CommandMachine::new(command.clone(), policy, context, now, seed)) as Box<dyn Execution>
+                let machine = CommandMachine::new(command.clone(), policy, context, now, seed);
+                (Box::new(machine) as Box<dyn Execution>, None)
+            }),
+        }
+    }
+
+    /// Wraps a view command whose decisions report what they saw: `make`
+    /// builds the command around a fresh [`DecisionProbe`] for every
+    /// execution, and its `decide` records the views it emitted on (see
+    /// [`DecisionProbe::record`]). Once such an execution commits, the
+    /// simulator checks every recorded view against the full fold of its
+    /// stream up to the version the append pinned
+    /// ([`Invariant::ViewFold`](crate::check::Invariant::ViewFold)).
+    ///
+    /// ```
+    /// use eventcore_sim::workload::bank::{account, Transfer};
+    /// use eventcore_sim::workload::views::ViewTransfer;
+    /// use eventcore_sim::DomainCommand;
+    /// let transfer = Transfer { from: account(0), to: account(1), amount: 5, relax_to: false, check_limit: false, audit: false };
+    /// let command = DomainCommand::probed("view transfer", move |probe| ViewTransfer { transfer: transfer.clone(), probe });
+    /// assert_eq!(command.streams().len(), 2);
+    /// ```
+    pub fn probed<C, F>(label: impl Into<String>, make: F) -> Self
+    where
+        C: Command + 'static,
+        F: Fn(DecisionProbe) -> C + 'static,
+    {
+        let streams = make(DecisionProbe::new()).streams();
+        DomainCommand {
+            label: label.into(),
+            streams,
+            start: Rc::new(move |policy, context, now, seed| {
+                let probe = DecisionProbe::new();
+                let machine = CommandMachine::new(make(probe.clone()), policy, context, now, seed);
+                (Box::new(machine) as Box<dyn Execution>, Some(probe))
             }),
         }
     }
@@ -140,6 +182,12 @@ impl DomainCommand {
         now: Time,
         seed: u64,
     ) -> Box<dyn Execution> {
+        (self.start)(policy, context, now, seed).0
+    }
+
+    /// Starts one execution, with the probe of a
+    /// [`probed`](DomainCommand::probed) command.
+    pub fn start_probed(&self, policy: ExecutionPolicy, context: ExecutionContext, now: Time, seed: u64) -> Started {
         (self.start)(policy, context, now, seed)
     }
 }
@@ -172,7 +220,15 @@ pub trait Domain {
     /// A short name, shown in the run's parameters (it is part of the trace).
     fn name(&self) -> String;
     /// Commands run one by one, without faults, before the clients start.
+    /// Called once, before any [`next_command`](Domain::next_command):
+    /// the place to draw the domain's own parameters (how many accounts,
+    /// products, how hot) from `rng`.
     fn setup(&mut self, rng: &mut SimRng) -> Vec<DomainCommand>;
+    /// The parameters [`setup`](Domain::setup) drew, in words, for the
+    /// run's header (part of the trace). Empty by default.
+    fn describe(&self) -> String {
+        String::new()
+    }
     /// The next command some client issues (use
     /// [`SimRng::weighted`](crate::rng::SimRng::weighted) for a weighted
     /// mix).

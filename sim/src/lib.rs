@@ -24,7 +24,9 @@
 //! time), [`queue`] (the scheduler's event queue), [`faults`] (the fault
 //! menu and swarm selection), [`store`] (the store behind the fault layer,
 //! and the canary), [`exec`] (type-erased executions: the actor extension
-//! point), [`workload`] (bank and shop commands), [`history`] and [`check`]
+//! point), [`domain`] (bring your own commands and rules), [`workload`]
+//! (the run's shape and the built-in bank and shop domain), [`probe`]
+//! (what view decisions saw), [`history`] and [`check`]
 //! (the recorded history and the reusable invariant checker), [`trace`],
 //! [`coverage`], [`sweep`] (many seeds, failure files) and the private
 //! world that ties them together.
@@ -38,6 +40,7 @@ pub mod exec;
 pub mod faults;
 pub mod harness;
 pub mod history;
+pub mod probe;
 pub mod queue;
 pub mod rng;
 pub mod store;

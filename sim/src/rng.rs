@@ -10,8 +10,13 @@ use rand_core::{RngCore, SeedableRng};
 /// Which independent stream of randomness a draw belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Purpose {
-    /// What the clients ask for (commands, accounts, amounts, think times).
+    /// What the clients ask for: the domain's own parameters and every
+    /// command it issues (handed to [`Domain`](crate::Domain) as its `rng`).
     Workload,
+    /// The run's shape: how many clients, how many commands each keeps in
+    /// flight, how many each issues. A stream of its own, so that a domain
+    /// drawing differently does not change the shape of the run.
+    Shape,
     /// Tie-breaks and seeds handed to command machines.
     Scheduler,
     /// Which faults are enabled, their weights, and every fault decision.
@@ -24,9 +29,6 @@ pub enum Purpose {
     /// A stream of its own, so that runs without batching draw exactly what
     /// they drew before batching existed.
     Batching,
-    /// Which of the workload's commands decide on stream views. A stream of
-    /// its own, so that the commands a seed issues are otherwise unchanged.
-    Views,
     /// Which subscriptions coordinate their instances through a lease, how
     /// many instances compete and how the lease is timed. A stream of its
     /// own, so that subscribers without a lease draw what they drew before.
@@ -46,9 +48,11 @@ impl Purpose {
             Purpose::Network => 4,
             Purpose::Subscribers => 5,
             Purpose::Batching => 6,
-            Purpose::Views => 7,
             Purpose::Leases => 8,
             Purpose::LeaseFaults => 9,
+            // 7 was the built-in workload's views stream, before the
+            // built-ins became a `Domain` drawing from `Workload` alone.
+            Purpose::Shape => 10,
         }
     }
 }

@@ -4,46 +4,17 @@
 //! of the whole-fold commands, so each view folds events written by either
 //! kind, and the domain models judge both alike.
 //!
-//! Every view command carries a [`Probe`]: each `decide` that emits events
+//! Every view command carries a [`DecisionProbe`]: each `decide` that emits events
 //! records the views it decided on (as JSON), so the simulator can check,
 //! once the command committed, that each equals the full fold of its stream
 //! up to the version the append pinned (cache or snapshot + tail == replay).
 
 use super::bank::{rules, BankError, BankEvent};
 use super::shop::{Line, ShopError, ShopEvent, PRODUCT_PREFIX};
+use crate::probe::{view_json as json, DecisionProbe};
 use eventcore::{AnyEvent, Command, Decision, Emit, ExpectedVersion, StreamId, View, ViewKind, Views};
 use serde::{Deserialize, Serialize};
-use std::sync::{Arc, Mutex};
-
-/// What the last emitting `decide` of one execution saw: per stream, the
-/// view's JSON.
-pub type Decided = Vec<(StreamId, String)>;
-
-/// Shared with the simulator: one per execution.
-#[derive(Clone, Debug, Default)]
-pub struct Probe(Arc<Mutex<Option<Decided>>>);
-
-impl Probe {
-    /// A fresh probe.
-    pub fn new() -> Self {
-        Probe::default()
-    }
-
-    fn record(&self, decided: Decided) {
-        if let Ok(mut slot) = self.0.lock() {
-            *slot = Some(decided);
-        }
-    }
-
-    /// The views of the last decision that emitted events.
-    pub fn take(&self) -> Option<Decided> {
-        self.0.lock().ok().and_then(|mut slot| slot.take())
-    }
-}
-
-fn json<V: View>(view: &V) -> String {
-    serde_json::to_string(view).unwrap_or_default()
-}
+use std::sync::Arc;
 
 /// An account, folded per stream.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -167,7 +138,7 @@ pub struct ViewTransfer {
     /// The transfer (same fields and variants as the whole-fold one).
     pub transfer: super::bank::Transfer,
     /// Records what each decision saw.
-    pub probe: Probe,
+    pub probe: DecisionProbe,
 }
 
 impl Command for ViewTransfer {
@@ -253,7 +224,7 @@ pub struct ViewPlaceOrder {
     /// The order.
     pub place: super::shop::PlaceOrder,
     /// Records what each decision saw.
-    pub probe: Probe,
+    pub probe: DecisionProbe,
 }
 
 impl Command for ViewPlaceOrder {
@@ -327,7 +298,7 @@ pub struct ViewCancelOrder {
     /// The cancellation.
     pub cancel: super::shop::CancelOrder,
     /// Records what each decision saw.
-    pub probe: Probe,
+    pub probe: DecisionProbe,
 }
 
 impl Command for ViewCancelOrder {

@@ -5,7 +5,7 @@ use super::{Endpoint, Msg, Request, Response, World};
 use crate::actors::{CommandEntry, ExecId, Running};
 use crate::exec::{Settled, SimStep};
 use crate::history::{Attempt, ExecutionOutcome, ExecutionRecord};
-use crate::workload::Job;
+use crate::DomainCommand;
 use eventcore::{CommandId, ExecutionContext};
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ impl World {
         }
         while self.clients[client].remaining > 0 && (self.clients[client].running.len() as u32) < self.in_flight {
             self.clients[client].remaining -= 1;
-            let job = self.workload.next_job();
+            let job = self.workload.next_command();
             let command = self.new_command(client, job);
             self.start_execution(command);
             if !self.clients[client].up {
@@ -34,7 +34,7 @@ impl World {
         }
     }
 
-    pub(super) fn new_command(&mut self, client: usize, job: Job) -> usize {
+    pub(super) fn new_command(&mut self, client: usize, job: DomainCommand) -> usize {
         let mut entropy = [0u8; 10];
         let a = self.sched.next_u64().to_le_bytes();
         let b = self.sched.next_u64().to_le_bytes();
@@ -63,16 +63,17 @@ impl World {
         let views_enabled = self.plan.view_cache || self.plan.snapshots;
         let entry = &mut self.commands[command];
         let client = entry.client;
-        // Only an execution with a fresh command id starts from cached or
-        // snapshotted views, as in the executor.
-        let use_views = views_enabled && entry.executions.is_empty() && entry.job.on_views();
         let (mut machine, probe) = entry
             .job
             .start_probed(policy, ExecutionContext::new(entry.command_id), now, seed);
+        // Only an execution with a fresh command id starts from cached or
+        // snapshotted views, as in the executor; a command folded whole
+        // has no view streams to prime.
+        let use_views = views_enabled && entry.executions.is_empty() && !machine.unprimed_views().is_empty();
         if self.plan.prime_from_cache {
             for stream in entry.job.streams() {
-                if let Some(cached) = self.clients[client].cache.get(&stream) {
-                    if machine.prime(&stream, cached) {
+                if let Some(cached) = self.clients[client].cache.get(stream) {
+                    if machine.prime(stream, cached) {
                         self.coverage.hit("primed_from_cache");
                     }
                 }
@@ -86,7 +87,7 @@ impl World {
         });
         entry.running = Some(exec);
         let execution = entry.executions.len() - 1;
-        let label = format!("{}", entry.job);
+        let label = entry.job.label().to_owned();
         self.clients[client].running.insert(exec);
         self.execs.insert(
             exec,

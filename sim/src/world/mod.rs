@@ -22,7 +22,7 @@ use crate::queue::EventQueue;
 use crate::rng::{Purpose, SimRng};
 use crate::store::{Canary, SimStore};
 use crate::trace::Trace;
-use crate::workload::Workload;
+use crate::workload::{RunShape, Workload};
 
 mod client;
 mod leases;
@@ -263,7 +263,7 @@ enum Msg {
 /// assert_eq!(report.trace_hash, run(&SimConfig::new(1)).trace_hash);
 /// ```
 pub fn run(config: &SimConfig) -> RunReport {
-    World::new(config, None).run()
+    run_with(config, crate::workload::BankAndShop::new())
 }
 
 /// Runs one seed of a user [`Domain`](crate::Domain) instead of the
@@ -288,7 +288,7 @@ pub fn run(config: &SimConfig) -> RunReport {
 /// assert!(report.violations.is_empty());
 /// ```
 pub fn run_with<D: crate::Domain + 'static>(config: &SimConfig, domain: D) -> RunReport {
-    World::new(config, Some(Box::new(domain))).run()
+    World::new(config, Box::new(domain)).run()
 }
 
 struct World {
@@ -329,21 +329,17 @@ struct World {
 }
 
 impl World {
-    fn new(config: &SimConfig, domain: Option<Box<dyn crate::Domain>>) -> Self {
+    fn new(config: &SimConfig, domain: Box<dyn crate::Domain>) -> Self {
         let mut faults = SimRng::new(config.seed, Purpose::Faults);
-        let rng = SimRng::new(config.seed, Purpose::Workload);
-        let views = SimRng::new(config.seed, Purpose::Views);
-        let workload = match domain {
-            None => Workload::new(rng, views, config.scale),
-            Some(domain) => Workload::with_domain(rng, views, config.scale, domain),
-        };
+        let shape = RunShape::draw(&mut SimRng::new(config.seed, Purpose::Shape), config.scale);
+        let workload = Workload::new(shape, SimRng::new(config.seed, Purpose::Workload), domain);
         let models = workload.domain_models();
         let plan = config.faults_off.iter().fold(
             FaultPlan::choose(config.profile, &mut faults)
                 .with_batching(config.profile, &mut SimRng::new(config.seed, Purpose::Batching)),
             |plan, kind| plan.without(kind),
         );
-        let mut params = workload.params().clone();
+        let mut params = workload.shape().clone();
         if let Some(max) = config.max_clients {
             params.clients = params.clients.min(max.max(1));
         }

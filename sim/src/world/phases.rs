@@ -17,7 +17,7 @@ impl World {
     /// Opens the accounts and lists the products, fault-free, before the
     /// clients start. Recorded in the history like any other command.
     pub(super) fn setup(&mut self) {
-        for job in self.workload.setup() {
+        for job in self.workload.take_setup() {
             let command = self.new_command(0, job);
             let now = self.now();
             let seed = self.sched.next_u64();
@@ -59,7 +59,7 @@ impl World {
                     SimStep::Finished => break,
                 }
             }
-            let label = self.commands[command].job.to_string();
+            let label = self.commands[command].job.label().to_owned();
             let ok = if matches!(record.outcome, ExecutionOutcome::Acknowledged(_)) {
                 "ok"
             } else {

@@ -298,7 +298,7 @@ impl World {
         exec: ExecId,
         running: &Running,
         settled: &Settled,
-        decided: &crate::workload::views::Decided,
+        decided: &crate::probe::Decided,
         kinds: &[(StreamId, ViewKind)],
     ) {
         let ExecutionOutcome::Acknowledged(receipt) = &settled.outcome else {
