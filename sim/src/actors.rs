@@ -104,6 +104,10 @@ pub struct Subscriber {
     /// Instances competing for the subscription's lease; `None`: one
     /// instance, no coordination.
     pub lease: Option<Leased>,
+    /// For a user projection: its read model as committed with the
+    /// checkpoint (a crash loses nothing committed, and nothing else is
+    /// kept).
+    pub projection: Option<Box<dyn crate::domain::DomainProjection>>,
 }
 
 /// A subscription whose instances compete for a lease: the simulated lease

@@ -73,7 +73,9 @@ use crate::check::DomainModel;
 use crate::exec::Execution;
 use crate::probe::DecisionProbe;
 use crate::rng::SimRng;
-use eventcore::{Command, CommandMachine, ExecutionContext, ExecutionPolicy, StreamId, Time};
+use eventcore::{
+    Command, CommandMachine, EventFilter, ExecutionContext, ExecutionPolicy, RecordedEvent, StreamId, Time,
+};
 use std::fmt;
 use std::rc::Rc;
 
@@ -237,4 +239,59 @@ pub trait Domain {
     /// report broken rules ([`Invariant::Domain`](crate::check::Invariant::Domain)
     /// violations).
     fn models(&self) -> Vec<Box<dyn DomainModel>>;
+    /// Fresh, empty read models, each run as an exactly-once subscription
+    /// under the subscribers' faults (lost notifications, failed handlers
+    /// and checkpoints, crashes, lease hand-overs). None by default.
+    ///
+    /// Called once when the run starts, and once more at the end to replay
+    /// the committed history: each projection's read model, as committed
+    /// with its checkpoint, must equal a fresh one fed every matching event
+    /// up to that checkpoint, and must obey its own rules
+    /// ([`Invariant::Projection`](crate::check::Invariant::Projection)).
+    fn projections(&self) -> Vec<Box<dyn DomainProjection>> {
+        Vec::new()
+    }
+}
+
+/// A read model of a user [`Domain`], built by a subscription: the
+/// simulator hands it batches of the events its [`filter`](Self::filter)
+/// matches, committing each batch with the subscription's checkpoint (as
+/// `PgProjectionStore` does), and discards nothing but what a crash or a
+/// fenced-out holder never committed.
+///
+/// ```
+/// use eventcore::{EventFilter, RecordedEvent};
+/// use eventcore_sim::domain::DomainProjection;
+/// /// Counts the events of each stream under `tick-`.
+/// #[derive(Default)]
+/// struct TicksPerStream(std::collections::BTreeMap<String, u64>);
+/// impl DomainProjection for TicksPerStream {
+///     fn name(&self) -> String { "ticks per stream".into() }
+///     fn filter(&self) -> EventFilter { EventFilter::all().with_stream_prefix("tick-") }
+///     fn apply(&mut self, event: &RecordedEvent) {
+///         *self.0.entry(event.stream_id.to_string()).or_default() += 1;
+///     }
+///     fn state(&self) -> String { format!("{:?}", self.0) }
+///     fn check(&self) -> Vec<String> {
+///         self.0.iter().filter(|(_, n)| **n > 1_000).map(|(s, n)| format!("{s} ticked {n} times")).collect()
+///     }
+/// }
+/// let projection = TicksPerStream::default();
+/// assert_eq!(projection.state(), "{}");
+/// ```
+pub trait DomainProjection {
+    /// A short name, for the subscriber's label and violations.
+    fn name(&self) -> String;
+    /// The events it subscribes to.
+    fn filter(&self) -> EventFilter;
+    /// Folds one event into the read model.
+    fn apply(&mut self, event: &RecordedEvent);
+    /// The read model in words, compared with a replay's (two equal read
+    /// models must give the same string: use ordered maps).
+    fn state(&self) -> String;
+    /// The read model's own rules (e.g. "no concert shows more seats sold
+    /// than it has"), one line per broken rule. None by default.
+    fn check(&self) -> Vec<String> {
+        Vec::new()
+    }
 }

@@ -50,7 +50,7 @@ pub mod views;
 pub mod workload;
 mod world;
 
-pub use domain::{Domain, DomainCommand};
+pub use domain::{Domain, DomainCommand, DomainProjection};
 pub use faults::{FaultPlan, Profile};
 pub use store::Canary;
 pub use world::{run, run_with, RunReport, SimConfig, LIVENESS_BOUND};

@@ -33,6 +33,10 @@ pub enum Purpose {
     /// many instances compete and how the lease is timed. A stream of its
     /// own, so that subscribers without a lease draw what they drew before.
     Leases,
+    /// How a user domain's projections are subscribed: batch size, poll
+    /// interval, lease. A stream of its own, so that a domain without
+    /// projections draws what it drew before.
+    Projections,
     /// Every decision about lease traffic during a run: latency, lost and
     /// failed lease requests, paused holders, slow renewals, and the
     /// tie-breaks of lease messages.
@@ -53,6 +57,7 @@ impl Purpose {
             // 7 was the built-in workload's views stream, before the
             // built-ins became a `Domain` drawing from `Workload` alone.
             Purpose::Shape => 10,
+            Purpose::Projections => 11,
         }
     }
 }

@@ -14,10 +14,10 @@
 //! stream the command did not pin — so two reservations that both saw the
 //! last free seats both commit, and the concert is oversold.
 
-use eventcore::{require, Command, Decide, Emit, Event, ExpectedVersion, RecordedEvent, StreamId, View};
+use eventcore::{require, Command, Decide, Emit, Event, EventFilter, ExpectedVersion, RecordedEvent, StreamId, View};
 use eventcore_sim::check::DomainModel;
 use eventcore_sim::rng::SimRng;
-use eventcore_sim::{Domain, DomainCommand};
+use eventcore_sim::{Domain, DomainCommand, DomainProjection};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -342,6 +342,70 @@ impl DomainModel for BoxOfficeModel {
     }
 }
 
+/// The service's "seats left" page: per concert, its capacity and the seats
+/// sold, built by a subscription to the concert streams. In the simulator
+/// it runs as an exactly-once projection; its rule is the page's promise:
+/// it never shows more seats sold than the hall has.
+///
+/// ```
+/// use eventcore_example_ticketing::SeatsLeft;
+/// use eventcore_sim::DomainProjection;
+/// assert_eq!(SeatsLeft::default().state(), "{}");
+/// ```
+#[derive(Debug, Default)]
+pub struct SeatsLeft {
+    concerts: BTreeMap<String, (u64, u64)>,
+    undecodable: Vec<String>,
+}
+
+impl SeatsLeft {
+    /// Seats still free at `concert`, once it is scheduled.
+    pub fn seats_left(&self, concert: &StreamId) -> Option<u64> {
+        self.concerts
+            .get(concert.as_str())
+            .map(|(capacity, sold)| capacity.saturating_sub(*sold))
+    }
+}
+
+impl DomainProjection for SeatsLeft {
+    fn name(&self) -> String {
+        "seats left".into()
+    }
+
+    fn filter(&self) -> EventFilter {
+        EventFilter::all().with_stream_prefix(CONCERT)
+    }
+
+    fn apply(&mut self, event: &RecordedEvent) {
+        let row = self.concerts.entry(event.stream_id.to_string()).or_default();
+        match eventcore::decode_recorded::<ConcertEvent>(event) {
+            Ok(ConcertEvent::Scheduled { capacity }) => row.0 = capacity,
+            Ok(ConcertEvent::SeatsTaken { seats }) => row.1 += seats,
+            Ok(ConcertEvent::SeatsReleased { seats }) => row.1 = row.1.saturating_sub(seats),
+            Err(e) => self.undecodable.push(format!("{}: {e}", event.position)),
+        }
+    }
+
+    fn state(&self) -> String {
+        format!("{:?}", self.concerts)
+    }
+
+    fn check(&self) -> Vec<String> {
+        let oversold = self
+            .concerts
+            .iter()
+            .filter(|(_, (capacity, sold))| sold > capacity)
+            .map(|(concert, (capacity, sold))| {
+                format!("the page shows `{concert}` with {sold} of {capacity} seats sold")
+            });
+        let undecodable = self
+            .undecodable
+            .iter()
+            .map(|e| format!("an event it could not decode at {e}"));
+        oversold.chain(undecodable).collect()
+    }
+}
+
 /// The box office as a simulator [`Domain`]: one to three small concerts,
 /// clients reserving 1–3 seats under fresh reservation ids and cancelling
 /// reservations issued earlier.
@@ -426,7 +490,15 @@ impl Domain for BoxOffice {
         DomainCommand::new(format!("reserve {r}: {seats} of {c}"), self.reserve(c, r, seats))
     }
 
+    fn describe(&self) -> String {
+        format!("concerts={}", self.concerts)
+    }
+
     fn models(&self) -> Vec<Box<dyn DomainModel>> {
         vec![Box::<BoxOfficeModel>::default()]
+    }
+
+    fn projections(&self) -> Vec<Box<dyn DomainProjection>> {
+        vec![Box::<SeatsLeft>::default()]
     }
 }

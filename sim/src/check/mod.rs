@@ -46,6 +46,10 @@ pub enum Invariant {
     /// A subscriber saw every matching event once per run, in global order,
     /// never skipped one across a resume, and caught up after healing.
     Subscription,
+    /// A user projection's read model, as committed with its checkpoint,
+    /// equals a replay of the events it subscribed to up to that
+    /// checkpoint, and obeys the projection's own rules.
+    Projection,
     /// No checkpoint or handled batch was accepted from a lease holder whose
     /// fencing token was not the current one.
     Fencing,
@@ -67,6 +71,7 @@ impl fmt::Display for Invariant {
             Invariant::Domain => "domain invariant",
             Invariant::ViewFold => "a view equals the full fold of its stream (cache or snapshot + tail == replay)",
             Invariant::Subscription => "subscription delivery (global order, no gaps, once per run)",
+            Invariant::Projection => "projection (read model equals the replay of its events, and keeps its rules)",
             Invariant::Fencing => "fencing (writes only from the current lease token)",
             Invariant::Liveness => "liveness after healing",
         })

@@ -99,6 +99,11 @@ impl Workload {
         self.domain.models()
     }
 
+    /// Fresh read models of the domain's projections.
+    pub fn projections(&self) -> Vec<Box<dyn crate::domain::DomainProjection>> {
+        self.domain.projections()
+    }
+
     /// The run's shape.
     pub fn shape(&self) -> &RunShape {
         &self.shape

@@ -334,6 +334,13 @@ impl World {
         let shape = RunShape::draw(&mut SimRng::new(config.seed, Purpose::Shape), config.scale);
         let workload = Workload::new(shape, SimRng::new(config.seed, Purpose::Workload), domain);
         let models = workload.domain_models();
+        let mut subscribers = subscriber::subscribers(config.seed);
+        let first = subscribers.len();
+        subscribers.extend(subscriber::projection_subscribers(
+            config.seed,
+            first,
+            workload.projections(),
+        ));
         let plan = config.faults_off.iter().fold(
             FaultPlan::choose(config.profile, &mut faults)
                 .with_batching(config.profile, &mut SimRng::new(config.seed, Purpose::Batching)),
@@ -373,7 +380,7 @@ impl World {
             commands: Vec::new(),
             execs: BTreeMap::new(),
             next_exec: 0,
-            subscribers: subscriber::subscribers(config.seed),
+            subscribers,
             checker: Checker::new(models),
             trace: Trace::new(config.keep_trace),
             coverage: Coverage::default(),
@@ -491,6 +498,7 @@ impl World {
                 require_resolved,
             ));
         }
+        violations.extend(self.check_projections(&history.events));
         for v in &violations {
             self.log(format_args!("VIOLATION {v}"));
         }

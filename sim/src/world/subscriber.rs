@@ -5,7 +5,7 @@
 
 use super::{Endpoint, FencedWrite, Msg, Request, Response, World};
 use crate::actors::Subscriber;
-use crate::check::{SubscriberRecord, SubscriberRun};
+use crate::check::{Invariant, SubscriberRecord, SubscriberRun, Violation};
 use crate::rng::{Purpose, SimRng};
 use eventcore::{
     Batch, CheckpointMode, ConsumerError, EventFilter, EventType, GlobalPosition, HandleError, RequestId, RetryPolicy,
@@ -41,25 +41,7 @@ pub(super) fn subscribers(seed: u64) -> Vec<Subscriber> {
                 ),
             };
             let exactly_once = rng.chance(500);
-            let batch = NonZeroU32::new(rng.between(1, 8) as u32).unwrap_or(NonZeroU32::MIN);
-            let policy = SubscriptionPolicy::default()
-                .with_batch_size(batch)
-                .with_poll_interval(Duration::from_micros(rng.between(20_000, 300_000)))
-                .with_retry(RetryPolicy {
-                    max_attempts: u32::MAX,
-                    initial_backoff: Duration::from_millis(1),
-                    multiplier: 2,
-                    max_backoff: Duration::from_millis(100),
-                })
-                .with_checkpoint_mode(if exactly_once {
-                    CheckpointMode::WithBatch
-                } else {
-                    CheckpointMode::AfterBatch
-                });
-            let policy = SubscriptionPolicy {
-                fetch_timeout: Duration::from_millis(150),
-                ..policy
-            };
+            let policy = draw_policy(&mut rng, exactly_once);
             Subscriber {
                 machine: None,
                 policy,
@@ -78,6 +60,7 @@ pub(super) fn subscribers(seed: u64) -> Vec<Subscriber> {
                     stopped: None,
                 },
                 lease: None,
+                projection: None,
             }
         })
         .collect();
@@ -93,6 +76,69 @@ pub(super) fn subscribers(seed: u64) -> Vec<Subscriber> {
         }
     }
     subscribers
+}
+
+/// A subscription's policy: batch size and poll interval drawn from `rng`,
+/// retrying forever with a short backoff.
+fn draw_policy(rng: &mut SimRng, exactly_once: bool) -> SubscriptionPolicy {
+    let batch = NonZeroU32::new(rng.between(1, 8) as u32).unwrap_or(NonZeroU32::MIN);
+    let policy = SubscriptionPolicy::default()
+        .with_batch_size(batch)
+        .with_poll_interval(Duration::from_micros(rng.between(20_000, 300_000)))
+        .with_retry(RetryPolicy {
+            max_attempts: u32::MAX,
+            initial_backoff: Duration::from_millis(1),
+            multiplier: 2,
+            max_backoff: Duration::from_millis(100),
+        })
+        .with_checkpoint_mode(if exactly_once {
+            CheckpointMode::WithBatch
+        } else {
+            CheckpointMode::AfterBatch
+        });
+    SubscriptionPolicy {
+        fetch_timeout: Duration::from_millis(150),
+        ..policy
+    }
+}
+
+/// A user domain's projections as exactly-once subscribers (numbered after
+/// the drawn ones), each perhaps on a lease, drawn from their own stream.
+pub(super) fn projection_subscribers(
+    seed: u64,
+    first: usize,
+    projections: Vec<Box<dyn crate::domain::DomainProjection>>,
+) -> Vec<Subscriber> {
+    let mut rng = SimRng::new(seed, Purpose::Projections);
+    projections
+        .into_iter()
+        .enumerate()
+        .map(|(n, projection)| {
+            let policy = draw_policy(&mut rng, true);
+            let lease = super::leases::leased(&mut rng);
+            let mut name = format!("s{} (projection {}, exactly-once)", first + n, projection.name());
+            if let Some(l) = &lease {
+                name = format!("{name} ×{} on a lease of {:?}", l.instances.len(), l.policy.ttl);
+            }
+            Subscriber {
+                machine: None,
+                policy,
+                incarnation: 0,
+                checkpoint: GlobalPosition::START,
+                wake: None,
+                shut_down: false,
+                record: SubscriberRecord {
+                    name,
+                    filter: projection.filter(),
+                    exactly_once: true,
+                    runs: Vec::new(),
+                    stopped: None,
+                },
+                lease,
+                projection: Some(projection),
+            }
+        })
+        .collect()
 }
 
 impl World {
@@ -256,6 +302,9 @@ impl World {
                 if let Some(run) = s.record.runs.get_mut(write.run) {
                     run.handled.extend(batch.events.iter().map(|e| e.position));
                 }
+                if let Some(projection) = s.projection.as_mut() {
+                    batch.events.iter().for_each(|e| projection.apply(e));
+                }
                 s.checkpoint = s.checkpoint.max(batch.checkpoint);
                 self.log(format_args!(
                     "s{sub}.{incarnation} (gone) committed {} events through {}",
@@ -276,6 +325,9 @@ impl World {
         }
         if s.policy.checkpoint == CheckpointMode::WithBatch {
             // The handler commits the checkpoint with its own writes.
+            if let Some(projection) = s.projection.as_mut() {
+                batch.events.iter().for_each(|e| projection.apply(e));
+            }
             s.checkpoint = s.checkpoint.max(batch.checkpoint);
         }
         if let Some(m) = s.machine.as_mut() {
@@ -504,5 +556,40 @@ impl World {
             run,
             paused: paused.is_some(),
         })
+    }
+
+    /// Each user projection's committed read model against a fresh one fed
+    /// the committed events it subscribed to, up to its checkpoint; then
+    /// the projection's own rules.
+    pub(super) fn check_projections(&self, events: &[eventcore::RecordedEvent]) -> Vec<Violation> {
+        let mut violations = Vec::new();
+        let mut fresh = self.workload.projections().into_iter();
+        for s in &self.subscribers {
+            let Some(committed) = &s.projection else {
+                continue;
+            };
+            let Some(mut replay) = fresh.next() else {
+                break;
+            };
+            events
+                .iter()
+                .filter(|e| e.position <= s.checkpoint && s.record.filter.matches(e))
+                .for_each(|e| replay.apply(e));
+            let (got, want) = (committed.state(), replay.state());
+            if got != want {
+                violations.push(Violation {
+                    invariant: Invariant::Projection,
+                    detail: format!(
+                        "subscriber {}: the read model committed through {} is {got}, a replay of its events gives {want}",
+                        s.record.name, s.checkpoint
+                    ),
+                });
+            }
+            violations.extend(committed.check().into_iter().map(|rule| Violation {
+                invariant: Invariant::Projection,
+                detail: format!("subscriber {}: {rule}", s.record.name),
+            }));
+        }
+        violations
     }
 }
