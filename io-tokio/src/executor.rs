@@ -231,6 +231,14 @@ impl<S: EventStore> Executor<S> {
         let use_views = fresh_id && self.views.enabled();
         let mut looked_up = Vec::new();
         let mut loaded = Vec::new();
+        if use_views {
+            // Views first: a view stream primed from the view cache or a
+            // snapshot is not primed again from the stream cache, which
+            // would copy and decode the whole stream on every execution.
+            self.views
+                .prime(&mut machine, &self.clock, &mut looked_up, &mut loaded)
+                .await;
+        }
         if let Some(cache) = self.cache.as_ref() {
             let declared: Vec<_> = machine.streams().cloned().collect();
             for stream in declared {

@@ -148,3 +148,46 @@ async fn an_execution_that_gives_up_on_a_conflict_does_not_leave_a_stale_cache_b
         .expect("the next execution reads afresh instead of conflicting forever");
     assert_eq!(ticks(&store.inner, &stream), vec![0, 1, 2]);
 }
+
+/// The tick count of one stream, as a stream view.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct TickCount(u64);
+
+impl eventcore::View for TickCount {
+    type Event = Tick;
+    const NAME: &'static str = "tick-count";
+    fn apply(&mut self, _: &Tick) {
+        self.0 += 1;
+    }
+}
+
+/// `TickCmd` on a stream view.
+#[derive(Clone, Debug, eventcore::Command)]
+struct ViewTick {
+    #[stream(TickCount)]
+    stream: StreamId,
+}
+
+impl eventcore::Decide for ViewTick {
+    type Error = Never;
+    fn decide(&self, state: &ViewTickState<'_>, out: &mut eventcore::Emit<'_>) -> Result<(), Never> {
+        out.emit(&self.stream, Tick::Ticked { n: state.stream.0 });
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_view_stream_is_primed_from_the_view_cache_not_refolded_from_the_stream_cache() {
+    // With both caches on, a view stream must come from the view cache:
+    // priming it from the stream cache instead would copy and decode the
+    // whole stream on every execution (a cost that grows with the stream).
+    let store = MemoryEventStore::new();
+    let stream = StreamId::new("view-ticks").unwrap();
+    let executor = Executor::new(store.clone()).with_stream_cache(10_000);
+    for _ in 0..5 {
+        executor.execute(ViewTick { stream: stream.clone() }).await.unwrap();
+    }
+    assert_eq!(ticks(&store, &stream), vec![0, 1, 2, 3, 4], "decisions see the whole fold");
+    let (_, _, stats) = executor.view_cache_stats().expect("the view cache is on by default");
+    assert_eq!(stats.hits, 4, "every execution after the first starts from the cached view");
+}
