@@ -97,7 +97,7 @@ impl PostgresStore {
         let mut decoder = RowDecoder::new(2);
         let failed = |e| map_error(Operation::Read, Phase::Executing, e, None);
         while let Some(row) = rows.try_next().await.map_err(failed)? {
-            let ord: i32 = row.try_get(0).map_err(|e| contract(Operation::Read, e))?;
+            let ord: i32 = value(&row, 0, decoder.checked).map_err(|e| contract(Operation::Read, e))?;
             let index = usize::try_from(ord).ok().and_then(|o| o.checked_sub(1));
             let (Some(slice), Some(read)) = (
                 index.and_then(|o| slices.get_mut(o)),
@@ -108,7 +108,7 @@ impl PostgresStore {
                     message: format!("row for unrequested stream index {ord}"),
                 });
             };
-            let head: i64 = row.try_get(1).map_err(|e| contract(Operation::Read, e))?;
+            let head: i64 = value(&row, 1, decoder.checked).map_err(|e| contract(Operation::Read, e))?;
             let head = StreamVersion::new(to_u64(head));
             if slice.events.is_empty() {
                 // Sized once from the head instead of grown by doubling;
@@ -120,6 +120,7 @@ impl PostgresStore {
             slice.head = head;
             if let Some(event) = decoder.decode(&row, Operation::Read, Some(&slice.stream))? {
                 slice.events.push(event);
+                decoder.row_done();
             }
         }
         drop(rows);
@@ -170,6 +171,7 @@ impl PostgresStore {
                 }
                 if let Some(event) = decoder.decode(&row, Operation::ReadAll, None)? {
                     events.push(event);
+                    decoder.row_done();
                 }
             }
             drop(rows);
@@ -224,6 +226,23 @@ struct RowDecoder {
     first: usize,
     metadata: Option<(Uuid, Arc<EventMetadata>)>,
     event_type: Option<EventType>,
+    /// The first row's column types were checked against the Rust types:
+    /// every later row of the same statement has the same columns, so it
+    /// skips sqlx's per-value type check (each value's decoder still checks
+    /// its bytes: a wrong width or invalid UTF-8 is still an error).
+    checked: bool,
+}
+
+/// One value of `row`: type-checked on the statement's first row only.
+fn value<'r, T>(row: &'r PgRow, index: usize, checked: bool) -> Result<T, sqlx::Error>
+where
+    T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+{
+    if checked {
+        row.try_get_unchecked(index)
+    } else {
+        row.try_get(index)
+    }
 }
 
 impl RowDecoder {
@@ -232,7 +251,14 @@ impl RowDecoder {
             first,
             metadata: None,
             event_type: None,
+            checked: false,
         }
+    }
+
+    /// Marks the statement's first row as type-checked (call after the
+    /// row's own columns were read).
+    fn row_done(&mut self) {
+        self.checked = true;
     }
 
     /// Decodes the event columns of a row; `None` when the row carries no
@@ -246,7 +272,8 @@ impl RowDecoder {
         stream: Option<&StreamId>,
     ) -> Result<Option<RecordedEvent>, StoreError> {
         let get = |e| contract(operation, e);
-        let position: Option<i64> = row.try_get(self.first).map_err(get)?;
+        let c = self.checked;
+        let position: Option<i64> = value(row, self.first, c).map_err(get)?;
         let Some(position) = position else {
             return Ok(None);
         };
@@ -254,16 +281,16 @@ impl RowDecoder {
             operation,
             message: format!("event at position {position} has an invalid {what}: {detail}"),
         };
-        let event_id: Uuid = row.try_get(self.first + 1).map_err(get)?;
+        let event_id: Uuid = value(row, self.first + 1, c).map_err(get)?;
         let stream_id = match stream {
             Some(stream) => stream.clone(),
             None => {
-                let id: &str = row.try_get(self.first - 1).map_err(get)?;
+                let id: &str = value(row, self.first - 1, c).map_err(get)?;
                 StreamId::new(id).map_err(|e| bad("stream id", e.to_string()))?
             }
         };
-        let version: i64 = row.try_get(self.first + 2).map_err(get)?;
-        let type_name: &str = row.try_get(self.first + 3).map_err(get)?;
+        let version: i64 = value(row, self.first + 2, c).map_err(get)?;
+        let type_name: &str = value(row, self.first + 3, c).map_err(get)?;
         let event_type = match &self.event_type {
             Some(known) if known.as_str() == type_name => known.clone(),
             _ => {
@@ -272,17 +299,17 @@ impl RowDecoder {
                 parsed
             }
         };
-        let schema_version: i32 = row.try_get(self.first + 4).map_err(get)?;
-        let payload: &str = row.try_get(self.first + 5).map_err(get)?;
-        let command_id: Uuid = row.try_get(self.first + 6).map_err(get)?;
+        let schema_version: i32 = value(row, self.first + 4, c).map_err(get)?;
+        let payload: &str = value(row, self.first + 5, c).map_err(get)?;
+        let command_id: Uuid = value(row, self.first + 6, c).map_err(get)?;
         let metadata = match &self.metadata {
             Some((id, meta)) if *id == command_id => meta.clone(),
             _ => {
-                let correlation_id: Option<Uuid> = row.try_get(self.first + 7).map_err(get)?;
+                let correlation_id: Option<Uuid> = value(row, self.first + 7, c).map_err(get)?;
                 let correlation_id = correlation_id.unwrap_or(command_id);
-                let causation_id: Option<Uuid> = row.try_get(self.first + 8).map_err(get)?;
-                let decided_at: i64 = row.try_get(self.first + 9).map_err(get)?;
-                let user: Option<&str> = row.try_get(self.first + 10).map_err(get)?;
+                let causation_id: Option<Uuid> = value(row, self.first + 8, c).map_err(get)?;
+                let decided_at: i64 = value(row, self.first + 9, c).map_err(get)?;
+                let user: Option<&str> = value(row, self.first + 10, c).map_err(get)?;
                 let user = match user {
                     Some(text) => serde_json::from_str(text).map_err(|e| bad("user metadata", e.to_string()))?,
                     None => BTreeMap::new(),

@@ -178,9 +178,11 @@ impl Row {
         let mut notes = String::new();
         for (side, tally) in [("ec", &mut self.eventcore), ("raw", &mut self.raw)] {
             let (client, server) = tally.cpu_per_unit_us();
+            // Per-event figures are a microsecond or two: keep two digits.
+            let digits = if client.max(server) < 10.0 { 2 } else { 0 };
             let _ = write!(
                 notes,
-                "{side}: p50 {} µs, p99 {} µs, cpu {:.0}+{:.0} µs/{}",
+                "{side}: p50 {} µs, p99 {} µs, cpu {:.digits$}+{:.digits$} µs/{}",
                 tally.latency_us(0.5),
                 tally.latency_us(0.99),
                 client,
