@@ -65,7 +65,8 @@ impl PostgresStore {
 
     /// The single-statement append (`Statements::append_alone`) on a
     /// connection outside any transaction; `None` when the command id was
-    /// claimed by a twin that committed while the statement ran.
+    /// claimed before (the statement failed on `commands_pkey` and wrote
+    /// nothing: `append()` has the receipt).
     pub(crate) async fn append_alone(
         &self,
         conn: &mut PgConnection,
@@ -74,13 +75,25 @@ impl PostgresStore {
         let mut columns = AppendColumns::with_capacity(request.streams.len(), request.event_count());
         columns.push(request)?;
         let meta = MetadataColumns::of(request);
-        let row = bind_append(sqlx::query(&self.sql.append_alone), request, &meta, &columns)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(|e| map_error(Operation::Append, Phase::Executing, e, Some(request)))?;
-        row.map(|row| receipt_from_row(request, &row)).transpose()
+        let result = bind_append(sqlx::query(&self.sql.append_alone), request, &meta, &columns)
+            .fetch_one(&mut *conn)
+            .await;
+        match result {
+            Ok(row) => receipt_from_row(request, &row).map(Some),
+            Err(sqlx::Error::Database(db))
+                if db.code().as_deref() == Some(UNIQUE_VIOLATION) && db.constraint() == Some(CLAIM) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(map_error(Operation::Append, Phase::Executing, e, Some(request))),
+        }
     }
 }
+
+/// SQLSTATE of a unique violation.
+const UNIQUE_VIOLATION: &str = "23505";
+/// The constraint a command id claimed before violates.
+const CLAIM: &str = "commands_pkey";
 
 /// A statement with its parameters bound so far.
 pub(crate) type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;

@@ -31,13 +31,14 @@ impl Statements {
             // the same steps as the `append()` function (claim the command
             // id, advance or lock every head in stream-id order, check the
             // expected versions, insert the events), without the cost of
-            // running a PL/pgSQL function. Every step after the claim reads
-            // from `claim`, so a command id claimed before writes nothing; it
-            // is answered with the stored receipt when that committed before
-            // the statement began (a re-send), else (a twin that committed
-            // while this statement waited for it, invisible to the
-            // statement's snapshot) with no row, and the store asks
-            // `append()`, whose next statement sees it. A head is advanced
+            // running a PL/pgSQL function. The claim is a plain INSERT (no
+            // ON CONFLICT: a speculative insertion costs an extra WAL record
+            // and a second index probe on every append, to serve only
+            // re-sends): a command id claimed before fails the statement
+            // with a unique violation on `commands_pkey` before anything is
+            // written (a twin still in flight is waited for first), and the
+            // store asks `append()`, which answers with the stored receipt.
+            // Every step after the claim reads from `claim`. A head is advanced
             // before its expected version is checked (the version it had is
             // the advanced one minus the count); a mismatch raises in the
             // final SELECT, which rolls the whole statement back before the
@@ -57,7 +58,6 @@ impl Statements {
                 "/* eventcore append */ WITH claim AS ( \
                    INSERT INTO {s}.commands (command_id, xid, first_index, event_count) \
                    VALUES ($1, pg_current_xact_id()::text::int8, 0, cardinality($12::uuid[])) \
-                   ON CONFLICT (command_id) DO NOTHING \
                    RETURNING xid), \
                  req AS ( \
                    SELECT * FROM unnest($6::text[], $7::int2[], $8::int8[], $9::int4[]) \
@@ -86,11 +86,7 @@ impl Statements {
                      WHERE NOT (b.kind = 0 OR (b.kind = 1 AND b.v = 0) OR (b.kind = 2 AND b.v > 0) \
                                 OR (b.kind = 3 AND b.v = b.expected)) \
                      ORDER BY b.i LIMIT 1) AS conflict \
-                 FROM claim c \
-                 UNION ALL \
-                 SELECT true, d.xid, d.first_index, NULL, d.stream_ids, d.first_versions, d.counts, NULL \
-                 FROM {s}.stored_receipt($1) d \
-                 WHERE NOT EXISTS (SELECT 1 FROM claim)"
+                 FROM claim c"
             ),
             // The same parameters as `append_alone`, and `$16` the lock
             // order; the call puts them in the function's argument order.
