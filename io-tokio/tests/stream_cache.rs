@@ -185,9 +185,19 @@ async fn a_view_stream_is_primed_from_the_view_cache_not_refolded_from_the_strea
     let stream = StreamId::new("view-ticks").expect("valid stream id");
     let executor = Executor::new(store.clone()).with_stream_cache(10_000);
     for _ in 0..5 {
-        executor.execute(ViewTick { stream: stream.clone() }).await.expect("a tick commits");
+        executor
+            .execute(ViewTick { stream: stream.clone() })
+            .await
+            .expect("a tick commits");
     }
-    assert_eq!(ticks(&store, &stream), vec![0, 1, 2, 3, 4], "decisions see the whole fold");
+    assert_eq!(
+        ticks(&store, &stream),
+        vec![0, 1, 2, 3, 4],
+        "decisions see the whole fold"
+    );
     let (_, _, stats) = executor.view_cache_stats().expect("the view cache is on by default");
-    assert_eq!(stats.hits, 4, "every execution after the first starts from the cached view");
+    assert_eq!(
+        stats.hits, 4,
+        "every execution after the first starts from the cached view"
+    );
 }
