@@ -57,11 +57,17 @@ pub enum FaultKind {
     /// crashing process would) and later re-executed the command with the
     /// same command id.
     ClientCrash,
+    /// The private server killed (`pg_ctl stop -m immediate`) and started
+    /// again: every connection cut, WAL recovery on start. Only in runs
+    /// given a [`PrivatePostgres`](crate::private_postgres::PrivatePostgres).
+    ServerCrash,
+    /// The private server shut down cleanly and started again.
+    ServerRestart,
 }
 
 impl FaultKind {
     /// Every kind, in report order.
-    pub const ALL: [FaultKind; 14] = [
+    pub const ALL: [FaultKind; 16] = [
         FaultKind::Latency,
         FaultKind::Jitter,
         FaultKind::SlowRead,
@@ -76,6 +82,8 @@ impl FaultKind {
         FaultKind::PoolSqueeze,
         FaultKind::PoolTimeout,
         FaultKind::ClientCrash,
+        FaultKind::ServerCrash,
+        FaultKind::ServerRestart,
     ];
 
     /// Kinds the proxy injects (armed by the schedule).
@@ -117,6 +125,8 @@ impl FaultKind {
             FaultKind::PoolSqueeze => "pool-squeeze",
             FaultKind::PoolTimeout => "pool exhausted (acquire timed out)",
             FaultKind::ClientCrash => "client crash mid-command (then re-executed)",
+            FaultKind::ServerCrash => "server crash (pg_ctl stop -m immediate, WAL recovery on start)",
+            FaultKind::ServerRestart => "server restart (pg_ctl stop -m fast, start)",
         }
     }
 }
@@ -141,9 +151,9 @@ impl fmt::Display for FaultKind {
 /// ```
 #[derive(Debug, Default)]
 pub struct FaultCounters {
-    armed: [AtomicU64; 14],
-    scheduled: [AtomicU64; 14],
-    injected: [AtomicU64; 14],
+    armed: [AtomicU64; FaultKind::ALL.len()],
+    scheduled: [AtomicU64; FaultKind::ALL.len()],
+    injected: [AtomicU64; FaultKind::ALL.len()],
 }
 
 impl FaultCounters {
@@ -287,6 +297,20 @@ impl FaultMix {
                 .collect(),
             crash_percent: (self.crash_percent * u64::from(factor)).min(50),
         }
+    }
+
+    /// The same mix plus server crashes and clean restarts per minute (for
+    /// a run on a [`PrivatePostgres`](crate::private_postgres::PrivatePostgres)).
+    ///
+    /// ```
+    /// use eventcore_chaos::faults::{FaultKind, FaultMix};
+    /// let mix = FaultMix::default().with_server_faults(6, 2);
+    /// assert!(mix.per_minute.contains(&(FaultKind::ServerCrash, 6)));
+    /// ```
+    pub fn with_server_faults(mut self, crashes: u32, restarts: u32) -> Self {
+        self.per_minute.push((FaultKind::ServerCrash, crashes));
+        self.per_minute.push((FaultKind::ServerRestart, restarts));
+        self
     }
 }
 

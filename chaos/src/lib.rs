@@ -29,6 +29,7 @@
 
 pub mod faults;
 pub mod ledger;
+pub mod private_postgres;
 pub mod proxy;
 pub mod record;
 pub mod run;

@@ -19,6 +19,10 @@ pub(super) struct SideFaults {
     pub(super) squeeze_size: u32,
     pub(super) hot: Vec<StreamId>,
     pub(super) ports: BackendPorts,
+    /// The private server, for crashes and restarts.
+    pub(super) server: Option<Arc<crate::private_postgres::PrivatePostgres>>,
+    /// One server crash or restart at a time.
+    pub(super) server_busy: tokio::sync::Mutex<()>,
 }
 
 /// Plays the schedule: arms proxy faults at their times and runs the
@@ -45,6 +49,7 @@ pub(super) async fn play(shared: Arc<Shared>, schedule: FaultSchedule, side: Arc
                     hold_lock(&side, stream).await
                 }
                 FaultKind::PoolSqueeze => squeeze(&side).await,
+                FaultKind::ServerCrash | FaultKind::ServerRestart => bounce(&side, kind, seed).await,
                 _ => false,
             };
             if injected {
@@ -134,4 +139,37 @@ async fn squeeze(side: &SideFaults) -> bool {
         let _ = conn.close().await;
     }
     full
+}
+
+/// Crashes (or cleanly restarts) the private server, keeps it down for a
+/// moment (clients meet refused connections), and starts it again: after a
+/// crash the start replays the WAL. One at a time.
+async fn bounce(side: &SideFaults, kind: FaultKind, seed: u64) -> bool {
+    let Some(server) = side.server.clone() else {
+        return false;
+    };
+    let _one_at_a_time = side.server_busy.lock().await;
+    let down = Duration::from_millis(50 + seed % 700);
+    let stopped = {
+        let server = server.clone();
+        tokio::task::spawn_blocking(move || match kind {
+            FaultKind::ServerCrash => server.crash(),
+            _ => server.restart(),
+        })
+        .await
+    };
+    let stopped = matches!(stopped, Ok(Ok(())));
+    if !stopped {
+        tracing::warn!(?kind, "the private server could not be stopped");
+    }
+    tokio::time::sleep(down).await;
+    // A restart has started the server already; a crash has not.
+    if kind == FaultKind::ServerCrash {
+        let started = tokio::task::spawn_blocking(move || server.start_again()).await;
+        if !matches!(started, Ok(Ok(()))) {
+            tracing::warn!("the private server did not start again: {started:?}");
+            return false;
+        }
+    }
+    stopped
 }

@@ -83,6 +83,11 @@ pub struct ChaosConfig {
     pub mix: FaultMix,
     /// Bound on commands per client, whatever the time.
     pub max_commands_per_client: usize,
+    /// The private server the run's database lives on, when the mix may
+    /// crash or restart it ([`FaultKind::ServerCrash`],
+    /// [`FaultKind::ServerRestart`]); `None` on a shared server, where
+    /// those kinds are dropped from the mix.
+    pub server: Option<Arc<crate::private_postgres::PrivatePostgres>>,
 }
 
 impl ChaosConfig {
@@ -106,6 +111,7 @@ impl ChaosConfig {
             initial_balance: 1_000,
             mix: FaultMix::default(),
             max_commands_per_client: 100_000,
+            server: None,
         }
     }
 
@@ -283,6 +289,12 @@ pub async fn run_workload<W: ChaosWorkload>(
     if hot.is_empty() {
         config.mix.per_minute.retain(|(kind, _)| *kind != FaultKind::LockHold);
     }
+    if config.server.is_none() {
+        config
+            .mix
+            .per_minute
+            .retain(|(kind, _)| !matches!(kind, FaultKind::ServerCrash | FaultKind::ServerRestart));
+    }
     let options = direct.options().clone();
     let upstream = upstream_of(&options.url)?;
     let counters = Arc::new(FaultCounters::default());
@@ -357,6 +369,8 @@ pub async fn run_workload<W: ChaosWorkload>(
         squeeze_size: pool_b_size,
         hot,
         ports: proxy.ports(),
+        server: config.server.clone(),
+        server_busy: tokio::sync::Mutex::new(()),
     });
     let faults = tokio::spawn(play(shared.clone(), schedule, side, start));
     proxy.set_jitter(true);
