@@ -77,10 +77,50 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 /// The executor a chaos run's commands go through: the real tokio
-/// [`Executor`] over a [`PostgresStore`] (proxied, or direct for setup and
-/// settling), wrapped in the [`RecordingStore`] that files every attempt
-/// for the checker.
-pub type ChaosExecutor = Executor<RecordingStore<PostgresStore>>;
+/// [`Executor`] over a [`PostgresStore`] (proxied — half the clients through
+/// a [`BatchingStore`](eventcore_tokio::BatchingStore), group commit — or
+/// direct for setup and settling), wrapped in the [`RecordingStore`] that
+/// files every attempt for the checker.
+pub type ChaosExecutor = Executor<RecordingStore<ChaosStore>>;
+
+/// The store under a [`ChaosExecutor`]: a [`PostgresStore`], alone or
+/// behind a batching layer.
+#[derive(Clone)]
+pub enum ChaosStore {
+    /// Every append its own transaction.
+    Plain(PostgresStore),
+    /// Appends grouped (group commit).
+    Batching(eventcore_tokio::BatchingStore<PostgresStore>),
+}
+
+impl eventcore_tokio::EventStore for ChaosStore {
+    async fn read(&self, request: &eventcore::ReadRequest) -> Result<eventcore::ReadResponse, eventcore::StoreError> {
+        match self {
+            ChaosStore::Plain(store) => store.read(request).await,
+            ChaosStore::Batching(store) => store.read(request).await,
+        }
+    }
+
+    async fn append(
+        &self,
+        request: &eventcore::AppendRequest,
+    ) -> Result<eventcore::AppendReceipt, eventcore::StoreError> {
+        match self {
+            ChaosStore::Plain(store) => store.append(request).await,
+            ChaosStore::Batching(store) => store.append(request).await,
+        }
+    }
+
+    async fn read_all(
+        &self,
+        request: &eventcore::ReadAllRequest,
+    ) -> Result<eventcore::ReadAllResponse, eventcore::StoreError> {
+        match self {
+            ChaosStore::Plain(store) => store.read_all(request).await,
+            ChaosStore::Batching(store) => store.read_all(request).await,
+        }
+    }
+}
 
 /// What one execution of a [`ChaosCommand`] came to: its class, whether
 /// the command is resolved (its commit or non-commit is known), and the

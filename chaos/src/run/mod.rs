@@ -336,10 +336,15 @@ pub async fn run_workload<W: ChaosWorkload>(
         timeout: Some(Duration::from_secs(6)),
         ..ExecutionPolicy::default()
     };
-    let wrap = |store: PostgresStore| RecordingStore::new(store, recorder.clone(), counters.clone());
-    let exec_a: Arc<Exec> = Arc::new(Executor::new(wrap(store_a.clone())).with_policy(policy.clone()));
-    let exec_b: Arc<Exec> = Arc::new(Executor::new(wrap(store_b.clone())).with_policy(policy.clone()));
-    let exec_direct: Arc<Exec> = Arc::new(Executor::new(wrap(direct.clone())));
+    let wrap = |store: crate::workload::ChaosStore| RecordingStore::new(store, recorder.clone(), counters.clone());
+    // Pool A's clients append one by one; pool B's through group commit,
+    // as a service with `BatchingStore` would.
+    use crate::workload::ChaosStore;
+    let exec_a: Arc<Exec> =
+        Arc::new(Executor::new(wrap(ChaosStore::Plain(store_a.clone()))).with_policy(policy.clone()));
+    let batching = eventcore_tokio::BatchingStore::new(store_b.clone());
+    let exec_b: Arc<Exec> = Arc::new(Executor::new(wrap(ChaosStore::Batching(batching))).with_policy(policy.clone()));
+    let exec_direct: Arc<Exec> = Arc::new(Executor::new(wrap(ChaosStore::Plain(direct.clone()))));
 
     let start = Instant::now();
     let shared = Arc::new(Shared {
