@@ -87,8 +87,9 @@ pub type ChaosExecutor = Executor<RecordingStore<ChaosStore>>;
 /// behind a batching layer.
 #[derive(Clone)]
 pub enum ChaosStore {
-    /// Every append its own transaction.
-    Plain(PostgresStore),
+    /// Every append its own transaction (boxed: the store is large next to
+    /// the batching handle).
+    Plain(Box<PostgresStore>),
     /// Appends grouped (group commit).
     Batching(eventcore_tokio::BatchingStore<PostgresStore>),
 }

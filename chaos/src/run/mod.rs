@@ -341,10 +341,10 @@ pub async fn run_workload<W: ChaosWorkload>(
     // as a service with `BatchingStore` would.
     use crate::workload::ChaosStore;
     let exec_a: Arc<Exec> =
-        Arc::new(Executor::new(wrap(ChaosStore::Plain(store_a.clone()))).with_policy(policy.clone()));
+        Arc::new(Executor::new(wrap(ChaosStore::Plain(Box::new(store_a.clone())))).with_policy(policy.clone()));
     let batching = eventcore_tokio::BatchingStore::new(store_b.clone());
     let exec_b: Arc<Exec> = Arc::new(Executor::new(wrap(ChaosStore::Batching(batching))).with_policy(policy.clone()));
-    let exec_direct: Arc<Exec> = Arc::new(Executor::new(wrap(ChaosStore::Plain(direct.clone()))));
+    let exec_direct: Arc<Exec> = Arc::new(Executor::new(wrap(ChaosStore::Plain(Box::new(direct.clone())))));
 
     let start = Instant::now();
     let shared = Arc::new(Shared {
