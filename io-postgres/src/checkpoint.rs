@@ -41,6 +41,7 @@ fn from_store_error(error: StoreError) -> CheckpointError {
 struct Sql {
     claim: String,
     fence: String,
+    begin: String,
     save: String,
 }
 
@@ -55,6 +56,11 @@ impl Sql {
                  RETURNING c.position"
             ),
             fence: format!("SELECT fence FROM {c} WHERE name = $1"),
+            // A projection batch's first statement: the fence and the
+            // committed position, under the row lock (so a commit of the
+            // same projection still in flight, say one whose answer was
+            // lost, finishes first and its position is seen).
+            begin: format!("SELECT fence, position FROM {c} WHERE name = $1 FOR UPDATE"),
             // Row-locking update: the fence check and the write are one step,
             // and the lock is held until the transaction ends. A newer lease
             // token (a takeover in progress) fences too.
@@ -212,6 +218,7 @@ pub struct PgTransaction {
     tx: Transaction<'static, Postgres>,
     name: String,
     token: FencingToken,
+    committed: GlobalPosition,
 }
 
 impl PgTransaction {
@@ -249,13 +256,15 @@ impl ProjectionStore for PgProjectionStore {
 
     async fn begin(&self, name: &str, token: FencingToken) -> Result<PgTransaction, CheckpointError> {
         let mut tx = self.pool.begin().await.map_err(checkpoint_error)?;
-        // Fail fast when already fenced; the commit checks again, under the
-        // row lock.
-        let current: Option<i64> = sqlx::query_scalar(&self.sql.fence)
+        // Fail fast when already fenced (the commit checks again), and
+        // learn what is committed already.
+        let row: Option<(i64, i64)> = sqlx::query_as(&self.sql.begin)
             .bind(name)
             .fetch_optional(&mut *tx)
             .await
             .map_err(checkpoint_error)?;
+        let current = row.map(|(fence, _)| fence);
+        let committed = row.map_or(GlobalPosition::START, |(_, at)| position(at));
         if current != Some(to_i64(token.get())) {
             return Err(CheckpointError::Fenced {
                 name: name.to_owned(),
@@ -267,11 +276,14 @@ impl ProjectionStore for PgProjectionStore {
             tx,
             name: name.to_owned(),
             token,
+            committed,
         })
     }
 
     async fn commit(&self, transaction: PgTransaction, checkpoint: GlobalPosition) -> Result<(), CheckpointError> {
-        let PgTransaction { mut tx, name, token } = transaction;
+        let PgTransaction {
+            mut tx, name, token, ..
+        } = transaction;
         let done = sqlx::query(&self.sql.save)
             .bind(&name)
             .bind(to_i64(token.get()))
@@ -284,5 +296,9 @@ impl ProjectionStore for PgProjectionStore {
             return Err(fenced(&self.pool, &self.sql, &name, token).await);
         }
         tx.commit().await.map_err(checkpoint_error)
+    }
+
+    fn committed(transaction: &PgTransaction) -> Option<GlobalPosition> {
+        Some(transaction.committed)
     }
 }

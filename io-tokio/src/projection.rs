@@ -165,7 +165,10 @@ where
     async fn handle(&mut self, batch: &Batch) -> Result<(), HandleError> {
         let (name, token) = self.claimed().map_err(ConsumerError::from)?;
         let mut tx = self.store.begin(name, token).await.map_err(ConsumerError::from)?;
-        for recorded in &batch.events {
+        // Events already committed (a redelivery after a commit whose
+        // answer was lost) are not applied again.
+        let committed = P::Store::committed(&tx);
+        for recorded in batch.events.iter().filter(|e| committed.is_none_or(|c| e.position > c)) {
             let event = decode_recorded::<P::Event>(recorded).map_err(PoisonEvent::from)?;
             match self.projection.apply(&mut tx, event, recorded).await {
                 Ok(()) => {}
@@ -344,6 +347,7 @@ pub struct MemoryTransaction<T> {
     token: FencingToken,
     base_version: u64,
     state: T,
+    committed: GlobalPosition,
 }
 
 impl<T> MemoryTransaction<T> {
@@ -390,9 +394,10 @@ impl<T: Clone + Send + 'static> ProjectionStore for MemoryReadModel<T> {
     async fn begin(&self, name: &str, token: FencingToken) -> Result<MemoryTransaction<T>, CheckpointError> {
         let inner = self.lock();
         match inner.checkpoints.get(name) {
-            Some((_, current)) if *current == token => Ok(MemoryTransaction {
+            Some((committed, current)) if *current == token => Ok(MemoryTransaction {
                 name: name.to_owned(),
                 token,
+                committed: *committed,
                 base_version: inner.version,
                 state: inner.state.clone(),
             }),
@@ -425,6 +430,10 @@ impl<T: Clone + Send + 'static> ProjectionStore for MemoryReadModel<T> {
             entry.0 = entry.0.max(checkpoint);
         }
         Ok(())
+    }
+
+    fn committed(transaction: &MemoryTransaction<T>) -> Option<GlobalPosition> {
+        Some(transaction.committed)
     }
 }
 

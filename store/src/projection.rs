@@ -47,6 +47,18 @@ pub trait ProjectionStore: Send + Sync + 'static {
         transaction: Self::Transaction,
         checkpoint: GlobalPosition,
     ) -> impl Future<Output = Result<(), CheckpointError>> + Send;
+
+    /// The checkpoint already committed when `transaction` began, read
+    /// inside it (after any commit still in flight finished), if the store
+    /// can tell. The projection runner skips the events at or below it, so
+    /// that a batch whose commit succeeded but whose answer was lost (a
+    /// dropped connection, a server crash after the commit) is not applied
+    /// a second time when it is delivered again. Default: `None` (every
+    /// event of a batch is applied).
+    fn committed(transaction: &Self::Transaction) -> Option<GlobalPosition> {
+        let _ = transaction;
+        None
+    }
 }
 
 impl<S: ProjectionStore + ?Sized> ProjectionStore for Arc<S> {
@@ -74,5 +86,9 @@ impl<S: ProjectionStore + ?Sized> ProjectionStore for Arc<S> {
         checkpoint: GlobalPosition,
     ) -> impl Future<Output = Result<(), CheckpointError>> + Send {
         (**self).commit(transaction, checkpoint)
+    }
+
+    fn committed(transaction: &Self::Transaction) -> Option<GlobalPosition> {
+        S::committed(transaction)
     }
 }

@@ -35,6 +35,7 @@
 mod bank;
 mod inject;
 mod judge;
+mod projection;
 mod report;
 mod subscribers;
 mod workload;
@@ -364,6 +365,8 @@ pub async fn run_workload<W: ChaosWorkload>(
     let subscriber_stop = Arc::new(AtomicBool::new(false));
     let subscriber = tokio::spawn(subscribe(store_a.clone(), subscriber_stop.clone()));
     let runner = tokio::spawn(run_subscription(store_b.clone(), subscriber_stop.clone()));
+    projection::create_ledger(&direct).await?;
+    let ledger = tokio::spawn(projection::run_projection(store_a.clone(), subscriber_stop.clone()));
 
     // The fault schedule.
     let schedule = FaultSchedule::generate(config.seed, config.fault_phase, &config.mix);
@@ -426,6 +429,14 @@ pub async fn run_workload<W: ChaosWorkload>(
         },
     };
 
+    let projection = match tokio::time::timeout(Duration::from_secs(60), ledger).await {
+        Ok(Ok(restarts)) => projection::check_ledger(&direct, &events, restarts).await,
+        _ => SubscriberCheck {
+            problems: vec!["the projection did not finish catching up".to_owned()],
+            ..SubscriberCheck::default()
+        },
+    };
+
     let (audit, history, violations) = judge(&recorder, workload.as_ref(), events);
 
     let faults = counters.snapshot();
@@ -443,6 +454,7 @@ pub async fn run_workload<W: ChaosWorkload>(
         audit,
         subscriber,
         runner,
+        projection,
         deduplicated_acks: recorder.deduplicated_acks(),
     })
 }

@@ -57,6 +57,10 @@ pub struct ChaosReport {
     /// checkpoint in PostgreSQL and LISTEN/NOTIFY wake-ups, all through the
     /// proxy, restarted after errors).
     pub runner: SubscriberCheck,
+    /// The exactly-once projection's check (`Runner::projection` with
+    /// `PgProjectionStore` and a lease, through the proxy): its ledger
+    /// holds every event up to its checkpoint exactly once.
+    pub projection: SubscriberCheck,
     /// Acknowledgements that carried a deduplicated receipt: the command
     /// had committed on an earlier send whose answer was lost.
     pub deduplicated_acks: u64,
@@ -70,6 +74,7 @@ impl ChaosReport {
             && self.missing_faults.is_empty()
             && self.subscriber.problems.is_empty()
             && self.runner.problems.is_empty()
+            && self.projection.problems.is_empty()
     }
 }
 
@@ -146,6 +151,17 @@ impl fmt::Display for ChaosReport {
             f,
             "  notifier: {} notifications, {} reconnects",
             self.runner.notifications, self.runner.reconnects
+        )?;
+        writeln!(
+            f,
+            "projection (PgProjectionStore, leased, exactly once): {} rows, {} restarts after an error: {}",
+            self.projection.delivered,
+            self.projection.failed_reads,
+            if self.projection.problems.is_empty() {
+                "every event up to its checkpoint applied exactly once".to_owned()
+            } else {
+                self.projection.problems.join("; ")
+            }
         )?;
         writeln!(f, "result: {}", if self.passed() { "PASSED" } else { "FAILED" })
     }
