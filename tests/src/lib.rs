@@ -29,6 +29,7 @@
 pub mod conformance;
 pub mod postgres;
 pub mod snapshot_conformance;
+pub mod subscription_conformance;
 
 use eventcore_tokio::EventStore;
 use std::future::Future;
