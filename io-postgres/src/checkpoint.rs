@@ -43,6 +43,7 @@ struct Sql {
     fence: String,
     begin: String,
     save: String,
+    commit: String,
 }
 
 impl Sql {
@@ -57,16 +58,27 @@ impl Sql {
             ),
             fence: format!("SELECT fence FROM {c} WHERE name = $1"),
             // A projection batch's first statement: the fence and the
-            // committed position, under the row lock (so a commit of the
-            // same projection still in flight, say one whose answer was
-            // lost, finishes first and its position is seen).
-            begin: format!("SELECT fence, position FROM {c} WHERE name = $1 FOR UPDATE"),
+            // committed position. No row lock: a lock held for the whole
+            // batch would make a new holder's claim wait for a frozen old
+            // holder. The commit checks the position instead (`commit`).
+            begin: format!("SELECT fence, position FROM {c} WHERE name = $1"),
             // Row-locking update: the fence check and the write are one step,
             // and the lock is held until the transaction ends. A newer lease
             // token (a takeover in progress) fences too.
             save: format!(
                 "UPDATE {c} SET position = greatest(position, $3), updated_at = now() \
                  WHERE name = $1 AND fence = $2 \
+                   AND NOT EXISTS (SELECT 1 FROM {l} WHERE name = $1 AND token > $2)"
+            ),
+            // A projection batch's commit: the save above, and only if the
+            // position is still the one the batch began from. A commit of
+            // the same projection that landed meanwhile (one whose answer
+            // was lost, still finishing when this batch began) makes it
+            // touch no row: the batch rolls back and, begun again, skips
+            // what that commit applied.
+            commit: format!(
+                "UPDATE {c} SET position = greatest(position, $3), updated_at = now() \
+                 WHERE name = $1 AND fence = $2 AND position = $4 \
                    AND NOT EXISTS (SELECT 1 FROM {l} WHERE name = $1 AND token > $2)"
             ),
         }
@@ -282,17 +294,36 @@ impl ProjectionStore for PgProjectionStore {
 
     async fn commit(&self, transaction: PgTransaction, checkpoint: GlobalPosition) -> Result<(), CheckpointError> {
         let PgTransaction {
-            mut tx, name, token, ..
+            mut tx,
+            name,
+            token,
+            committed,
         } = transaction;
-        let done = sqlx::query(&self.sql.save)
+        let done = sqlx::query(&self.sql.commit)
             .bind(&name)
             .bind(to_i64(token.get()))
             .bind(to_i64(checkpoint.get()))
+            .bind(to_i64(committed.get()))
             .execute(&mut *tx)
             .await
             .map_err(checkpoint_error)?;
         if done.rows_affected() != 1 {
             drop(tx);
+            let now: Option<(i64, i64)> = sqlx::query_as(&self.sql.begin)
+                .bind(&name)
+                .fetch_optional(&self.pool)
+                .await
+                .ok()
+                .flatten();
+            if let Some((fence, at)) = now {
+                if fence == to_i64(token.get()) && position(at) != committed {
+                    return Err(CheckpointError::Transient(format!(
+                        "the checkpoint of `{name}` moved from {committed} to {} while the batch ran \
+                         (an earlier commit landed); the batch is rolled back and delivered again",
+                        position(at)
+                    )));
+                }
+            }
             return Err(fenced(&self.pool, &self.sql, &name, token).await);
         }
         tx.commit().await.map_err(checkpoint_error)

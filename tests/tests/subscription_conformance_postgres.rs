@@ -3,16 +3,14 @@
 //! `PgProjectionStore`, the same cases as the memory stores, unchanged, each
 //! in its own freshly created schema.
 //!
-//! The disputed case (`projections::a_stale_holder_commit_is_fenced_and_writes_nothing`:
-//! a claim here waits for the old holder's open transaction) is generated
-//! `#[ignore]`d; `-- --ignored` runs it. Below the suite, the
+//! Every case runs (none is disputed any more). Below the suite, the
 //! PostgreSQL-only behaviour: a newer lease token fences too.
 //!
 //! Needs `DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`);
 //! without a reachable database each case prints a skip notice and passes,
 //! unless `CI=true`, where it fails.
 
-eventcore_tests::subscription_store_conformance!(eventcore_tests::pg_subscription_stores!(), ignore_disputed);
+eventcore_tests::subscription_store_conformance!(eventcore_tests::pg_subscription_stores!());
 
 // ---------------------------------------------------------------------------
 // PostgreSQL only

@@ -26,10 +26,9 @@
 //! twice) the case says so. Where the stores disagree today, the case
 //! checks what the documentation promises and says so in bold:
 //! `projections::begin_before_any_claim_is_refused` checks only the refusal
-//! both make (their errors differ), and
-//! `projections::a_stale_holder_commit_is_fenced_and_writes_nothing` is
-//! *disputed*: PostgreSQL does not pass it, and its runner generates it
-//! `#[ignore]`d (`subscription_store_conformance!(factory, ignore_disputed)`).
+//! both make (their errors differ). A case one store does not pass can be
+//! generated `#[ignore]`d for it (`subscription_store_conformance!(factory,
+//! ignore_disputed)`); none is today.
 //!
 //! ```
 //! // In a test target this expands to one `#[tokio::test]` per case.

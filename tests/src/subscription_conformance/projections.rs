@@ -188,16 +188,12 @@ pub async fn a_dropped_transaction_writes_nothing<F: ProjectionStoreFactory>(fac
 /// scenario of the lease docs: the old holder freezes mid-batch, the new
 /// holder claims, the old one wakes up and its write is rejected.
 ///
-/// **Disputed: PostgreSQL does not do this today** (issue 15). Since
-/// `PgProjectionStore::begin` reads the checkpoint row `FOR UPDATE`
-/// (commit 5119e83), a claim waits until every open transaction of the
-/// projection has ended, so the new holder cannot claim while the old
-/// holder is frozen (until `statement_timeout` cancels the claim; with a
-/// `PgLeaseStore` the old commit is then fenced by the newer lease token,
-/// without one it commits). `MemoryReadModel` claims at once and fences the
-/// old commit. The PostgreSQL runner marks this case `#[ignore]`; the
-/// claim here is bounded by 10 s so that `--ignored` fails with this
-/// explanation instead of a statement timeout.
+/// Both stores pass it. (For a while `PgProjectionStore::begin` read the
+/// checkpoint row `FOR UPDATE`, which made the new holder's claim wait for
+/// the frozen old holder; `begin` now reads without a lock and the commit
+/// checks that the position did not move instead. The claim here is
+/// bounded by 10 s so that a regression fails with this explanation rather
+/// than a statement timeout.)
 ///
 /// ```
 /// # tokio::runtime::Runtime::new().expect("a runtime").block_on(
