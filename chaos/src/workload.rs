@@ -77,8 +77,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 /// The executor a chaos run's commands go through: the real tokio
-/// [`Executor`] over a [`PostgresStore`] (proxied — half the clients through
-/// a [`BatchingStore`](eventcore_tokio::BatchingStore), group commit — or
+/// [`Executor`] over a [`PostgresStore`] (proxied — a quarter of the clients
+/// through a [`BatchingStore`](eventcore_tokio::BatchingStore), group commit — or
 /// direct for setup and settling), wrapped in the [`RecordingStore`] that
 /// files every attempt for the checker.
 pub type ChaosExecutor = Executor<RecordingStore<ChaosStore>>;
