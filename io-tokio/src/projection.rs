@@ -138,6 +138,36 @@ impl<P: Projection> ProjectionSink<P> {
         &self.store
     }
 
+    /// Applies `batch` in one transaction and commits it with its
+    /// checkpoint; with `skip_committed`, events at or below the checkpoint
+    /// the store had already committed are left out (a redelivery after a
+    /// commit whose answer was lost).
+    async fn apply_batch(&mut self, batch: &Batch, skip_committed: bool) -> Result<(), HandleError>
+    where
+        P::Event: Send,
+    {
+        let (name, token) = self.claimed().map_err(ConsumerError::from)?;
+        let mut tx = self.store.begin(name, token).await.map_err(ConsumerError::from)?;
+        // Events already committed (a redelivery after a commit whose
+        // answer was lost) are not applied again.
+        let committed = P::Store::committed(&tx).filter(|_| skip_committed);
+        for recorded in batch.events.iter().filter(|e| committed.is_none_or(|c| e.position > c)) {
+            let event = decode_recorded::<P::Event>(recorded).map_err(PoisonEvent::from)?;
+            match self.projection.apply(&mut tx, event, recorded).await {
+                Ok(()) => {}
+                Err(ProjectionError::Rejected(message)) => {
+                    return Err(PoisonEvent::handler(recorded, message).into());
+                }
+                Err(ProjectionError::Transient(message)) => return Err(ConsumerError::Transient(message).into()),
+                Err(ProjectionError::Permanent(message)) => return Err(ConsumerError::Permanent(message).into()),
+            }
+        }
+        self.store
+            .commit(tx, batch.checkpoint)
+            .await
+            .map_err(|e| HandleError::Consumer(e.into()))
+    }
+
     fn claimed(&self) -> Result<(&str, FencingToken), CheckpointError> {
         match &self.claimed {
             Some((name, token)) => Ok((name, *token)),
@@ -163,26 +193,13 @@ where
     }
 
     async fn handle(&mut self, batch: &Batch) -> Result<(), HandleError> {
-        let (name, token) = self.claimed().map_err(ConsumerError::from)?;
-        let mut tx = self.store.begin(name, token).await.map_err(ConsumerError::from)?;
-        // Events already committed (a redelivery after a commit whose
-        // answer was lost) are not applied again.
-        let committed = P::Store::committed(&tx);
-        for recorded in batch.events.iter().filter(|e| committed.is_none_or(|c| e.position > c)) {
-            let event = decode_recorded::<P::Event>(recorded).map_err(PoisonEvent::from)?;
-            match self.projection.apply(&mut tx, event, recorded).await {
-                Ok(()) => {}
-                Err(ProjectionError::Rejected(message)) => {
-                    return Err(PoisonEvent::handler(recorded, message).into());
-                }
-                Err(ProjectionError::Transient(message)) => return Err(ConsumerError::Transient(message).into()),
-                Err(ProjectionError::Permanent(message)) => return Err(ConsumerError::Permanent(message).into()),
-            }
-        }
-        self.store
-            .commit(tx, batch.checkpoint)
-            .await
-            .map_err(|e| HandleError::Consumer(e.into()))
+        self.apply_batch(batch, true).await
+    }
+
+    async fn replay(&mut self, batch: &Batch) -> Result<(), HandleError> {
+        // A replayed letter sits below the checkpoint by nature (it was
+        // parked, not applied, when the checkpoint passed it): no skipping.
+        self.apply_batch(batch, false).await
     }
 
     async fn save(&mut self, position: GlobalPosition) -> Result<(), CheckpointError> {

@@ -58,7 +58,7 @@ impl<S: EventStore, K: Sink, L: LeaseStore, D: DeadLetterStore> Runner<S, K, L, 
                 // Never moves the checkpoint back (stores keep the maximum).
                 checkpoint: checkpoint.max(position),
             };
-            match self.sink.handle(&batch).await {
+            match self.sink.replay(&batch).await {
                 Ok(()) => {
                     self.dead_letters.remove(&self.name, position).await?;
                     report.replayed.push(position);

@@ -49,6 +49,13 @@ pub trait Sink: Send + 'static {
     /// Handles a batch under the claimed token.
     fn handle(&mut self, batch: &Batch) -> impl Future<Output = Result<(), HandleError>> + Send;
 
+    /// Handles a parked event replayed by [`Runner::replay_parked`]
+    /// (a batch of one, at or below the checkpoint: it was parked, not
+    /// handled, when the checkpoint passed it). Default: [`Sink::handle`].
+    fn replay(&mut self, batch: &Batch) -> impl Future<Output = Result<(), HandleError>> + Send {
+        self.handle(batch)
+    }
+
     /// Saves the checkpoint under the claimed token.
     fn save(&mut self, position: GlobalPosition) -> impl Future<Output = Result<(), CheckpointError>> + Send;
 }
