@@ -12,7 +12,7 @@ use eventcore_postgres::{PgLeaseStore, PgNotifier, PgProjectionStore, PgTransact
 use eventcore_tokio::{Projection, ProjectionError, Runner};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -73,32 +73,7 @@ pub(super) async fn run_projection(store: PostgresStore, stop: Arc<AtomicBool>) 
     if let Some(notifier) = &notifier {
         runner = runner.with_wakeups(notifier.subscribe());
     }
-    let stopped = || {
-        let stop = stop.clone();
-        async move {
-            while !stop.load(Ordering::SeqCst) {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    };
-    let mut restarts = 0;
-    for _ in 0..1_000 {
-        match runner.run_until(stopped()).await {
-            Ok(_) => break,
-            Err(_) => {
-                restarts += 1;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
-    for _ in 0..20 {
-        if runner.run_until_caught_up().await.is_ok() {
-            break;
-        }
-        restarts += 1;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    restarts
+    super::subscribers::drive(&mut runner, &stop).await
 }
 
 /// Creates the ledger table (before the run starts).

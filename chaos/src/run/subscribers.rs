@@ -3,7 +3,7 @@
 
 use eventcore::{Batch, EventFilter, GlobalPosition, HandleError, ReadAllRequest, RecordedEvent, SubscriptionPolicy};
 use eventcore_postgres::{PgCheckpointStore, PgNotifier, PostgresStore};
-use eventcore_tokio::{EventStore, Runner, Subscriber};
+use eventcore_tokio::{DeadLetterStore, EventStore, LeaseStore, Runner, Sink, Subscriber};
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -86,7 +86,21 @@ pub(super) async fn run_subscription(
     if let Some(notifier) = &notifier {
         runner = runner.with_wakeups(notifier.subscribe());
     }
-    let mut restarts = 0;
+    let restarts = drive(&mut runner, &stop).await;
+    let delivered = seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    let (notifications, reconnects) = notifier.map_or((0, 0), |n| (n.notifications(), n.reconnects()));
+    (delivered, restarts, notifications, reconnects)
+}
+
+/// Runs `runner` until `stop` is set, restarting it after errors, then until
+/// caught up; returns the restarts after an error.
+pub(super) async fn drive<S, K, L, D>(runner: &mut Runner<S, K, L, D>, stop: &Arc<AtomicBool>) -> u64
+where
+    S: EventStore,
+    K: Sink,
+    L: LeaseStore,
+    D: DeadLetterStore,
+{
     let stopped = || {
         let stop = stop.clone();
         async move {
@@ -95,6 +109,7 @@ pub(super) async fn run_subscription(
             }
         }
     };
+    let mut restarts = 0;
     for _ in 0..1_000 {
         match runner.run_until(stopped()).await {
             Ok(_) => break,
@@ -109,8 +124,7 @@ pub(super) async fn run_subscription(
             break;
         }
         restarts += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let delivered = seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-    let (notifications, reconnects) = notifier.map_or((0, 0), |n| (n.notifications(), n.reconnects()));
-    (delivered, restarts, notifications, reconnects)
+    restarts
 }
