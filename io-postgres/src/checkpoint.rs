@@ -315,16 +315,21 @@ impl ProjectionStore for PgProjectionStore {
                 .await
                 .ok()
                 .flatten();
-            if let Some((fence, at)) = now {
-                if fence == to_i64(token.get()) && position(at) != committed {
-                    return Err(CheckpointError::Transient(format!(
+            return Err(match now {
+                Some((fence, at)) if fence == to_i64(token.get()) && position(at) != committed => {
+                    CheckpointError::Transient(format!(
                         "the checkpoint of `{name}` moved from {committed} to {} while the batch ran \
                          (an earlier commit landed); the batch is rolled back and delivered again",
                         position(at)
-                    )));
+                    ))
                 }
-            }
-            return Err(fenced(&self.pool, &self.sql, &name, token).await);
+                // The same answer `fenced` gives, from the row just read.
+                now => CheckpointError::Fenced {
+                    name,
+                    token,
+                    current: FencingToken::new(now.and_then(|(fence, _)| u64::try_from(fence).ok()).unwrap_or(0)),
+                },
+            });
         }
         tx.commit().await.map_err(checkpoint_error)
     }
