@@ -209,9 +209,8 @@ fn failures(name: &str, timed: &Timed, errors: &mut Vec<String>) {
     }
 }
 
-/// p50, p99 and the rate of operations (or of units, when `per_unit`).
-fn timed_metrics(name: &str, unit: &str, timed: &mut Timed, per_unit: bool, out: &mut Vec<Metric>) {
-    let count = if per_unit { timed.units } else { timed.ops };
+/// p50 and p99.
+fn latency_metrics(name: &str, timed: &mut Timed, out: &mut Vec<Metric>) {
     out.push(metric(
         format!("{name}: p50 (µs)"),
         timed.quantile_us(0.5),
@@ -222,6 +221,12 @@ fn timed_metrics(name: &str, unit: &str, timed: &mut Timed, per_unit: bool, out:
         timed.quantile_us(0.99),
         Kind::Micros,
     ));
+}
+
+/// p50, p99 and the rate of operations (or of units, when `per_unit`).
+fn timed_metrics(name: &str, unit: &str, timed: &mut Timed, per_unit: bool, out: &mut Vec<Metric>) {
+    let count = if per_unit { timed.units } else { timed.ops };
+    latency_metrics(name, timed, out);
     out.push(metric(format!("{name}: {unit}/s"), timed.per_sec(count), Kind::Rate));
 }
 
@@ -239,16 +244,7 @@ pub async fn measure(cfg: &Config, state: &mut State, level: usize, errors: &mut
     let (_, mut timed) = drive(ping, cfg.measure, 1, Ping::ping).await;
     let name = "control: SELECT 1, 1 client";
     failures(name, &timed, errors);
-    out.push(metric(
-        format!("{name}: p50 (µs)"),
-        timed.quantile_us(0.5),
-        Kind::Micros,
-    ));
-    out.push(metric(
-        format!("{name}: p99 (µs)"),
-        timed.quantile_us(0.99),
-        Kind::Micros,
-    ));
+    latency_metrics(name, &mut timed, &mut out);
     let phases = [
         ("append 1 event to a hot stream", state.hot.clone(), 1usize),
         ("append 1 event to a hot stream", state.hot.clone(), 8),
