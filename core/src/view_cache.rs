@@ -115,9 +115,21 @@ impl ViewCache {
         self.entries.is_empty()
     }
 
-    /// Approximate bytes held.
+    /// Approximate bytes held: never more than [`ViewCache::capacity`]
+    /// once a record returns.
     pub fn bytes(&self) -> usize {
         self.bytes
+    }
+
+    /// The bound on [`ViewCache::bytes`] the cache was built with.
+    ///
+    /// ```
+    /// let cache = eventcore::ViewCache::new(64 << 10);
+    /// assert_eq!(cache.capacity(), 64 << 10);
+    /// assert!(cache.bytes() <= cache.capacity());
+    /// ```
+    pub fn capacity(&self) -> usize {
+        self.max_bytes
     }
 
     /// Counters so far.

@@ -23,7 +23,7 @@ use eventcore::{
     AppendReceipt, AppendRequest, Operation, ReadAllRequest, ReadAllResponse, ReadRequest, ReadResponse, StoreError,
 };
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -107,6 +107,8 @@ struct Job {
 struct Counters {
     batches: AtomicU64,
     appends: AtomicU64,
+    /// Appends handed in and not yet sent in a batch.
+    queued: AtomicUsize,
 }
 
 struct Shared<S> {
@@ -161,6 +163,20 @@ impl<S> BatchingStore<S> {
     /// The options in force.
     pub fn options(&self) -> &BatchingOptions {
         &self.shared.options
+    }
+
+    /// Appends waiting for a batch: handed in by callers and not yet sent to
+    /// the wrapped store. The queue has no bound of its own: every caller
+    /// waits for its answer, so it holds at most one append per caller
+    /// waiting on an append (across clones), and drains as batches go out.
+    ///
+    /// ```
+    /// use eventcore_tokio::{BatchingStore, MemoryEventStore};
+    /// let store = BatchingStore::new(MemoryEventStore::new());
+    /// assert_eq!(store.queued(), 0);
+    /// ```
+    pub fn queued(&self) -> usize {
+        self.shared.counters.queued.load(Ordering::Relaxed)
     }
 
     /// What the batching layer has done so far.
@@ -251,6 +267,7 @@ impl<S: EventStore> Worker<S> {
             }
             self.counters.batches.fetch_add(1, Ordering::Relaxed);
             self.counters.appends.fetch_add(jobs.len() as u64, Ordering::Relaxed);
+            self.counters.queued.fetch_sub(jobs.len(), Ordering::Relaxed);
             let inner = self.inner.clone();
             tokio::spawn(async move {
                 let _slot = slot;
@@ -287,7 +304,10 @@ impl<S: EventStore> EventStore for BatchingStore<S> {
             request: request.clone(),
             reply,
         };
+        let queued = &self.shared.counters.queued;
+        queued.fetch_add(1, Ordering::Relaxed);
         if self.queue().send(job).is_err() {
+            queued.fetch_sub(1, Ordering::Relaxed);
             return Err(StoreError::transient(
                 Operation::Append,
                 "the batching worker has stopped; the append was not sent",
@@ -315,5 +335,88 @@ impl<S: EventStore> EventStore for BatchingStore<S> {
     ) -> impl Future<Output = Vec<Result<AppendReceipt, StoreError>>> + Send {
         // Already a batch: hand it over as it is.
         self.shared.inner.append_batch(requests)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemoryEventStore;
+    use eventcore::{
+        CommandId, EventId, EventMetadata, EventType, ExpectedVersion, NewEvent, Payload, StreamAppend, StreamId, Time,
+    };
+
+    /// A memory store whose batches wait for a permit each.
+    struct Gated {
+        inner: MemoryEventStore,
+        gate: Arc<Semaphore>,
+    }
+
+    impl EventStore for Gated {
+        async fn read(&self, request: &ReadRequest) -> Result<ReadResponse, StoreError> {
+            self.inner.read(request).await
+        }
+        async fn append(&self, request: &AppendRequest) -> Result<AppendReceipt, StoreError> {
+            self.inner.append(request).await
+        }
+        async fn read_all(&self, request: &ReadAllRequest) -> Result<ReadAllResponse, StoreError> {
+            self.inner.read_all(request).await
+        }
+        async fn append_batch(&self, requests: &[AppendRequest]) -> Vec<Result<AppendReceipt, StoreError>> {
+            if let Ok(permit) = self.gate.acquire().await {
+                permit.forget();
+            }
+            self.inner.append_batch(requests).await
+        }
+    }
+
+    fn append(n: u8) -> AppendRequest {
+        AppendRequest {
+            metadata: Arc::new(EventMetadata::new(CommandId::v7(Time::ZERO, [n; 10]), Time::ZERO)),
+            streams: vec![StreamAppend {
+                stream: StreamId::new(format!("s-{n}")).expect("valid"),
+                expected: ExpectedVersion::Exact(eventcore::StreamVersion::NONE),
+                events: vec![NewEvent {
+                    event_id: EventId::v7(Time::ZERO, [n; 10]),
+                    event_type: EventType::new("E").expect("valid"),
+                    schema_version: 1,
+                    payload: Payload::from_trusted_json("null"),
+                }],
+            }],
+        }
+    }
+
+    #[tokio::test]
+    async fn queued_counts_the_appends_waiting_for_a_batch_and_drains() {
+        let gate = Arc::new(Semaphore::new(0));
+        let store = BatchingStore::new(Gated {
+            inner: MemoryEventStore::new(),
+            gate: gate.clone(),
+        });
+        let first = tokio::spawn({
+            let store = store.clone();
+            async move { store.append(&append(0)).await }
+        });
+        // The first append goes out alone and holds the only batch slot.
+        while store.stats().batches < 1 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(store.queued(), 0);
+        let waiting: Vec<_> = (1..=4)
+            .map(|n| {
+                let store = store.clone();
+                tokio::spawn(async move { store.append(&append(n)).await })
+            })
+            .collect();
+        while store.queued() < 4 {
+            assert!(store.queued() <= 4, "never more than the callers waiting");
+            tokio::task::yield_now().await;
+        }
+        gate.add_permits(2);
+        for task in std::iter::once(first).chain(waiting) {
+            assert!(task.await.expect("no panic").is_ok());
+        }
+        assert_eq!(store.queued(), 0, "drained");
+        assert_eq!(store.stats(), BatchingStats { batches: 2, appends: 5 });
     }
 }

@@ -25,13 +25,15 @@ use std::sync::Arc;
 /// append on a long stream.
 const CHUNK_GROWTH: usize = 2;
 
-/// Events of recently used streams, bounded by a total event count and
-/// evicted least-recently-used first.
+/// Events of recently used streams, bounded by a total event count (and
+/// by as many streams: a stream read empty is cached too, holding no
+/// events) and evicted least-recently-used first.
 ///
 /// ```
 /// use eventcore_tokio::StreamCache;
 /// let cache = StreamCache::new(10_000);
 /// assert_eq!(cache.cached_events(), 0);
+/// assert_eq!(cache.capacity(), 10_000);
 /// ```
 #[derive(Debug)]
 pub struct StreamCache {
@@ -54,7 +56,8 @@ struct Entry {
 }
 
 impl StreamCache {
-    /// A cache holding at most `max_events` events in all.
+    /// A cache holding at most `max_events` events in all, of at most
+    /// `max_events` streams.
     pub fn new(max_events: usize) -> Self {
         StreamCache {
             inner: Mutex::new(Inner::default()),
@@ -62,9 +65,42 @@ impl StreamCache {
         }
     }
 
-    /// Events held in all.
+    /// Events held in all: never more than [`StreamCache::capacity`] once a
+    /// `record_…` call returns.
     pub fn cached_events(&self) -> usize {
         self.lock().total
+    }
+
+    /// Streams held, including streams read empty: never more than
+    /// [`StreamCache::capacity`] once a `record_…` call returns.
+    ///
+    /// ```
+    /// use eventcore_tokio::StreamCache;
+    /// let cache = StreamCache::new(100);
+    /// assert_eq!(cache.len(), 0);
+    /// assert!(cache.len() <= cache.capacity());
+    /// ```
+    pub fn len(&self) -> usize {
+        self.lock().entries.len()
+    }
+
+    /// True when no stream is held.
+    ///
+    /// ```
+    /// assert!(eventcore_tokio::StreamCache::new(100).is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.lock().entries.is_empty()
+    }
+
+    /// The bound the cache was built with: the most events held in all, and
+    /// the most streams.
+    ///
+    /// ```
+    /// assert_eq!(eventcore_tokio::StreamCache::new(2_000).capacity(), 2_000);
+    /// ```
+    pub fn capacity(&self) -> usize {
+        self.max_events
     }
 
     /// The cached prefix of `stream` (from version 1), as shared chunks.
@@ -227,8 +263,13 @@ impl Inner {
         }
     }
 
+    /// Evicts the least recently used streams until at most `max_events`
+    /// events and at most `max_events` streams are held. Bounding the
+    /// streams too matters for streams read empty, which hold no events: a
+    /// bound on events alone let them pile up without limit while the
+    /// events stayed below it.
     fn evict(&mut self, max_events: usize) {
-        while self.total > max_events {
+        while self.total > max_events || self.entries.len() > max_events {
             let Some(oldest) = self
                 .entries
                 .iter()
@@ -258,6 +299,43 @@ mod tests {
             payload: Payload::from_trusted_json("null"),
             metadata: Arc::new(EventMetadata::new(CommandId::v7(Time::ZERO, [1; 10]), Time::ZERO)),
         }
+    }
+
+    fn empty_read(stream: &StreamId) -> (ReadRequest, ReadResponse) {
+        let request = ReadRequest::new([stream.clone()]);
+        let response = ReadResponse {
+            streams: vec![eventcore::StreamSlice {
+                stream: stream.clone(),
+                head: StreamVersion::NONE,
+                events: Vec::new(),
+            }],
+        };
+        (request, response)
+    }
+
+    #[test]
+    fn streams_read_empty_are_bounded_too() {
+        let cache = StreamCache::new(10);
+        for n in 0..1_000 {
+            let stream = StreamId::new(format!("empty-{n}")).expect("valid");
+            let (request, response) = empty_read(&stream);
+            cache.record_read(&request, &response);
+            assert!(
+                cache.len() <= 10,
+                "{} streams held after {} empty reads",
+                cache.len(),
+                n + 1
+            );
+        }
+        assert_eq!(cache.cached_events(), 0);
+        let newest = StreamId::new("empty-999").expect("valid");
+        assert_eq!(
+            cache.snapshot(&newest).map(|chunks| chunks.len()),
+            Some(0),
+            "the most recent empty read is still cached, as empty"
+        );
+        let oldest = StreamId::new("empty-0").expect("valid");
+        assert!(cache.snapshot(&oldest).is_none(), "the oldest was evicted");
     }
 
     #[test]

@@ -89,6 +89,22 @@ impl<S: EventStore> Executor<S> {
         self.views.cache_stats()
     }
 
+    /// The view cache's bound in bytes (what [`Executor::view_cache_stats`]
+    /// reports as bytes never exceeds it once an execution returns), or
+    /// `None` when the cache is off.
+    ///
+    /// ```
+    /// use eventcore_tokio::{Executor, MemoryEventStore, DEFAULT_VIEW_CACHE_BYTES};
+    /// let executor = Executor::new(MemoryEventStore::new());
+    /// assert_eq!(executor.view_cache_capacity(), Some(DEFAULT_VIEW_CACHE_BYTES));
+    /// let executor = executor.with_view_cache(Some(1 << 20));
+    /// assert_eq!(executor.view_cache_capacity(), Some(1 << 20));
+    /// assert_eq!(executor.with_view_cache(None).view_cache_capacity(), None);
+    /// ```
+    pub fn view_cache_capacity(&self) -> Option<usize> {
+        self.views.cache_capacity()
+    }
+
     /// Persists view snapshots in `store` and starts views from them on a
     /// cache miss (a new process, an evicted entry), so a stream of any
     /// length costs a read of the events after its newest snapshot.

@@ -109,6 +109,10 @@ impl ViewSupport {
         })
     }
 
+    pub(crate) fn cache_capacity(&self) -> Option<usize> {
+        self.cache.as_ref().map(|cache| cache.lock().capacity())
+    }
+
     pub(crate) fn snapshot_stats(&self) -> SnapshotStats {
         let c = &self.counters;
         SnapshotStats {

@@ -55,6 +55,10 @@ pub struct RunnerStatus {
     pub handled_through: GlobalPosition,
     /// Live and idle: everything fetched is handled and checkpointed.
     pub caught_up: bool,
+    /// Events fetched and not yet handled, now: never more than the
+    /// policy's buffer limit (`SubscriptionPolicy::buffer_limit`, at least
+    /// the batch size). The most ever is `stats.max_buffered`.
+    pub buffered: usize,
     /// The machine's counters.
     pub stats: SubscriptionStats,
 }
@@ -126,6 +130,7 @@ pub(super) fn publish(status: &watch::Sender<RunnerStatus>, machine: &Subscripti
             checkpoint: machine.checkpoint(),
             handled_through: machine.handled_through(),
             caught_up,
+            buffered: machine.buffered(),
             stats: machine.stats().clone(),
         };
         let changed = *s != next;
