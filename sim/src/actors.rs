@@ -71,6 +71,8 @@ pub struct Running {
     pub execution: usize,
     /// The machine.
     pub machine: Box<dyn Execution>,
+    /// The policy it runs under (the run's policy when it started).
+    pub policy: eventcore::ExecutionPolicy,
     /// The wake-up already queued, to avoid queueing duplicates.
     pub wake: Option<Time>,
     /// For a view command: what its decisions saw.
@@ -95,6 +97,12 @@ pub struct Subscriber {
     pub incarnation: u32,
     /// The durable checkpoint.
     pub checkpoint: eventcore::GlobalPosition,
+    /// Every position some run finished with (handled, or parked): what the
+    /// checkpoint may cover.
+    pub finished: std::collections::BTreeSet<eventcore::GlobalPosition>,
+    /// Every matching event at or below this position is finished (checked
+    /// up to here).
+    pub covered: eventcore::GlobalPosition,
     /// The wake-up already queued.
     pub wake: Option<Time>,
     /// Stopped on purpose at the end of the run.

@@ -6,7 +6,7 @@
 use crate::history::ExecutionOutcome;
 use eventcore::{
     AppendReceipt, AppendRequest, Command, CommandError, CommandId, CommandMachine, ExecutionStats, ReadRequest,
-    ReadResponse, RecordedEvent, RequestId, Step, StoreError, StreamId, StreamView, Time, ViewKind,
+    ReadResponse, RecordedEvent, RequestId, Step, StoreError, StreamId, StreamVersion, StreamView, Time, ViewKind,
 };
 
 /// The next step of an execution, with its result already classified.
@@ -60,6 +60,9 @@ pub struct Settled {
     pub stats: ExecutionStats,
     /// Attempts used.
     pub attempts: u32,
+    /// Every stream at the version the last decision rested on
+    /// ([`CommandMachine::decided_at`]).
+    pub decided_at: Vec<(StreamId, StreamVersion)>,
 }
 
 /// One running command execution, whatever its command type.
@@ -89,6 +92,8 @@ pub trait Execution {
     fn take_views(&mut self) -> Vec<StreamView>;
     /// See [`CommandMachine::stale_views`].
     fn stale_views(&self) -> Vec<(StreamId, ViewKind)>;
+    /// See [`CommandMachine::decided_at`].
+    fn decided_at(&self) -> Vec<(StreamId, StreamVersion)>;
 }
 
 impl<C: Command> Execution for CommandMachine<C> {
@@ -105,6 +110,7 @@ impl<C: Command> Execution for CommandMachine<C> {
             Step::Done(result) => {
                 let attempts = self.attempts();
                 let stats = self.stats().clone();
+                let decided_at = CommandMachine::decided_at(self);
                 let (outcome, error_kind) = match result {
                     Ok(executed) => match executed.appended {
                         Some(receipt) => (ExecutionOutcome::Acknowledged(receipt), None),
@@ -133,6 +139,7 @@ impl<C: Command> Execution for CommandMachine<C> {
                     error_kind,
                     stats,
                     attempts,
+                    decided_at,
                 })
             }
             Step::Finished => SimStep::Finished,
@@ -182,6 +189,10 @@ impl<C: Command> Execution for CommandMachine<C> {
     fn stale_views(&self) -> Vec<(StreamId, ViewKind)> {
         CommandMachine::stale_views(self)
     }
+
+    fn decided_at(&self) -> Vec<(StreamId, StreamVersion)> {
+        CommandMachine::decided_at(self)
+    }
 }
 
 fn error_kind<E>(error: &CommandError<E>) -> &'static str {
@@ -191,6 +202,8 @@ fn error_kind<E>(error: &CommandError<E>) -> &'static str {
         CommandError::DiscoveryLimit { .. } => "discovery_limit",
         CommandError::Domain(_) => "domain",
         CommandError::Decode(_) => "decode",
+        CommandError::Store(StoreError::ContractViolation { .. }) => "contract_violation",
+        CommandError::MissingView { .. } => "missing_view",
         CommandError::Encode { .. } => "encode",
         CommandError::RetriesExhausted { .. } => "retries_exhausted",
         CommandError::OutcomeUnknown { .. } => "outcome_unknown",

@@ -41,6 +41,11 @@ pub enum Purpose {
     /// failed lease requests, paused holders, slow renewals, and the
     /// tie-breaks of lease messages.
     LeaseFaults,
+    /// Whether a subscriber crashes inside its own window — after a fetch
+    /// went out, while a batch is being handled, or while its checkpoint
+    /// is being saved. A stream of its own, so that runs without
+    /// subscriber crashes draw what they drew before.
+    SubscriberWindow,
 }
 
 impl Purpose {
@@ -58,6 +63,7 @@ impl Purpose {
             // built-ins became a `Domain` drawing from `Workload` alone.
             Purpose::Shape => 10,
             Purpose::Projections => 11,
+            Purpose::SubscriberWindow => 12,
         }
     }
 }

@@ -81,6 +81,16 @@ impl SimStore {
         }
     }
 
+    /// The way it is broken on purpose, if it is (`None`: an honest store).
+    ///
+    /// ```
+    /// use eventcore_sim::store::SimStore;
+    /// assert!(SimStore::new(None).canary().is_none());
+    /// ```
+    pub fn canary(&self) -> Option<Canary> {
+        self.canary
+    }
+
     /// Whether it accepts connections.
     pub fn is_up(&self) -> bool {
         self.up

@@ -29,12 +29,15 @@ impl<C: Command> CommandMachine<C> {
         // so it must not rest on cached events that no read has confirmed
         // (a stale cache would refuse, say, a transfer the real balance
         // covers): read what is newer on those streams and decide again.
+        let asks_for_more = decision
+            .reads
+            .iter()
+            .any(|s| !self.cursors.iter().any(|c| &c.stream == s));
+        // Running out of discovery rounds is a refusal too, and which streams
+        // a decision asks for depends on the state it saw.
         let settles_here = verdict.is_err()
-            || (decision.events.is_empty()
-                && decision
-                    .reads
-                    .iter()
-                    .all(|s| self.cursors.iter().any(|c| &c.stream == s)));
+            || (decision.events.is_empty() && !asks_for_more)
+            || (asks_for_more && self.discovery_rounds >= self.policy.discovery_limit);
         if settles_here && self.cursors.iter().any(|c| c.primed) {
             for cursor in self.cursors.iter_mut().filter(|c| c.primed) {
                 cursor.pending = true;

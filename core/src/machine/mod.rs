@@ -263,6 +263,35 @@ impl<C: Command> CommandMachine<C> {
         self.cursors.iter().map(|c| &c.stream)
     }
 
+    /// Every stream the execution holds, at the version of the last event
+    /// folded from it: what its latest decision rested on. After a refusal
+    /// or an empty decision this is the state that verdict was given on —
+    /// what a checker needs to re-decide it on a full fold of the store.
+    ///
+    /// ```
+    /// # use eventcore::*;
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Serialize, Deserialize)] enum Ev { Opened }
+    /// # impl Event for Ev {}
+    /// # #[derive(Debug, thiserror::Error)] #[error("never")] struct Never;
+    /// # struct Touch(StreamId);
+    /// # impl Command for Touch {
+    /// #     type Event = Ev; type State = (); type Error = Never;
+    /// #     fn streams(&self) -> Vec<StreamId> { vec![self.0.clone()] }
+    /// #     fn apply(&self, _: &mut (), _: &StreamId, _: &Ev) {}
+    /// #     fn decide(&self, _: &(), _: &mut Decision<Ev>) -> Result<(), Never> { Ok(()) }
+    /// # }
+    /// let stream = StreamId::new("s")?;
+    /// let now = Time::from_unix_millis(1);
+    /// let ctx = ExecutionContext::new(CommandId::v7(now, [0; 10]));
+    /// let mut m = CommandMachine::new(Touch(stream.clone()), ExecutionPolicy::default(), ctx, now, 7);
+    /// assert_eq!(m.decided_at(), vec![(stream.clone(), StreamVersion::NONE)]);
+    /// # Ok::<(), InvalidStreamId>(())
+    /// ```
+    pub fn decided_at(&self) -> Vec<(StreamId, StreamVersion)> {
+        self.cursors.iter().map(|c| (c.stream.clone(), c.read_to)).collect()
+    }
+
     /// True once the result has been handed out by [`CommandMachine::poll`].
     pub fn is_finished(&self) -> bool {
         matches!(self.phase, Phase::Finished)

@@ -326,6 +326,50 @@ fn a_refusal_never_rests_on_unconfirmed_cached_events() {
     );
 }
 
+#[test]
+fn a_discovery_limit_refusal_never_rests_on_unconfirmed_cached_events() {
+    // The cached `a` is empty, so the command would go looking for another
+    // stream and hit a limit of zero rounds; the store's `a` holds an event
+    // that makes the search unnecessary. (Found by the simulator's
+    // re-decision check, see docs/testing.md.)
+    struct Follow(StreamId, StreamId);
+    impl Command for Follow {
+        type Event = Ev;
+        type State = u64;
+        type Error = OutOfOrder;
+        fn streams(&self) -> Vec<StreamId> {
+            vec![self.0.clone()]
+        }
+        fn apply(&self, seen: &mut u64, _: &StreamId, _: &Ev) {
+            *seen += 1;
+        }
+        fn decide(&self, seen: &u64, out: &mut Decision<Ev>) -> Result<(), OutOfOrder> {
+            if *seen == 0 {
+                out.read(self.1.clone());
+            }
+            Ok(())
+        }
+    }
+    let (a, b) = (stream("a"), stream("b"));
+    let now = Time::from_unix_millis(1);
+    let ctx = ExecutionContext::new(CommandId::v7(now, [1; 10]));
+    let policy = ExecutionPolicy {
+        discovery_limit: 0,
+        ..ExecutionPolicy::default()
+    };
+    let mut machine = CommandMachine::new(Follow(a.clone(), b), policy, ctx, now, 3);
+    assert!(machine.prime(&a, &[]), "stale: the cache saw the stream empty");
+    let Step::Read { id, request, .. } = machine.poll() else {
+        panic!("a discovery-limit refusal from cached state must be confirmed by a read first")
+    };
+    let data = vec![(a.clone(), vec![recorded(&a, 1, 1)])];
+    machine.on_read(id, Ok(answer(&request, &data)), now);
+    match machine.poll() {
+        Step::Done(Ok(executed)) => assert!(executed.appended.is_none()),
+        other => panic!("the real stream needs no discovery: {other:?}"),
+    }
+}
+
 /// A counter view: how many events its stream holds.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 struct Count(u64);

@@ -37,6 +37,12 @@ pub enum Invariant {
     NothingWritten,
     /// An execution started after its command committed reported the commit.
     ReexecutionAfterCommit,
+    /// An execution kept the machine's protocol: attempts within its
+    /// policy, every retry caused by a conflict, a transient error or an
+    /// unknown outcome, no error an honest store cannot cause, and every
+    /// refusal or empty decision agreeing with a full fold of the store at
+    /// the versions it read — versions no older than the execution's start.
+    Protocol,
     /// A domain rule of the workload (money, stock).
     Domain,
     /// A stream view (from a cache or a snapshot plus the tail, or folded
@@ -68,6 +74,9 @@ impl fmt::Display for Invariant {
             Invariant::Acknowledged => "acknowledged command committed exactly once at its receipt",
             Invariant::NothingWritten => "an error that promises nothing was written",
             Invariant::ReexecutionAfterCommit => "re-execution of a committed command reports the commit",
+            Invariant::Protocol => {
+                "execution protocol (policy bounds, caused retries, verdicts agree with a full fold)"
+            }
             Invariant::Domain => "domain invariant",
             Invariant::ViewFold => "a view equals the full fold of its stream (cache or snapshot + tail == replay)",
             Invariant::Subscription => "subscription delivery (global order, no gaps, once per run)",

@@ -63,9 +63,10 @@ impl World {
         let views_enabled = self.plan.view_cache || self.plan.snapshots;
         let entry = &mut self.commands[command];
         let client = entry.client;
-        let (mut machine, probe) = entry
-            .job
-            .start_probed(policy, ExecutionContext::new(entry.command_id), now, seed);
+        let (mut machine, probe) =
+            entry
+                .job
+                .start_probed(policy.clone(), ExecutionContext::new(entry.command_id), now, seed);
         // Only an execution with a fresh command id starts from cached or
         // snapshotted views, as in the executor; a command folded whole
         // has no view streams to prime.
@@ -96,6 +97,7 @@ impl World {
                 command,
                 execution,
                 machine,
+                policy,
                 wake: None,
                 probe,
                 use_views,
@@ -238,6 +240,7 @@ impl World {
             .map(|i| entry.executions[i].outcome.clone());
         let record = &mut entry.executions[running.execution];
         record.outcome = settled.outcome.clone();
+        let started_after = record.started_after;
         let healed_run = record.healed && running.execution > 0;
         let stats = &settled.stats;
         let c = &mut self.coverage;
@@ -290,6 +293,7 @@ impl World {
             settled.attempts,
             describe(&settled.outcome)
         ));
+        self.judge_execution(exec, &running, &settled, started_after);
         // A client that was told "unknown" may try again at once with the
         // same command id; otherwise the liveness phase resolves it.
         if matches!(settled.outcome, ExecutionOutcome::Unknown { .. })

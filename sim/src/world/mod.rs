@@ -27,6 +27,7 @@ use crate::workload::{RunShape, Workload};
 mod client;
 mod leases;
 mod phases;
+mod protocol;
 mod server;
 mod subscriber;
 mod views;
@@ -300,6 +301,10 @@ struct World {
     net: SimRng,
     /// Lease traffic and lease faults (a stream of their own).
     lease_faults: SimRng,
+    /// Crashes of subscribers inside their fetch-handle-checkpoint window.
+    window: SimRng,
+    /// Window crashes still to come (the plan's subscriber crashes again).
+    window_crashes: u32,
     workload: Workload,
     plan: FaultPlan,
     active: FaultPlan,
@@ -371,6 +376,8 @@ impl World {
             faults,
             net: SimRng::new(config.seed, Purpose::Network),
             lease_faults: SimRng::new(config.seed, Purpose::LeaseFaults),
+            window: SimRng::new(config.seed, Purpose::SubscriberWindow),
+            window_crashes: plan.subscriber_crashes,
             workload,
             active: plan.clone(),
             plan,

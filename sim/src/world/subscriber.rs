@@ -47,6 +47,8 @@ pub(super) fn subscribers(seed: u64) -> Vec<Subscriber> {
                 policy,
                 incarnation: 0,
                 checkpoint: GlobalPosition::START,
+                finished: Default::default(),
+                covered: GlobalPosition::START,
                 wake: None,
                 shut_down: false,
                 record: SubscriberRecord {
@@ -125,6 +127,8 @@ pub(super) fn projection_subscribers(
                 policy,
                 incarnation: 0,
                 checkpoint: GlobalPosition::START,
+                finished: Default::default(),
+                covered: GlobalPosition::START,
                 wake: None,
                 shut_down: false,
                 record: SubscriberRecord {
@@ -186,6 +190,7 @@ impl World {
                             request: Request::ReadAll(id, request),
                         },
                     );
+                    self.window_crash(sub, "fetched");
                 }
                 SubscriptionStep::Deliver(batch) => {
                     // Handling takes time: a crash may land between handling
@@ -208,6 +213,7 @@ impl World {
                             write,
                         },
                     );
+                    self.window_crash(sub, "handling");
                 }
                 SubscriptionStep::SaveCheckpoint { id, position } => {
                     let mut at = self.clock.after(Duration::from_micros(self.sched.between(50, 5_000)));
@@ -222,9 +228,12 @@ impl World {
                             write,
                         },
                     );
+                    self.window_crash(sub, "saving_checkpoint");
                 }
-                SubscriptionStep::Park { id, .. } => {
-                    // The workload has no poison events; park if asked.
+                SubscriptionStep::Park { id, event, .. } => {
+                    // The workload has no poison events; park if asked. A
+                    // parked event is finished with: the checkpoint may pass it.
+                    self.subscribers[sub].finished.insert(event.position);
                     if let Some(m) = self.subscribers[sub].machine.as_mut() {
                         m.on_parked(id, Ok(()), now);
                     }
@@ -302,6 +311,7 @@ impl World {
                 if let Some(run) = s.record.runs.get_mut(write.run) {
                     run.handled.extend(batch.events.iter().map(|e| e.position));
                 }
+                s.finished.extend(batch.events.iter().map(|e| e.position));
                 if let Some(projection) = s.projection.as_mut() {
                     batch.events.iter().for_each(|e| projection.apply(e));
                 }
@@ -311,6 +321,7 @@ impl World {
                     batch.events.len(),
                     batch.checkpoint
                 ));
+                self.check_checkpoint_covered(sub);
                 return;
             }
         }
@@ -323,6 +334,7 @@ impl World {
         if let Some(current) = s.record.runs.last_mut() {
             current.handled.extend(batch.events.iter().map(|e| e.position));
         }
+        s.finished.extend(batch.events.iter().map(|e| e.position));
         if s.policy.checkpoint == CheckpointMode::WithBatch {
             // The handler commits the checkpoint with its own writes.
             if let Some(projection) = s.projection.as_mut() {
@@ -333,6 +345,7 @@ impl World {
         if let Some(m) = s.machine.as_mut() {
             m.on_handled(batch.id, Ok(()), now);
         }
+        self.check_checkpoint_covered(sub);
         if redelivered {
             self.coverage.hit("subscriber_redelivered_after_crash");
         }
@@ -376,6 +389,7 @@ impl World {
                 let s = &mut self.subscribers[sub];
                 s.checkpoint = s.checkpoint.max(position);
                 self.log(format_args!("s{sub}.{incarnation} (gone) saved checkpoint {position}"));
+                self.check_checkpoint_covered(sub);
                 return;
             }
         }
@@ -395,6 +409,7 @@ impl World {
             s.checkpoint = s.checkpoint.max(position);
             Ok(())
         };
+        self.check_checkpoint_covered(sub);
         self.log(format_args!(
             "s{sub}.{incarnation} save checkpoint {position}: {}",
             if result.is_ok() { "saved" } else { "failed" }
@@ -403,6 +418,54 @@ impl World {
             m.on_checkpoint_saved(id, result, now);
         }
         self.sub_pump(sub);
+    }
+
+    /// A durable checkpoint promises that every matching event at or below
+    /// it was finished with: a crash resumes after it and never sees them
+    /// again. Checked every time the checkpoint moves, which is every step
+    /// that can break it.
+    fn check_checkpoint_covered(&mut self, sub: usize) {
+        let s = &self.subscribers[sub];
+        if s.checkpoint <= s.covered {
+            return;
+        }
+        let (from, to) = (s.covered, s.checkpoint);
+        let events = self.store.data().events();
+        let start = events.partition_point(|e| e.position <= from);
+        let unfinished = events[start..]
+            .iter()
+            .take_while(|e| e.position <= to)
+            .find(|e| s.record.filter.matches(e) && !s.finished.contains(&e.position))
+            .map(|e| (e.position, e.stream_id.clone(), e.version));
+        match unfinished {
+            Some((position, stream, version)) => {
+                let detail = format!(
+                    "{}'s checkpoint moved to {to}, past `{stream}`@{version} (position {position}), \
+                     which no run finished handling: a crash now would skip it",
+                    s.record.name
+                );
+                self.violation(Invariant::Subscription, detail);
+            }
+            None => self.subscribers[sub].covered = to,
+        }
+    }
+
+    /// Crashes a subscriber at a point inside its window (a fetch in flight,
+    /// a batch being handled, a checkpoint being saved), on some seeds: the
+    /// random crash times of the plan rarely land there.
+    fn window_crash(&mut self, sub: usize, point: &'static str) {
+        if self.window_crashes == 0 || self.healed_at.is_some() || !self.window.chance(125) {
+            return;
+        }
+        self.window_crashes -= 1;
+        self.coverage.hit(match point {
+            "fetched" => "subscriber_crash_after_fetch",
+            "handling" => "subscriber_crash_while_handling",
+            _ => "subscriber_crash_while_saving_checkpoint",
+        });
+        let now = self.now();
+        self.log(format_args!("s{sub} crash scheduled inside its window ({point})"));
+        self.push(now, Msg::SubCrash { sub });
     }
 
     fn current(&self, sub: usize, incarnation: u32) -> bool {
