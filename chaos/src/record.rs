@@ -103,6 +103,8 @@ struct Inner {
     in_flight: HashMap<CommandId, Vec<Attempt>>,
     classes: BTreeMap<OutcomeClass, u64>,
     deduplicated_acks: u64,
+    /// Every store error that was a database deadlock, in words.
+    deadlocks: Vec<String>,
 }
 
 /// Collects the history of a run.
@@ -201,6 +203,13 @@ impl Recorder {
         self.lock().deduplicated_acks
     }
 
+    /// Every store error the executors met that was a database deadlock
+    /// (SQLSTATE 40P01). Heads are locked in one global order, so each one
+    /// is a bug, not a transient error to retry.
+    pub fn deadlocks(&self) -> Vec<String> {
+        self.lock().deadlocks.clone()
+    }
+
     /// Commands not resolved yet.
     pub fn unresolved(&self) -> Vec<CommandId> {
         let inner = self.lock();
@@ -252,8 +261,32 @@ impl<S> RecordingStore<S> {
             if let Some(kind) = database_fault(error) {
                 self.counters.injected(kind);
             }
+            if is_deadlock(error) {
+                self.recorder.lock().deadlocks.push(error.to_string());
+            }
         }
     }
+}
+
+/// Whether the error, or any error in its chain, is PostgreSQL's
+/// `deadlock_detected` (SQLSTATE 40P01).
+///
+/// ```
+/// use eventcore::{Operation, StoreError};
+/// let error = StoreError::Transient { operation: Operation::Append, message: "timed out".into(), source: None };
+/// assert!(!eventcore_chaos::record::is_deadlock(&error));
+/// ```
+pub fn is_deadlock(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = next {
+        if let Some(sqlx::Error::Database(db)) = current.downcast_ref::<sqlx::Error>() {
+            if db.code().as_deref() == Some("40P01") {
+                return true;
+            }
+        }
+        next = current.source();
+    }
+    false
 }
 
 /// Which database-side fault an error shows, judged by the whole error

@@ -256,6 +256,59 @@ async fn a_statement_timeout_is_transient_and_writes_nothing() {
     assert_eq!(versions(&store, &[s]).await, vec![1]);
 }
 
+/// Heads are locked in one global order — bytewise by stream id — whatever
+/// order a request names its streams in; that order is what makes a
+/// deadlock between two appends impossible, so the chaos suites treat any
+/// deadlock as a bug. Pinned without timing: with `order-b`'s head held
+/// elsewhere, an append naming [order-b, order-a] must already hold
+/// `order-a` when it blocks (in request order it would hold nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heads_are_locked_in_stream_id_order_whatever_the_request_order() {
+    let Some(store) = fresh_store("lockorder").await else {
+        return;
+    };
+    let (a, b) = (stream("order-a"), stream("order-b"));
+    seed(&store, &[&a, &b]).await;
+    let mut blocker = store.pool().acquire().await.expect("connection");
+    let mut held = blocker.begin().await.expect("begin");
+    lock_head(&store, &mut held, &b).await;
+    let appending = {
+        let (store, a, b) = (store.clone(), a.clone(), b.clone());
+        tokio::spawn(async move {
+            store
+                .append(&request(vec![
+                    entry(&b, ExpectedVersion::Any, 1),
+                    entry(&a, ExpectedVersion::Any, 1),
+                ]))
+                .await
+        })
+    };
+    blocked_append(&store).await;
+    let probe_sql = format!(
+        "SELECT version FROM \"{}\".streams WHERE stream_id = $1 FOR UPDATE NOWAIT",
+        store.options().schema
+    );
+    let mut prober = store.pool().acquire().await.expect("connection");
+    let mut probe = prober.begin().await.expect("begin");
+    let taken = sqlx::query(&probe_sql)
+        .bind(a.as_str())
+        .fetch_one(&mut *probe)
+        .await
+        .expect_err("the blocked append must already hold order-a, the first stream in lock order");
+    let code = match &taken {
+        sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+        _ => None,
+    };
+    assert_eq!(code.as_deref(), Some("55P03"), "lock_not_available, got {taken:?}");
+    probe.rollback().await.expect("rollback");
+    held.rollback().await.expect("rollback");
+    appending
+        .await
+        .expect("task")
+        .expect("the append goes through once order-b is free");
+    assert_eq!(versions(&store, &[a, b]).await, vec![2, 2]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn appends_in_opposite_stream_orders_do_not_deadlock() {
     let Some(store) = fresh_store("orders").await else {

@@ -9,7 +9,7 @@ use crate::record::Recorder;
 use crate::workload::ChaosWorkload;
 use eventcore::{EventFilter, GlobalPosition, ReadAllRequest, RecordedEvent};
 use eventcore_postgres::PostgresStore;
-use eventcore_sim::check::{check_deliveries, Checker, Violation};
+use eventcore_sim::check::{check_deliveries, Checker, Invariant, Violation};
 use eventcore_sim::history::History;
 use eventcore_tokio::EventStore;
 use std::num::NonZeroU32;
@@ -69,7 +69,11 @@ pub(super) fn judge(
     let audit = workload.audit(&events);
     let history = recorder.history(events);
     let checker = Checker::new(workload.models());
-    let violations = checker.finish(&history, true);
+    let mut violations = checker.finish(&history, true);
+    violations.extend(recorder.deadlocks().into_iter().map(|detail| Violation {
+        invariant: Invariant::LockOrder,
+        detail: format!("an append met a database deadlock: {detail}"),
+    }));
     (audit, history, violations)
 }
 

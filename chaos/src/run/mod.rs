@@ -61,6 +61,10 @@ use subscribers::{run_subscription, subscribe};
 use tokio::time::Instant;
 use workload::{client, settle, setup};
 
+/// The executors' stream cache bound, in events: small enough that a run
+/// evicts, so stale and re-filled entries are part of what is judged.
+const STREAM_CACHE_EVENTS: usize = 2_000;
+
 pub use crate::workload::ChaosWorkload;
 
 /// What a run does.
@@ -340,16 +344,24 @@ pub async fn run_workload<W: ChaosWorkload>(
     };
     let wrap = |store: crate::workload::ChaosStore| RecordingStore::new(store, recorder.clone(), counters.clone());
     use crate::workload::ChaosStore;
-    let exec_a: Arc<Exec> =
-        Arc::new(Executor::new(wrap(ChaosStore::Plain(Box::new(store_a.clone())))).with_policy(policy.clone()));
-    let exec_b: Arc<Exec> =
-        Arc::new(Executor::new(wrap(ChaosStore::Plain(Box::new(store_b.clone())))).with_policy(policy.clone()));
+    // The executors run as a service would: stream cache, view cache and
+    // persisted snapshots on (a small stream cache, so that it evicts).
+    let service = |store: crate::workload::ChaosStore| {
+        Arc::new(
+            Executor::new(wrap(store))
+                .with_policy(policy.clone())
+                .with_stream_cache(STREAM_CACHE_EVENTS)
+                .with_snapshots(eventcore_postgres::PgSnapshotStore::new(&direct)),
+        )
+    };
+    let exec_a: Arc<Exec> = service(ChaosStore::Plain(Box::new(store_a.clone())));
+    let exec_b: Arc<Exec> = service(ChaosStore::Plain(Box::new(store_b.clone())));
     // Group commit: half of pool A's clients append through a batching
     // layer (pool B's clients stay one statement each, so that enough of
     // them meet its short statement timeout behind a held lock).
-    let batching = eventcore_tokio::BatchingStore::new(store_a.clone());
-    let exec_a_batching: Arc<Exec> =
-        Arc::new(Executor::new(wrap(ChaosStore::Batching(batching))).with_policy(policy.clone()));
+    let exec_a_batching: Arc<Exec> = service(ChaosStore::Batching(eventcore_tokio::BatchingStore::new(
+        store_a.clone(),
+    )));
     let exec_direct: Arc<Exec> = Arc::new(Executor::new(wrap(ChaosStore::Plain(Box::new(direct.clone())))));
 
     let start = Instant::now();

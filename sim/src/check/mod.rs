@@ -62,6 +62,10 @@ pub enum Invariant {
     /// After the faults stopped, every command finished with a definitive
     /// outcome within the bound.
     Liveness,
+    /// Appends lock stream heads in one global order, so the database never
+    /// reports a deadlock between them (judged by the chaos suites, which
+    /// run the real PostgreSQL store).
+    LockOrder,
 }
 
 impl fmt::Display for Invariant {
@@ -83,6 +87,7 @@ impl fmt::Display for Invariant {
             Invariant::Projection => "projection (read model equals the replay of its events, and keeps its rules)",
             Invariant::Fencing => "fencing (writes only from the current lease token)",
             Invariant::Liveness => "liveness after healing",
+            Invariant::LockOrder => "one global lock order (no deadlock reported by the database)",
         })
     }
 }
