@@ -5,7 +5,9 @@
 //! suite runs against both) and adds what a production database needs:
 //!
 //! - **Migrations** embedded in the crate ([`PostgresStore::migrate`]), safe
-//!   when several processes start at once, into a schema of your choice.
+//!   when several processes start at once, into a schema of your choice; an
+//!   application role without DDL privileges verifies them instead
+//!   ([`MigrationMode::Verify`], grants in [`APP_ROLE_GRANTS_SQL`]).
 //! - **Atomic multi-stream append in one round trip**: one plain statement
 //!   claims the command id, locks every stream head in one fixed order,
 //!   checks every expected version, inserts the events and advances the
@@ -47,6 +49,7 @@ mod dead_letter;
 mod error;
 mod lease;
 mod options;
+mod privileges;
 mod read;
 mod schema;
 mod snapshot;
@@ -57,7 +60,24 @@ mod subscription;
 pub use checkpoint::{PgCheckpointStore, PgProjectionStore, PgTransaction};
 pub use dead_letter::PgDeadLetterStore;
 pub use lease::PgLeaseStore;
-pub use options::{PostgresOptions, SetupError, MAX_EVENTS_PER_TRANSACTION, MAX_SCHEMA_NAME_BYTES};
+pub use options::{MigrationMode, PostgresOptions, SetupError, MAX_EVENTS_PER_TRANSACTION, MAX_SCHEMA_NAME_BYTES};
+pub use privileges::{app_role_grants, APP_ROLE_GRANTS_SQL};
 pub use snapshot::PgSnapshotStore;
 pub use store::{Health, PostgresStore};
 pub use subscription::{migrate_subscriptions, PgNotifier, NOTIFY_CHANNEL};
+
+#[doc(hidden)]
+pub mod fuzzing {
+    //! Not part of the API: crate-private parsers exposed for the fuzz
+    //! targets in `fuzz/` (`postgres_conflict_detail`). They may change or
+    //! go away in any release.
+
+    use eventcore::{AppendRequest, Conflict};
+
+    /// The one parser of an `EV001` (version conflict) DETAIL,
+    /// `"<1-based stream index> <actual version>"`, against the append it
+    /// answers; `None` when the detail does not name one of its streams.
+    pub fn conflict(request: &AppendRequest, detail: &str) -> Option<Conflict> {
+        crate::error::conflict(request, detail)
+    }
+}

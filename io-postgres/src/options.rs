@@ -51,6 +51,41 @@ pub struct PostgresOptions {
     pub read_all_settle: Duration,
     /// Size limits enforced on every append before it reaches the database.
     pub limits: AppendLimits,
+    /// What [`crate::PostgresStore::migrate`] (and
+    /// [`crate::migrate_subscriptions`]) do: apply the migrations (the
+    /// default), or only check that the schema was migrated, for a
+    /// least-privilege role that may not run DDL.
+    pub migrations: MigrationMode,
+}
+
+/// What [`crate::PostgresStore::migrate`] and [`crate::migrate_subscriptions`]
+/// do with the store's schema.
+///
+/// Connecting never migrates: only `migrate` does. An application that calls
+/// `migrate` at startup and connects as a role without DDL privileges (see
+/// "Least privilege" in `docs/postgres.md`) sets [`MigrationMode::Verify`]:
+/// the owner migrates, the application checks.
+///
+/// ```
+/// use eventcore_postgres::{MigrationMode, PostgresOptions};
+/// let owner = PostgresOptions::new("postgres://eventcore_owner@db/app");
+/// assert_eq!(owner.migrations, MigrationMode::Apply);
+/// let app = PostgresOptions::new("postgres://eventcore_app@db/app").migrations(MigrationMode::Verify);
+/// assert_eq!(app.migrations, MigrationMode::Verify);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum MigrationMode {
+    /// Create the schema if missing and apply every embedded migration not
+    /// applied yet (needs the privileges of the schema's owner).
+    #[default]
+    Apply,
+    /// Run no DDL: check that every embedded migration is applied, with the
+    /// same SQL, and none unknown to this build (and, in
+    /// `migrate_subscriptions`, that the notify trigger is installed).
+    /// Anything else is [`SetupError::NotMigrated`]. Needs `USAGE` on the
+    /// schema and `SELECT` on its `_sqlx_migrations` table.
+    Verify,
 }
 
 impl PostgresOptions {
@@ -66,6 +101,7 @@ impl PostgresOptions {
             operation_timeout: Duration::from_secs(40),
             read_all_settle: Duration::from_secs(1),
             limits: AppendLimits::default(),
+            migrations: MigrationMode::Apply,
         }
     }
 
@@ -111,6 +147,21 @@ impl PostgresOptions {
         self
     }
 
+    /// Sets what `migrate` does: [`MigrationMode::Apply`] (the default) or
+    /// [`MigrationMode::Verify`] for a role that may not run DDL.
+    ///
+    /// ```
+    /// use eventcore_postgres::{MigrationMode, PostgresOptions};
+    /// let options = PostgresOptions::new("postgres://eventcore_app@127.0.0.1/app")
+    ///     .schema("billing")
+    ///     .migrations(MigrationMode::Verify);
+    /// assert_eq!(options.migrations, MigrationMode::Verify);
+    /// ```
+    pub fn migrations(mut self, mode: MigrationMode) -> Self {
+        self.migrations = mode;
+        self
+    }
+
     /// Checks everything that can be checked without a database.
     ///
     /// ```
@@ -151,30 +202,42 @@ impl PostgresOptions {
     }
 }
 
-fn validate_schema(schema: &str) -> Result<(), SetupError> {
-    let invalid = |reason: &str| SetupError::InvalidSchema {
+pub(crate) fn validate_schema(schema: &str) -> Result<(), SetupError> {
+    identifier_rule(schema).map_err(|reason| SetupError::InvalidSchema {
         name: schema.to_owned(),
         reason: reason.to_owned(),
-    };
-    if schema.is_empty() {
-        return Err(invalid("it is empty"));
+    })
+}
+
+/// Checks a role name with the rules of schema names (so that it can be
+/// written into SQL as a quoted identifier).
+pub(crate) fn validate_role(role: &str) -> Result<(), SetupError> {
+    identifier_rule(role).map_err(|reason| SetupError::InvalidRole {
+        name: role.to_owned(),
+        reason: reason.to_owned(),
+    })
+}
+
+/// The one rule for names the store writes into SQL text: the broken rule,
+/// if any.
+fn identifier_rule(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("it is empty");
     }
-    if schema.len() > MAX_SCHEMA_NAME_BYTES {
-        return Err(invalid("it is longer than 63 bytes"));
+    if name.len() > MAX_SCHEMA_NAME_BYTES {
+        return Err("it is longer than 63 bytes");
     }
-    if schema.starts_with(|c: char| c.is_ascii_digit()) {
-        return Err(invalid("it starts with a digit"));
+    if name.starts_with(|c: char| c.is_ascii_digit()) {
+        return Err("it starts with a digit");
     }
-    if schema.starts_with("pg_") {
-        return Err(invalid("names starting with pg_ are reserved by PostgreSQL"));
+    if name.starts_with("pg_") {
+        return Err("names starting with pg_ are reserved by PostgreSQL");
     }
-    if !schema
+    if !name
         .chars()
         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
     {
-        return Err(invalid(
-            "only lower-case ASCII letters, digits and underscores are allowed",
-        ));
+        return Err("only lower-case ASCII letters, digits and underscores are allowed");
     }
     Ok(())
 }
@@ -186,6 +249,17 @@ pub enum SetupError {
     /// The schema name is not one the store accepts.
     #[error("invalid schema name {name:?}: {reason}")]
     InvalidSchema {
+        /// The rejected name.
+        name: String,
+        /// Which rule it broke.
+        reason: String,
+    },
+    /// A role name given to
+    /// [`PostgresStore::grant_app_role`](crate::PostgresStore::grant_app_role)
+    /// or [`app_role_grants`](crate::app_role_grants) is not one the store
+    /// writes into SQL (the rules of schema names).
+    #[error("invalid role name {name:?}: {reason}")]
+    InvalidRole {
         /// The rejected name.
         name: String,
         /// Which rule it broke.
@@ -213,6 +287,16 @@ pub enum SetupError {
         /// What failed.
         #[source]
         source: sqlx::migrate::MigrateError,
+    },
+    /// [`MigrationMode::Verify`] found the schema not migrated to this
+    /// build's version (missing, partly or differently migrated, or newer);
+    /// the schema's owner must run `migrate` with [`MigrationMode::Apply`].
+    #[error("schema {schema:?} is not migrated to this version of eventcore-postgres: {reason}")]
+    NotMigrated {
+        /// The schema checked.
+        schema: String,
+        /// What is missing or different.
+        reason: String,
     },
     /// A statement around the migrations failed.
     #[error("preparing schema {schema:?} failed: {source}")]

@@ -1,8 +1,9 @@
 //! The schema: the migrations embedded in the crate, applied with sqlx's
-//! migrator under an advisory lock, and dropping the schema.
+//! migrator under an advisory lock (or, for a role that may not run DDL,
+//! verified), and dropping the schema.
 
 use crate::error::{map_error, Phase};
-use crate::{PostgresStore, SetupError};
+use crate::{MigrationMode, PostgresStore, SetupError};
 use eventcore::{Operation, StoreError};
 use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 use sqlx::postgres::PgConnection;
@@ -43,7 +44,13 @@ impl<'s> MigrationSource<'s> for Embedded {
 impl PostgresStore {
     /// Creates the schema and applies the embedded migrations. Safe when
     /// several processes start at once: it runs on its own connection while
-    /// holding a session advisory lock keyed by the schema name.
+    /// holding a session advisory lock keyed by the schema name. A schema
+    /// that already exists (e.g. created by an administrator with
+    /// `CREATE SCHEMA .. AUTHORIZATION owner`) is not created again, so the
+    /// owner needs no `CREATE` privilege on the database.
+    ///
+    /// With [`MigrationMode::Verify`] (`PostgresOptions::migrations`) it runs
+    /// no DDL and only checks, as [`PostgresStore::verify_migrations`].
     ///
     /// ```no_run
     /// # async fn demo(store: eventcore_postgres::PostgresStore) -> Result<(), eventcore_postgres::SetupError> {
@@ -52,6 +59,9 @@ impl PostgresStore {
     /// # Ok(()) }
     /// ```
     pub async fn migrate(&self) -> Result<(), SetupError> {
+        if self.options.migrations == MigrationMode::Verify {
+            return self.verify_migrations().await;
+        }
         let schema = self.options.schema.clone();
         let prepare = |e: sqlx::Error| SetupError::Prepare {
             schema: schema.clone(),
@@ -83,10 +93,20 @@ impl PostgresStore {
             schema: schema.clone(),
             source: map_error(Operation::Other, Phase::Executing, e, None),
         };
-        sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
-            .execute(&mut *conn)
-            .await
-            .map_err(prepare)?;
+        // `CREATE SCHEMA IF NOT EXISTS` checks the database's CREATE
+        // privilege even when the schema exists: ask first.
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)")
+                .bind(schema)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(prepare)?;
+        if !exists {
+            sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+                .execute(&mut *conn)
+                .await
+                .map_err(prepare)?;
+        }
         sqlx::query(&format!("SET search_path TO \"{schema}\""))
             .execute(&mut *conn)
             .await
@@ -100,6 +120,93 @@ impl PostgresStore {
             schema: schema.clone(),
             source,
         })
+    }
+
+    /// Checks, without any DDL, that the store's schema holds every embedded
+    /// migration, applied successfully and with the same SQL, and none this
+    /// build does not know (a newer release migrated it). What
+    /// [`PostgresStore::migrate`] does under [`MigrationMode::Verify`]; needs
+    /// only `USAGE` on the schema and `SELECT` on its `_sqlx_migrations`.
+    ///
+    /// Errors: [`SetupError::NotMigrated`] saying what is missing or
+    /// different; [`SetupError::Prepare`] when the check itself fails
+    /// (connection, permission denied, timeout).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), eventcore_postgres::SetupError> {
+    /// use eventcore_postgres::{MigrationMode, PostgresOptions, PostgresStore};
+    /// let app = PostgresStore::connect_with(
+    ///     PostgresOptions::new("postgres://eventcore_app@127.0.0.1/app").migrations(MigrationMode::Verify),
+    /// )
+    /// .await?;
+    /// app.verify_migrations().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn verify_migrations(&self) -> Result<(), SetupError> {
+        let schema = &self.options.schema;
+        let prepare = |source: StoreError| SetupError::Prepare {
+            schema: schema.clone(),
+            source,
+        };
+        let not_migrated = |reason: String| SetupError::NotMigrated {
+            schema: schema.clone(),
+            reason,
+        };
+        let migrator = Migrator::new(Embedded).await.map_err(|source| SetupError::Migrate {
+            schema: schema.clone(),
+            source,
+        })?;
+        let sql = format!("SELECT version, success, checksum FROM \"{schema}\"._sqlx_migrations ORDER BY version");
+        let answer = self
+            .bounded(Operation::Other, async {
+                Ok(sqlx::query_as::<_, (i64, bool, Vec<u8>)>(&sql)
+                    .fetch_all(&self.pool)
+                    .await)
+            })
+            .await
+            .map_err(prepare)?;
+        let rows = match answer {
+            Ok(rows) => rows,
+            Err(sqlx::Error::Database(e)) if matches!(e.code().as_deref(), Some("42P01" | "3F000")) => {
+                return Err(not_migrated(format!(
+                    "{e}; run migrate() as the schema's owner (MigrationMode::Apply) first"
+                )));
+            }
+            Err(e) => return Err(prepare(map_error(Operation::Other, Phase::Executing, e, None))),
+        };
+        for (version, success, checksum) in &rows {
+            if !success {
+                return Err(not_migrated(format!(
+                    "migration {version} is recorded as failed (partly applied); it must be repaired by hand"
+                )));
+            }
+            match migrator.iter().find(|m| m.version == *version) {
+                None => {
+                    return Err(not_migrated(format!(
+                        "migration {version} is applied but unknown to this build (a newer release migrated the schema)"
+                    )))
+                }
+                Some(m) if m.checksum.as_ref() != checksum.as_slice() => {
+                    return Err(not_migrated(format!(
+                        "migration {version} ({}) was applied with different SQL",
+                        m.description
+                    )))
+                }
+                Some(_) => {}
+            }
+        }
+        let missing: Vec<String> = migrator
+            .iter()
+            .filter(|m| !rows.iter().any(|(version, _, _)| *version == m.version))
+            .map(|m| format!("{} ({})", m.version, m.description))
+            .collect();
+        if !missing.is_empty() {
+            return Err(not_migrated(format!(
+                "migrations not applied: {}; run migrate() as the schema's owner (MigrationMode::Apply)",
+                missing.join(", ")
+            )));
+        }
+        Ok(())
     }
 
     /// Drops the store's schema and everything in it. For tests and demos.

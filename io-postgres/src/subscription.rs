@@ -19,7 +19,7 @@
 //! notification is sent for those).
 
 use crate::error::{map_error, Phase};
-use crate::PostgresStore;
+use crate::{MigrationMode, PostgresStore};
 use eventcore::{GlobalPosition, Operation, StoreError};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::ConnectOptions;
@@ -74,6 +74,11 @@ const NOTIFY_TRIGGER: &str = include_str!("notify_trigger.sql");
 /// (the trigger is replaced under a transaction-scoped advisory lock keyed
 /// by the schema).
 ///
+/// Under [`MigrationMode::Verify`] (for a role that may not run DDL) it
+/// changes nothing: it checks the migrations as
+/// [`PostgresStore::verify_migrations`] does and that the trigger is
+/// installed, and fails permanently (naming what is missing) otherwise.
+///
 /// ```no_run
 /// # async fn demo(store: eventcore_postgres::PostgresStore) -> Result<(), eventcore::StoreError> {
 /// eventcore_postgres::migrate_subscriptions(&store).await?;
@@ -86,6 +91,9 @@ pub async fn migrate_subscriptions(store: &PostgresStore) -> Result<(), StoreErr
         other => StoreError::permanent(Operation::Other, other.to_string()),
     })?;
     let schema = &store.options().schema;
+    if store.options().migrations == MigrationMode::Verify {
+        return verify_notify_trigger(store).await;
+    }
     let mut tx = store.pool().begin().await.map_err(store_error)?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('eventcore:subscriptions'), hashtext($1))")
         .bind(schema)
@@ -101,6 +109,35 @@ pub async fn migrate_subscriptions(store: &PostgresStore) -> Result<(), StoreErr
         .await
         .map_err(store_error)?;
     tx.commit().await.map_err(store_error)
+}
+
+/// Under [`MigrationMode::Verify`]: the notify trigger must be there (a
+/// role that may not run DDL cannot install it, and without it subscribers
+/// only learn of new events by polling).
+async fn verify_notify_trigger(store: &PostgresStore) -> Result<(), StoreError> {
+    let schema = &store.options().schema;
+    let installed: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger \
+         WHERE tgrelid = to_regclass($1) AND tgname = 'events_notify_subscribers')",
+    )
+    .bind(format!("\"{schema}\".events"))
+    .fetch_one(store.pool())
+    .await
+    .map_err(store_error)?;
+    if installed {
+        Ok(())
+    } else {
+        Err(StoreError::permanent(
+            Operation::Other,
+            crate::SetupError::NotMigrated {
+                schema: schema.clone(),
+                reason: "the notify trigger events_notify_subscribers is not installed; \
+                         run migrate_subscriptions as the schema's owner (MigrationMode::Apply)"
+                    .to_owned(),
+            }
+            .to_string(),
+        ))
+    }
 }
 
 /// Counters of a [`PgNotifier`].
