@@ -4,8 +4,11 @@
 
 use super::{CommandError, Executed};
 use super::{CommandMachine, Phase, StreamCursor};
-use crate::store::{AppendRequest, StreamAppend};
-use crate::{Command, Decision, Event, EventId, EventMetadata, ExpectedVersion, NewEvent, StreamId, StreamVersion};
+use crate::store::{AppendReceipt, AppendRequest, StreamAppend};
+use crate::{
+    Command, Decision, Event, EventId, EventMetadata, ExpectedVersion, GlobalPosition, NewEvent, StreamId,
+    StreamVersion,
+};
 use std::sync::Arc;
 
 impl<C: Command> CommandMachine<C> {
@@ -206,4 +209,95 @@ impl<C: Command> CommandMachine<C> {
             streams,
         })
     }
+}
+
+/// Checks that `receipt` can answer `request`. The store says the append
+/// committed, and what the receipt reports is handed on (to the caller, to
+/// caches and views), so it must hold together: per stream, versions from 1
+/// up with one increasing position per event; no stream or position twice. A
+/// fresh receipt must also list exactly the streams the request wrote, in
+/// request order, each with as many events as it carried and starting where
+/// its expectation allows. A deduplicated receipt answers an earlier append
+/// of the same command id, which may have been another decision, so only its
+/// own coherence is checked.
+pub(super) fn check_receipt(request: &AppendRequest, receipt: &AppendReceipt) -> Result<(), String> {
+    if receipt.command_id != request.command_id() {
+        return Err(format!(
+            "receipt for command {} answered an append of command {}",
+            receipt.command_id,
+            request.command_id()
+        ));
+    }
+    for commit in &receipt.streams {
+        let stream = &commit.stream;
+        let count = commit.positions.len() as u64;
+        let first = commit.first_version.get();
+        let span = commit.last_version.get().checked_sub(first);
+        if count == 0 || first == 0 || span != Some(count - 1) {
+            return Err(format!(
+                "receipt says `{stream}` was written at versions {}..={} with {count} positions",
+                commit.first_version, commit.last_version
+            ));
+        }
+        let rising = commit.positions.first() > Some(&GlobalPosition::START)
+            && commit.positions.windows(2).all(|pair| pair[0] < pair[1]);
+        if !rising {
+            return Err(format!(
+                "receipt gives `{stream}` positions {:?}, which do not increase from 1 on",
+                commit.positions
+            ));
+        }
+    }
+    if receipt.streams.len() > 1 {
+        let mut positions: Vec<GlobalPosition> = receipt
+            .streams
+            .iter()
+            .flat_map(|c| c.positions.iter().copied())
+            .collect();
+        positions.sort_unstable();
+        if let Some(pair) = positions.windows(2).find(|pair| pair[0] == pair[1]) {
+            return Err(format!("receipt gives position {} twice", pair[0]));
+        }
+        let mut streams: Vec<&StreamId> = receipt.streams.iter().map(|c| &c.stream).collect();
+        streams.sort_unstable();
+        if let Some(pair) = streams.windows(2).find(|pair| pair[0] == pair[1]) {
+            return Err(format!("receipt lists stream `{}` twice", pair[0]));
+        }
+    }
+    if receipt.deduplicated {
+        return Ok(());
+    }
+    let written = request.streams.iter().filter(|entry| !entry.events.is_empty());
+    if written.clone().count() != receipt.streams.len() {
+        return Err(format!(
+            "receipt lists {} streams; the append wrote {}",
+            receipt.streams.len(),
+            written.count()
+        ));
+    }
+    for (entry, commit) in written.zip(&receipt.streams) {
+        let stream = &entry.stream;
+        if &commit.stream != stream {
+            return Err(format!(
+                "receipt lists `{}` where the append wrote `{stream}`",
+                commit.stream
+            ));
+        }
+        if commit.positions.len() != entry.events.len() {
+            return Err(format!(
+                "receipt says {} events were written to `{stream}`; the append carried {}",
+                commit.positions.len(),
+                entry.events.len()
+            ));
+        }
+        // `first_version` is at least 1 (checked above).
+        let before = StreamVersion::new(commit.first_version.get() - 1);
+        if !entry.expected.matches(before) {
+            return Err(format!(
+                "receipt says `{stream}` was written after version {before}, which the expectation ({}) does not allow",
+                entry.expected
+            ));
+        }
+    }
+    Ok(())
 }

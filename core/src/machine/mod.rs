@@ -429,7 +429,20 @@ impl<C: Command> CommandMachine<C> {
             }
         };
         match result {
-            Ok(receipt) if receipt.command_id == self.context.command_id => {
+            Ok(receipt) => {
+                if let Err(message) = decide::check_receipt(&request, &receipt) {
+                    // The store says the append committed, but not in a way
+                    // that can be trusted: it may or may not have.
+                    self.finish(Err(CommandError::OutcomeUnknown {
+                        command_id: self.context.command_id,
+                        attempts: self.attempts,
+                        last: StoreError::ContractViolation {
+                            operation: Operation::Append,
+                            message,
+                        },
+                    }));
+                    return;
+                }
                 self.unresolved = None;
                 if !self.decided.is_empty() {
                     self.fold_commit(&request, &receipt);
@@ -442,13 +455,6 @@ impl<C: Command> CommandMachine<C> {
                 };
                 self.finish(Ok(executed));
             }
-            Ok(receipt) => self.finish(Err(CommandError::Store(StoreError::ContractViolation {
-                operation: Operation::Append,
-                message: format!(
-                    "receipt for command {} answered an append of command {}",
-                    receipt.command_id, self.context.command_id
-                ),
-            }))),
             Err(StoreError::Conflict(conflict)) => {
                 // A conflict is final: the store checks the command id before
                 // versions, so an append that had committed would have been

@@ -5,7 +5,7 @@ use super::CommandError;
 use super::{CommandMachine, HeldEvent, Phase};
 use crate::store::{Operation, ReadResponse, StoreError};
 use crate::view::view_mut;
-use crate::{Command, RecordedEvent, StreamId, StreamVersion};
+use crate::{Command, GlobalPosition, RecordedEvent, StreamId, StreamVersion};
 
 impl<C: Command> CommandMachine<C> {
     /// Seeds a declared stream with events the driver already holds (a
@@ -131,6 +131,22 @@ impl<C: Command> CommandMachine<C> {
                     slice.head
                 )));
             }
+            // Positions must rise along a stream, or the global-order fold
+            // below would apply its events out of version order. A stream
+            // folded in global order must also continue after the last
+            // event held from it (earlier pages and reads).
+            let mut previous = match self.cursors[cursor].view {
+                _ if slice.events.is_empty() => GlobalPosition::START,
+                Some(_) => GlobalPosition::START,
+                // `held` is in global order after every absorb, so the last
+                // event held from this stream is its highest position.
+                None => self
+                    .held
+                    .iter()
+                    .rev()
+                    .find(|h| h.cursor == cursor)
+                    .map_or(GlobalPosition::START, |h| h.position),
+            };
             let mut expected = after.next();
             for recorded in &slice.events {
                 if recorded.stream_id != *stream || recorded.version != expected {
@@ -139,6 +155,13 @@ impl<C: Command> CommandMachine<C> {
                         recorded.stream_id, recorded.version
                     )));
                 }
+                if recorded.position <= previous {
+                    return Err(violation(format!(
+                        "stream `{stream}`: event @{} is at position {}, which does not follow position {previous}",
+                        recorded.version, recorded.position
+                    )));
+                }
+                previous = recorded.position;
                 expected = expected.next();
             }
             let read_to = StreamVersion::new(expected.get() - 1);
@@ -188,8 +211,20 @@ impl<C: Command> CommandMachine<C> {
             state.primed = false;
             state.distrusted = false;
         }
+        let sorted_from = if needs_refold { 0 } else { self.applied };
+        self.held[sorted_from..].sort_by_key(|e| e.position);
+        // Two events at one position would make the global order, and so the
+        // fold, ambiguous.
+        if let Some(pair) = self.held[sorted_from.saturating_sub(1)..]
+            .windows(2)
+            .find(|pair| pair[0].position == pair[1].position)
+        {
+            return Err(violation(format!(
+                "`{}` and `{}` both hold an event at position {}",
+                self.cursors[pair[0].cursor].stream, self.cursors[pair[1].cursor].stream, pair[0].position
+            )));
+        }
         if needs_refold {
-            self.held.sort_by_key(|e| e.position);
             // Views are folded per stream and stay; only the global-order
             // fold starts over.
             let views = C::views_mut(&mut self.state).map(std::mem::take);
@@ -198,11 +233,10 @@ impl<C: Command> CommandMachine<C> {
                 *slot = views;
             }
             self.applied = 0;
-        } else {
-            // Everything not yet folded (earlier pages included) must be in
-            // global order; the folded prefix already is and stays below it.
-            self.held[self.applied..].sort_by_key(|e| e.position);
         }
+        // Otherwise only what is not yet folded (earlier pages included)
+        // was sorted: the folded prefix already is in order and stays below
+        // it.
         Ok(())
     }
 

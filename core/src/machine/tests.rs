@@ -644,3 +644,221 @@ fn a_cached_view_that_conflicted_and_was_not_read_again_is_not_handed_back() {
     assert!(machine.take_views().is_empty(), "the stale entry must not go back");
     assert_eq!(machine.stale_views(), vec![(a, ViewKind::of::<Count>())]);
 }
+
+// Store answers the machine must refuse rather than fold (found while
+// writing the machine fuzz target, fuzz/fuzz_targets/machine_store_responses.rs).
+
+#[test]
+fn positions_that_do_not_rise_along_a_stream_are_a_contract_violation() {
+    // Folded in global order, version 2 (position 2) would be applied
+    // before version 1 (position 4).
+    let (a, b) = (stream("a"), stream("b"));
+    let data = vec![
+        (a.clone(), vec![recorded(&a, 1, 4), recorded(&a, 2, 2)]),
+        (b.clone(), vec![recorded(&b, 1, 3)]),
+    ];
+    let result = run(Order(vec![a, b]), ExecutionPolicy::default(), &data);
+    assert!(
+        matches!(&result, Err(CommandError::Store(StoreError::ContractViolation { message, .. })) if message.contains("does not follow position 4")),
+        "{result:?}"
+    );
+}
+
+#[test]
+fn a_later_page_below_the_streams_last_position_is_a_contract_violation() {
+    let a = stream("a");
+    let data = vec![(a.clone(), vec![recorded(&a, 1, 5), recorded(&a, 2, 3)])];
+    let policy = ExecutionPolicy::default().with_page_size(NonZeroU32::new(1));
+    let result = run(Order(vec![a]), policy, &data);
+    assert!(
+        matches!(&result, Err(CommandError::Store(StoreError::ContractViolation { message, .. })) if message.contains("does not follow position 5")),
+        "{result:?}"
+    );
+}
+
+#[test]
+fn two_streams_with_an_event_at_the_same_position_are_a_contract_violation() {
+    let (a, b) = (stream("a"), stream("b"));
+    let data = vec![
+        (a.clone(), vec![recorded(&a, 1, 1), recorded(&a, 2, 3)]),
+        (b.clone(), vec![recorded(&b, 1, 3)]),
+    ];
+    let result = run(Order(vec![a, b]), ExecutionPolicy::default(), &data);
+    assert!(
+        matches!(&result, Err(CommandError::Store(StoreError::ContractViolation { message, .. })) if message.contains("position 3")),
+        "{result:?}"
+    );
+}
+
+/// Writes one event to its stream, whatever it read.
+struct WriteOne(StreamId);
+
+impl Command for WriteOne {
+    type Event = Ev;
+    type State = ();
+    type Error = OutOfOrder;
+    fn streams(&self) -> Vec<StreamId> {
+        vec![self.0.clone()]
+    }
+    fn apply(&self, _: &mut (), _: &StreamId, _: &Ev) {}
+    fn decide(&self, _: &(), out: &mut Decision<Ev>) -> Result<(), OutOfOrder> {
+        out.emit(&self.0, Ev::At(0));
+        Ok(())
+    }
+}
+
+/// Runs [`WriteOne`] on a stream at version 2 and answers its append with
+/// the receipt `answer` makes of the correct one.
+fn answer_append(answer: impl FnOnce(AppendReceipt) -> AppendReceipt) -> Result<Executed, CommandError<OutOfOrder>> {
+    let a = stream("a");
+    let now = Time::from_unix_millis(1);
+    let command_id = CommandId::v7(now, [1; 10]);
+    let mut machine = CommandMachine::new(
+        WriteOne(a.clone()),
+        ExecutionPolicy::default(),
+        ExecutionContext::new(command_id),
+        now,
+        3,
+    );
+    let Step::Read { id, request, .. } = machine.poll() else {
+        panic!("reads first")
+    };
+    let data = vec![(a.clone(), vec![recorded(&a, 1, 1), recorded(&a, 2, 2)])];
+    machine.on_read(id, Ok(super::tests::answer(&request, &data)), now);
+    let Step::Append { id, request, .. } = machine.poll() else {
+        panic!("then appends")
+    };
+    assert_eq!(
+        request.streams[0].expected,
+        ExpectedVersion::Exact(StreamVersion::new(2))
+    );
+    let correct = AppendReceipt {
+        command_id,
+        streams: vec![crate::StreamCommit {
+            stream: a,
+            first_version: StreamVersion::new(3),
+            last_version: StreamVersion::new(3),
+            positions: vec![GlobalPosition::new(7)],
+        }],
+        deduplicated: false,
+    };
+    machine.on_append(id, Ok(answer(correct)), now);
+    match machine.poll() {
+        Step::Done(result) => result,
+        other => panic!("expected the end, got {other:?}"),
+    }
+}
+
+fn refused_receipt(result: Result<Executed, CommandError<OutOfOrder>>) -> String {
+    match result {
+        Err(CommandError::OutcomeUnknown {
+            last:
+                StoreError::ContractViolation {
+                    operation: Operation::Append,
+                    message,
+                },
+            ..
+        }) => message,
+        other => panic!("expected a refused receipt, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_coherent_receipt_is_accepted() {
+    let done = answer_append(|receipt| receipt).expect("committed");
+    assert_eq!(done.appended.map(|r| r.last_position()), Some(GlobalPosition::new(7)));
+}
+
+#[test]
+fn a_receipt_that_breaks_the_contract_is_an_unknown_outcome_naming_the_violation() {
+    let other_command = CommandId::v7(Time::ZERO, [5; 10]);
+    type Spoil = Box<dyn FnOnce(AppendReceipt) -> AppendReceipt>;
+    let cases: Vec<(&str, Spoil)> = vec![
+        (
+            "answered an append of command",
+            Box::new(move |r| AppendReceipt {
+                command_id: other_command,
+                ..r
+            }),
+        ),
+        (
+            "which the expectation",
+            Box::new(|mut r| {
+                // Written after version 4 although the append expected 2.
+                r.streams[0].first_version = StreamVersion::new(5);
+                r.streams[0].last_version = StreamVersion::new(5);
+                r
+            }),
+        ),
+        (
+            "with 2 positions",
+            Box::new(|mut r| {
+                r.streams[0].positions.push(GlobalPosition::new(8));
+                r
+            }),
+        ),
+        (
+            "do not increase",
+            Box::new(|mut r| {
+                r.streams[0].positions = vec![GlobalPosition::START];
+                r
+            }),
+        ),
+        (
+            "lists 0 streams",
+            Box::new(|mut r| {
+                r.streams.clear();
+                r
+            }),
+        ),
+        (
+            "where the append wrote",
+            Box::new(|mut r| {
+                r.streams[0].stream = stream("b");
+                r
+            }),
+        ),
+        (
+            "lists stream `a` twice",
+            Box::new(|mut r| {
+                let mut twin = r.streams[0].clone();
+                twin.positions = vec![GlobalPosition::new(9)];
+                r.streams.push(twin);
+                r.deduplicated = true;
+                r
+            }),
+        ),
+        (
+            "position 7 twice",
+            Box::new(|mut r| {
+                let mut other = r.streams[0].clone();
+                other.stream = stream("b");
+                r.streams.push(other);
+                r.deduplicated = true;
+                r
+            }),
+        ),
+    ];
+    for (expected, answer) in cases {
+        let message = refused_receipt(answer_append(answer));
+        assert!(message.contains(expected), "{expected:?} not in {message:?}");
+    }
+}
+
+#[test]
+fn a_deduplicated_receipt_of_another_decision_is_accepted() {
+    // An earlier execution with the same command id committed something
+    // else: the store answers with that commit's receipt.
+    let done = answer_append(|r| AppendReceipt {
+        streams: vec![crate::StreamCommit {
+            stream: stream("elsewhere"),
+            first_version: StreamVersion::new(1),
+            last_version: StreamVersion::new(2),
+            positions: vec![GlobalPosition::new(3), GlobalPosition::new(4)],
+        }],
+        deduplicated: true,
+        ..r
+    })
+    .expect("committed earlier");
+    assert!(done.appended.is_some_and(|r| r.deduplicated));
+}
