@@ -46,6 +46,7 @@ mod machine;
 mod policy;
 mod snapshot;
 pub mod store;
+mod stream_cache;
 mod subscription;
 mod time;
 mod version;
@@ -74,6 +75,7 @@ pub use store::{
     Operation, ReadAllRequest, ReadAllResponse, ReadRequest, ReadResponse, StoreError, StreamAppend, StreamCommit,
     StreamRead, StreamSlice,
 };
+pub use stream_cache::{CachedStreams, StreamCacheUse};
 pub use subscription::{
     Batch, CheckpointMode, ConsumerError, HandleError, PoisonAction, PoisonCause, PoisonEvent, PoisonPolicy,
     SubscriptionError, SubscriptionMachine, SubscriptionPolicy, SubscriptionStats, SubscriptionStep,

@@ -14,7 +14,7 @@
 use crate::{MemoryEventStore, StreamCache};
 use eventcore::{
     Command, CommandError, CommandId, CommandMachine, Entropy, Executed, ExecutionContext, ExecutionPolicy, Operation,
-    Step, StoreError, Time,
+    Step, StoreError, StreamCacheUse, Time,
 };
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -250,22 +250,20 @@ impl BlockingExecutor {
                 }
             }
         }
-        let mut conflicted = Vec::new();
+        let mut using = StreamCacheUse::default();
         loop {
             match machine.poll() {
                 Step::Read { id, request, .. } => {
                     let result = self.store.read_sync(&request);
-                    if let (Some(cache), Ok(response)) = (&self.cache, &result) {
-                        cache.record_read(&request, response);
+                    if let Some(cache) = &self.cache {
+                        using.read(&mut cache.lock(), &request, &result);
                     }
                     machine.on_read(id, result, now);
                 }
                 Step::Append { id, request, .. } => {
                     let result = self.store.append_sync(&request);
-                    match (&self.cache, &result) {
-                        (Some(cache), Ok(receipt)) => cache.record_append(&request, receipt),
-                        (Some(_), Err(StoreError::Conflict(conflict))) => conflicted.push(conflict.stream.clone()),
-                        _ => {}
+                    if let Some(cache) = &self.cache {
+                        using.append(&mut cache.lock(), &request, &result);
                     }
                     machine.on_append(id, result, now);
                 }
@@ -274,13 +272,8 @@ impl BlockingExecutor {
                     machine.on_wake(now);
                 }
                 Step::Done(result) => {
-                    if let (Some(cache), Err(_)) = (&self.cache, &result) {
-                        // As in the async executor: an execution that gave
-                        // up after a conflict must not leave the stale
-                        // prefix to prime the next one.
-                        for stream in &conflicted {
-                            cache.invalidate(stream);
-                        }
+                    if let Some(cache) = &self.cache {
+                        using.finish(&mut cache.lock(), result.is_err());
                     }
                     return result;
                 }

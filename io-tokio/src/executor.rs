@@ -3,7 +3,7 @@
 use crate::views::ViewSupport;
 use crate::{Clock, EventStore, SnapshotStats, SnapshotStore, StreamCache};
 use eventcore::{
-    Command, CommandError, CommandId, Executed, ExecutionContext, ExecutionPolicy, Step, StoreError, ViewCacheStats,
+    Command, CommandError, CommandId, Executed, ExecutionContext, ExecutionPolicy, Step, StreamCacheUse, ViewCacheStats,
 };
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -256,6 +256,8 @@ impl<S: EventStore> Executor<S> {
                 .await;
         }
         if let Some(cache) = self.cache.as_ref() {
+            // What `StreamCacheUse::prime` does, with each prefix taken under
+            // the lock and primed (copied, decoded) outside it.
             let declared: Vec<_> = machine.streams().cloned().collect();
             for stream in declared {
                 if let Some(chunks) = cache.snapshot(&stream) {
@@ -263,7 +265,7 @@ impl<S: EventStore> Executor<S> {
                 }
             }
         }
-        let mut conflicted = Vec::new();
+        let mut using = StreamCacheUse::default();
         loop {
             if use_views {
                 self.views
@@ -275,8 +277,8 @@ impl<S: EventStore> Executor<S> {
                     let deadline = self.clock.instant_at(deadline);
                     match tokio::time::timeout_at(deadline, self.store.read(&request)).await {
                         Ok(result) => {
-                            if let (Some(cache), Ok(response)) = (&self.cache, &result) {
-                                cache.record_read(&request, response);
+                            if let Some(cache) = &self.cache {
+                                using.read(&mut cache.lock(), &request, &result);
                             }
                             machine.on_read(id, result, self.clock.now());
                         }
@@ -287,12 +289,8 @@ impl<S: EventStore> Executor<S> {
                     let deadline = self.clock.instant_at(deadline);
                     match tokio::time::timeout_at(deadline, self.store.append(&request)).await {
                         Ok(result) => {
-                            match (&self.cache, &result) {
-                                (Some(cache), Ok(receipt)) => cache.record_append(&request, receipt),
-                                (Some(_), Err(StoreError::Conflict(conflict))) => {
-                                    conflicted.push(conflict.stream.clone());
-                                }
-                                _ => {}
+                            if let Some(cache) = &self.cache {
+                                using.append(&mut cache.lock(), &request, &result);
                             }
                             machine.on_append(id, result, self.clock.now());
                         }
@@ -306,14 +304,8 @@ impl<S: EventStore> Executor<S> {
                 Step::Done(result) => {
                     tracing::trace!(attempts = machine.attempts(), "machine done");
                     self.views.keep(&mut machine, &self.clock, std::mem::take(&mut loaded));
-                    if let (Some(cache), Err(_)) = (&self.cache, &result) {
-                        // A retry re-reads (and so refreshes) a stream that
-                        // conflicted; an execution that gave up did not, and
-                        // the next one must not be primed with the same stale
-                        // version again.
-                        for stream in &conflicted {
-                            cache.invalidate(stream);
-                        }
+                    if let Some(cache) = &self.cache {
+                        using.finish(&mut cache.lock(), result.is_err());
                     }
                     return result;
                 }

@@ -23,9 +23,10 @@ pub struct Client {
     /// Commands whose outcome a crash left unknown, waiting to be
     /// re-executed with their command id (indices into the command list).
     pub orphans: Vec<usize>,
-    /// Streams as this client last read them (whole, from version 1;
-    /// possibly stale), used to prime new executions. Lost in a crash.
-    pub cache: std::collections::BTreeMap<eventcore::StreamId, Vec<eventcore::RecordedEvent>>,
+    /// The client's stream cache (the core's `CachedStreams`, kept with
+    /// `StreamCacheUse` exactly as the tokio executor keeps it), used to
+    /// prime every execution. Lost in a crash.
+    pub cache: eventcore::CachedStreams,
     /// The client's view cache (the core's, used as the tokio executor uses
     /// it). Lost in a crash.
     pub views: eventcore::ViewCache,
@@ -73,6 +74,11 @@ pub struct Running {
     pub machine: Box<dyn Execution>,
     /// The policy it runs under (the run's policy when it started).
     pub policy: eventcore::ExecutionPolicy,
+    /// What the execution does with its client's stream cache.
+    pub cache_use: eventcore::StreamCacheUse,
+    /// Requests sent and not yet answered, so the cache can learn from an
+    /// answer as the executor does (it needs what was asked).
+    pub sent: std::collections::BTreeMap<eventcore::RequestId, SentRequest>,
     /// The wake-up already queued, to avoid queueing duplicates.
     pub wake: Option<Time>,
     /// For a view command: what its decisions saw.
@@ -83,6 +89,14 @@ pub struct Running {
     pub tried: Vec<eventcore::StreamId>,
     /// View streams primed, with the version and where it came from.
     pub primed: Vec<(eventcore::StreamId, eventcore::StreamVersion, crate::views::Source)>,
+}
+
+/// A request an execution sent, kept for its stream cache.
+pub enum SentRequest {
+    /// A read.
+    Read(eventcore::ReadRequest),
+    /// An append.
+    Append(eventcore::AppendRequest),
 }
 
 /// A subscription consumer: a [`eventcore::SubscriptionMachine`], a handler

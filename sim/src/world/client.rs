@@ -2,7 +2,8 @@
 //! responses and timers to them, crashing and restarting.
 
 use super::{Endpoint, Msg, Request, Response, World};
-use crate::actors::{CommandEntry, ExecId, Running};
+use crate::actors::{CommandEntry, ExecId, Running, SentRequest};
+use crate::check::Invariant;
 use crate::exec::{Settled, SimStep};
 use crate::history::{Attempt, ExecutionOutcome, ExecutionRecord};
 use crate::DomainCommand;
@@ -63,7 +64,7 @@ impl World {
         let views_enabled = self.plan.view_cache || self.plan.snapshots;
         let entry = &mut self.commands[command];
         let client = entry.client;
-        let (mut machine, probe) =
+        let (machine, probe) =
             entry
                 .job
                 .start_probed(policy.clone(), ExecutionContext::new(entry.command_id), now, seed);
@@ -71,15 +72,6 @@ impl World {
         // snapshotted views, as in the executor; a command folded whole
         // has no view streams to prime.
         let use_views = views_enabled && entry.executions.is_empty() && !machine.unprimed_views().is_empty();
-        if self.plan.prime_from_cache {
-            for stream in entry.job.streams() {
-                if let Some(cached) = self.clients[client].cache.get(stream) {
-                    if machine.prime(stream, cached) {
-                        self.coverage.hit("primed_from_cache");
-                    }
-                }
-            }
-        }
         entry.executions.push(ExecutionRecord {
             started_after,
             healed,
@@ -103,8 +95,17 @@ impl World {
                 use_views,
                 tried: Vec::new(),
                 primed: Vec::new(),
+                cache_use: eventcore::StreamCacheUse::default(),
+                sent: Default::default(),
             },
         );
+        if self.plan.prime_from_cache {
+            // As the executor does, for fresh and known command ids alike:
+            // views first (a view stream primed from the view cache or a
+            // snapshot is not primed again), then the stream cache.
+            self.prime_views(exec);
+            self.prime_from_stream_cache(exec);
+        }
         self.log(format_args!(
             "c{client} start cmd#{command} run {} x{exec}: {label}",
             execution + 1
@@ -132,6 +133,13 @@ impl World {
                             .collect::<Vec<_>>()
                             .join(" ")
                     ));
+                    if self.plan.prime_from_cache {
+                        if let Some(running) = self.execs.get_mut(&exec) {
+                            running
+                                .sent
+                                .insert(request.id, SentRequest::Read(request.request.clone()));
+                        }
+                    }
                     self.send(exec, Request::Read(request));
                 }
                 SimStep::Append(request) => {
@@ -165,6 +173,13 @@ impl World {
                         self.coverage.hit("crash_before_append");
                         self.crash(client, "between decide and append");
                         return;
+                    }
+                    if self.plan.prime_from_cache {
+                        if let Some(running) = self.execs.get_mut(&exec) {
+                            running
+                                .sent
+                                .insert(request.id, SentRequest::Append(request.request.clone()));
+                        }
                     }
                     self.send(exec, Request::Append(request));
                 }
@@ -232,6 +247,11 @@ impl World {
 
     fn settle(&mut self, exec: ExecId, settled: Settled) {
         let Some(mut running) = self.forget(exec) else { return };
+        let failed = settled.error_kind.is_some();
+        let forgotten = std::mem::take(&mut running.cache_use).finish(&mut self.clients[running.client].cache, failed);
+        if forgotten > 0 {
+            self.coverage.hit("cache_invalidated_by_conflict");
+        }
         self.keep_views(exec, &mut running, &settled);
         let entry = &mut self.commands[running.command];
         let previous = running
@@ -312,16 +332,15 @@ impl World {
             return;
         }
         let now = self.now();
-        let Some(running) = self.execs.get_mut(&exec) else {
+        if !self.execs.contains_key(&exec) {
             self.coverage.hit("response_to_gone_execution");
             self.log(format_args!(
                 "x{exec} response to a finished or crashed execution dropped"
             ));
             return;
-        };
-        let client = running.client;
+        }
         if self.plan.prime_from_cache {
-            self.update_cache(client, &response);
+            self.cache_learns(exec, &response);
         }
         let Some(running) = self.execs.get_mut(&exec) else {
             return;
@@ -349,38 +368,76 @@ impl World {
         self.pump(exec);
     }
 
-    /// Keeps the client's stream cache (whole streams from version 1,
-    /// possibly stale) up to date from what its executions read.
-    fn update_cache(&mut self, client: usize, response: &Response) {
-        let cache = &mut self.clients[client].cache;
-        match response {
-            Response::Append(_, Err(eventcore::StoreError::Conflict(conflict))) => {
-                // The cached prefix of that stream is stale. Without dropping
-                // it, a client with no retries would prime every later
-                // execution with the same stale versions and conflict forever
-                // (no read ever refreshes the entry): the simulator's
-                // liveness check found exactly that livelock.
-                cache.remove(&conflict.stream);
-                self.coverage.hit("cache_invalidated_by_conflict");
+    /// Primes an execution's declared streams from its client's stream
+    /// cache, and checks that every prefix primed is exactly the store's
+    /// first events of that stream: a cache may be short, never wrong.
+    fn prime_from_stream_cache(&mut self, exec: ExecId) {
+        let Some(running) = self.execs.get_mut(&exec) else {
+            return;
+        };
+        let client = running.client;
+        let streams = self.commands[running.command].job.streams().to_vec();
+        for stream in streams {
+            let Some(chunks) = self.clients[client].cache.prefix(&stream) else {
+                continue;
+            };
+            let Some(running) = self.execs.get_mut(&exec) else {
+                return;
+            };
+            if !running.machine.prime(
+                &stream,
+                &chunks.iter().flat_map(|c| c.iter().cloned()).collect::<Vec<_>>(),
+            ) {
+                continue;
             }
-            Response::Read(_, Ok(read)) => {
-                for slice in &read.streams {
-                    let first = slice.events.first().map(|e| e.version.get());
-                    match cache.get_mut(&slice.stream) {
-                        // Only a continuation keeps an entry whole from
-                        // version 1.
-                        Some(cached) if first == Some(cached.len() as u64 + 1) => {
-                            cached.extend(slice.events.iter().cloned());
-                        }
-                        Some(_) => {}
-                        None if first == Some(1) || slice.head.is_none() => {
-                            cache.insert(slice.stream.clone(), slice.events.clone());
-                        }
-                        None => {}
-                    }
+            self.coverage.hit("primed_from_cache");
+            let cached: Vec<&eventcore::RecordedEvent> = chunks.iter().flat_map(|c| c.iter()).collect();
+            let truth = self
+                .store
+                .data()
+                .read(&eventcore::ReadRequest::new([stream.clone()]))
+                .ok()
+                .and_then(|r| r.streams.into_iter().next())
+                .map(|slice| slice.events)
+                .unwrap_or_default();
+            let agrees = cached.len() <= truth.len()
+                && cached
+                    .iter()
+                    .zip(&truth)
+                    .all(|(c, t)| c.event_id == t.event_id && c.version == t.version && c.position == t.position);
+            if !agrees {
+                self.violation(
+                    Invariant::ViewFold,
+                    format!(
+                        "x{exec} was primed from the stream cache with {} events of `{stream}` that are not the store's first {} (the store holds {})",
+                        cached.len(),
+                        cached.len(),
+                        truth.len()
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Lets the execution's stream cache learn from an answer, as the
+    /// executor does before handing the answer to the machine.
+    fn cache_learns(&mut self, exec: ExecId, response: &Response) {
+        let Some(running) = self.execs.get_mut(&exec) else {
+            return;
+        };
+        let cache = &mut self.clients[running.client].cache;
+        match response {
+            Response::Read(id, result) => {
+                if let Some(SentRequest::Read(request)) = running.sent.remove(id) {
+                    running.cache_use.read(cache, &request, result);
                 }
             }
-            _ => {}
+            Response::Append(id, result) => {
+                if let Some(SentRequest::Append(request)) = running.sent.remove(id) {
+                    running.cache_use.append(cache, &request, result);
+                }
+            }
+            Response::ReadAll(..) => {}
         }
     }
 
@@ -405,7 +462,7 @@ impl World {
             return;
         }
         self.clients[client].up = false;
-        self.clients[client].cache.clear();
+        self.clients[client].cache = eventcore::CachedStreams::new(self.clients[client].cache.capacity());
         self.clients[client].views.clear();
         self.coverage.hit("client_crash");
         self.log(format_args!("c{client} CRASH ({why})"));

@@ -40,6 +40,9 @@ use std::time::Duration;
 
 /// How long after healing every command must have a definitive outcome.
 pub const LIVENESS_BOUND: Duration = Duration::from_secs(30);
+/// Each client's stream cache bound, in events: small enough that busy
+/// runs evict.
+const STREAM_CACHE_EVENTS: usize = 64;
 /// How long the healed network is left to drain before re-executing.
 const DRAIN: Duration = Duration::from_secs(1);
 /// A run that takes more steps than this is stuck (a livelock).
@@ -364,7 +367,7 @@ impl World {
                 running: Default::default(),
                 remaining: params.commands_per_client,
                 orphans: Vec::new(),
-                cache: BTreeMap::new(),
+                cache: eventcore::CachedStreams::new(STREAM_CACHE_EVENTS),
                 views: eventcore::ViewCache::new(plan.view_cache_bytes),
             })
             .collect();
