@@ -160,8 +160,12 @@ impl Roles {
 async fn with_roles<F: Future<Output = ()>>(admin: &PostgresStore, body: impl FnOnce(Arc<Roles>) -> F) {
     drop_stale_roles(admin).await;
     let roles = Arc::new(Roles::for_schema(&admin.options().schema));
-    roles.create(admin).await;
-    let outcome = AssertUnwindSafe(body(roles.clone())).catch_unwind().await;
+    let outcome = AssertUnwindSafe(async {
+        roles.create(admin).await;
+        body(roles.clone()).await;
+    })
+    .catch_unwind()
+    .await;
     roles.remove(admin).await;
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
