@@ -16,6 +16,10 @@
 //! - [`workload`]: the harness as a library — a user's commands and
 //!   invariants ([`workload::ChaosWorkload`]) run under the same faults
 //!   with [`run::run_workload`], from an ordinary `#[tokio::test]`.
+//! - [`soak`]: memory over time — executors with every cache, batching,
+//!   subscriptions and a projection on PostgreSQL, resident memory and
+//!   every bounded structure sampled each second (`src/bin/soak.rs`,
+//!   `tests/soak.rs`, `docs/soak.md`).
 //! - [`run`]: one run — workload, schedule, PostgreSQL-side faults
 //!   (`pg_terminate_backend`, lock holds that make `lock_timeout` and
 //!   `statement_timeout` fire, pool exhaustion), healing, read-back and
@@ -33,4 +37,5 @@ pub mod private_postgres;
 pub mod proxy;
 pub mod record;
 pub mod run;
+pub mod soak;
 pub mod workload;
