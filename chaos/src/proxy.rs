@@ -270,6 +270,47 @@ impl Conn {
             self.current = Group::default();
         }
     }
+
+    /// Follows one client message (its tag and body): which prepared
+    /// statements append or commit, and which request groups (up to a
+    /// `Sync`, or one simple `Query`) are committing.
+    fn client_message(&mut self, tag: u8, body: &[u8]) {
+        match tag {
+            b'P' => {
+                if let Some((name, next)) = cstr(body, 0) {
+                    if let Some((sql, _)) = cstr(body, next) {
+                        self.statements.insert(name, classify(&sql));
+                    }
+                }
+            }
+            b'B' => {
+                if let Some((_, next)) = cstr(body, 0) {
+                    if let Some((statement, _)) = cstr(body, next) {
+                        match self.statements.get(&statement).copied() {
+                            Some(Statement::Append) => self.current.append = true,
+                            Some(Statement::Commit) => self.current.commit = true,
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            b'S' => {
+                let group = std::mem::take(&mut self.current);
+                self.groups.push_back(group);
+            }
+            b'Q' => {
+                let sql = cstr(body, 0).map(|(s, _)| s).unwrap_or_default();
+                let mut group = std::mem::take(&mut self.current);
+                match classify(&sql) {
+                    Statement::Append => group.append = true,
+                    Statement::Commit => group.commit = true,
+                    Statement::Other => {}
+                }
+                self.groups.push_back(group);
+            }
+            _ => {}
+        }
+    }
 }
 
 struct Ends {
@@ -416,8 +457,12 @@ impl Framer {
     async fn fill(&mut self, source: &mut OwnedReadHalf) -> io::Result<bool> {
         let mut chunk = [0u8; 16 * 1024];
         let n = source.read(&mut chunk).await?;
-        self.buf.extend_from_slice(&chunk[..n]);
+        self.push(&chunk[..n]);
         Ok(n > 0)
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
     }
 
     /// The next whole message (tag, length and body), if buffered.
@@ -486,58 +531,20 @@ async fn client_to_server(
                 counters.injected(FaultKind::HalfOpen);
                 return End::HalfOpen;
             }
-            let body = &message[5..];
-            match message[0] {
-                b'P' => {
-                    if let Some((name, next)) = cstr(body, 0) {
-                        if let Some((sql, _)) = cstr(body, next) {
-                            lock(conn).statements.insert(name, classify(&sql));
-                        }
-                    }
+            if message[0] == b'E' {
+                let appending = lock(conn).current.append;
+                if appending && counters.take_armed(FaultKind::ResetMidTransaction) {
+                    // The append runs inside its implicit transaction;
+                    // its Sync (the commit) never arrives.
+                    out.extend_from_slice(&message);
+                    let _ = sink.write_all(&out).await;
+                    let _ = sink.flush().await;
+                    tokio::time::sleep(shared.config.mid_transaction_pause).await;
+                    counters.injected(FaultKind::ResetMidTransaction);
+                    return End::Reset;
                 }
-                b'B' => {
-                    if let Some((_, next)) = cstr(body, 0) {
-                        if let Some((statement, _)) = cstr(body, next) {
-                            let mut c = lock(conn);
-                            match c.statements.get(&statement).copied() {
-                                Some(Statement::Append) => c.current.append = true,
-                                Some(Statement::Commit) => c.current.commit = true,
-                                _ => {}
-                            }
-                        }
-                    }
-                }
-                b'E' => {
-                    let appending = lock(conn).current.append;
-                    if appending && counters.take_armed(FaultKind::ResetMidTransaction) {
-                        // The append runs inside its implicit transaction;
-                        // its Sync (the commit) never arrives.
-                        out.extend_from_slice(&message);
-                        let _ = sink.write_all(&out).await;
-                        let _ = sink.flush().await;
-                        tokio::time::sleep(shared.config.mid_transaction_pause).await;
-                        counters.injected(FaultKind::ResetMidTransaction);
-                        return End::Reset;
-                    }
-                }
-                b'S' => {
-                    let mut c = lock(conn);
-                    let group = std::mem::take(&mut c.current);
-                    c.groups.push_back(group);
-                }
-                b'Q' => {
-                    let sql = cstr(body, 0).map(|(s, _)| s).unwrap_or_default();
-                    let mut c = lock(conn);
-                    let mut group = std::mem::take(&mut c.current);
-                    match classify(&sql) {
-                        Statement::Append => group.append = true,
-                        Statement::Commit => group.commit = true,
-                        Statement::Other => {}
-                    }
-                    c.groups.push_back(group);
-                }
-                _ => {}
             }
+            lock(conn).client_message(message[0], &message[5..]);
             out.extend_from_slice(&message);
         }
         if !out.is_empty() && sink.write_all(&out).await.is_err() {
@@ -639,6 +646,72 @@ async fn trickle(sink: &mut OwnedWriteHalf, bytes: &[u8], rng: &mut FaultRng) ->
         tokio::time::sleep(Duration::from_millis(rng.between(1, 3))).await;
     }
     sink.write_all(rest).await
+}
+
+#[doc(hidden)]
+pub mod fuzzing {
+    //! Not part of the API: the proxy's framing and request tracking, for
+    //! the fuzz target `fuzz/fuzz_targets/chaos_proxy_framing.rs`. It may
+    //! change or go away in any release.
+
+    use std::io;
+
+    /// The proxy's framer: bytes in, whole typed messages out.
+    pub struct Framer(super::Framer);
+
+    impl Framer {
+        /// A framer refusing messages longer than `max` bytes (length
+        /// field included).
+        pub fn new(max: usize) -> Self {
+            Framer(super::Framer::new(max))
+        }
+
+        /// Adds bytes as they arrived from a socket.
+        pub fn push(&mut self, bytes: &[u8]) {
+            self.0.push(bytes);
+        }
+
+        /// The next whole message (tag, length, body), `None` until one is
+        /// buffered, an error for a length the protocol does not allow.
+        pub fn next_message(&mut self) -> io::Result<Option<Vec<u8>>> {
+            self.0.next()
+        }
+
+        /// Bytes buffered and not yet cut.
+        pub fn buffered(&self) -> usize {
+            self.0.buf.len()
+        }
+    }
+
+    /// What the proxy tracks of one connection's request groups.
+    #[derive(Debug, Default)]
+    pub struct Connection(super::Conn);
+
+    impl Connection {
+        /// Follows a whole client message as the framer cut it (messages
+        /// shorter than a header are ignored).
+        pub fn client_message(&mut self, message: &[u8]) {
+            if let (Some(&tag), Some(body)) = (message.first(), message.get(5..)) {
+                self.0.client_message(tag, body);
+            }
+        }
+
+        /// Whether the server's reply now due would be held back (it
+        /// answers a committing group).
+        pub fn holding(&self) -> bool {
+            self.0.holding()
+        }
+
+        /// The server's `ReadyForQuery` ended the reply now due.
+        pub fn reply_done(&mut self) {
+            self.0.reply_done();
+        }
+
+        /// Request groups sent and not yet answered.
+        pub fn open_groups(&self) -> usize {
+            self.0.groups.len()
+        }
+    }
 }
 
 #[cfg(test)]
