@@ -54,7 +54,8 @@ mod view;
 mod view_cache;
 
 pub use codec::{
-    decode_json, decode_recorded, encode_json, DecodeError, DecodeErrorKind, EncodeError, EncodedEvent, Event,
+    decode_json, decode_recorded, encode_event, encode_json, DecodeError, DecodeErrorKind, EncodeError, EncodedEvent,
+    Event, Upcast,
 };
 pub use command::{Command, Decision};
 pub use entropy::Entropy;

@@ -82,7 +82,7 @@ impl Projection for Balances {
     type Store = PgProjectionStore;
 
     fn filter(&self) -> EventFilter {
-        EventFilter::all().with_stream_prefix("account-")
+        EventFilter::decodable_by::<AccountEvent>().with_stream_prefix("account-")
     }
 
     async fn apply(

@@ -68,6 +68,15 @@ fn cause_columns(cause: &PoisonCause) -> (&'static str, String, Option<i32>, Opt
             int(*found),
             int(*supported),
         ),
+        PoisonCause::Decode(DecodeErrorKind::InvalidField { path, reason }) => (
+            "invalid_field",
+            serde_json::json!({ "path": path, "reason": reason }).to_string(),
+            None,
+            None,
+        ),
+        PoisonCause::Decode(DecodeErrorKind::UpcastFailed { from, reason }) => {
+            ("upcast_failed", reason.clone(), int(*from), None)
+        }
         other => ("other", other.to_string(), None, None),
     }
 }
@@ -80,6 +89,18 @@ fn cause_from(kind: &str, message: String, found: Option<i32>, supported: Option
         "unsupported_schema_version" => PoisonCause::Decode(DecodeErrorKind::UnsupportedSchemaVersion {
             found: uint(found),
             supported: uint(supported),
+        }),
+        "invalid_field" => {
+            let field: serde_json::Value = serde_json::from_str(&message).unwrap_or_default();
+            let text = |key: &str| field[key].as_str().unwrap_or_default().to_owned();
+            PoisonCause::Decode(DecodeErrorKind::InvalidField {
+                path: text("path"),
+                reason: text("reason"),
+            })
+        }
+        "upcast_failed" => PoisonCause::Decode(DecodeErrorKind::UpcastFailed {
+            from: uint(found),
+            reason: message,
         }),
         _ => PoisonCause::Handler(message),
     }

@@ -98,16 +98,21 @@ impl From<CheckpointError> for ProjectionError {
 /// }
 /// ```
 pub trait Projection: Send + 'static {
-    /// The events it reads. Events of other types should be filtered out
-    /// with [`Projection::filter`]; one that reaches `apply` and does not
-    /// decode is poison.
+    /// The events it reads. By default the projection reads only the
+    /// stored types this enum decodes ([`Event::event_types`]), so events
+    /// of other modules never reach it; an event of one of its own types
+    /// that does not decode is poison.
     type Event: Event;
     /// Where its read model lives.
     type Store: ProjectionStore;
 
-    /// Which events to read (applied by the event store). Default: all.
+    /// Which events to read, applied by the event store in its query.
+    /// Default: [`EventFilter::decodable_by`] the projection's event type.
+    /// An override should start from it too
+    /// (`EventFilter::decodable_by::<Self::Event>().with_stream_prefix(..)`),
+    /// or foreign events matching the override reach `apply` as poison.
     fn filter(&self) -> EventFilter {
-        EventFilter::all()
+        EventFilter::decodable_by::<Self::Event>()
     }
 
     /// Applies one event inside the batch's transaction.

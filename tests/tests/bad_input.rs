@@ -660,11 +660,16 @@ fn a_payload_that_does_not_deserialize_is_a_typed_decode_error() {
         }),
     );
     match result {
+        // The error names the field that failed (issue 16).
         Err(CommandError::Decode(DecodeError {
-            kind: DecodeErrorKind::InvalidPayload(reason),
+            kind: DecodeErrorKind::InvalidField { path, reason },
+            schema_version: 1,
             ..
-        })) => assert!(reason.contains("invalid type"), "{reason}"),
-        other => panic!("expected InvalidPayload, got {other:?}"),
+        })) => {
+            assert_eq!(path, "amount");
+            assert!(reason.contains("invalid type"), "{reason}");
+        }
+        other => panic!("expected InvalidField, got {other:?}"),
     }
     assert_eq!(snapshot(&store), before);
 }

@@ -14,11 +14,25 @@ use serde::de::{self, DeserializeOwned, DeserializeSeed, Visitor};
 use serde::ser::{self, Serialize};
 use std::fmt;
 
+mod evolution;
+pub use evolution::Upcast;
+
 /// An event the user's commands emit and fold.
 ///
-/// Implement it with an empty block for any serde enum; override
-/// [`Event::SCHEMA_VERSION`] and [`Event::upcast`] when a payload's shape
-/// changes, or the encode/decode pair to use another naming scheme.
+/// Implement it with an empty block for any serde enum: the variant name is
+/// the stored event type and every variant is at schema version 1. As the
+/// enum evolves, say so with constants, never by hand-written passes:
+///
+/// - [`Event::NAMESPACE`] stores `order.Created` instead of `Created`, so
+///   two enums with same-named variants share one store;
+///   [`Event::READS_UNQUALIFIED`] keeps reading what was written before.
+/// - [`Event::VERSIONS`] gives a changed variant its own version and
+///   [`Event::UPCASTS`] the steps from each old version to the next; other
+///   variants need nothing.
+/// - [`Event::ALIASES`] maps a stored name to the variant that now reads
+///   it (a rename, or a variant moved here from another enum).
+///
+/// See `docs/evolving-events.md` for the whole path.
 ///
 /// ```
 /// use eventcore::Event;
@@ -35,46 +49,108 @@ use std::fmt;
 /// assert_eq!(back, AccountEvent::Deposited { amount: 5 });
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// Namespaced, with a renamed variant still read under its old name:
+///
+/// ```
+/// use eventcore::Event;
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Debug, PartialEq, Serialize, Deserialize)]
+/// enum OrderEvent { Created { id: u32 }, Shipped }
+/// impl Event for OrderEvent {
+///     const NAMESPACE: &'static str = "order";
+///     const READS_UNQUALIFIED: bool = true; // logs from before the namespace
+///     const ALIASES: &'static [(&'static str, &'static str)] = &[("Dispatched", "Shipped")];
+/// }
+///
+/// assert_eq!(OrderEvent::Shipped.encode()?.event_type.as_str(), "order.Shipped");
+/// let null = eventcore::Payload::from_trusted_json("null");
+/// assert_eq!(OrderEvent::decode("order.Dispatched", 1, &null)?, OrderEvent::Shipped);
+/// assert_eq!(OrderEvent::decode("Dispatched", 1, &null)?, OrderEvent::Shipped);
+/// assert!(OrderEvent::decode("user.Shipped", 1, &null).is_err(), "another enum's type");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub trait Event: Serialize + DeserializeOwned + Send + 'static {
-    /// The schema version written with new events of this type.
+    /// The schema version of every variant [`Event::VERSIONS`] does not
+    /// list.
     const SCHEMA_VERSION: u32 = 1;
+
+    /// Prefix of the stored type names: `"order"` stores `order.Created`.
+    /// Empty (the default): the bare variant name.
+    const NAMESPACE: &'static str = "";
+
+    /// With a [`Event::NAMESPACE`], also read bare variant names (events
+    /// written before the namespace was set).
+    const READS_UNQUALIFIED: bool = false;
+
+    /// The current version of each variant that is not at
+    /// [`Event::SCHEMA_VERSION`], by variant name.
+    const VERSIONS: &'static [(&'static str, u32)] = &[];
+
+    /// Every step of every variant's upcaster chain.
+    const UPCASTS: &'static [Upcast] = &[];
+
+    /// Stored type names read as another variant: `("Dispatched", "Shipped")`
+    /// for a rename (the old name under this enum's namespace, or bare), or
+    /// `("user.Created", "Created")` for a variant moved from another enum.
+    /// Versions and upcasters continue from the old name's.
+    const ALIASES: &'static [(&'static str, &'static str)] = &[];
 
     /// Turns the event into its stored form.
     fn encode(&self) -> Result<EncodedEvent, EncodeError> {
-        encode_json(self, Self::SCHEMA_VERSION)
+        encode_event(self)
     }
 
-    /// Rebuilds an event from its stored form, upcasting older schema
-    /// versions through [`Event::upcast`].
+    /// Rebuilds an event from its stored form: resolves namespace and
+    /// aliases, then upcasts an older schema version through
+    /// [`Event::upcast`].
     fn decode(event_type: &str, schema_version: u32, payload: &Payload) -> Result<Self, DecodeErrorKind> {
-        if schema_version == Self::SCHEMA_VERSION {
-            return decode_json(event_type, payload.as_json());
+        let variant = evolution::resolve::<Self>(event_type).ok_or(DecodeErrorKind::UnknownEventType)?;
+        let current = evolution::version_of::<Self>(variant);
+        if schema_version == current {
+            return decode_json(variant, payload.as_json());
         }
-        if schema_version > Self::SCHEMA_VERSION {
+        if schema_version > current {
             return Err(DecodeErrorKind::UnsupportedSchemaVersion {
                 found: schema_version,
-                supported: Self::SCHEMA_VERSION,
+                supported: current,
             });
         }
         let old: serde_json::Value =
             serde_json::from_str(payload.as_json()).map_err(|e| DecodeErrorKind::InvalidPayload(e.to_string()))?;
-        let upcast = Self::upcast(event_type, schema_version, old)?;
+        let upcast = Self::upcast(variant, schema_version, old)?;
         let text = serde_json::to_string(&upcast).map_err(|e| DecodeErrorKind::InvalidPayload(e.to_string()))?;
-        decode_json(event_type, &text)
+        decode_json(variant, &text)
     }
 
-    /// Rewrites a payload stored with an older schema version into the
-    /// current shape. The default knows no old versions.
+    /// Rewrites a payload of `variant` stored at an older schema version
+    /// into the current shape. The default walks [`Event::UPCASTS`] one
+    /// version at a time; override it only for what a chain of steps cannot
+    /// say.
     fn upcast(
-        event_type: &str,
+        variant: &str,
         schema_version: u32,
         payload: serde_json::Value,
     ) -> Result<serde_json::Value, DecodeErrorKind> {
-        let _ = (event_type, payload);
-        Err(DecodeErrorKind::UnsupportedSchemaVersion {
-            found: schema_version,
-            supported: Self::SCHEMA_VERSION,
-        })
+        evolution::upcast_chain::<Self>(variant, schema_version, evolution::version_of::<Self>(variant), payload)
+    }
+
+    /// Every stored type name this enum decodes (each variant under the
+    /// namespace, bare ones too with [`Event::READS_UNQUALIFIED`], every
+    /// alias): what a projection of these events subscribes to. `None` when
+    /// no list can be given (not an enum, or a type that decodes anything).
+    ///
+    /// ```
+    /// use eventcore::Event;
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// enum OrderEvent { Created, Shipped }
+    /// impl Event for OrderEvent { const NAMESPACE: &'static str = "order"; }
+    /// let types: Vec<String> = OrderEvent::event_types().unwrap_or_default().iter().map(|t| t.to_string()).collect();
+    /// assert_eq!(types, ["order.Created", "order.Shipped"]);
+    /// ```
+    fn event_types() -> Option<Vec<EventType>> {
+        evolution::decodable_types::<Self>()
     }
 }
 
@@ -136,9 +212,26 @@ pub enum DecodeErrorKind {
     /// No variant of the event enum has this name.
     #[error("unknown event type")]
     UnknownEventType,
-    /// The payload did not match the variant's shape.
+    /// The payload did not match the variant's shape, or is not JSON.
     #[error("payload does not deserialize: {0}")]
     InvalidPayload(String),
+    /// One field of the payload did not match the variant's shape.
+    #[error("field `{path}` does not deserialize: {reason}")]
+    InvalidField {
+        /// Where in the payload, as serde names it (`customer.address.zip`,
+        /// `lines[2].sku`).
+        path: String,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// A step of the variant's upcaster chain refused the old payload.
+    #[error("upcasting from schema version {from} failed: {reason}")]
+    UpcastFailed {
+        /// The version the failing step reads.
+        from: u32,
+        /// What the step said.
+        reason: String,
+    },
     /// The stored schema version is newer than this code, or older with no
     /// upcaster.
     #[error("schema version {found} is not supported (current version is {supported})")]
@@ -163,10 +256,15 @@ pub enum DecodeErrorKind {
 /// #     metadata: Arc::new(EventMetadata::new(CommandId::v7(Time::ZERO, [0; 10]), Time::ZERO)),
 /// # };
 /// let error = DecodeError::at(&recorded, DecodeErrorKind::UnknownEventType);
-/// assert_eq!(error.to_string(), "cannot decode event Opened at acc-1@3 (position 9): unknown event type");
+/// assert_eq!(
+///     error.to_string(),
+///     "cannot decode event Opened (schema version 1) at acc-1@3 (position 9): unknown event type"
+/// );
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("cannot decode event {event_type} at {stream}@{version} (position {position}): {kind}")]
+#[error(
+    "cannot decode event {event_type} (schema version {schema_version}) at {stream}@{version} (position {position}): {kind}"
+)]
 pub struct DecodeError {
     /// The stream holding the event.
     pub stream: crate::StreamId,
@@ -176,8 +274,10 @@ pub struct DecodeError {
     pub position: crate::GlobalPosition,
     /// Its stored type name.
     pub event_type: EventType,
-    /// What went wrong.
-    #[source]
+    /// The schema version it was stored with.
+    pub schema_version: u32,
+    /// What went wrong. Its text is part of this error's message, so it is
+    /// not also given as the source (a `{:#}` chain would print it twice).
     pub kind: DecodeErrorKind,
 }
 
@@ -189,6 +289,7 @@ impl DecodeError {
             version: event.version,
             position: event.position,
             event_type: event.event_type.clone(),
+            schema_version: event.schema_version,
             kind,
         }
     }
@@ -237,11 +338,48 @@ pub fn decode_recorded<E: Event>(event: &RecordedEvent) -> Result<E, DecodeError
 /// # Ok::<(), eventcore::EncodeError>(())
 /// ```
 pub fn encode_json<E: Serialize + ?Sized>(event: &E, schema_version: u32) -> Result<EncodedEvent, EncodeError> {
+    encode_with(event, "", |_| schema_version)
+}
+
+/// What [`Event::encode`] does by default: [`encode_json`]'s encoding, with
+/// the type name under the enum's [`Event::NAMESPACE`] and the variant's own
+/// version ([`Event::VERSIONS`]).
+///
+/// ```
+/// use eventcore::{encode_event, Event};
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// enum OrderEvent { Placed { total: u32 }, Cancelled }
+/// impl Event for OrderEvent {
+///     const NAMESPACE: &'static str = "order";
+///     const VERSIONS: &'static [(&'static str, u32)] = &[("Placed", 3)];
+/// }
+/// let placed = encode_event(&OrderEvent::Placed { total: 5 })?;
+/// assert_eq!((placed.event_type.as_str(), placed.schema_version), ("order.Placed", 3));
+/// assert_eq!(encode_event(&OrderEvent::Cancelled)?.schema_version, 1);
+/// # Ok::<(), eventcore::EncodeError>(())
+/// ```
+pub fn encode_event<E: Event>(event: &E) -> Result<EncodedEvent, EncodeError> {
+    encode_with(event, E::NAMESPACE, evolution::version_of::<E>)
+}
+
+fn encode_with<E: Serialize + ?Sized>(
+    event: &E,
+    namespace: &'static str,
+    version_of: impl Fn(&str) -> u32,
+) -> Result<EncodedEvent, EncodeError> {
     with_payload_buffer(|buffer| {
         let variant = event.serialize(Untagged(&mut serde_json::Serializer::new(&mut *buffer)))?;
-        let event_type = match variant {
-            Some(name) => variant_event_type(name)?,
-            None => EventType::new(short_type_name::<E>())?,
+        let (event_type, schema_version) = match variant {
+            Some(name) => (variant_event_type(namespace, name)?, version_of(name)),
+            None => {
+                let name = short_type_name::<E>();
+                let stored = if namespace.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{namespace}.{name}")
+                };
+                (EventType::new(stored)?, version_of(&name))
+            }
         };
         let text = std::str::from_utf8(buffer).map_err(<serde_json::Error as ser::Error>::custom)?;
         Ok(EncodedEvent {
@@ -257,11 +395,14 @@ pub fn encode_json<E: Serialize + ?Sized>(event: &E, schema_version: u32) -> Res
 /// validation and an allocation.
 const TYPE_SLOT_BITS: u32 = 6;
 
+/// A cached event type: (namespace, variant name, the stored type).
+type CachedType = (&'static str, &'static str, EventType);
+
 thread_local! {
     /// Event types of the enum variants encoded on this thread, by name:
     /// each is validated and allocated once, then shared (a reference
     /// count) by every event of that variant.
-    static EVENT_TYPES: std::cell::RefCell<[Option<(&'static str, EventType)>; 1 << TYPE_SLOT_BITS]> =
+    static EVENT_TYPES: std::cell::RefCell<[Option<CachedType>; 1 << TYPE_SLOT_BITS]> =
         const { std::cell::RefCell::new([const { None }; 1 << TYPE_SLOT_BITS]) };
 
     /// A reusable buffer for payload text, so that an encode allocates only
@@ -272,13 +413,18 @@ thread_local! {
 /// Payload buffers that grew past this are not kept for the next encode.
 const MAX_KEPT_BUFFER: usize = 64 * 1024;
 
-/// The event type of a variant name, from the per-thread cache. Only valid
-/// names are cached, so an invalid one is refused every time.
-fn variant_event_type(name: &'static str) -> Result<EventType, InvalidEventType> {
-    let slot = type_slot(name);
+/// The event type of a variant name under a namespace, from the
+/// per-thread cache. Only valid names are cached, so an invalid one is
+/// refused every time.
+fn variant_event_type(namespace: &'static str, name: &'static str) -> Result<EventType, InvalidEventType> {
+    let slot = type_slot(namespace, name);
     let cached = EVENT_TYPES.with(|types| match types.try_borrow() {
         Ok(types) => match &types[slot] {
-            Some((cached, event_type)) if std::ptr::eq(*cached, name) || *cached == name => Some(event_type.clone()),
+            Some((cached_namespace, cached, event_type))
+                if (std::ptr::eq(*cached, name) || *cached == name) && *cached_namespace == namespace =>
+            {
+                Some(event_type.clone())
+            }
             _ => None,
         },
         Err(_) => None,
@@ -286,10 +432,14 @@ fn variant_event_type(name: &'static str) -> Result<EventType, InvalidEventType>
     if let Some(event_type) = cached {
         return Ok(event_type);
     }
-    let event_type = EventType::new(name)?;
+    let event_type = if namespace.is_empty() {
+        EventType::new(name)?
+    } else {
+        EventType::new(format!("{namespace}.{name}"))?
+    };
     EVENT_TYPES.with(|types| {
         if let Ok(mut types) = types.try_borrow_mut() {
-            types[slot] = Some((name, event_type.clone()));
+            types[slot] = Some((namespace, name, event_type.clone()));
         }
     });
     Ok(event_type)
@@ -297,8 +447,8 @@ fn variant_event_type(name: &'static str) -> Result<EventType, InvalidEventType>
 
 /// The cache slot of a variant name: a multiplicative hash of its bytes,
 /// eight at a time (a variant name is short), top bits kept.
-fn type_slot(name: &str) -> usize {
-    let mut hash = name.len() as u64;
+fn type_slot(namespace: &str, name: &str) -> usize {
+    let mut hash = (name.len() as u64) ^ ((namespace.len() as u64) << 32);
     for chunk in name.as_bytes().chunks(8) {
         let mut word = [0u8; 8];
         word[..chunk.len()].copy_from_slice(chunk);
@@ -342,8 +492,34 @@ pub fn decode_json<E: DeserializeOwned>(event_type: &str, payload: &str) -> Resu
     match result {
         Ok(event) => Ok(event),
         Err(_) if unknown_variant => Err(DecodeErrorKind::UnknownEventType),
-        Err(e) => Err(DecodeErrorKind::InvalidPayload(e.to_string())),
+        Err(e) => Err(field_error::<E>(event_type, payload).unwrap_or(DecodeErrorKind::InvalidPayload(e.to_string()))),
     }
+}
+
+/// Decodes again, tracking the path, to name the field that failed: the
+/// fast path above keeps no path, and failures are rare.
+fn field_error<E: DeserializeOwned>(event_type: &str, payload: &str) -> Option<DecodeErrorKind> {
+    let mut unknown_variant = false;
+    let stored = StoredEvent {
+        event_type,
+        payload,
+        unknown_variant: &mut unknown_variant,
+    };
+    let error = serde_path_to_error::deserialize::<_, E>(stored).err()?;
+    let path = error.path().to_string();
+    // The first segment is the variant itself (the enum's tag).
+    let path = path
+        .strip_prefix(event_type)
+        .map(|rest| rest.trim_start_matches('.'))
+        .unwrap_or(&path)
+        .to_owned();
+    if path.is_empty() || path == "?" {
+        return None;
+    }
+    Some(DecodeErrorKind::InvalidField {
+        path,
+        reason: error.into_inner().to_string(),
+    })
 }
 
 fn short_type_name<E: ?Sized>() -> String {

@@ -47,9 +47,10 @@ fn unknown_type_and_bad_payload_are_distinguished() {
         Shape::decode("Triangle", 1, &Payload::from_trusted_json("null")),
         Err(DecodeErrorKind::UnknownEventType)
     );
+    // A field of the wrong shape is named by its path (issue 16).
     assert!(matches!(
         Shape::decode("Struct", 1, &Payload::from_trusted_json(r#"{"a":"no"}"#)),
-        Err(DecodeErrorKind::InvalidPayload(_))
+        Err(DecodeErrorKind::InvalidField { path, .. }) if path == "a"
     ));
     assert!(matches!(
         Shape::decode("Newtype", 1, &Payload::from_trusted_json("7 8")),
@@ -387,4 +388,211 @@ fn old_schema_versions_are_upcast_on_read() {
     let old = Payload::from_trusted_json(r#"{"dollars":3}"#);
     assert_eq!(V2::decode("Deposited", 1, &old), Ok(V2::Deposited { cents: 300 }));
     assert_eq!(V2::Deposited { cents: 1 }.encode().expect("encodes").schema_version, 2);
+}
+
+// Evolving events (issue 16): per-variant versions, upcaster chains,
+// namespaces, aliases, field paths.
+
+/// v1 `{"name": "Ada Lovelace", "total": 5}`, v2 split the name,
+/// v3 renamed `total` to `amount_cents` and added `currency` (default EUR).
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+enum OrderV3 {
+    Placed {
+        first: String,
+        last: String,
+        amount_cents: u64,
+        currency: String,
+    },
+    Cancelled {
+        reason: String,
+    },
+}
+
+fn split_name(v: serde_json::Value) -> Result<serde_json::Value, String> {
+    let name = v["name"].as_str().ok_or("`name` is missing or not text")?;
+    let (first, last) = name.split_once(' ').unwrap_or((name, ""));
+    Ok(serde_json::json!({ "first": first, "last": last, "total": v["total"] }))
+}
+
+fn rename_total_add_currency(mut v: serde_json::Value) -> Result<serde_json::Value, String> {
+    let object = v.as_object_mut().ok_or("not an object")?;
+    let total = object.remove("total").ok_or("`total` is missing")?;
+    object.insert("amount_cents".into(), total);
+    object.entry("currency").or_insert_with(|| "EUR".into());
+    Ok(v)
+}
+
+impl Event for OrderV3 {
+    const NAMESPACE: &'static str = "order";
+    const READS_UNQUALIFIED: bool = true;
+    const VERSIONS: &'static [(&'static str, u32)] = &[("Placed", 3)];
+    const UPCASTS: &'static [Upcast] = &[
+        Upcast::new("Placed", 1, split_name),
+        Upcast::new("Placed", 2, rename_total_add_currency),
+    ];
+    const ALIASES: &'static [(&'static str, &'static str)] = &[("Withdrawn", "Cancelled")];
+}
+
+fn placed() -> OrderV3 {
+    OrderV3::Placed {
+        first: "Ada".into(),
+        last: "Lovelace".into(),
+        amount_cents: 5,
+        currency: "EUR".into(),
+    }
+}
+
+#[test]
+fn an_upcaster_chain_takes_each_old_version_to_the_current_one_step_by_step() {
+    let v1 = Payload::from_trusted_json(r#"{"name":"Ada Lovelace","total":5}"#);
+    let v2 = Payload::from_trusted_json(r#"{"first":"Ada","last":"Lovelace","total":5}"#);
+    assert_eq!(
+        OrderV3::decode("Placed", 1, &v1),
+        Ok(placed()),
+        "bare v1: before the namespace"
+    );
+    assert_eq!(OrderV3::decode("order.Placed", 2, &v2), Ok(placed()));
+    let v3 = placed().encode().expect("encodes");
+    assert_eq!((v3.event_type.as_str(), v3.schema_version), ("order.Placed", 3));
+    assert_eq!(OrderV3::decode("order.Placed", 3, &v3.payload), Ok(placed()));
+    assert_eq!(
+        OrderV3::decode("order.Placed", 4, &v3.payload),
+        Err(DecodeErrorKind::UnsupportedSchemaVersion { found: 4, supported: 3 })
+    );
+}
+
+#[test]
+fn an_unchanged_variant_needs_no_code_and_stays_at_version_one() {
+    let cancelled = OrderV3::Cancelled { reason: "late".into() };
+    let encoded = cancelled.encode().expect("encodes");
+    assert_eq!(
+        (encoded.event_type.as_str(), encoded.schema_version),
+        ("order.Cancelled", 1)
+    );
+    assert_eq!(OrderV3::decode("order.Cancelled", 1, &encoded.payload), Ok(cancelled));
+}
+
+#[test]
+fn a_failing_step_and_a_missing_step_are_typed_errors() {
+    let no_name = Payload::from_trusted_json(r#"{"total":5}"#);
+    assert_eq!(
+        OrderV3::decode("order.Placed", 1, &no_name),
+        Err(DecodeErrorKind::UpcastFailed {
+            from: 1,
+            reason: "`name` is missing or not text".into()
+        })
+    );
+    // Cancelled never had a version 0 step.
+    assert_eq!(
+        OrderV3::decode("order.Cancelled", 0, &Payload::from_trusted_json("{}")),
+        Err(DecodeErrorKind::UnsupportedSchemaVersion { found: 0, supported: 1 })
+    );
+}
+
+#[test]
+fn aliases_read_a_renamed_variant_under_its_old_name_namespaced_or_not() {
+    let payload = Payload::from_trusted_json(r#"{"reason":"fraud"}"#);
+    let expected = OrderV3::Cancelled { reason: "fraud".into() };
+    assert_eq!(OrderV3::decode("order.Withdrawn", 1, &payload), Ok(expected));
+    assert_eq!(
+        OrderV3::decode("Withdrawn", 1, &payload),
+        Ok(OrderV3::Cancelled { reason: "fraud".into() })
+    );
+}
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+enum UserEvent {
+    Placed { login: String },
+}
+impl Event for UserEvent {
+    const NAMESPACE: &'static str = "user";
+}
+
+#[test]
+fn two_enums_with_the_same_variant_name_never_read_each_other() {
+    let user = UserEvent::Placed { login: "ada".into() }.encode().expect("encodes");
+    assert_eq!(user.event_type.as_str(), "user.Placed");
+    assert_eq!(
+        OrderV3::decode(user.event_type.as_str(), user.schema_version, &user.payload),
+        Err(DecodeErrorKind::UnknownEventType)
+    );
+    let order = placed().encode().expect("encodes");
+    assert_eq!(
+        UserEvent::decode(order.event_type.as_str(), order.schema_version, &order.payload),
+        Err(DecodeErrorKind::UnknownEventType)
+    );
+    // The per-thread type cache keys on the namespace too.
+    assert_eq!(placed().encode().expect("encodes").event_type.as_str(), "order.Placed");
+    assert_eq!(
+        UserEvent::Placed { login: "b".into() }
+            .encode()
+            .expect("encodes")
+            .event_type
+            .as_str(),
+        "user.Placed"
+    );
+}
+
+#[test]
+fn event_types_lists_every_stored_name_the_enum_reads() {
+    let names: Vec<String> = OrderV3::event_types()
+        .expect("an enum")
+        .iter()
+        .map(|t| t.to_string())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "Cancelled",
+            "Placed",
+            "Withdrawn",
+            "order.Cancelled",
+            "order.Placed",
+            "order.Withdrawn"
+        ]
+    );
+    assert_eq!(Plain::event_types(), None, "a struct is stored whole: no variant list");
+    assert_eq!(
+        Shape::event_types().map(|t| t.len()),
+        Some(4),
+        "no namespace: the bare variant names"
+    );
+}
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct Line {
+    sku: String,
+    quantity: u32,
+}
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+enum Basket {
+    Filled { customer: Customer, lines: Vec<Line> },
+}
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct Customer {
+    name: String,
+}
+impl Event for Basket {}
+
+#[test]
+fn a_decode_error_names_the_field_path_that_failed() {
+    let payload = Payload::from_trusted_json(
+        r#"{"customer":{"name":"a"},"lines":[{"sku":"x","quantity":1},{"sku":"y","quantity":-2}]}"#,
+    );
+    match Basket::decode("Filled", 1, &payload) {
+        Err(DecodeErrorKind::InvalidField { path, reason }) => {
+            assert_eq!(path, "lines[1].quantity");
+            assert!(reason.contains("-2"), "{reason}");
+        }
+        other => panic!("expected a field error, got {other:?}"),
+    }
+    let missing = Payload::from_trusted_json(r#"{"customer":{},"lines":[]}"#);
+    match Basket::decode("Filled", 1, &missing) {
+        Err(DecodeErrorKind::InvalidField { path, reason }) => {
+            assert_eq!(path, "customer");
+            assert!(reason.contains("missing field `name`"), "{reason}");
+        }
+        other => panic!("expected a field error, got {other:?}"),
+    }
 }

@@ -74,6 +74,27 @@ impl EventFilter {
         self
     }
 
+    /// Matches the events `E` can decode: the stored types of
+    /// [`Event::event_types`](crate::Event::event_types), so that a reader
+    /// of `E` never sees another module's events (every event when `E`
+    /// gives no list). Narrow it further with the other methods.
+    ///
+    /// ```
+    /// use eventcore::{Event, EventFilter};
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// enum OrderEvent { Placed, Shipped }
+    /// impl Event for OrderEvent { const NAMESPACE: &'static str = "order"; }
+    /// let filter = EventFilter::decodable_by::<OrderEvent>().with_stream_prefix("order-");
+    /// assert_eq!(filter.event_types.len(), 2);
+    /// assert_eq!(filter.stream_prefix.as_deref(), Some("order-"));
+    /// ```
+    pub fn decodable_by<E: crate::Event>() -> Self {
+        match E::event_types() {
+            Some(types) => EventFilter::all().with_event_types(types),
+            None => EventFilter::all(),
+        }
+    }
+
     /// Restricts to streams whose id starts with `prefix`.
     pub fn with_stream_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.stream_prefix = Some(prefix.into());

@@ -107,6 +107,14 @@ pub async fn every_poison_cause_round_trips<F: DeadLetterStoreFactory>(factory: 
             "invalid type: string \"lots\", expected i64 at line 1 column 16".to_owned(),
         )),
         PoisonCause::Decode(DecodeErrorKind::UnsupportedSchemaVersion { found: 9, supported: 4 }),
+        PoisonCause::Decode(DecodeErrorKind::InvalidField {
+            path: "lines[1].quantity".to_owned(),
+            reason: "invalid value: integer `-2`, expected u32 \"quoted\"".to_owned(),
+        }),
+        PoisonCause::Decode(DecodeErrorKind::UpcastFailed {
+            from: 2,
+            reason: "`total` is missing".to_owned(),
+        }),
     ];
     let letters: Vec<DeadLetter> = causes
         .iter()
