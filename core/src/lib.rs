@@ -46,6 +46,8 @@ mod machine;
 mod policy;
 mod snapshot;
 pub mod store;
+#[cfg(feature = "proptest")]
+pub mod strategies;
 mod stream_cache;
 mod subscription;
 mod time;

@@ -54,7 +54,12 @@ use std::sync::Arc;
 pub fn stream_id() -> impl Strategy<Value = StreamId> {
     let shaped = "[a-z][a-z0-9_]{0,11}(-[0-9]{1,6})?(/[a-z0-9-]{1,12}){0,2}";
     let unicode = "[^\\p{Cc}\\s][^\\p{Cc}]{0,30}[^\\p{Cc}\\s]|[^\\p{Cc}\\s]";
-    let longest = "[a-z]{1,8}".prop_map(|seed| seed.repeat(MAX_STREAM_ID_BYTES).chars().take(MAX_STREAM_ID_BYTES).collect());
+    let longest = "[a-z]{1,8}".prop_map(|seed| {
+        seed.repeat(MAX_STREAM_ID_BYTES)
+            .chars()
+            .take(MAX_STREAM_ID_BYTES)
+            .collect()
+    });
     prop_oneof![6 => shaped.prop_map(String::from), 3 => unicode.prop_map(String::from), 1 => longest]
         .prop_filter_map("not a valid stream id", |s: String| StreamId::new(s).ok())
 }
@@ -197,7 +202,7 @@ pub fn time() -> impl Strategy<Value = Time> {
 }
 
 /// A UUIDv7 at a time within [`time`], with random entropy.
-fn v7<T>(make: fn(Time, [u8; 10]) -> T) -> impl Strategy<Value = T> {
+fn v7<T: std::fmt::Debug>(make: fn(Time, [u8; 10]) -> T) -> impl Strategy<Value = T> {
     (time(), any::<[u8; 10]>()).prop_map(move |(at, entropy)| make(at, entropy))
 }
 
@@ -343,11 +348,13 @@ pub fn event_metadata() -> impl Strategy<Value = EventMetadata> {
 /// });
 /// ```
 pub fn new_event() -> impl Strategy<Value = NewEvent> {
-    (event_id(), event_type(), 1u32..4, payload()).prop_map(|(event_id, event_type, schema_version, payload)| NewEvent {
-        event_id,
-        event_type,
-        schema_version,
-        payload,
+    (event_id(), event_type(), 1u32..4, payload()).prop_map(|(event_id, event_type, schema_version, payload)| {
+        NewEvent {
+            event_id,
+            event_type,
+            schema_version,
+            payload,
+        }
     })
 }
 
@@ -527,7 +534,10 @@ mod tests {
     #[test]
     fn a_history_over_no_streams_is_empty() {
         let mut runner = proptest::test_runner::TestRunner::deterministic();
-        let events = history(Vec::new(), 0..5).new_tree(&mut runner).expect("generates").current();
+        let events = history(Vec::new(), 0..5)
+            .new_tree(&mut runner)
+            .expect("generates")
+            .current();
         assert!(events.is_empty());
     }
 }
