@@ -3,3 +3,4 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)] // off the simulated path: real clocks and hash maps are fine here (see clippy.toml)
 
 pub mod bank;
+pub mod evolution;
