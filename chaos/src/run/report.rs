@@ -106,7 +106,7 @@ impl fmt::Display for ChaosReport {
         }
         writeln!(
             f,
-            "invariants (simulator checker: store contract, atomic append, expected versions, idempotency, acknowledged, nothing-written, re-execution, liveness, and the workload's domain models): {}",
+            "invariants (simulator checker: store contract, atomic append, expected versions, idempotency, acknowledged, nothing-written, re-execution, liveness, one lock order (no deadlock), and the workload's domain models): {}",
             if self.violations.is_empty() { "all hold".to_owned() } else { format!("{} VIOLATIONS", self.violations.len()) }
         )?;
         for v in self.violations.iter().take(20) {
