@@ -500,6 +500,32 @@ fn aliases_read_a_renamed_variant_under_its_old_name_namespaced_or_not() {
     );
 }
 
+#[test]
+fn a_moved_variants_old_name_is_read_only_as_it_was_stored() {
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    enum Billing {
+        Charged,
+    }
+    impl Event for Billing {
+        const NAMESPACE: &'static str = "billing";
+        const READS_UNQUALIFIED: bool = true;
+        const ALIASES: &'static [(&'static str, &'static str)] = &[("order.Charged", "Charged")];
+    }
+    let null = Payload::from_trusted_json("null");
+    assert_eq!(Billing::decode("order.Charged", 1, &null), Ok(Billing::Charged));
+    // Never written, and not among the types a projection subscribes to.
+    assert_eq!(
+        Billing::decode("billing.order.Charged", 1, &null),
+        Err(DecodeErrorKind::UnknownEventType)
+    );
+    let listed: Vec<String> = Billing::event_types()
+        .unwrap_or_default()
+        .iter()
+        .map(|t| t.to_string())
+        .collect();
+    assert_eq!(listed, ["Charged", "billing.Charged", "order.Charged"]);
+}
+
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
 enum UserEvent {
     Placed { login: String },
