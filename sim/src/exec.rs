@@ -94,6 +94,8 @@ pub trait Execution {
     fn stale_views(&self) -> Vec<(StreamId, ViewKind)>;
     /// See [`CommandMachine::decided_at`].
     fn decided_at(&self) -> Vec<(StreamId, StreamVersion)>;
+    /// See [`CommandMachine::deadline`].
+    fn deadline(&self) -> Option<Time>;
 }
 
 impl<C: Command> Execution for CommandMachine<C> {
@@ -192,6 +194,10 @@ impl<C: Command> Execution for CommandMachine<C> {
 
     fn decided_at(&self) -> Vec<(StreamId, StreamVersion)> {
         CommandMachine::decided_at(self)
+    }
+
+    fn deadline(&self) -> Option<Time> {
+        CommandMachine::deadline(self)
     }
 }
 

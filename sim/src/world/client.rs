@@ -7,7 +7,7 @@ use crate::check::Invariant;
 use crate::exec::{Settled, SimStep};
 use crate::history::{Attempt, ExecutionOutcome, ExecutionRecord};
 use crate::DomainCommand;
-use eventcore::{CommandId, ExecutionContext};
+use eventcore::{CommandId, ExecutionContext, Time};
 use std::time::Duration;
 
 impl World {
@@ -121,7 +121,15 @@ impl World {
                 return;
             };
             let client = running.client;
-            match running.machine.poll() {
+            let deadline = running.machine.deadline();
+            let step = running.machine.poll();
+            if let (SimStep::Read(_) | SimStep::Append(_), Some(deadline)) = (&step, deadline) {
+                self.check_sent_before_deadline(exec, deadline);
+            }
+            let Some(running) = self.execs.get_mut(&exec) else {
+                return;
+            };
+            match step {
                 SimStep::Read(request) => {
                     self.log(format_args!(
                         "x{exec} read {} [{}]",
@@ -199,6 +207,18 @@ impl World {
                     return;
                 }
             }
+        }
+    }
+
+    /// The machine's deadline is honoured: no request leaves an execution
+    /// at or after it ([`Invariant::Protocol`]).
+    fn check_sent_before_deadline(&mut self, exec: ExecId, deadline: Time) {
+        let now = self.now();
+        if now >= deadline {
+            self.violation(
+                Invariant::Protocol,
+                format!("x{exec} sent a request at {now}, at or after its deadline {deadline}"),
+            );
         }
     }
 

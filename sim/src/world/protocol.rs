@@ -10,6 +10,10 @@
 //! - attempts stay within the policy, and every attempt after the first
 //!   has a cause the machine counted (a conflict, a transient error, an
 //!   unknown outcome) — so nothing is retried after a domain refusal;
+//! - discovery stays within the policy's limit (a discovery-limit refusal
+//!   counts the round it refused, nothing else goes past the limit), and no
+//!   request leaves an execution at or after its deadline (checked when
+//!   `client.rs` sends it);
 //! - no error that the honest in-memory store cannot cause (a contract
 //!   violation, a permanent store error, an undecodable event);
 //! - a refusal or an empty decision is a verdict no append ever checks, so
@@ -62,6 +66,19 @@ impl World {
             );
         }
         let stats = &settled.stats;
+        // Discovery terminates: a refusal for the limit counts the round it
+        // refused, so it may show one round over the limit; nothing else may.
+        let limit = running.policy.discovery_limit;
+        let refused_at_limit = settled.error_kind == Some("discovery_limit");
+        if stats.discovery_rounds > limit.saturating_add(u32::from(refused_at_limit)) {
+            self.violation(
+                Invariant::Protocol,
+                format!(
+                    "{who} ran {} discovery rounds; its policy allows {limit}",
+                    stats.discovery_rounds
+                ),
+            );
+        }
         let causes = stats.conflicts + stats.transient_errors + stats.unknown_outcomes;
         if settled.attempts.saturating_sub(1) > causes {
             self.violation(
