@@ -158,6 +158,9 @@ fn pick_account(rng: &mut SimRng, params: &BankAndShopParams) -> u32 {
     }
 }
 
+/// One transfer draw in this many (by amount) is a one-stream payout.
+const PAY_OUT_EVERY: u64 = 11;
+
 fn transfer_label(t: &bank::Transfer, on_views: bool) -> String {
     format!(
         "{}transfer {} -> {}: {}{}{}{}",
@@ -245,6 +248,16 @@ impl Domain for BankAndShop {
         let on_views = rng.chance(params.view_per_mille);
         if !shop {
             let transfer = self.next_transfer(rng, &params);
+            // A payout instead, derived from the amount (no extra draw): the
+            // workload's one-stream read-modify-write.
+            if transfer.amount % PAY_OUT_EVERY == 0 {
+                let label = format!("pay out {}: {}", transfer.from, transfer.amount);
+                let payout = bank::PayOut {
+                    account: transfer.from,
+                    amount: transfer.amount,
+                };
+                return DomainCommand::new(label, payout);
+            }
             let label = transfer_label(&transfer, on_views);
             return if on_views {
                 DomainCommand::probed(label, move |probe| ViewTransfer {

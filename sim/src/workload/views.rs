@@ -36,7 +36,9 @@ impl View for AccountView {
                 self.open = true;
                 self.balance = *initial;
             }
-            BankEvent::Withdrawn { amount } => self.balance = self.balance.saturating_sub(*amount),
+            BankEvent::Withdrawn { amount } | BankEvent::PaidOut { amount } => {
+                self.balance = self.balance.saturating_sub(*amount)
+            }
             BankEvent::Deposited { amount } => self.balance = self.balance.saturating_add(*amount),
             BankEvent::LimitSet { .. } | BankEvent::Audited { .. } => {}
         }
