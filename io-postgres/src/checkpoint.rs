@@ -10,7 +10,7 @@
 
 use crate::subscription::{store_error, Tables};
 use crate::PostgresStore;
-use eventcore::{GlobalPosition, StoreError};
+use eventcore::{GlobalPosition, StoreError, Time};
 use eventcore_store::{CheckpointError, CheckpointStore, FencingToken, ProjectionStore};
 use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::{Postgres, Transaction};
@@ -44,6 +44,7 @@ struct Sql {
     begin: String,
     save: String,
     commit: String,
+    list: String,
 }
 
 impl Sql {
@@ -80,6 +81,10 @@ impl Sql {
                 "UPDATE {c} SET position = greatest(position, $3), updated_at = now() \
                  WHERE name = $1 AND fence = $2 AND position = $4 \
                    AND NOT EXISTS (SELECT 1 FROM {l} WHERE name = $1 AND token > $2)"
+            ),
+            list: format!(
+                "SELECT name, position, fence, (extract(epoch FROM updated_at) * 1000000)::int8 \
+                 FROM {c} ORDER BY name"
             ),
         }
     }
@@ -146,6 +151,63 @@ impl PgCheckpointStore {
             .await
             .map_err(store_error)?;
         Ok(row.map(position))
+    }
+}
+
+/// One saved checkpoint, as [`PgCheckpointStore::list`] reports it.
+///
+/// ```
+/// use eventcore::{GlobalPosition, Time};
+/// use eventcore_postgres::CheckpointState;
+/// use eventcore_store::FencingToken;
+/// let state = CheckpointState {
+///     name: "balances".into(),
+///     position: GlobalPosition::new(42),
+///     fence: FencingToken::new(3),
+///     updated_at: Time::from_unix_millis(1_700_000_000_000),
+/// };
+/// assert_eq!(state.position.get(), 42);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckpointState {
+    /// The subscription's (or projection's) name.
+    pub name: String,
+    /// Every matching event up to here has been handled or parked.
+    pub position: GlobalPosition,
+    /// The lease token of the holder that last claimed it: writes carrying
+    /// a lower token are rejected.
+    pub fence: FencingToken,
+    /// When the row last changed, on the database's clock.
+    pub updated_at: Time,
+}
+
+impl PgCheckpointStore {
+    /// Every saved checkpoint of the schema (at-least-once subscriptions
+    /// and projections alike: they share the table), ordered by name. For
+    /// operators and tools; runners never need it.
+    ///
+    /// ```no_run
+    /// # async fn demo(store: eventcore_postgres::PostgresStore) -> Result<(), eventcore::StoreError> {
+    /// use eventcore_postgres::PgCheckpointStore;
+    /// for checkpoint in PgCheckpointStore::new(&store).list().await? {
+    ///     println!("{} at {} ({})", checkpoint.name, checkpoint.position, checkpoint.fence);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn list(&self) -> Result<Vec<CheckpointState>, StoreError> {
+        let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(&self.sql.list)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, at, fence, updated_us)| CheckpointState {
+                name,
+                position: position(at),
+                fence: FencingToken::new(u64::try_from(fence).unwrap_or(0)),
+                updated_at: Time::from_unix_nanos(u64::try_from(updated_us).unwrap_or(0).saturating_mul(1_000)),
+            })
+            .collect())
     }
 }
 

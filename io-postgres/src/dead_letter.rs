@@ -9,6 +9,7 @@ use eventcore::{
 use eventcore_store::{DeadLetter, DeadLetterError, DeadLetterStore};
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::Row;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -30,6 +31,7 @@ pub struct PgDeadLetterStore {
     park: String,
     list: String,
     remove: String,
+    counts: String,
 }
 
 fn dead_letter_error(error: sqlx::Error) -> DeadLetterError {
@@ -165,7 +167,28 @@ impl PgDeadLetterStore {
                  FROM {d} WHERE subscription = $1 ORDER BY position"
             ),
             remove: format!("DELETE FROM {d} WHERE subscription = $1 AND position = $2"),
+            counts: format!("SELECT subscription, count(*) FROM {d} GROUP BY subscription ORDER BY subscription"),
         }
+    }
+
+    /// How many letters each subscription has parked (subscriptions with
+    /// none are absent). For operators and tools; one grouped count, no
+    /// payloads read.
+    ///
+    /// ```no_run
+    /// # async fn demo(store: eventcore_postgres::PostgresStore) -> Result<(), eventcore_store::DeadLetterError> {
+    /// use eventcore_postgres::PgDeadLetterStore;
+    /// for (subscription, parked) in PgDeadLetterStore::new(&store).counts().await? {
+    ///     println!("{subscription}: {parked} parked");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn counts(&self) -> Result<BTreeMap<String, u64>, DeadLetterError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(&self.counts)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(dead_letter_error)?;
+        Ok(rows.into_iter().map(|(name, n)| (name, u64_of(n))).collect())
     }
 }
 

@@ -25,6 +25,45 @@ pub struct PgLeaseStore {
     acquire: String,
     renew: String,
     release: String,
+    list: String,
+}
+
+/// One row of the lease table, as [`PgLeaseStore::list`] reports it: who
+/// holds a subscription's lease, with which token, until when.
+///
+/// ```
+/// use eventcore_postgres::LeaseState;
+/// use eventcore_store::FencingToken;
+/// let released = LeaseState {
+///     name: "balances".into(),
+///     holder: None,
+///     token: FencingToken::new(2),
+///     expires_at: None,
+///     remaining: None,
+/// };
+/// assert!(!released.is_held());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaseState {
+    /// The subscription (or projection) name it guards.
+    pub name: String,
+    /// The last holder; `None` once released.
+    pub holder: Option<String>,
+    /// The token of the last tenure (the next holder gets a higher one).
+    pub token: FencingToken,
+    /// When it lapses unless renewed, on the database's clock; `None` once
+    /// released.
+    pub expires_at: Option<Time>,
+    /// How long it is still held, by the database's clock when listed;
+    /// `None` when released or expired.
+    pub remaining: Option<Duration>,
+}
+
+impl LeaseState {
+    /// Whether someone held the lease when it was listed.
+    pub fn is_held(&self) -> bool {
+        self.holder.is_some() && self.remaining.is_some()
+    }
 }
 
 fn lease_error(error: sqlx::Error) -> LeaseError {
@@ -67,7 +106,48 @@ impl PgLeaseStore {
                  WHERE name = $1 AND holder = $2 AND token = $3 RETURNING {expires}"
             ),
             release: format!("UPDATE {l} SET holder = NULL, expires_at = '-infinity' WHERE name = $1 AND token = $2"),
+            list: format!(
+                "SELECT name, holder, token, \
+                   CASE WHEN isfinite(expires_at) THEN (extract(epoch FROM expires_at) * 1000000)::int8 END, \
+                   CASE WHEN holder IS NOT NULL AND expires_at > clock_timestamp() \
+                     THEN (extract(epoch FROM expires_at - clock_timestamp()) * 1000000)::int8 END \
+                 FROM {l} ORDER BY name"
+            ),
         }
+    }
+
+    /// Every lease of the schema, ordered by name, with its holder, token
+    /// and expiry on the database's clock. For operators and tools (which
+    /// instance runs a subscription); runners never need it.
+    ///
+    /// ```no_run
+    /// # async fn demo(store: eventcore_postgres::PostgresStore) -> Result<(), eventcore_store::LeaseError> {
+    /// use eventcore_postgres::PgLeaseStore;
+    /// for lease in PgLeaseStore::new(&store).list().await? {
+    ///     match (&lease.holder, lease.remaining) {
+    ///         (Some(holder), Some(left)) => println!("{}: {holder} for {left:?}", lease.name),
+    ///         _ => println!("{}: free", lease.name),
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn list(&self) -> Result<Vec<LeaseState>, LeaseError> {
+        // name, holder, token, expires_at and remaining (microseconds)
+        type Row = (String, Option<String>, i64, Option<i64>, Option<i64>);
+        let rows: Vec<Row> = sqlx::query_as(&self.list)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(lease_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, holder, token, expires, remaining)| LeaseState {
+                name,
+                holder,
+                token: FencingToken::new(u64::try_from(token).unwrap_or(0)),
+                expires_at: expires.map(time_from_micros),
+                remaining: remaining.map(|us| Duration::from_micros(u64::try_from(us).unwrap_or(0))),
+            })
+            .collect())
     }
 }
 

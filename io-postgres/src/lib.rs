@@ -47,6 +47,7 @@ mod batch;
 mod checkpoint;
 mod dead_letter;
 mod error;
+mod inspect;
 mod lease;
 mod options;
 mod privileges;
@@ -57,12 +58,13 @@ mod sql;
 mod store;
 mod subscription;
 
-pub use checkpoint::{PgCheckpointStore, PgProjectionStore, PgTransaction};
+pub use checkpoint::{CheckpointState, PgCheckpointStore, PgProjectionStore, PgTransaction};
 pub use dead_letter::PgDeadLetterStore;
-pub use lease::PgLeaseStore;
+pub use inspect::LogHead;
+pub use lease::{LeaseState, PgLeaseStore};
 pub use options::{MigrationMode, PostgresOptions, SetupError, MAX_EVENTS_PER_TRANSACTION, MAX_SCHEMA_NAME_BYTES};
 pub use privileges::{app_role_grants, APP_ROLE_GRANTS_SQL};
-pub use snapshot::PgSnapshotStore;
+pub use snapshot::{PgSnapshotStore, ViewSnapshots};
 pub use store::{Health, PostgresStore};
 pub use subscription::{migrate_subscriptions, PgNotifier, NOTIFY_CHANNEL};
 

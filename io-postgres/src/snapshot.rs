@@ -19,6 +19,9 @@ struct Sql {
     save: String,
     discard: String,
     delete_view: String,
+    summary: String,
+    delete_version: String,
+    delete_below: String,
 }
 
 impl Sql {
@@ -46,8 +49,51 @@ impl Sql {
                  AND stream_version = $4 AND last_event_id = $5"
             ),
             delete_view: format!("DELETE FROM {t} WHERE view = $1"),
+            summary: format!(
+                "SELECT view, view_version, count(*), sum(pg_column_size(payload))::int8, \
+                   max(pg_column_size(payload))::int8, min(taken_at_ns), max(taken_at_ns) \
+                 FROM {t} GROUP BY view, view_version ORDER BY view, view_version"
+            ),
+            delete_version: format!("DELETE FROM {t} WHERE view = $1 AND view_version = $2"),
+            delete_below: format!("DELETE FROM {t} WHERE view = $1 AND view_version < $2"),
         }
     }
+}
+
+/// The snapshots of one version of one view, as [`PgSnapshotStore::views`]
+/// reports them.
+///
+/// ```
+/// use eventcore::Time;
+/// use eventcore_postgres::ViewSnapshots;
+/// let group = ViewSnapshots {
+///     view: "account".into(),
+///     view_version: 2,
+///     snapshots: 10,
+///     payload_bytes: 1_200,
+///     largest_payload_bytes: 140,
+///     oldest: Time::from_unix_millis(1),
+///     newest: Time::from_unix_millis(2),
+/// };
+/// assert_eq!(group.payload_bytes / group.snapshots, 120);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ViewSnapshots {
+    /// The view's name (`View::NAME`).
+    pub view: String,
+    /// The view's version (`View::VERSION`).
+    pub view_version: u32,
+    /// How many streams have a snapshot of it.
+    pub snapshots: u64,
+    /// Their payloads' size as stored (`pg_column_size`: after
+    /// compression), in bytes.
+    pub payload_bytes: u64,
+    /// The largest payload, in bytes as stored.
+    pub largest_payload_bytes: u64,
+    /// When the oldest of them was taken (the writer's clock).
+    pub oldest: Time,
+    /// When the newest of them was taken.
+    pub newest: Time,
 }
 
 #[derive(Debug, Default)]
@@ -127,6 +173,88 @@ impl PgSnapshotStore {
     /// ```
     pub fn saves(&self) -> u64 {
         self.counters.saves.load(Ordering::Relaxed)
+    }
+
+    /// What the table holds, per view name and view version: how many
+    /// snapshots, their payload sizes as stored, and when the oldest and
+    /// newest were taken. Ordered by view, then version. For operators and
+    /// tools (`eventcore snapshots list`): a view whose fold changed has a
+    /// new version, and the rows of its old versions are never read again.
+    ///
+    /// ```no_run
+    /// # async fn demo(store: eventcore_postgres::PostgresStore) -> Result<(), eventcore_store::SnapshotError> {
+    /// use eventcore_postgres::PgSnapshotStore;
+    /// for group in PgSnapshotStore::new(&store).views().await? {
+    ///     println!("{} v{}: {} snapshots, {} bytes", group.view, group.view_version, group.snapshots, group.payload_bytes);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn views(&self) -> Result<Vec<ViewSnapshots>, SnapshotError> {
+        // view, version, count, bytes, largest, oldest and newest
+        type Row = (String, i64, i64, Option<i64>, Option<i64>, Option<i64>, Option<i64>);
+        let rows: Vec<Row> = self
+            .bounded(sqlx::query_as(&self.sql.summary).fetch_all(&self.pool))
+            .await?;
+        let unsigned = |v: Option<i64>| u64::try_from(v.unwrap_or(0)).unwrap_or(0);
+        Ok(rows
+            .into_iter()
+            .map(
+                |(view, version, snapshots, bytes, largest, oldest, newest)| ViewSnapshots {
+                    view,
+                    view_version: u32::try_from(version).unwrap_or(u32::MAX),
+                    snapshots: unsigned(Some(snapshots)),
+                    payload_bytes: unsigned(bytes),
+                    largest_payload_bytes: unsigned(largest),
+                    oldest: Time::from_unix_nanos(unsigned(oldest)),
+                    newest: Time::from_unix_nanos(unsigned(newest)),
+                },
+            )
+            .collect())
+    }
+
+    /// Deletes every snapshot of one version of a view, across all streams;
+    /// returns how many. ([`SnapshotStore::delete_view`] deletes every
+    /// version.)
+    ///
+    /// ```no_run
+    /// # async fn demo(snapshots: eventcore_postgres::PgSnapshotStore) -> Result<(), eventcore_store::SnapshotError> {
+    /// let deleted = snapshots.delete_view_version("account", 1).await?;
+    /// # let _ = deleted;
+    /// # Ok(()) }
+    /// ```
+    pub async fn delete_view_version(&self, view: &str, view_version: u32) -> Result<u64, SnapshotError> {
+        let done = self
+            .bounded(
+                sqlx::query(&self.sql.delete_version)
+                    .bind(view)
+                    .bind(i64::from(view_version))
+                    .execute(&self.pool),
+            )
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Deletes the snapshots of a view's versions below `view_version`
+    /// (those an older release of the view wrote, which the current one
+    /// never reads), across all streams; returns how many.
+    ///
+    /// ```no_run
+    /// # async fn demo(snapshots: eventcore_postgres::PgSnapshotStore) -> Result<(), eventcore_store::SnapshotError> {
+    /// // The `account` view is at version 3 now: versions 1 and 2 go.
+    /// let deleted = snapshots.delete_versions_below("account", 3).await?;
+    /// # let _ = deleted;
+    /// # Ok(()) }
+    /// ```
+    pub async fn delete_versions_below(&self, view: &str, view_version: u32) -> Result<u64, SnapshotError> {
+        let done = self
+            .bounded(
+                sqlx::query(&self.sql.delete_below)
+                    .bind(view)
+                    .bind(i64::from(view_version))
+                    .execute(&self.pool),
+            )
+            .await?;
+        Ok(done.rows_affected())
     }
 
     async fn bounded<T>(

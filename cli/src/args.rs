@@ -1,0 +1,201 @@
+//! The command line: every subcommand, option and its help text (clap).
+
+use clap::{Args, Parser, Subcommand};
+
+/// How the process ends, listed in `--help`.
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  the operation failed (a database error, bad data)
+  2  bad usage (unknown option, invalid stream id, a command this tool cannot run)
+  3  cannot connect to PostgreSQL
+  4  unhealthy: the schema is not migrated (or not to this version), or `health` found a problem
+  5  not found (a stream with no events)";
+
+/// Operate an EventCore PostgreSQL store: migrate its schema, check its
+/// health, read streams, follow the global log, and inspect subscriptions,
+/// dead letters and view snapshots.
+#[derive(Debug, Parser)]
+#[command(name = "eventcore", version, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// Where the store is.
+    #[command(flatten)]
+    pub connection: Connection,
+    /// Print one JSON document (JSON lines for `tail`) instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Connection options, accepted before or after the subcommand.
+#[derive(Debug, Args)]
+pub struct Connection {
+    /// PostgreSQL connection URL, e.g. postgres://user@host:5432/db.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// The store's schema [default: the store's default, `eventcore`].
+    #[arg(long, env = "EVENTCORE_SCHEMA", global = true)]
+    pub schema: Option<String>,
+    /// Seconds to wait for the database: to connect, and for each operation.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10, global = true)]
+    pub timeout: u64,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create or upgrade the schema: the event tables, the subscription
+    /// tables and the subscribers' notify trigger (or only check them).
+    Migrate(MigrateArgs),
+    /// Check that the database answers and the schema is migrated to this
+    /// version; prints the schema version, the last global position and
+    /// the server version. Exits non-zero when unhealthy.
+    Health,
+    /// Print the events of one stream, with their metadata.
+    Stream(StreamArgs),
+    /// Follow the global log: print events as they are committed.
+    Tail(TailArgs),
+    /// Every subscription and projection: checkpoint, lag, lease holder,
+    /// parked events.
+    Subscriptions(SubscriptionsArgs),
+    /// Parked poison events: list them, delete those dealt with.
+    ///
+    /// Replaying parked events runs them through the subscription's own
+    /// handler, which lives in your service, not in this tool: call
+    /// `Runner::replay_parked` there (docs/subscriptions.md, "Dead
+    /// letters"); it removes each letter it handles. This tool lists
+    /// letters (with `--json`, each event whole) and deletes the ones you
+    /// have dealt with otherwise.
+    #[command(subcommand)]
+    DeadLetters(DeadLetterCommand),
+    /// Persisted view snapshots: list them per view and version, delete
+    /// a view's snapshots or those of its old versions.
+    #[command(subcommand)]
+    Snapshots(SnapshotCommand),
+}
+
+/// `migrate`.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Change nothing: check that every migration of this version is
+    /// applied (and the notify trigger installed), as an application role
+    /// without DDL privileges does. Exits 4 when not.
+    #[arg(long)]
+    pub verify: bool,
+    /// Leave out the notify trigger (it costs every append a little; only
+    /// subscribers need it, and they fall back to polling without it).
+    #[arg(long)]
+    pub no_notify_trigger: bool,
+}
+
+/// `stream`.
+#[derive(Debug, Args)]
+pub struct StreamArgs {
+    /// The stream id.
+    pub id: String,
+    /// Print only the events after this stream version.
+    #[arg(long, value_name = "VERSION", default_value_t = 0)]
+    pub after: u64,
+    /// Print at most this many events.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u64>,
+}
+
+/// `tail`.
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    /// Start after this global position (0: the whole log). Default: the
+    /// end of the log, so that only events committed from now on print.
+    #[arg(long, value_name = "POSITION")]
+    pub from: Option<u64>,
+    /// Only events of this stored type (repeat for several).
+    #[arg(long = "type", value_name = "TYPE")]
+    pub types: Vec<String>,
+    /// Only events of streams whose id starts with this.
+    #[arg(long, value_name = "PREFIX")]
+    pub stream_prefix: Option<String>,
+    /// Stop after printing this many events.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u64>,
+    /// Print what is committed now and stop, instead of following.
+    #[arg(long)]
+    pub once: bool,
+    /// How often to look for new events while following, in milliseconds
+    /// (a notification, when the notify trigger is installed, wakes it
+    /// sooner).
+    #[arg(long, value_name = "MS", default_value_t = 500)]
+    pub poll_ms: u64,
+}
+
+/// `subscriptions`.
+#[derive(Debug, Args)]
+pub struct SubscriptionsArgs {
+    /// Count at most this many events behind each checkpoint.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub count_limit: u64,
+}
+
+/// `dead-letters ...`.
+#[derive(Debug, Subcommand)]
+pub enum DeadLetterCommand {
+    /// The letters one subscription parked, oldest position first.
+    List {
+        /// The subscription (or projection) name.
+        subscription: String,
+    },
+    /// Delete letters of one subscription (those you have dealt with).
+    /// Without --yes, only prints what it would delete.
+    Delete {
+        /// The subscription (or projection) name.
+        subscription: String,
+        /// The global position of a letter to delete (repeat for several).
+        #[arg(long = "position", value_name = "POSITION", required_unless_present = "all")]
+        positions: Vec<u64>,
+        /// Delete every letter of the subscription.
+        #[arg(long, conflicts_with = "positions")]
+        all: bool,
+        /// Really delete.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Not available here: replay needs your handler code (see `dead-letters --help`).
+    #[command(hide = true)]
+    Replay {
+        /// The subscription (or projection) name.
+        subscription: Option<String>,
+    },
+}
+
+/// `snapshots ...`.
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Snapshots per view name and view version: count, payload sizes,
+    /// when taken.
+    List,
+    /// Delete the snapshots of one view (every version, one version, or
+    /// versions below one). Views fold from events again where a snapshot
+    /// is gone. Without --yes, only prints what it would delete.
+    Delete {
+        /// The view's name (`View::NAME`).
+        view: String,
+        /// Only this view version.
+        #[arg(long, value_name = "VERSION", conflicts_with = "below")]
+        version: Option<u32>,
+        /// Only versions below this one (those an older release wrote).
+        #[arg(long, value_name = "VERSION")]
+        below: Option<u32>,
+        /// Really delete.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// For every view, delete the snapshots of versions below its newest
+    /// one (never read again once the view's fold changed). Without --yes,
+    /// only prints what it would delete.
+    Prune {
+        /// Really delete.
+        #[arg(long)]
+        yes: bool,
+    },
+}

@@ -1,0 +1,139 @@
+//! What can go wrong, with a friendly message and an exit code each.
+
+use eventcore::StoreError;
+use eventcore_postgres::SetupError;
+use eventcore_store::{DeadLetterError, LeaseError, SnapshotError};
+
+/// Exit code: the operation failed.
+pub const FAILED: u8 = 1;
+/// Exit code: bad usage.
+pub const USAGE: u8 = 2;
+/// Exit code: PostgreSQL cannot be reached.
+pub const UNREACHABLE: u8 = 3;
+/// Exit code: unhealthy, or not migrated.
+pub const UNHEALTHY: u8 = 4;
+/// Exit code: not found.
+pub const NOT_FOUND: u8 = 5;
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Neither `--database-url` nor `DATABASE_URL`.
+    #[error("no database URL: pass --database-url or set DATABASE_URL")]
+    NoDatabaseUrl,
+    /// A value given on the command line is not acceptable.
+    #[error("{0}")]
+    Usage(String),
+    /// The options are invalid (schema name, URL, ...).
+    #[error("{0}")]
+    Options(#[source] SetupError),
+    /// PostgreSQL cannot be reached or refused the connection.
+    #[error("cannot connect to PostgreSQL: {0}")]
+    Connect(String),
+    /// The schema holds no store (or not this version's).
+    #[error("schema {schema:?} is not migrated: {reason}")]
+    NotMigrated {
+        /// The schema.
+        schema: String,
+        /// What is missing, and what to run.
+        reason: String,
+    },
+    /// `health` found a problem (already reported on stdout).
+    #[error("unhealthy: {0}")]
+    Unhealthy(String),
+    /// A stream with no events.
+    #[error("stream {0:?} has no events")]
+    NoSuchStream(String),
+    /// `dead-letters delete --position` of a letter not parked.
+    #[error("subscription {subscription:?} has no dead letter at position {}", join(positions))]
+    NoSuchLetters {
+        /// The subscription.
+        subscription: String,
+        /// The positions asked for and not found.
+        positions: Vec<u64>,
+    },
+    /// `dead-letters replay`, which needs the user's handler.
+    #[error(
+        "this tool cannot replay dead letters: a replay runs each parked event through the \
+         subscription's own handler, which lives in your service. Call `Runner::replay_parked` \
+         there (docs/subscriptions.md, \"Dead letters\"); it removes each letter it handles. Here, \
+         `eventcore dead-letters list {0}` shows the letters and `eventcore dead-letters delete {0}` \
+         removes those you have dealt with"
+    )]
+    ReplayNeedsHandler(String),
+    /// Migrating (or verifying) failed.
+    #[error("{0}")]
+    Migrate(#[source] SetupError),
+    /// A store operation failed.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    /// Reading or deleting dead letters failed.
+    #[error("{0}")]
+    DeadLetters(#[from] DeadLetterError),
+    /// Reading leases failed.
+    #[error("{0}")]
+    Leases(#[from] LeaseError),
+    /// Reading or deleting snapshots failed.
+    #[error("{0}")]
+    Snapshots(#[from] SnapshotError),
+    /// Writing the output failed.
+    #[error("cannot write the output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+impl CliError {
+    /// The process's exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::NoDatabaseUrl | CliError::Usage(_) | CliError::Options(_) | CliError::ReplayNeedsHandler(_) => {
+                USAGE
+            }
+            CliError::Connect(_) => UNREACHABLE,
+            CliError::NotMigrated { .. } | CliError::Unhealthy(_) => UNHEALTHY,
+            CliError::NoSuchStream(_) | CliError::NoSuchLetters { .. } => NOT_FOUND,
+            CliError::Migrate(SetupError::NotMigrated { .. }) => UNHEALTHY,
+            CliError::Migrate(SetupError::Connect(_)) => UNREACHABLE,
+            CliError::Migrate(_)
+            | CliError::Store(_)
+            | CliError::DeadLetters(_)
+            | CliError::Leases(_)
+            | CliError::Snapshots(_)
+            | CliError::Output(_) => FAILED,
+        }
+    }
+
+    /// Whether the error is stdout closed by its reader (`eventcore tail |
+    /// head`): not a failure.
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, CliError::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+}
+
+/// Maps a setup error met while connecting.
+pub fn connect_error(error: SetupError) -> CliError {
+    match error {
+        SetupError::Connect(cause) => CliError::Connect(describe_connect(&cause)),
+        other => CliError::Options(other),
+    }
+}
+
+/// A connection failure's message with its real cause (the store's error
+/// says "transient"; the cause says "connection refused" or
+/// "password authentication failed").
+fn describe_connect(error: &StoreError) -> String {
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
+}
+
+fn join(positions: &[u64]) -> String {
+    positions.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+}
