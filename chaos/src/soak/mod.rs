@@ -54,8 +54,14 @@ use std::time::{Duration, Instant};
 /// ```
 #[derive(Clone, Debug)]
 pub struct SoakConfig {
-    /// How long the clients issue commands (the sampled part).
+    /// How long the clients issue commands (the sampled part), at least.
     pub duration: Duration,
+    /// The load goes on past `duration` until this many commands have
+    /// finished (so that a slow machine still fills every cache), for at
+    /// most `max_duration` in all.
+    pub min_commands: u64,
+    /// The longest the load may go on when `min_commands` is not reached.
+    pub max_duration: Duration,
     /// The first part of it, left out of the slope: pools connect, caches
     /// fill, allocator arenas grow to their working size.
     pub warmup: Duration,
@@ -94,17 +100,18 @@ pub struct SoakConfig {
 }
 
 impl SoakConfig {
-    /// A soak of `duration` with the defaults (see the type's example): a
-    /// tenth of it (at most a
-    /// minute, at least a second) of warm-up, a sample a second, 4
-    /// executors of 4 clients (two of them batching), stream caches of
-    /// 2,000 events, view caches of 64 KiB, 64 hot accounts, a recent
-    /// window of 256 accounts, one command in 8 opening an account,
-    /// subscriptions in batches of 100 and 250, the projection in batches
-    /// of 200.
+    /// A soak of `duration` with the defaults (see the type's example): no
+    /// minimum of commands, a tenth of the duration (at most a minute, at
+    /// least a second) of warm-up, a sample a second, 4 executors of 4
+    /// clients (two of them batching), stream caches of 2,000 events, view
+    /// caches of 64 KiB, 64 hot accounts, a recent window of 256 accounts,
+    /// one command in 8 opening an account, subscriptions in batches of 100
+    /// and 250, the projection in batches of 200.
     pub fn new(duration: Duration) -> Self {
         SoakConfig {
             duration,
+            min_commands: 0,
+            max_duration: duration,
             warmup: (duration / 10).clamp(Duration::from_secs(1), Duration::from_secs(60)),
             interval: Duration::from_secs(1),
             executors: 4,
@@ -179,8 +186,11 @@ pub async fn run(config: SoakConfig, store: PostgresStore) -> Result<SoakReport,
         if let Some(csv) = csv.as_mut() {
             csv.write(&sample)?;
         }
+        let t = &sample.totals;
+        let finished = t.committed + t.refused + t.failed;
         samples.push(sample);
-        if started.elapsed() >= config.duration {
+        let elapsed = started.elapsed();
+        if elapsed >= config.duration && (finished >= config.min_commands || elapsed >= config.max_duration) {
             break;
         }
     }
