@@ -11,9 +11,9 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use eventcore::{
-    AppendRequest, Command, CommandError, CommandId, Decide, Decision, Emit, Event, EventId, EventMetadata, Executed,
-    ExecutionContext, ExecutionPolicy, ExpectedVersion, NewEvent, Operation, Step, StoreError, StreamAppend, StreamId,
-    Time,
+    AppendRequest, Codec, Command, CommandError, CommandId, Decide, Decision, Emit, Event, EventId, EventMetadata,
+    Executed, ExecutionContext, ExecutionPolicy, ExpectedVersion, NewEvent, Operation, Step, StoreError, StreamAppend,
+    StreamId, Time,
 };
 use eventcore_examples::bank::{Account, AccountEvent, BankError};
 use eventcore_memory::MemoryStore;
@@ -151,6 +151,22 @@ pub fn append_request(
     now: Time,
     n: u64,
 ) -> AppendRequest {
+    append_request_in(Codec::Json, stream, expected, events, now, n)
+}
+
+/// [`append_request`] with the payloads in `codec` (a store's own, as an
+/// executor over it encodes them).
+///
+/// # Panics
+/// Never for bank events, which always encode.
+pub fn append_request_in(
+    codec: Codec,
+    stream: &StreamId,
+    expected: ExpectedVersion,
+    events: &[AccountEvent],
+    now: Time,
+    n: u64,
+) -> AppendRequest {
     AppendRequest {
         metadata: Arc::new(EventMetadata::new(command_id(now, n), now)),
         streams: vec![StreamAppend {
@@ -160,7 +176,7 @@ pub fn append_request(
                 .iter()
                 .enumerate()
                 .map(|(i, event)| {
-                    let encoded = event.encode().expect("bank events encode");
+                    let encoded = event.encode_as(codec).expect("bank events encode");
                     NewEvent {
                         event_id: EventId::v7(now, entropy(n, i as u64 + 1)),
                         event_type: encoded.event_type,

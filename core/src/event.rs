@@ -1,5 +1,6 @@
-//! Events as stores see them: type name, schema version, JSON payload and
-//! metadata. The typed view (`Command::Event`) lives in [`crate::codec`].
+//! Events as stores see them: type name, schema version, payload (JSON, or
+//! MessagePack with the `binary-codec` feature) and metadata. The typed
+//! view (`Command::Event`) lives in [`crate::codec`].
 
 use crate::{CausationId, CommandId, CorrelationId, EventId, GlobalPosition, StreamId, StreamVersion, Time};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -99,9 +100,97 @@ impl<'de> Deserialize<'de> for EventType {
     }
 }
 
-/// An event payload: a JSON document, kept as text so that stores can pass it
-/// to JSONB columns and decoders can parse it once, straight into the user's
-/// type. Cloning is cheap (a reference count).
+/// How an event's payload is encoded in stored form.
+///
+/// [`Codec::Json`] is the default everywhere: the payload is JSON text, and
+/// a PostgreSQL store keeps it in a `jsonb` column that operators can query.
+/// With the `binary-codec` feature, [`Codec::MessagePack`] holds the same
+/// data (the same serde data model, structs as maps with their field
+/// names) as MessagePack bytes: smaller, and cheaper to write, store and
+/// decode; a PostgreSQL store keeps it in a `bytea` column. A store is given
+/// one codec (e.g. `PostgresOptions::codec`), executors encode in it, and
+/// each stored event says which one its payload is in, so a store switched
+/// from one codec to the other reads everything written before.
+///
+/// ```
+/// use eventcore::{Codec, Payload};
+/// assert_eq!(Codec::default(), Codec::Json);
+/// assert_eq!(Payload::from_trusted_json("{}").codec(), Codec::Json);
+/// assert_eq!(Codec::Json.to_string(), "json");
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Codec {
+    /// JSON text (`serde_json`).
+    #[default]
+    Json,
+    /// MessagePack bytes (`rmp-serde`, structs as maps with their field
+    /// names, human-readable forms of ids and times, as in JSON), so that a
+    /// payload still says what it holds without its Rust type: it renders
+    /// as JSON ([`Payload::as_json`]) and upcasts through
+    /// [`serde_json::Value`] like a JSON one. Needs the `binary-codec`
+    /// feature.
+    #[cfg(feature = "binary-codec")]
+    MessagePack,
+}
+
+impl Codec {
+    /// Every codec this build has: [`Codec::Json`], then
+    /// [`Codec::MessagePack`] with the `binary-codec` feature.
+    ///
+    /// ```
+    /// assert_eq!(eventcore::Codec::ALL[0], eventcore::Codec::Json);
+    /// ```
+    pub const ALL: &'static [Codec] = &[
+        Codec::Json,
+        #[cfg(feature = "binary-codec")]
+        Codec::MessagePack,
+    ];
+
+    /// The codec's short name: `json` or `msgpack`.
+    ///
+    /// ```
+    /// assert_eq!(eventcore::Codec::Json.name(), "json");
+    /// ```
+    pub const fn name(self) -> &'static str {
+        match self {
+            Codec::Json => "json",
+            #[cfg(feature = "binary-codec")]
+            Codec::MessagePack => "msgpack",
+        }
+    }
+}
+
+impl fmt::Display for Codec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why a payload cannot be converted to another codec, or is not storable.
+///
+/// ```
+/// use eventcore::{Codec, Payload, PayloadError};
+/// let bad = Payload::from_trusted_json("{oops");
+/// assert!(matches!(bad.to_value(), Err(PayloadError::InvalidJson(_))));
+/// assert!(bad.to_codec(Codec::Json).is_ok(), "the same codec: nothing to convert");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PayloadError {
+    /// The JSON text does not parse.
+    #[error("payload is not valid JSON: {0}")]
+    InvalidJson(String),
+    /// The bytes are not one well-formed MessagePack value.
+    #[error("payload is not valid MessagePack: {0}")]
+    InvalidMessagePack(String),
+}
+
+/// An event payload in stored form: JSON text (the default) or, with the
+/// `binary-codec` feature, MessagePack bytes ([`Codec`]). JSON is kept as
+/// text so that stores can pass it to JSONB columns and decoders can parse
+/// it once, straight into the user's type. Cloning is cheap (a reference
+/// count).
 ///
 /// ```
 /// use eventcore::Payload;
@@ -111,13 +200,83 @@ impl<'de> Deserialize<'de> for EventType {
 /// # Ok::<(), serde_json::Error>(())
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Payload(Arc<str>);
+pub struct Payload(Repr);
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Repr {
+    Json(Arc<str>),
+    #[cfg(feature = "binary-codec")]
+    MessagePack(Arc<Binary>),
+}
+
+/// MessagePack bytes, and their JSON rendering once someone asked for it.
+#[cfg(feature = "binary-codec")]
+struct Binary {
+    bytes: Bytes,
+    json: std::sync::OnceLock<Box<str>>,
+}
+
+/// Payloads up to this many bytes live inside their [`Binary`], so that a
+/// small MessagePack payload costs one allocation, as a JSON one does.
+#[cfg(feature = "binary-codec")]
+const INLINE_BYTES: usize = 30;
+
+#[cfg(feature = "binary-codec")]
+enum Bytes {
+    Inline(u8, [u8; INLINE_BYTES]),
+    Heap(Box<[u8]>),
+}
+
+#[cfg(feature = "binary-codec")]
+impl Bytes {
+    fn new(bytes: &[u8]) -> Self {
+        match u8::try_from(bytes.len()) {
+            Ok(len) if bytes.len() <= INLINE_BYTES => {
+                let mut data = [0; INLINE_BYTES];
+                data[..bytes.len()].copy_from_slice(bytes);
+                Bytes::Inline(len, data)
+            }
+            _ => Bytes::Heap(bytes.into()),
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Bytes::Inline(len, data) => &data[..usize::from(*len)],
+            Bytes::Heap(bytes) => bytes,
+        }
+    }
+}
+
+#[cfg(feature = "binary-codec")]
+impl PartialEq for Binary {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes.as_slice() == other.bytes.as_slice()
+    }
+}
+
+#[cfg(feature = "binary-codec")]
+impl Eq for Binary {}
+
+#[cfg(feature = "binary-codec")]
+impl std::hash::Hash for Binary {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.bytes.as_slice().hash(state);
+    }
+}
+
+/// A payload's stored form, borrowed.
+pub(crate) enum PayloadRef<'a> {
+    Json(&'a str),
+    #[cfg(feature = "binary-codec")]
+    MessagePack(&'a [u8]),
+}
 
 impl Payload {
     /// Checks that `json` is one well-formed JSON document and wraps it.
     pub fn from_json(json: String) -> Result<Self, serde_json::Error> {
         serde_json::from_str::<serde::de::IgnoredAny>(&json)?;
-        Ok(Payload(Arc::from(json)))
+        Ok(Payload(Repr::Json(Arc::from(json))))
     }
 
     /// Wraps text that is already known to be JSON: what a store read back
@@ -125,19 +284,76 @@ impl Payload {
     /// reports malformed text as a typed error, so a wrong call here cannot
     /// corrupt anything; it only moves the error to read time.
     pub fn from_trusted_json(json: impl Into<Arc<str>>) -> Self {
-        Payload(json.into())
+        Payload(Repr::Json(json.into()))
     }
 
-    /// Serializes a value as the payload.
+    /// Serializes a value as the payload (JSON).
     pub fn from_value<T: Serialize + ?Sized>(value: &T) -> Result<Self, serde_json::Error> {
-        Ok(Payload(Arc::from(serde_json::to_string(value)?)))
+        Ok(Payload(Repr::Json(Arc::from(serde_json::to_string(value)?))))
     }
 
-    /// Checks that the text is one JSON document every store can hold:
-    /// well-formed, and without the `\u0000` escape (PostgreSQL's JSONB
-    /// cannot store a NUL character). Stores call this on append so that a
-    /// payload built with [`Payload::from_trusted_json`] is refused the same
-    /// way everywhere.
+    /// Checks that `bytes` are one MessagePack value every store can hold
+    /// ([`Payload::check_storable`]) and wraps them.
+    ///
+    /// ```
+    /// use eventcore::{Codec, Payload};
+    /// let p = Payload::from_msgpack(vec![0x81, 0xa1, b'a', 0x01])?; // {"a": 1}
+    /// assert_eq!((p.codec(), p.as_json()), (Codec::MessagePack, r#"{"a":1}"#));
+    /// assert!(Payload::from_msgpack(vec![0x81]).is_err(), "a map missing its entry");
+    /// # Ok::<(), eventcore::PayloadError>(())
+    /// ```
+    #[cfg(feature = "binary-codec")]
+    pub fn from_msgpack(bytes: impl AsRef<[u8]>) -> Result<Self, PayloadError> {
+        let payload = Payload::from_trusted_msgpack(bytes);
+        payload.check_storable().map_err(PayloadError::InvalidMessagePack)?;
+        Ok(payload)
+    }
+
+    /// Wraps bytes already known to be MessagePack: what a store read back
+    /// from its own binary column, or what the codec just wrote. As with
+    /// [`Payload::from_trusted_json`], malformed bytes are a typed error
+    /// when decoded.
+    ///
+    /// ```
+    /// use eventcore::Payload;
+    /// let p = Payload::from_trusted_msgpack(vec![0xc0]); // nil
+    /// assert_eq!(p.as_msgpack(), Some(&[0xc0][..]));
+    /// assert_eq!(p.as_json(), "null");
+    /// ```
+    #[cfg(feature = "binary-codec")]
+    pub fn from_trusted_msgpack(bytes: impl AsRef<[u8]>) -> Self {
+        Payload(Repr::MessagePack(Arc::new(Binary {
+            bytes: Bytes::new(bytes.as_ref()),
+            json: std::sync::OnceLock::new(),
+        })))
+    }
+
+    /// The codec the payload is in.
+    pub fn codec(&self) -> Codec {
+        match &self.0 {
+            Repr::Json(_) => Codec::Json,
+            #[cfg(feature = "binary-codec")]
+            Repr::MessagePack(_) => Codec::MessagePack,
+        }
+    }
+
+    pub(crate) fn stored(&self) -> PayloadRef<'_> {
+        match &self.0 {
+            Repr::Json(text) => PayloadRef::Json(text),
+            #[cfg(feature = "binary-codec")]
+            Repr::MessagePack(binary) => PayloadRef::MessagePack(binary.bytes.as_slice()),
+        }
+    }
+
+    /// Checks that the payload is one value every store can hold, whatever
+    /// its codec, so that a store may convert it to its own codec.
+    ///
+    /// JSON: well-formed, and without the `\u0000` escape (PostgreSQL's
+    /// JSONB cannot store a NUL character). MessagePack: one well-formed
+    /// value with nothing after it, strings in UTF-8 without NUL, nested at
+    /// most as deep as JSON parsers allow (128). Stores call this on append
+    /// so that a payload built with [`Payload::from_trusted_json`] is
+    /// refused the same way everywhere.
     ///
     /// ```
     /// use eventcore::Payload;
@@ -148,27 +364,112 @@ impl Payload {
     /// assert!(Payload::from_trusted_json(r#""\\u0000""#).check_storable().is_ok());
     /// ```
     pub fn check_storable(&self) -> Result<(), String> {
-        serde_json::from_str::<serde::de::IgnoredAny>(&self.0)
-            .map_err(|e| format!("payload is not valid JSON: {e}"))?;
-        if holds_nul_escape(&self.0) {
-            return Err("payload contains \\u0000, which JSON stores cannot hold".to_owned());
+        match self.stored() {
+            PayloadRef::Json(text) => {
+                serde_json::from_str::<serde::de::IgnoredAny>(text)
+                    .map_err(|e| format!("payload is not valid JSON: {e}"))?;
+                if holds_nul_escape(text) {
+                    return Err("payload contains \\u0000, which JSON stores cannot hold".to_owned());
+                }
+                Ok(())
+            }
+            #[cfg(feature = "binary-codec")]
+            PayloadRef::MessagePack(bytes) => crate::codec::msgpack::check_storable(bytes),
         }
-        Ok(())
     }
 
-    /// The JSON text.
+    /// The JSON text: a JSON payload's own text, or the JSON rendering of a
+    /// MessagePack payload (computed on the first call, then kept). The
+    /// rendering is what the JSON codec writes for the same value, except
+    /// that map keys that are not strings become their JSON text (`1` →
+    /// `"1"`, as `serde_json` writes integer keys) and byte strings become
+    /// arrays of numbers. Bytes that are not MessagePack at all (only a
+    /// [`Payload::from_trusted_msgpack`] of garbage) render as the empty
+    /// string, which no JSON reader accepts.
     pub fn as_json(&self) -> &str {
-        &self.0
+        match &self.0 {
+            Repr::Json(text) => text,
+            #[cfg(feature = "binary-codec")]
+            Repr::MessagePack(binary) => binary
+                .json
+                .get_or_init(|| crate::codec::msgpack::render_json(binary.bytes.as_slice()).unwrap_or_default()),
+        }
     }
 
-    /// Size of the JSON text in bytes.
+    /// The MessagePack bytes of a MessagePack payload; `None` for JSON.
+    #[cfg(feature = "binary-codec")]
+    pub fn as_msgpack(&self) -> Option<&[u8]> {
+        match &self.0 {
+            Repr::Json(_) => None,
+            Repr::MessagePack(binary) => Some(binary.bytes.as_slice()),
+        }
+    }
+
+    /// The payload as a [`serde_json::Value`], whatever its codec: what
+    /// upcasters are given.
+    ///
+    /// ```
+    /// use eventcore::Payload;
+    /// let p = Payload::from_trusted_json(r#"{"amount":5}"#);
+    /// assert_eq!(p.to_value()?, serde_json::json!({ "amount": 5 }));
+    /// # Ok::<(), eventcore::PayloadError>(())
+    /// ```
+    pub fn to_value(&self) -> Result<serde_json::Value, PayloadError> {
+        match self.stored() {
+            PayloadRef::Json(text) => serde_json::from_str(text).map_err(|e| PayloadError::InvalidJson(e.to_string())),
+            #[cfg(feature = "binary-codec")]
+            PayloadRef::MessagePack(bytes) => {
+                crate::codec::msgpack::to_value(bytes).map_err(PayloadError::InvalidMessagePack)
+            }
+        }
+    }
+
+    /// The same payload in `codec`: a clone (a reference count) when it is
+    /// in that codec already, else converted through its value
+    /// ([`Payload::to_value`]). MessagePack to JSON keeps what decoding
+    /// needs (a JSON store converts MessagePack payloads so); JSON to
+    /// MessagePack does not always: a map's integer keys, which JSON holds
+    /// as strings, then stay strings, which a MessagePack decoder does not
+    /// read as integers (so stores never convert that way).
+    ///
+    /// ```
+    /// use eventcore::{Codec, Payload};
+    /// let json = Payload::from_trusted_json(r#"{"a":[1,"x"]}"#);
+    /// for codec in Codec::ALL {
+    ///     let converted = json.to_codec(*codec)?;
+    ///     assert_eq!(converted.codec(), *codec);
+    ///     assert_eq!(converted.to_value()?, json.to_value()?);
+    /// }
+    /// # Ok::<(), eventcore::PayloadError>(())
+    /// ```
+    pub fn to_codec(&self, codec: Codec) -> Result<Payload, PayloadError> {
+        if self.codec() == codec {
+            return Ok(self.clone());
+        }
+        match codec {
+            Codec::Json => Ok(Payload::from_trusted_json(
+                serde_json::to_string(&self.to_value()?).map_err(|e| PayloadError::InvalidJson(e.to_string()))?,
+            )),
+            #[cfg(feature = "binary-codec")]
+            Codec::MessagePack => Ok(Payload::from_trusted_msgpack(
+                crate::codec::msgpack::from_value(&self.to_value()?).map_err(PayloadError::InvalidMessagePack)?,
+            )),
+        }
+    }
+
+    /// Size of the stored form in bytes (JSON text or MessagePack).
     pub fn len(&self) -> usize {
-        self.0.len()
+        match self.stored() {
+            PayloadRef::Json(text) => text.len(),
+            #[cfg(feature = "binary-codec")]
+            PayloadRef::MessagePack(bytes) => bytes.len(),
+        }
     }
 
-    /// True if the text is empty (never for a payload built by this crate).
+    /// True if the stored form is empty (never for a payload built by this
+    /// crate).
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.len() == 0
     }
 }
 
@@ -189,7 +490,11 @@ fn holds_nul_escape(json: &str) -> bool {
 
 impl fmt::Debug for Payload {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Payload({})", &*self.0)
+        match &self.0 {
+            Repr::Json(text) => write!(f, "Payload({text})"),
+            #[cfg(feature = "binary-codec")]
+            Repr::MessagePack(_) => write!(f, "Payload(msgpack {})", self.as_json()),
+        }
     }
 }
 

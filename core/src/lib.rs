@@ -59,9 +59,14 @@ pub use codec::{
     decode_json, decode_recorded, encode_event, encode_json, DecodeError, DecodeErrorKind, EncodeError, EncodedEvent,
     Event, Upcast,
 };
+#[cfg(feature = "binary-codec")]
+pub use codec::{decode_msgpack, encode_msgpack};
 pub use command::{Command, Decision};
 pub use entropy::Entropy;
-pub use event::{EventMetadata, EventType, InvalidEventType, NewEvent, Payload, RecordedEvent, MAX_EVENT_TYPE_BYTES};
+pub use event::{
+    Codec, EventMetadata, EventType, InvalidEventType, NewEvent, Payload, PayloadError, RecordedEvent,
+    MAX_EVENT_TYPE_BYTES,
+};
 /// `#[derive(Command)]`: a command's streams and state from `#[stream(View)]`
 /// fields; see [`Decide`].
 pub use eventcore_derive::Command;

@@ -418,12 +418,16 @@ enum AnyEventInner {
 
 trait EmittedEvent: Send + 'static {
     fn encode_event(&self) -> Result<EncodedEvent, EncodeError>;
+    fn encode_event_as(&self, codec: crate::Codec) -> Result<EncodedEvent, EncodeError>;
     fn as_any(&self) -> &dyn Any;
 }
 
 impl<E: Event> EmittedEvent for E {
     fn encode_event(&self) -> Result<EncodedEvent, EncodeError> {
         Event::encode(self)
+    }
+    fn encode_event_as(&self, codec: crate::Codec) -> Result<EncodedEvent, EncodeError> {
+        Event::encode_as(self, codec)
     }
     fn as_any(&self) -> &dyn Any {
         self
@@ -495,6 +499,15 @@ impl Event for AnyEvent {
     fn encode(&self) -> Result<EncodedEvent, EncodeError> {
         match &self.0 {
             AnyEventInner::Typed(event) => event.encode_event(),
+            AnyEventInner::Stored(encoded) => Ok(encoded.clone()),
+        }
+    }
+
+    /// A typed event in its own type's encoding; one read back from a
+    /// store as it was stored (the store converts it to its codec).
+    fn encode_as(&self, codec: crate::Codec) -> Result<EncodedEvent, EncodeError> {
+        match &self.0 {
+            AnyEventInner::Typed(event) => event.encode_event_as(codec),
             AnyEventInner::Stored(encoded) => Ok(encoded.clone()),
         }
     }

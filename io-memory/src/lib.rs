@@ -30,9 +30,9 @@
 //! ```
 
 use eventcore::{
-    AppendLimits, AppendReceipt, AppendRequest, CommandId, Conflict, EventMetadata, GlobalPosition, InvalidAppend,
-    ReadAllRequest, ReadAllResponse, ReadRequest, ReadResponse, RecordedEvent, StoreError, StreamAppend, StreamCommit,
-    StreamId, StreamSlice, StreamVersion,
+    AppendLimits, AppendReceipt, AppendRequest, Codec, CommandId, Conflict, EventMetadata, GlobalPosition,
+    InvalidAppend, ReadAllRequest, ReadAllResponse, ReadRequest, ReadResponse, RecordedEvent, StoreError, StreamAppend,
+    StreamCommit, StreamId, StreamSlice, StreamVersion,
 };
 use std::collections::{btree_map, BTreeMap};
 use std::sync::Arc;
@@ -60,6 +60,8 @@ pub struct MemoryStore {
     /// Receipts of committed appends, by command id.
     commands: BTreeMap<CommandId, AppendReceipt>,
     limits: AppendLimits,
+    /// The codec payloads are kept in.
+    codec: Codec,
 }
 
 impl MemoryStore {
@@ -81,6 +83,34 @@ impl MemoryStore {
         &self.limits
     }
 
+    /// Sets the codec the store keeps payloads in (the default is
+    /// [`Codec::Json`]), which executors over it encode in. A JSON store
+    /// converts MessagePack payloads to JSON; a MessagePack store keeps
+    /// payloads in the codec they come in ([`AppendRequest::for_store`]).
+    /// Events stored before keep their codec and read back as they are, as
+    /// on PostgreSQL.
+    ///
+    /// ```
+    /// use eventcore::Codec;
+    /// use eventcore_memory::MemoryStore;
+    /// let codec = *Codec::ALL.last().unwrap_or(&Codec::Json);
+    /// assert_eq!(MemoryStore::new().with_codec(codec).codec(), codec);
+    /// ```
+    pub fn with_codec(mut self, codec: Codec) -> Self {
+        self.codec = codec;
+        self
+    }
+
+    /// Switches the codec of later appends (see [`MemoryStore::with_codec`]).
+    pub fn set_codec(&mut self, codec: Codec) {
+        self.codec = codec;
+    }
+
+    /// The codec payloads are kept in.
+    pub fn codec(&self) -> Codec {
+        self.codec
+    }
+
     /// Appends atomically: every expected version is checked before anything
     /// is written, so a conflict on any stream leaves the store untouched.
     /// An append whose command id already committed returns the original
@@ -93,6 +123,8 @@ impl MemoryStore {
             btree_map::Entry::Occupied(committed) => return Ok(committed.get().as_duplicate()),
             btree_map::Entry::Vacant(slot) => slot,
         };
+        let converted = request.for_store(self.codec)?;
+        let request = &*converted;
         for entry in &request.streams {
             for event in &entry.events {
                 event

@@ -41,12 +41,14 @@ impl PostgresStore {
         request: &AppendRequest,
     ) -> Result<AppendReceipt, StoreError> {
         request.validate(&self.options.limits)?;
-        self.append_on(conn, request).await
+        let request = request.for_store(self.options.codec)?;
+        self.append_on(conn, &request).await
     }
 
     /// An append through the `append()` function (`Statements::append`):
     /// it finds the stored receipt of a command id claimed before, and runs
-    /// inside the caller's transaction.
+    /// inside the caller's transaction. The request's payloads are as the
+    /// store keeps them ([`AppendRequest::for_store`]).
     pub(crate) async fn append_on(
         &self,
         conn: &mut PgConnection,
@@ -66,7 +68,8 @@ impl PostgresStore {
     /// The single-statement append (`Statements::append_alone`) on a
     /// connection outside any transaction; `None` when the command id was
     /// claimed before (the statement failed on `commands_pkey` and wrote
-    /// nothing: `append()` has the receipt).
+    /// nothing: `append()` has the receipt). The request's payloads are as
+    /// the store keeps them.
     pub(crate) async fn append_alone(
         &self,
         conn: &mut PgConnection,
@@ -101,7 +104,7 @@ pub(crate) type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postg
 /// Binds one append's parameters in the order every single-append
 /// statement takes them (`Statements::append`, `Statements::append_alone`):
 /// `$1` the command id, `$2`–`$5` its metadata ([`MetadataColumns`]),
-/// `$6`–`$15` its streams and events ([`AppendColumns::bind`]).
+/// `$6`–`$16` its streams and events ([`AppendColumns::bind`]).
 fn bind_append<'q>(
     query: PgQuery<'q>,
     request: &AppendRequest,
@@ -284,7 +287,13 @@ pub(crate) struct AppendColumns<'a> {
     pub(crate) event_ids: Vec<sqlx::types::Uuid>,
     pub(crate) event_types: Vec<&'a str>,
     pub(crate) schema_versions: Vec<i32>,
-    pub(crate) payloads: Vec<&'a str>,
+    /// For each event its JSON payload, `None` when it is binary.
+    pub(crate) payloads: Vec<Option<&'a str>>,
+    /// For each event its MessagePack payload, `None` when it is JSON
+    /// (migration 0005).
+    pub(crate) payloads_bin: Vec<Option<&'a [u8]>>,
+    /// How many events have a binary payload.
+    pub(crate) binary: usize,
 }
 
 impl<'a> AppendColumns<'a> {
@@ -300,6 +309,8 @@ impl<'a> AppendColumns<'a> {
             event_types: Vec::with_capacity(events),
             schema_versions: Vec::with_capacity(events),
             payloads: Vec::with_capacity(events),
+            payloads_bin: Vec::with_capacity(events),
+            binary: 0,
         }
     }
 
@@ -340,8 +351,14 @@ impl<'a> AppendColumns<'a> {
     /// Binds the columns, in the order every append statement takes them
     /// after its per-request parameters: stream ids, expected-version kinds,
     /// expected versions, event counts (per stream), then the stream index,
-    /// offset, id, type, schema version and payload of each event.
+    /// offset, id, type, schema version, JSON payload and binary payload of
+    /// each event. A payload array whose every element would be NULL is
+    /// sent empty (the statements' `unnest` pads it with NULLs): an append
+    /// in one codec sends one array of payloads, as before migration 0005.
     pub(crate) fn bind<'q>(&'q self, query: PgQuery<'q>) -> PgQuery<'q> {
+        let all_binary = self.binary > 0 && self.binary == self.payloads.len();
+        let json: &'q [Option<&'q str>] = if all_binary { &[] } else { &self.payloads };
+        let binary: &'q [Option<&'q [u8]>] = if self.binary == 0 { &[] } else { &self.payloads_bin };
         query
             .bind(&self.stream_ids)
             .bind(&self.kinds)
@@ -352,7 +369,8 @@ impl<'a> AppendColumns<'a> {
             .bind(&self.event_ids)
             .bind(&self.event_types)
             .bind(&self.schema_versions)
-            .bind(&self.payloads)
+            .bind(json)
+            .bind(binary)
     }
 
     /// Adds a request that [`AppendColumns::check`] accepted.
@@ -370,8 +388,32 @@ impl<'a> AppendColumns<'a> {
                 self.event_types.push(event.event_type.as_str());
                 self.schema_versions
                     .push(i32::try_from(event.schema_version).unwrap_or(i32::MAX));
-                self.payloads.push(event.payload.as_json());
+                match binary_payload(&event.payload) {
+                    Some(bytes) => {
+                        self.payloads.push(None);
+                        self.payloads_bin.push(Some(bytes));
+                        self.binary += 1;
+                    }
+                    None => {
+                        self.payloads.push(Some(event.payload.as_json()));
+                        self.payloads_bin.push(None);
+                    }
+                }
             }
         }
     }
+}
+
+/// The bytes of a MessagePack payload, stored in `payload_bin`.
+#[cfg(feature = "binary-codec")]
+fn binary_payload(payload: &eventcore::Payload) -> Option<&[u8]> {
+    payload.as_msgpack()
+}
+
+/// Without the `binary-codec` feature every payload is stored as JSON (a
+/// MessagePack one, possible when another crate enabled eventcore's
+/// feature, as its JSON rendering: the store's codec is JSON).
+#[cfg(not(feature = "binary-codec"))]
+fn binary_payload(_: &eventcore::Payload) -> Option<&[u8]> {
+    None
 }

@@ -24,6 +24,7 @@ use eventcore::{AppendReceipt, AppendRequest, Operation, StoreError};
 use eventcore_store::EventStore;
 use sqlx::postgres::PgRow;
 use sqlx::Row;
+use std::borrow::Cow;
 
 impl PostgresStore {
     /// Appends `requests` as one group: one statement, one transaction, one
@@ -33,13 +34,29 @@ impl PostgresStore {
             .iter()
             .map(|r| r.validate(&self.options.limits).err().map(|e| Err(e.into())))
             .collect();
+        // Payloads as the store keeps them (`AppendRequest::for_store`); a
+        // request whose payloads cannot be converted fails alone, as the
+        // single append fails it.
+        let mut stored: Vec<Option<Cow<'_, AppendRequest>>> = Vec::with_capacity(requests.len());
+        for (request, outcome) in requests.iter().zip(&mut outcomes) {
+            stored.push(match outcome {
+                Some(_) => None,
+                None => match request.for_store(self.options.codec) {
+                    Ok(converted) => Some(converted),
+                    Err(e) => {
+                        *outcome = Some(Err(e.into()));
+                        None
+                    }
+                },
+            });
+        }
         // What `AppendColumns::push` refuses (a schema version PostgreSQL's
         // integer cannot hold, an unstorable payload) is refused by the single
         // append with its exact error; such a request goes alone.
         let fits = |r: &AppendRequest| AppendColumns::check(r).is_ok();
         let mut alone = Vec::new();
-        for (i, request) in requests.iter().enumerate() {
-            if outcomes[i].is_none() && !fits(request) {
+        for (i, request) in stored.iter().enumerate() {
+            if outcomes[i].is_none() && !request.as_deref().is_some_and(fits) {
                 alone.push(i);
             }
         }
@@ -50,7 +67,10 @@ impl PostgresStore {
             [] => {}
             [only] => outcomes[*only] = Some(self.append(&requests[*only]).await),
             _ => {
-                let group: Vec<&AppendRequest> = valid.iter().map(|&i| &requests[i]).collect();
+                let group: Vec<&AppendRequest> = valid
+                    .iter()
+                    .map(|&i| stored[i].as_deref().unwrap_or(&requests[i]))
+                    .collect();
                 let mut retry_alone = Vec::new();
                 match self.bounded(Operation::Append, self.send_group(&group)).await {
                     Ok(rows) if rows.len() == group.len() => {

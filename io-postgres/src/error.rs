@@ -151,15 +151,14 @@ pub(crate) fn conflict(request: &AppendRequest, detail: &str) -> Option<Conflict
 }
 
 /// The stream whose data the database most likely rejected: the first event
-/// whose payload is not JSON PostgreSQL can store (malformed, or holding a
-/// NUL escape), else the first stream that carries events.
+/// whose payload is not one PostgreSQL can store (malformed, or holding a
+/// NUL: `Payload::check_storable`), else the first stream that carries
+/// events.
 fn culprit(request: &AppendRequest) -> Option<StreamId> {
-    let bad_payload = request.streams.iter().find(|entry| {
-        entry.events.iter().any(|event| {
-            let text = event.payload.as_json();
-            text.contains("\\u0000") || serde_json::from_str::<serde::de::IgnoredAny>(text).is_err()
-        })
-    });
+    let bad_payload = request
+        .streams
+        .iter()
+        .find(|entry| entry.events.iter().any(|event| event.payload.check_storable().is_err()));
     bad_payload
         .or_else(|| request.streams.iter().find(|entry| !entry.events.is_empty()))
         .or_else(|| request.streams.first())

@@ -1,6 +1,6 @@
 //! Connection options and setup errors.
 
-use eventcore::AppendLimits;
+use eventcore::{AppendLimits, Codec};
 use std::time::Duration;
 
 /// The longest schema name PostgreSQL accepts, in bytes.
@@ -56,6 +56,15 @@ pub struct PostgresOptions {
     /// default), or only check that the schema was migrated, for a
     /// least-privilege role that may not run DDL.
     pub migrations: MigrationMode,
+    /// The codec appends store payloads in: [`Codec::Json`] (the default,
+    /// the `jsonb` column `payload`) or, with the `binary-codec` feature,
+    /// [`Codec::MessagePack`] (the `bytea` column `payload_bin`, migration
+    /// 5). Every row says which column holds its payload, so events stored
+    /// under another codec read back as they are. Executors over the store
+    /// encode in it; a JSON store converts a MessagePack payload to JSON, a
+    /// MessagePack store keeps a JSON payload as JSON
+    /// (`AppendRequest::for_store`).
+    pub codec: Codec,
 }
 
 /// What [`crate::PostgresStore::migrate`] and [`crate::migrate_subscriptions`]
@@ -102,6 +111,7 @@ impl PostgresOptions {
             read_all_settle: Duration::from_secs(1),
             limits: AppendLimits::default(),
             migrations: MigrationMode::Apply,
+            codec: Codec::Json,
         }
     }
 
@@ -162,6 +172,23 @@ impl PostgresOptions {
         self
     }
 
+    /// Sets the codec appends store payloads in (see
+    /// [`PostgresOptions::codec`](PostgresOptions#structfield.codec)). A codec
+    /// other than JSON needs this crate's `binary-codec` feature, else
+    /// [`PostgresOptions::validate`] refuses it.
+    ///
+    /// ```
+    /// use eventcore::Codec;
+    /// use eventcore_postgres::PostgresOptions;
+    /// let codec = *Codec::ALL.last().unwrap_or(&Codec::Json);
+    /// let options = PostgresOptions::new("postgres://localhost/db").codec(codec);
+    /// assert_eq!(options.codec, codec);
+    /// ```
+    pub fn codec(mut self, codec: Codec) -> Self {
+        self.codec = codec;
+        self
+    }
+
     /// Checks everything that can be checked without a database.
     ///
     /// ```
@@ -183,6 +210,15 @@ impl PostgresOptions {
                 reason: format!(
                     "{} exceeds {MAX_EVENTS_PER_TRANSACTION}, the most events one transaction can hold",
                     self.limits.max_events
+                ),
+            });
+        }
+        if self.codec != Codec::Json && !cfg!(feature = "binary-codec") {
+            return Err(SetupError::InvalidOption {
+                option: "codec",
+                reason: format!(
+                    "{} needs eventcore-postgres built with its `binary-codec` feature",
+                    self.codec
                 ),
             });
         }

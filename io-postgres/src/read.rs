@@ -300,7 +300,15 @@ impl RowDecoder {
             }
         };
         let schema_version: i32 = value(row, self.first + 4, c).map_err(get)?;
-        let payload: &str = value(row, self.first + 5, c).map_err(get)?;
+        // JSON, or else MessagePack (migration 0005: exactly one is set).
+        let payload = match value::<Option<&str>>(row, self.first + 5, c).map_err(get)? {
+            Some(json) => Payload::from_trusted_json(json),
+            None => {
+                let bytes: Option<&[u8]> = value(row, self.first + 11, c).map_err(get)?;
+                binary_payload(bytes.ok_or_else(|| bad("payload", "neither JSON nor binary".to_owned()))?)
+                    .map_err(|detail| bad("payload", detail))?
+            }
+        };
         let command_id: Uuid = value(row, self.first + 6, c).map_err(get)?;
         let metadata = match &self.metadata {
             Some((id, meta)) if *id == command_id => meta.clone(),
@@ -332,8 +340,20 @@ impl RowDecoder {
             position: GlobalPosition::new(to_u64(position)),
             event_type,
             schema_version: u32::try_from(schema_version).map_err(|e| bad("schema version", e.to_string()))?,
-            payload: Payload::from_trusted_json(payload),
+            payload,
             metadata,
         }))
     }
+}
+
+/// A payload read from the `payload_bin` column.
+#[cfg(feature = "binary-codec")]
+fn binary_payload(bytes: &[u8]) -> Result<Payload, String> {
+    Ok(Payload::from_trusted_msgpack(bytes))
+}
+
+/// Without the `binary-codec` feature a MessagePack payload cannot be read.
+#[cfg(not(feature = "binary-codec"))]
+fn binary_payload(_: &[u8]) -> Result<Payload, String> {
+    Err("it is MessagePack, and eventcore-postgres was built without its `binary-codec` feature".to_owned())
 }

@@ -16,6 +16,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "append batch", include_str!("../migrations/0002_append_batch.sql")),
     (3, "snapshots", include_str!("../migrations/0003_snapshots.sql")),
     (4, "subscriptions", include_str!("../migrations/0004_subscriptions.sql")),
+    (
+        5,
+        "binary payloads",
+        include_str!("../migrations/0005_binary_payloads.sql"),
+    ),
 ];
 
 /// The migrations compiled into this crate, as a sqlx migration source.

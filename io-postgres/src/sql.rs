@@ -21,11 +21,13 @@ impl Statements {
     pub(crate) fn new(schema: &str) -> Self {
         let s = format!("\"{schema}\"");
         // A stream read leaves out the stream id: the caller knows it from
-        // `ord`. Metadata comes as plain columns, so it costs no JSON.
+        // `ord`. Metadata comes as plain columns, so it costs no JSON. The
+        // binary payload comes last: it is NULL, and not looked at, when
+        // the JSON one is set (migration 0005).
         // The order is `RowDecoder`'s: it reads columns by index.
         let event_columns = "e.position, e.event_id, e.version, e.event_type, e.schema_version, \
                              e.payload::text AS payload, e.command_id, e.correlation_id, e.causation_id, \
-                             e.decided_at, e.user_metadata::text AS user_metadata";
+                             e.decided_at, e.user_metadata::text AS user_metadata, e.payload_bin";
         Statements {
             // An append in a transaction of its own, as one plain statement:
             // the same steps as the `append()` function (claim the command
@@ -52,8 +54,10 @@ impl Statements {
             // Parameters (`append.rs`, `bind_append`): `$1` command id,
             // `$2`–`$5` correlation id, causation id, decision time, user
             // metadata, `$6`–`$9` stream ids, expected-version kinds and
-            // versions, event counts, `$10`–`$15` per event its stream index,
-            // offset, id, type, schema version and payload.
+            // versions, event counts, `$10`–`$16` per event its stream index,
+            // offset, id, type, schema version, JSON payload and binary
+            // payload (one of the two arrays is empty: `unnest` pads it with
+            // NULLs).
             append_alone: format!(
                 "/* eventcore append */ WITH claim AS ( \
                    INSERT INTO {s}.commands (command_id, xid, first_index, event_count) \
@@ -72,12 +76,13 @@ impl Statements {
                    FROM req r JOIN head h ON h.stream_id = r.stream_id), \
                  written AS ( \
                    INSERT INTO {s}.events (position, version, decided_at, event_id, command_id, correlation_id, \
-                     causation_id, schema_version, stream_id, event_type, payload, user_metadata) \
+                     causation_id, schema_version, stream_id, event_type, payload, payload_bin, user_metadata) \
                    SELECT (c.xid << {INDEX_BITS}) + u.k - 1, b.v + u.o, $4, u.event_id, $1, $2, $3, \
-                     u.schema_version, b.stream_id, u.event_type, u.payload::jsonb, $5 \
+                     u.schema_version, b.stream_id, u.event_type, u.payload::jsonb, u.payload_bin, $5 \
                    FROM claim c, \
-                     unnest($10::int4[], $11::int4[], $12::uuid[], $13::text[], $14::int4[], $15::text[]) \
-                       WITH ORDINALITY AS u(s, o, event_id, event_type, schema_version, payload, k) \
+                     unnest($10::int4[], $11::int4[], $12::uuid[], $13::text[], $14::int4[], $15::text[], \
+                       $16::bytea[]) \
+                       WITH ORDINALITY AS u(s, o, event_id, event_type, schema_version, payload, payload_bin, k) \
                      JOIN before b ON b.i = u.s) \
                  SELECT false AS deduplicated, c.xid, 0 AS first_index, \
                    (SELECT array_agg(b.v ORDER BY b.i) FROM before b) AS heads, \
@@ -88,11 +93,11 @@ impl Statements {
                      ORDER BY b.i LIMIT 1) AS conflict \
                  FROM claim c"
             ),
-            // The same parameters as `append_alone`, and `$16` the lock
+            // The same parameters as `append_alone`, and `$17` the lock
             // order; the call puts them in the function's argument order.
             append: format!(
                 "SELECT deduplicated, xid, first_index, heads, stream_ids, first_versions, counts \
-                 FROM {s}.append($1, $2, $3, $4, $5, $6, $16, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+                 FROM {s}.append($1, $2, $3, $4, $5, $6, $17, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
             ),
             read: format!(
                 // No ORDER BY outside: the rows are grouped by `ord` on the
@@ -124,13 +129,14 @@ impl Statements {
             await_horizon: format!("SELECT {s}.await_horizon($1, $2)"),
             // Group commit (`batch.rs`): `$1`–`$5` the command ids and
             // metadata of the requests, `$6`/`$7` each request's stream and
-            // event count, `$8`–`$17` the columns of every request in order
+            // event count, `$8`–`$18` the columns of every request in order
             // (`AppendColumns::bind`).
             append_batch: format!(
                 "SELECT o_ord, o_state, o_message, o_detail, o_deduplicated AS deduplicated, o_xid AS xid, \
                  o_first_index AS first_index, o_heads AS heads, o_stream_ids AS stream_ids, \
                  o_first_versions AS first_versions, o_counts AS counts \
-                 FROM {s}.append_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+                 FROM {s}.append_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+                 $18)"
             ),
         }
     }

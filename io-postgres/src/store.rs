@@ -180,6 +180,7 @@ impl EventStore for PostgresStore {
 
     async fn append(&self, request: &AppendRequest) -> Result<AppendReceipt, StoreError> {
         request.validate(&self.options.limits)?;
+        let request = &*request.for_store(self.options.codec)?;
         self.bounded(Operation::Append, async {
             let mut conn = self.acquire(Operation::Append).await?;
             match self.append_alone(&mut conn, request).await? {
@@ -199,6 +200,10 @@ impl EventStore for PostgresStore {
     /// One round trip and one transaction for the whole group (see `batch.rs`).
     async fn append_batch(&self, requests: &[AppendRequest]) -> Vec<Result<AppendReceipt, StoreError>> {
         self.append_group(requests).await
+    }
+
+    fn codec(&self) -> eventcore::Codec {
+        self.options.codec
     }
 }
 

@@ -336,6 +336,10 @@ impl<S: EventStore> EventStore for BatchingStore<S> {
         // Already a batch: hand it over as it is.
         self.shared.inner.append_batch(requests)
     }
+
+    fn codec(&self) -> eventcore::Codec {
+        self.shared.inner.codec()
+    }
 }
 
 #[cfg(test)]

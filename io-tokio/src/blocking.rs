@@ -240,7 +240,8 @@ impl BlockingExecutor {
         fresh_id: bool,
     ) -> Result<Executed, CommandError<C::Error>> {
         let mut now = self.now;
-        let mut machine = CommandMachine::new(command, self.policy.clone(), context, now, self.next_seed());
+        let mut machine = CommandMachine::new(command, self.policy.clone(), context, now, self.next_seed())
+            .with_codec(crate::EventStore::codec(&self.store));
         let cache = self.cache.as_ref().filter(|_| fresh_id);
         if let Some(cache) = cache {
             let declared: Vec<_> = machine.streams().cloned().collect();

@@ -243,7 +243,8 @@ impl<S: EventStore> Executor<S> {
         policy: ExecutionPolicy,
         fresh_id: bool,
     ) -> Result<Executed, CommandError<C::Error>> {
-        let mut machine = eventcore::CommandMachine::new(command, policy, context, self.clock.now(), self.next_seed());
+        let mut machine = eventcore::CommandMachine::new(command, policy, context, self.clock.now(), self.next_seed())
+            .with_codec(self.store.codec());
         let use_views = fresh_id && self.views.enabled();
         let mut looked_up = Vec::new();
         let mut loaded = Vec::new();

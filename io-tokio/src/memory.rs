@@ -4,7 +4,7 @@ use crate::notify::HeadWatch;
 use crate::sync::{Arc, Mutex, MutexGuard};
 use crate::EventStore;
 use eventcore::{
-    AppendLimits, AppendReceipt, AppendRequest, GlobalPosition, ReadAllRequest, ReadAllResponse, ReadRequest,
+    AppendLimits, AppendReceipt, AppendRequest, Codec, GlobalPosition, ReadAllRequest, ReadAllResponse, ReadRequest,
     ReadResponse, StoreError,
 };
 use eventcore_memory::MemoryStore;
@@ -36,6 +36,8 @@ pub struct MemoryEventStore {
     inner: Arc<Mutex<MemoryStore>>,
     head: HeadWatch,
     watch: std::sync::Arc<watch::Sender<GlobalPosition>>,
+    /// The inner store's codec, kept here so that asking costs no lock.
+    codec: Codec,
 }
 
 impl Default for MemoryEventStore {
@@ -59,10 +61,27 @@ impl MemoryEventStore {
     pub fn from_store(store: MemoryStore) -> Self {
         let (watch, _) = watch::channel(store.last_position());
         MemoryEventStore {
+            codec: store.codec(),
             head: HeadWatch::new(store.last_position()),
             inner: Arc::new(Mutex::new(store)),
             watch: std::sync::Arc::new(watch),
         }
+    }
+
+    /// Keeps the payloads of later appends in `codec`
+    /// ([`MemoryStore::with_codec`]); executors over this store encode in
+    /// it. Clones made after this share the codec.
+    ///
+    /// ```
+    /// use eventcore::Codec;
+    /// use eventcore_tokio::{EventStore, MemoryEventStore};
+    /// let codec = *Codec::ALL.last().unwrap_or(&Codec::Json);
+    /// assert_eq!(MemoryEventStore::new().with_codec(codec).codec(), codec);
+    /// ```
+    pub fn with_codec(mut self, codec: Codec) -> Self {
+        self.lock().set_codec(codec);
+        self.codec = codec;
+        self
     }
 
     /// Runs `f` on the store under the lock (for inspection in tests and
@@ -142,5 +161,9 @@ impl EventStore for MemoryEventStore {
 
     async fn read_all(&self, request: &ReadAllRequest) -> Result<ReadAllResponse, StoreError> {
         self.read_all_sync(request)
+    }
+
+    fn codec(&self) -> Codec {
+        self.codec
     }
 }

@@ -2,7 +2,9 @@
 //! object-safe twin [`DynEventStore`].
 
 use crate::BoxFuture;
-use eventcore::{AppendReceipt, AppendRequest, ReadAllRequest, ReadAllResponse, ReadRequest, ReadResponse, StoreError};
+use eventcore::{
+    AppendReceipt, AppendRequest, Codec, ReadAllRequest, ReadAllResponse, ReadRequest, ReadResponse, StoreError,
+};
 use std::future::Future;
 use std::sync::Arc;
 
@@ -42,6 +44,30 @@ pub trait EventStore: Send + Sync + 'static {
             outcomes
         }
     }
+
+    /// The codec the store keeps payloads in, so that executors encode in
+    /// it and the store takes their payloads as they are. Any codec is
+    /// correct with any store (a JSON store converts MessagePack payloads
+    /// to JSON; a MessagePack store keeps JSON ones as JSON:
+    /// [`AppendRequest::for_store`]), only slower. The default is
+    /// [`Codec::Json`]; a wrapper forwards its inner store's.
+    ///
+    /// ```
+    /// use eventcore::Codec;
+    /// use eventcore_store::{DynEventStore, EventStore};
+    /// use std::sync::Arc;
+    /// fn codec_of(store: &impl EventStore) -> Codec {
+    ///     store.codec()
+    /// }
+    /// // Trait objects and pointers answer their store's codec.
+    /// fn shared(store: Arc<dyn DynEventStore>) -> Codec {
+    ///     codec_of(&store)
+    /// }
+    /// # let _ = shared;
+    /// ```
+    fn codec(&self) -> Codec {
+        Codec::Json
+    }
 }
 
 /// [`EventStore`] as a trait object: the same operations returning boxed
@@ -79,6 +105,9 @@ pub trait DynEventStore: Send + Sync + 'static {
         &'a self,
         requests: &'a [AppendRequest],
     ) -> BoxFuture<'a, Vec<Result<AppendReceipt, StoreError>>>;
+
+    /// [`EventStore::codec`].
+    fn codec_dyn(&self) -> Codec;
 }
 
 impl<S: EventStore> DynEventStore for S {
@@ -100,6 +129,10 @@ impl<S: EventStore> DynEventStore for S {
     ) -> BoxFuture<'a, Vec<Result<AppendReceipt, StoreError>>> {
         Box::pin(self.append_batch(requests))
     }
+
+    fn codec_dyn(&self) -> Codec {
+        self.codec()
+    }
 }
 
 impl EventStore for dyn DynEventStore {
@@ -117,6 +150,10 @@ impl EventStore for dyn DynEventStore {
 
     async fn append_batch(&self, requests: &[AppendRequest]) -> Vec<Result<AppendReceipt, StoreError>> {
         self.append_batch_boxed(requests).await
+    }
+
+    fn codec(&self) -> Codec {
+        self.codec_dyn()
     }
 }
 
@@ -148,6 +185,10 @@ macro_rules! forward_event_store {
                 requests: &[AppendRequest],
             ) -> impl Future<Output = Vec<Result<AppendReceipt, StoreError>>> + Send {
                 (**self).append_batch(requests)
+            }
+
+            fn codec(&self) -> Codec {
+                (**self).codec()
             }
         }
     };

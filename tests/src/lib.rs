@@ -27,10 +27,12 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)] // off the simulated path: real clocks and hash maps are fine here (see clippy.toml)
 
 pub mod conformance;
+mod encoding;
 pub mod postgres;
 pub mod snapshot_conformance;
 pub mod subscription_conformance;
 
+pub use encoding::{Encoded, Encoding};
 use eventcore_tokio::EventStore;
 use std::future::Future;
 

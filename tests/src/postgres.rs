@@ -9,6 +9,7 @@
 //! without PostgreSQL.
 
 use crate::StoreFactory;
+use eventcore::Codec;
 use eventcore_postgres::{PostgresOptions, PostgresStore};
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -106,13 +107,17 @@ pub async fn fresh_store_with(options: PostgresOptions) -> Option<PostgresStore>
     Some(store)
 }
 
-/// The conformance factory: every `fresh()` is a new schema.
+/// The conformance factory: every `fresh()` is a new schema, its store
+/// keeping payloads in the factory's codec (JSON unless
+/// [`PostgresFactory::with_codec`] says otherwise).
 ///
 /// Use it through [`postgres_factory!`](crate::postgres_factory), which
 /// returns early from the test (skipping it) when no database answers:
 /// `conformance_suite!(postgres_factory!())`.
 #[derive(Clone, Copy, Debug)]
-pub struct PostgresFactory;
+pub struct PostgresFactory {
+    codec: Codec,
+}
 
 impl PostgresFactory {
     /// The factory if the database answers; `None` (after a loud notice)
@@ -125,7 +130,22 @@ impl PostgresFactory {
         let store = fresh_store("probe").await?;
         let _ = store.drop_schema().await;
         drop_stale_schemas(&store).await;
-        Some(PostgresFactory)
+        Some(PostgresFactory { codec: Codec::Json })
+    }
+
+    /// The same factory, its stores keeping payloads in `codec`
+    /// (`PostgresOptions::codec`).
+    ///
+    /// ```
+    /// # async fn demo() {
+    /// use eventcore::Codec;
+    /// use eventcore_tests::postgres::PostgresFactory;
+    /// let Some(factory) = PostgresFactory::available().await else { return };
+    /// let _binary = factory.with_codec(Codec::MessagePack);
+    /// # }
+    /// ```
+    pub fn with_codec(self, codec: Codec) -> Self {
+        PostgresFactory { codec }
     }
 }
 
@@ -133,7 +153,11 @@ impl StoreFactory for PostgresFactory {
     type Store = PostgresStore;
 
     async fn fresh(&self) -> PostgresStore {
-        match fresh_store("conformance").await {
+        let label = match self.codec {
+            Codec::Json => "conformance",
+            _ => "conformance_bin",
+        };
+        match fresh_store_with(options(label).codec(self.codec)).await {
             Some(store) => store,
             None => panic!("PostgreSQL became unreachable after the probe succeeded"),
         }

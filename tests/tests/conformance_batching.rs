@@ -36,6 +36,24 @@ mod memory {
     async fn concurrent_appends_get_their_own_outcomes() {
         super::contended(BatchingStore::with_options(MemoryEventStore::new(), options())).await;
     }
+
+    /// The same cases on a store keeping payloads in MessagePack, given
+    /// them in MessagePack as an executor over it encodes them.
+    mod messagepack {
+        use super::*;
+
+        struct Batching;
+
+        impl eventcore_tests::StoreFactory for Batching {
+            type Store = BatchingStore<MemoryEventStore>;
+
+            async fn fresh(&self) -> Self::Store {
+                BatchingStore::with_options(MemoryEventStore::new().with_codec(Codec::MessagePack), options())
+            }
+        }
+
+        eventcore_tests::conformance_suite!(eventcore_tests::Encoded(Batching));
+    }
 }
 
 mod postgres {
@@ -54,6 +72,17 @@ mod postgres {
     }
 
     eventcore_tests::conformance_suite!(Batching(eventcore_tests::postgres_factory!()));
+
+    /// The same cases on a store keeping payloads in MessagePack, given
+    /// them in MessagePack: group commit through `append_batch()` with
+    /// binary payloads.
+    mod messagepack {
+        use super::*;
+
+        eventcore_tests::conformance_suite!(eventcore_tests::Encoded(Batching(
+            eventcore_tests::postgres_factory!().with_codec(Codec::MessagePack)
+        )));
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_appends_get_their_own_outcomes() {

@@ -1,4 +1,5 @@
-//! The store conformance suite against the in-memory store.
+//! The store conformance suite against the in-memory store, once with each
+//! payload codec.
 
 struct Memory;
 
@@ -11,3 +12,19 @@ impl eventcore_tests::StoreFactory for Memory {
 }
 
 eventcore_tests::conformance_suite!(Memory);
+
+/// The same cases on a store keeping payloads in MessagePack, given them in
+/// MessagePack as an executor over it encodes them.
+mod messagepack {
+    struct Memory;
+
+    impl eventcore_tests::StoreFactory for Memory {
+        type Store = eventcore_tokio::MemoryEventStore;
+
+        async fn fresh(&self) -> Self::Store {
+            eventcore_tokio::MemoryEventStore::new().with_codec(eventcore::Codec::MessagePack)
+        }
+    }
+
+    eventcore_tests::conformance_suite!(eventcore_tests::Encoded(Memory));
+}

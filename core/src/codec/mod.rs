@@ -8,14 +8,24 @@
 //! own serializer with the enum tag stripped (fields in the order serde
 //! gives them); decoding goes straight from the stored text into the enum,
 //! without an intermediate `Value`.
+//!
+//! With the `binary-codec` feature, [`Codec::MessagePack`](crate::Codec)
+//! encodes the same way into MessagePack bytes (`msgpack.rs`), chosen per
+//! store: [`Event::encode_as`] writes in a given codec, and
+//! [`Event::decode`] reads a payload in whichever codec it was stored.
 
-use crate::{EventType, InvalidEventType, Payload, RecordedEvent};
+use crate::event::PayloadRef;
+use crate::{Codec, EventType, InvalidEventType, Payload, RecordedEvent};
 use serde::de::{self, DeserializeOwned, DeserializeSeed, Visitor};
 use serde::ser::{self, Serialize};
 use std::fmt;
 
 mod evolution;
 pub use evolution::Upcast;
+#[cfg(feature = "binary-codec")]
+pub(crate) mod msgpack;
+#[cfg(feature = "binary-codec")]
+pub use msgpack::{decode_msgpack, encode_msgpack};
 
 /// An event the user's commands emit and fold.
 ///
@@ -102,14 +112,46 @@ pub trait Event: Serialize + DeserializeOwned + Send + 'static {
         encode_event(self)
     }
 
-    /// Rebuilds an event from its stored form: resolves namespace and
-    /// aliases, then upcasts an older schema version through
-    /// [`Event::upcast`].
+    /// Turns the event into its stored form with its payload in `codec`
+    /// (what a command's append is encoded in: its store's codec).
+    /// [`Codec::Json`] is [`Event::encode`]; [`Codec::MessagePack`] is the
+    /// same encoding (type name, namespace, versions) with a MessagePack
+    /// payload. A type that overrides [`Event::encode`] overrides this too
+    /// if it is to be stored in MessagePack its own way.
+    ///
+    /// ```
+    /// use eventcore::{Codec, Event};
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// enum E { Deposited { amount: u64 } }
+    /// impl Event for E {}
+    /// for codec in Codec::ALL {
+    ///     let encoded = E::Deposited { amount: 5 }.encode_as(*codec)?;
+    ///     assert_eq!((encoded.event_type.as_str(), encoded.payload.codec()), ("Deposited", *codec));
+    ///     assert_eq!(encoded.payload.as_json(), r#"{"amount":5}"#);
+    /// }
+    /// # Ok::<(), eventcore::EncodeError>(())
+    /// ```
+    fn encode_as(&self, codec: Codec) -> Result<EncodedEvent, EncodeError> {
+        match codec {
+            Codec::Json => self.encode(),
+            #[cfg(feature = "binary-codec")]
+            Codec::MessagePack => msgpack::encode_with(self, Self::NAMESPACE, evolution::version_of::<Self>),
+        }
+    }
+
+    /// Rebuilds an event from its stored form, in whichever codec its
+    /// payload is: resolves namespace and aliases, then upcasts an older
+    /// schema version through [`Event::upcast`] (a MessagePack payload
+    /// through the same `serde_json::Value` as a JSON one).
     fn decode(event_type: &str, schema_version: u32, payload: &Payload) -> Result<Self, DecodeErrorKind> {
         let variant = evolution::resolve::<Self>(event_type).ok_or(DecodeErrorKind::UnknownEventType)?;
         let current = evolution::version_of::<Self>(variant);
         if schema_version == current {
-            return decode_json(variant, payload.as_json());
+            return match payload.stored() {
+                PayloadRef::Json(text) => decode_json(variant, text),
+                #[cfg(feature = "binary-codec")]
+                PayloadRef::MessagePack(bytes) => decode_msgpack(variant, bytes),
+            };
         }
         if schema_version > current {
             return Err(DecodeErrorKind::UnsupportedSchemaVersion {
@@ -117,8 +159,13 @@ pub trait Event: Serialize + DeserializeOwned + Send + 'static {
                 supported: current,
             });
         }
-        let old: serde_json::Value =
-            serde_json::from_str(payload.as_json()).map_err(|e| DecodeErrorKind::InvalidPayload(e.to_string()))?;
+        let old: serde_json::Value = match payload.stored() {
+            PayloadRef::Json(text) => {
+                serde_json::from_str(text).map_err(|e| DecodeErrorKind::InvalidPayload(e.to_string()))?
+            }
+            #[cfg(feature = "binary-codec")]
+            PayloadRef::MessagePack(bytes) => msgpack::to_value(bytes).map_err(DecodeErrorKind::InvalidPayload)?,
+        };
         let upcast = Self::upcast(variant, schema_version, old)?;
         let text = serde_json::to_string(&upcast).map_err(|e| DecodeErrorKind::InvalidPayload(e.to_string()))?;
         decode_json(variant, &text)
@@ -171,7 +218,8 @@ pub struct EncodedEvent {
     pub event_type: EventType,
     /// Its schema version.
     pub schema_version: u32,
-    /// The JSON payload.
+    /// The payload (JSON from [`Event::encode`]; [`Event::encode_as`] may
+    /// give another codec).
     pub payload: Payload,
 }
 
@@ -193,6 +241,9 @@ pub enum EncodeError {
     /// The derived type name is not a valid event type.
     #[error("event type name is invalid: {0}")]
     InvalidType(#[from] InvalidEventType),
+    /// serde refused to serialize the value as MessagePack.
+    #[error("event could not be serialized as MessagePack: {0}")]
+    MessagePack(String),
 }
 
 /// Why a stored event could not be decoded (without the stream context,
@@ -212,7 +263,8 @@ pub enum DecodeErrorKind {
     /// No variant of the event enum has this name.
     #[error("unknown event type")]
     UnknownEventType,
-    /// The payload did not match the variant's shape, or is not JSON.
+    /// The payload did not match the variant's shape, or is not JSON (or
+    /// MessagePack).
     #[error("payload does not deserialize: {0}")]
     InvalidPayload(String),
     /// One field of the payload did not match the variant's shape.
@@ -369,24 +421,35 @@ fn encode_with<E: Serialize + ?Sized>(
 ) -> Result<EncodedEvent, EncodeError> {
     with_payload_buffer(|buffer| {
         let variant = event.serialize(Untagged(&mut serde_json::Serializer::new(&mut *buffer)))?;
-        let (event_type, schema_version) = match variant {
-            Some(name) => (variant_event_type(namespace, name)?, version_of(name)),
-            None => {
-                let name = short_type_name::<E>();
-                let stored = if namespace.is_empty() {
-                    name.clone()
-                } else {
-                    format!("{namespace}.{name}")
-                };
-                (EventType::new(stored)?, version_of(&name))
-            }
-        };
+        let (event_type, schema_version) = stored_type::<E>(variant, namespace, version_of)?;
         let text = std::str::from_utf8(buffer).map_err(<serde_json::Error as ser::Error>::custom)?;
         Ok(EncodedEvent {
             event_type,
             schema_version,
             payload: Payload::from_trusted_json(text),
         })
+    })
+}
+
+/// The stored type name and version of an encoded event: its variant's
+/// (`variant`, as the untagging serializer answered it) under `namespace`,
+/// or the type's own short name when it is not an enum.
+fn stored_type<E: ?Sized>(
+    variant: Option<&'static str>,
+    namespace: &'static str,
+    version_of: impl Fn(&str) -> u32,
+) -> Result<(EventType, u32), EncodeError> {
+    Ok(match variant {
+        Some(name) => (variant_event_type(namespace, name)?, version_of(name)),
+        None => {
+            let name = short_type_name::<E>();
+            let stored = if namespace.is_empty() {
+                name.clone()
+            } else {
+                format!("{namespace}.{name}")
+            };
+            (EventType::new(stored)?, version_of(&name))
+        }
     })
 }
 
@@ -506,7 +569,13 @@ fn field_error<E: DeserializeOwned>(event_type: &str, payload: &str) -> Option<D
         unknown_variant: &mut unknown_variant,
     };
     let error = serde_path_to_error::deserialize::<_, E>(stored).err()?;
-    let path = error.path().to_string();
+    invalid_field(event_type, error.path(), error.inner().to_string())
+}
+
+/// The error naming the field at `path` (as serde_path_to_error found it,
+/// starting with the variant), if it names one.
+fn invalid_field(event_type: &str, path: &serde_path_to_error::Path, reason: String) -> Option<DecodeErrorKind> {
+    let path = path.to_string();
     // The first segment is the variant itself (the enum's tag).
     let path = path
         .strip_prefix(event_type)
@@ -516,10 +585,7 @@ fn field_error<E: DeserializeOwned>(event_type: &str, payload: &str) -> Option<D
     if path.is_empty() || path == "?" {
         return None;
     }
-    Some(DecodeErrorKind::InvalidField {
-        path,
-        reason: error.into_inner().to_string(),
-    })
+    Some(DecodeErrorKind::InvalidField { path, reason })
 }
 
 fn short_type_name<E: ?Sized>() -> String {

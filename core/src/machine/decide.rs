@@ -177,7 +177,7 @@ impl<C: Command> CommandMachine<C> {
             };
             let mut new_events = Vec::with_capacity(count);
             for (_, event) in events.iter().filter(|(s, _)| s == &cursor.stream) {
-                let encoded = event.encode().map_err(|source| CommandError::Encode {
+                let encoded = event.encode_as(self.codec).map_err(|source| CommandError::Encode {
                     stream: cursor.stream.clone(),
                     source,
                 })?;

@@ -19,8 +19,8 @@ use crate::entropy::Entropy;
 use crate::store::{AppendReceipt, AppendRequest, Operation, ReadRequest, ReadResponse, StoreError, StreamRead};
 use crate::view::ViewKind;
 use crate::{
-    Command, CommandId, EventId, ExecutionPolicy, GlobalPosition, RecordedEvent, RequestId, RequestIds, StreamId,
-    StreamVersion, Time,
+    Codec, Command, CommandId, EventId, ExecutionPolicy, GlobalPosition, RecordedEvent, RequestId, RequestIds,
+    StreamId, StreamVersion, Time,
 };
 use std::sync::Arc;
 
@@ -185,6 +185,8 @@ pub struct CommandMachine<C: Command> {
     /// of the store: the driver must drop those cache entries.
     stale_views: Vec<(StreamId, ViewKind)>,
     stats: ExecutionStats,
+    /// The codec the append's payloads are encoded in: the store's.
+    codec: Codec,
 }
 
 impl<C: Command> CommandMachine<C> {
@@ -226,6 +228,7 @@ impl<C: Command> CommandMachine<C> {
             decided: Vec::new(),
             stale_views: Vec::new(),
             stats: ExecutionStats::default(),
+            codec: Codec::Json,
         };
         if machine.cursors.is_empty() {
             machine.finish(Err(CommandError::NoStreams));
@@ -236,6 +239,46 @@ impl<C: Command> CommandMachine<C> {
             }));
         }
         machine
+    }
+
+    /// Encodes the append's payloads in `codec` (the default is
+    /// [`Codec::Json`]): drivers pass their store's
+    /// (`EventStore::codec`), so that the store keeps the payloads as they
+    /// come. Any codec is correct with any store
+    /// ([`AppendRequest::for_store`](crate::AppendRequest::for_store)), only
+    /// slower.
+    ///
+    /// ```
+    /// # use eventcore::*;
+    /// # #[derive(serde::Serialize, serde::Deserialize)] enum Ev { Opened }
+    /// # impl Event for Ev {}
+    /// # #[derive(Debug, thiserror::Error)] #[error("never")] struct Never;
+    /// # struct Open(StreamId);
+    /// # impl Command for Open {
+    /// #     type Event = Ev; type State = (); type Error = Never;
+    /// #     fn streams(&self) -> Vec<StreamId> { vec![self.0.clone()] }
+    /// #     fn apply(&self, _: &mut (), _: &StreamId, _: &Ev) {}
+    /// #     fn decide(&self, _: &(), out: &mut Decision<Ev>) -> Result<(), Never> { out.emit(&self.0, Ev::Opened); Ok(()) }
+    /// # }
+    /// let now = Time::from_unix_millis(1);
+    /// let ctx = ExecutionContext::new(CommandId::v7(now, [1; 10]));
+    /// let codec = *Codec::ALL.last().unwrap_or(&Codec::Json);
+    /// let mut m = CommandMachine::new(Open(StreamId::new("s")?), ExecutionPolicy::default(), ctx, now, 1).with_codec(codec);
+    /// let Step::Read { id, request, .. } = m.poll() else { panic!("reads first") };
+    /// m.on_read(id, Ok(ReadResponse { streams: vec![StreamSlice {
+    ///     stream: request.streams[0].stream.clone(), head: StreamVersion::NONE, events: vec![] }] }), now);
+    /// let Step::Append { request, .. } = m.poll() else { panic!("then appends") };
+    /// assert_eq!(request.streams[0].events[0].payload.codec(), codec);
+    /// # Ok::<(), InvalidStreamId>(())
+    /// ```
+    pub fn with_codec(mut self, codec: Codec) -> Self {
+        self.codec = codec;
+        self
+    }
+
+    /// The codec the append's payloads are encoded in.
+    pub fn codec(&self) -> Codec {
+        self.codec
     }
 
     /// The execution's command id.

@@ -3,7 +3,8 @@
 
 use super::read::first_duplicate;
 use super::InvalidAppend;
-use crate::{EventMetadata, ExpectedVersion, GlobalPosition, NewEvent, StreamId, StreamVersion};
+use crate::{Codec, EventMetadata, ExpectedVersion, GlobalPosition, NewEvent, StreamId, StreamVersion};
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// Append events to several streams atomically.
@@ -106,6 +107,69 @@ impl AppendRequest {
             }
         }
         Ok(())
+    }
+
+    /// The request as a store whose codec is `codec` keeps it. A JSON store
+    /// holds JSON only: a MessagePack payload is replaced by its JSON
+    /// rendering, which decodes to the same event. A MessagePack store keeps
+    /// every payload in the codec it arrives in, JSON included: converting
+    /// JSON to MessagePack would lose what only the JSON decoder knows (a
+    /// map's integer keys, which JSON writes as strings, decode back into
+    /// integers from JSON text but not from MessagePack). Usually nothing
+    /// changes and the request itself is returned: executors encode in their
+    /// store's codec ([`crate::CommandMachine::with_codec`]). When a payload
+    /// is converted, every payload is first checked with
+    /// [`crate::Payload::check_storable`], in request order, so a payload no
+    /// store could hold is refused as a store refuses it:
+    /// [`InvalidAppend::Rejected`] naming its stream.
+    ///
+    /// ```
+    /// use eventcore::*;
+    /// use std::borrow::Cow;
+    /// use std::sync::Arc;
+    /// let meta = Arc::new(EventMetadata::new(CommandId::v7(Time::ZERO, [0; 10]), Time::ZERO));
+    /// let event = |payload: Payload| NewEvent {
+    ///     event_id: EventId::v7(Time::ZERO, [1; 10]),
+    ///     event_type: EventType::new("Noted").expect("valid"),
+    ///     schema_version: 1,
+    ///     payload,
+    /// };
+    /// let json = Payload::from_trusted_json(r#"{"n":1}"#);
+    /// let append = AppendRequest {
+    ///     metadata: meta,
+    ///     streams: vec![StreamAppend {
+    ///         stream: StreamId::new("s")?,
+    ///         expected: ExpectedVersion::Any,
+    ///         events: Codec::ALL.iter().map(|c| event(json.to_codec(*c).expect("converts"))).collect(),
+    ///     }],
+    /// };
+    /// let stored = append.for_store(Codec::Json)?;
+    /// assert!(stored.streams[0].events.iter().all(|e| e.payload == json), "a JSON store holds JSON only");
+    /// for codec in Codec::ALL.iter().filter(|c| **c != Codec::Json) {
+    ///     assert!(matches!(append.for_store(*codec)?, Cow::Borrowed(_)), "kept as they come");
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn for_store(&self, codec: Codec) -> Result<Cow<'_, AppendRequest>, InvalidAppend> {
+        let converts = |event: &NewEvent| codec == Codec::Json && event.payload.codec() != Codec::Json;
+        if !self.streams.iter().flat_map(|entry| &entry.events).any(converts) {
+            return Ok(Cow::Borrowed(self));
+        }
+        let mut converted = self.clone();
+        for entry in &mut converted.streams {
+            for event in &mut entry.events {
+                let reject = |reason: String| InvalidAppend::Rejected {
+                    stream: entry.stream.clone(),
+                    reason: format!("{} event: {reason}", event.event_type),
+                };
+                event.payload.check_storable().map_err(reject)?;
+                if converts(event) {
+                    let payload = event.payload.to_codec(codec).map_err(|e| reject(e.to_string()))?;
+                    event.payload = payload;
+                }
+            }
+        }
+        Ok(Cow::Owned(converted))
     }
 }
 

@@ -24,7 +24,8 @@
 //!    `complete_through`);
 //! 6. `bad_input`: bad input, refused with a typed error and without
 //!    changing anything;
-//! 7. `round_trip`: exact round trip of events and their metadata;
+//! 7. `round_trip`: exact round trip of events and their metadata, and of
+//!    payloads in either codec;
 //! 8. `concurrency`: concurrency and cancellation: no lost update, one
 //!    commit per command id, atomic visibility, a global reader that never
 //!    misses an event, and appends dropped part-way that are all-or-nothing.
@@ -367,6 +368,7 @@ macro_rules! conformance_suite {
             a_payload_that_is_not_storable_json_is_refused,
             a_read_naming_a_stream_twice_is_refused,
             events_and_metadata_round_trip_exactly,
+            payloads_in_either_codec_read_back_as_the_same_event,
             concurrent_exact_appends_lose_no_update,
             concurrent_appends_with_one_command_id_commit_once,
             concurrent_overlapping_multi_stream_appends_stay_atomic,

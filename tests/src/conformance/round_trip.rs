@@ -82,3 +82,63 @@ pub async fn events_and_metadata_round_trip_exactly<F: StoreFactory>(factory: F)
     let last = read(&store, std::slice::from_ref(&a)).await[0].events[3].clone();
     assert_eq!(*last.metadata, plain);
 }
+
+/// A payload arrives in either codec and reads back, through a stream read
+/// and through `read_all`, as the same JSON value and the same event. A JSON
+/// store ([`EventStore::codec`]) holds JSON only; a MessagePack one keeps
+/// each payload in its store's codec or the codec it came in
+/// ([`AppendRequest::for_store`]).
+pub async fn payloads_in_either_codec_read_back_as_the_same_event<F: StoreFactory>(factory: F) {
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+    enum Noted {
+        Noted { text: String, n: u64, tags: Vec<String> },
+    }
+    impl Event for Noted {}
+
+    let store = factory.fresh().await;
+    let s = stream("codecs");
+    let event = Noted::Noted {
+        text: "café ☕ \"quoted\"".to_owned(),
+        n: u64::MAX,
+        tags: vec!["a".to_owned(), String::new()],
+    };
+    let value = serde_json::json!({ "text": "café ☕ \"quoted\"", "n": u64::MAX, "tags": ["a", ""] });
+    let sent: Vec<NewEvent> = Codec::ALL
+        .iter()
+        .map(|codec| {
+            let encoded = event.encode_as(*codec).expect("the event encodes in every codec");
+            assert_eq!(encoded.payload.codec(), *codec);
+            NewEvent {
+                event_id: EventId::v7(suite_time(), unique_entropy()),
+                event_type: encoded.event_type,
+                schema_version: encoded.schema_version,
+                payload: encoded.payload,
+            }
+        })
+        .collect();
+    assert!(sent.len() > 1, "the suite runs with the binary codec built in");
+    commit(
+        &store,
+        &Append::new()
+            .with_events(&s, ExpectedVersion::NoStream, sent.clone())
+            .build(),
+    )
+    .await;
+    let slice = read(&store, std::slice::from_ref(&s)).await.remove(0);
+    let sent_ids: Vec<EventId> = sent.iter().map(|e| e.event_id).collect();
+    assert_eq!(event_ids(&slice.events), sent_ids);
+    for (got, want) in slice.events.iter().zip(&sent) {
+        let kept = got.payload.codec();
+        match store.codec() {
+            Codec::Json => assert_eq!(kept, Codec::Json, "a JSON store holds JSON only"),
+            codec => assert!(kept == codec || kept == want.payload.codec(), "kept in {kept}"),
+        }
+        assert_eq!(json_of(&got.payload), value);
+        assert_eq!(decode_recorded::<Noted>(got).expect("decodes"), event);
+    }
+    assert_eq!(
+        global_log(&store).await,
+        slice.events,
+        "read_all returns the very same events"
+    );
+}

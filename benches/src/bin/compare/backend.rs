@@ -1,6 +1,7 @@
 //! Which store the EventCore side runs on.
 
 use crate::{Config, Row};
+use eventcore::Codec;
 use eventcore_postgres::{PgSnapshotStore, PostgresOptions, PostgresStore};
 use eventcore_tokio::{EventStore, MemoryEventStore, MemorySnapshotStore, SnapshotStore};
 use std::future::Future;
@@ -28,13 +29,15 @@ pub trait Backend {
 }
 
 /// The in-memory store (validates the harness; ratios mean nothing).
-pub struct Memory;
+pub struct Memory {
+    codec: Codec,
+}
 
 impl Backend for Memory {
     type Store = MemoryEventStore;
 
     async fn fresh(&self, _schema: &str, _connections: u32) -> Result<MemoryEventStore, String> {
-        Ok(MemoryEventStore::new())
+        Ok(MemoryEventStore::new().with_codec(self.codec))
     }
 
     type Snapshots = MemorySnapshotStore;
@@ -48,9 +51,11 @@ impl Backend for Memory {
     }
 }
 
-/// `eventcore-postgres` on the same database as the raw floor.
+/// `eventcore-postgres` on the same database as the raw floor, keeping
+/// payloads in `codec`.
 pub struct Postgres {
     url: String,
+    codec: Codec,
 }
 
 impl Backend for Postgres {
@@ -59,7 +64,8 @@ impl Backend for Postgres {
     async fn fresh(&self, schema: &str, connections: u32) -> Result<PostgresStore, String> {
         let options = PostgresOptions::new(&self.url)
             .schema(schema)
-            .max_connections(connections);
+            .max_connections(connections)
+            .codec(self.codec);
         let store = PostgresStore::connect_with(options).await.map_err(|e| e.to_string())?;
         store.drop_schema().await.map_err(|e| e.to_string())?;
         store.migrate().await.map_err(|e| e.to_string())?;
@@ -77,11 +83,20 @@ impl Backend for Postgres {
     }
 }
 
-/// Runs every workload on the store `cfg.store` names.
+/// Runs every workload on the store `cfg.store` names, once per codec of
+/// `cfg.codecs`.
 pub async fn run_with(cfg: &Config) -> Result<Vec<Row>, String> {
-    match cfg.store.as_str() {
-        "postgres" => crate::run(cfg, &Postgres { url: cfg.url.clone() }).await,
-        "memory" => crate::run(cfg, &Memory).await,
-        other => Err(format!("unknown store {other}: use postgres or memory")),
+    let mut rows = Vec::new();
+    for &codec in &cfg.codecs {
+        let more = match cfg.store.as_str() {
+            "postgres" => {
+                let url = cfg.url.clone();
+                crate::run(cfg, &Postgres { url, codec }, codec).await?
+            }
+            "memory" => crate::run(cfg, &Memory { codec }, codec).await?,
+            other => return Err(format!("unknown store {other}: use postgres or memory")),
+        };
+        rows.extend(more);
     }
+    Ok(rows)
 }

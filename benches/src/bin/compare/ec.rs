@@ -7,7 +7,7 @@ use eventcore::{
     ReadAllRequest, ReadAllResponse, ReadRequest, ReadResponse, StoreError, StreamId, Time,
 };
 use eventcore_benches::bank::{account, AccountEvent, OpenAccount, PlainTransfer, Transfer};
-use eventcore_benches::{append_request, Deposit, DepositMany, Replay, Totals};
+use eventcore_benches::{append_request_in, Deposit, DepositMany, Replay, Totals};
 use eventcore_tokio::{EventStore, Executor};
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -212,6 +212,10 @@ impl<S: EventStore> EventStore for Counting<S> {
     async fn append_batch(&self, requests: &[AppendRequest]) -> Vec<Result<AppendReceipt, StoreError>> {
         self.inner.append_batch(requests).await
     }
+
+    fn codec(&self) -> eventcore::Codec {
+        self.inner.codec()
+    }
 }
 
 /// The first command of a fresh executor on a stream, timed.
@@ -263,7 +267,7 @@ pub async fn load<S: EventStore>(
     for chunk in events.chunks(per_append) {
         let expected = ExpectedVersion::from_read(eventcore::StreamVersion::new(version));
         let n = REQUESTS.fetch_add(1, Ordering::Relaxed);
-        let request = append_request(stream, expected, chunk, now(), n);
+        let request = append_request_in(store.codec(), stream, expected, chunk, now(), n);
         store.append(&request).await.map_err(|e| e.to_string())?;
         version += chunk.len() as u64;
     }
@@ -365,7 +369,8 @@ impl<S: EventStore> DirectWriter<S> {
     pub async fn append(mut self) -> (Self, Outcome) {
         let events = vec![AccountEvent::Deposited { amount: 1 }; self.count];
         let expected = ExpectedVersion::from_read(eventcore::StreamVersion::new(self.version));
-        let request = append_request(
+        let request = append_request_in(
+            self.store.codec(),
             &self.stream,
             expected,
             &events,

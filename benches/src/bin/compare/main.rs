@@ -2,7 +2,7 @@
 //! the same run, one line per workload.
 //!
 //! ```text
-//! cargo run --release -p eventcore-benches --bin compare -- [--secs N] [--short] [--store postgres|memory] [--only W1,W2,...]
+//! cargo run --release -p eventcore-benches --bin compare -- [--secs N] [--short] [--store postgres|memory] [--only W1,W2,...] [--codec json|msgpack|both]
 //! ```
 //!
 //! Each workload runs on both sides in fresh schemas of their own, after a
@@ -19,7 +19,7 @@ mod long;
 mod raw;
 
 use backend::Backend;
-use eventcore::StreamId;
+use eventcore::{Codec, StreamId};
 use eventcore_benches::bank::AccountEvent;
 use eventcore_benches::stream;
 use eventcore_tokio::{BatchingOptions, BatchingStore, Executor};
@@ -61,6 +61,8 @@ pub struct Config {
     pub cold_events: usize,
     /// Cold starts (and full folds) measured, a fresh executor each.
     pub cold_reps: usize,
+    /// The payload codecs the EventCore side's store keeps, one pass each.
+    pub codecs: Vec<Codec>,
 }
 
 impl Config {
@@ -79,6 +81,7 @@ fn parse_args() -> Result<Config> {
     let mut only = Vec::new();
     let mut store = backend::DEFAULT.to_string();
     let mut batch_in_flight = 1usize;
+    let mut codecs = vec![Codec::Json];
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -92,18 +95,27 @@ fn parse_args() -> Result<Config> {
                 batch_in_flight = v.parse().map_err(|_| format!("--batch-in-flight: not a number: {v}"))?;
             }
             "--store" => store = args.next().ok_or("--store needs postgres or memory")?,
+            "--codec" => {
+                codecs = match args.next().as_deref() {
+                    Some("json") => vec![Codec::Json],
+                    Some("msgpack") => vec![Codec::MessagePack],
+                    Some("both") => vec![Codec::Json, Codec::MessagePack],
+                    _ => return Err("--codec needs json, msgpack or both".into()),
+                }
+            }
             "--only" => {
                 let v = args.next().ok_or("--only needs a list such as W1,W3")?;
                 only = v.split(',').map(|s| s.trim().to_string()).collect();
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: compare [--secs N] [--short] [--store postgres|memory] [--only W1,W2,W3,W4,W5,W1s,B,W2L,C]\n\
+                    "usage: compare [--secs N] [--short] [--store postgres|memory] [--only W1,W2,W3,W4,W5,W1s,B,W2L,C] [--codec json|msgpack|both]\n\
                      Runs each workload on EventCore and on a raw-SQL floor (plain sqlx) against DATABASE_URL\n\
                      (default postgres://postgres@127.0.0.1:5432/postgres) and prints both rates and their ratio.\n\
                      --secs N   measured seconds per side and workload (default 10)\n\
                      --short    a quick smoke run (CI): 0.3 s per side, small data sets\n\
                      --batch-in-flight N   batches in flight at once in the batching rows (default 1)\n\
+                     --codec C  the payload codec of EventCore's store: json (default), msgpack, or both (every row once per codec)\n\
                      W2L: transfers over long streams (accounts of 2,000 events; view Transfer, then PlainTransfer)\n\
                      C:   cold start of a fresh executor on a stream of 100,000 events from a snapshot, against a full fold"
                 );
@@ -147,6 +159,7 @@ fn parse_args() -> Result<Config> {
         long_events,
         cold_events,
         cold_reps,
+        codecs,
     })
 }
 
@@ -616,18 +629,22 @@ async fn describe(cfg: &Config) -> Result<String> {
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     Ok(format!(
-        "machine: {cores} cores, {cpu}\nPostgreSQL {version}: {}\nEventCore store: {}\ncommand: {}\nper side and workload: {:.1} s measured (ABBA halves) after {:.1} s warm-up",
+        "machine: {cores} cores, {cpu}\nPostgreSQL {version}: {}\nEventCore store: {}, payloads in {}\ncommand: {}\nper side and workload: {:.1} s measured (ABBA halves) after {:.1} s warm-up",
         settings.join(", "),
         cfg.store,
+        cfg.codecs.iter().map(|c| c.name()).collect::<Vec<_>>().join(" then "),
         cfg.command_line,
         cfg.measure.as_secs_f64(),
         cfg.warmup.as_secs_f64(),
     ))
 }
 
-async fn run<B: Backend>(cfg: &Config, backend: &B) -> Result<Vec<Row>> {
+async fn run<B: Backend>(cfg: &Config, backend: &B, codec: Codec) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     let mut report = |mut row: Row| {
+        if codec != Codec::Json {
+            row.workload.push_str(&format!(" [{codec}]"));
+        }
         println!("{}", row.line());
         rows.push(row);
     };
