@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Semaphore};
+use tracing::Instrument;
 
 /// How appends are grouped.
 ///
@@ -268,11 +269,16 @@ impl<S: EventStore> Worker<S> {
             self.counters.batches.fetch_add(1, Ordering::Relaxed);
             self.counters.appends.fetch_add(jobs.len() as u64, Ordering::Relaxed);
             self.counters.queued.fetch_sub(jobs.len(), Ordering::Relaxed);
+            crate::metrics::append_batch(jobs.len(), events);
+            let span = tracing::info_span!("group_commit", requests = jobs.len(), events);
             let inner = self.inner.clone();
-            tokio::spawn(async move {
-                let _slot = slot;
-                commit(&*inner, jobs).await;
-            });
+            tokio::spawn(
+                async move {
+                    let _slot = slot;
+                    commit(&*inner, jobs).await;
+                }
+                .instrument(span),
+            );
         }
     }
 }

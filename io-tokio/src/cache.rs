@@ -74,8 +74,12 @@ impl StreamCache {
     }
 
     /// The cached prefix of `stream` (from version 1), as shared chunks.
+    /// Each call counts as a hit or a miss
+    /// (`eventcore_stream_cache_{hits,misses}_total`).
     pub fn snapshot(&self, stream: &StreamId) -> Option<Vec<Arc<Vec<RecordedEvent>>>> {
-        self.lock().prefix(stream)
+        let prefix = self.lock().prefix(stream);
+        crate::metrics::stream_cache(prefix.is_some());
+        prefix
     }
 
     /// Learns from a read the executor passed through.

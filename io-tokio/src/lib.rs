@@ -35,6 +35,7 @@ mod dead_letter;
 mod executor;
 mod lease;
 mod memory;
+pub mod metrics;
 mod notify;
 mod projection;
 mod snapshot;

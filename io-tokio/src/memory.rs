@@ -1,5 +1,6 @@
 //! The in-memory store behind a mutex, for services and tests on tokio.
 
+use crate::metrics::{self, StoreOp};
 use crate::notify::HeadWatch;
 use crate::sync::{Arc, Mutex, MutexGuard};
 use crate::EventStore;
@@ -150,17 +151,51 @@ impl MemoryEventStore {
     }
 }
 
+// Each operation runs in a `store.*` span and is timed
+// (`eventcore_store_operation_duration_seconds`); see `metrics.rs`.
 impl EventStore for MemoryEventStore {
     async fn read(&self, request: &ReadRequest) -> Result<ReadResponse, StoreError> {
-        self.read_sync(request)
+        let span = tracing::info_span!(
+            "store.read",
+            store = "memory",
+            operation = "read",
+            streams = request.streams.len()
+        );
+        let _entered = span.enter();
+        let started = std::time::Instant::now();
+        let result = self.read_sync(request);
+        metrics::store_operation(StoreOp::Read, started, &result);
+        result
     }
 
     async fn append(&self, request: &AppendRequest) -> Result<AppendReceipt, StoreError> {
-        self.append_sync(request)
+        let span = tracing::info_span!(
+            "store.append",
+            store = "memory",
+            operation = "append",
+            streams = request.streams.len(),
+            events = request.event_count()
+        );
+        let _entered = span.enter();
+        let started = std::time::Instant::now();
+        let result = self.append_sync(request);
+        metrics::store_operation(StoreOp::Append, started, &result);
+        result
     }
 
     async fn read_all(&self, request: &ReadAllRequest) -> Result<ReadAllResponse, StoreError> {
-        self.read_all_sync(request)
+        let span = tracing::info_span!(
+            "store.read_all",
+            store = "memory",
+            operation = "read_all",
+            after = request.after.get(),
+            limit = request.limit.get()
+        );
+        let _entered = span.enter();
+        let started = std::time::Instant::now();
+        let result = self.read_all_sync(request);
+        metrics::store_operation(StoreOp::ReadAll, started, &result);
+        result
     }
 
     fn codec(&self) -> Codec {

@@ -166,12 +166,14 @@ impl ViewSupport {
         match &self.cache {
             Some(cache) => {
                 let mut cache = cache.lock();
+                let looked_up = wanted.len();
                 for (stream, kind) in wanted {
                     let primed = cache.get(&stream, kind).is_some_and(|view| machine.prime_view(view));
                     if !primed {
                         misses.push((stream, kind));
                     }
                 }
+                crate::metrics::view_cache((looked_up - misses.len()) as u64, misses.len() as u64);
             }
             None => misses = wanted,
         }

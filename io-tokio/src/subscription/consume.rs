@@ -7,14 +7,16 @@ use super::lease::Hold;
 use super::runner::mix;
 use super::status::publish;
 use super::{RunError, RunSummary, Runner, RunnerState, Sink};
+use crate::metrics::{SubscriptionFailure, SubscriptionMetrics};
 use crate::{DeadLetter, DeadLetterStore, EventStore, LeaseStore};
 use eventcore::{
-    ConsumerError, GlobalPosition, HandleError, ReadAllResponse, RequestId, StoreError, SubscriptionError,
+    Batch, ConsumerError, GlobalPosition, HandleError, ReadAllResponse, RequestId, StoreError, SubscriptionError,
     SubscriptionMachine, SubscriptionStep,
 };
 use std::future::Future;
 use std::pin::Pin;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 impl<S: EventStore, K: Sink, L: LeaseStore, D: DeadLetterStore> Runner<S, K, L, D> {
     pub(super) async fn consume(
@@ -56,9 +58,12 @@ impl<S: EventStore, K: Sink, L: LeaseStore, D: DeadLetterStore> Runner<S, K, L, 
             ..
         } = self;
         let clock = *clock;
+        let mut observed = SubscriptionMetrics::new(name);
+        observed.saw_head(checkpoint);
         let mut wakeups = wakeups.clone();
         if let Some(w) = wakeups.as_mut() {
             let head = *w.borrow_and_update();
+            observed.saw_head(head);
             machine.on_head(head, clock.now());
         }
 
@@ -82,10 +87,15 @@ impl<S: EventStore, K: Sink, L: LeaseStore, D: DeadLetterStore> Runner<S, K, L, 
                         let Some(sink) = idle_sink.take() else {
                             return Err(internal("a delivery while the consumer is busy"));
                         };
-                        work = Some(Box::pin(async move {
-                            let result = sink.handle(&batch).await;
-                            (sink, Work::Handled(batch.id, result))
-                        }));
+                        observed.delivered(&batch.events, clock.now());
+                        let span = batch_span(name, &batch);
+                        work = Some(Box::pin(
+                            async move {
+                                let result = sink.handle(&batch).await;
+                                (sink, Work::Handled(batch.id, result))
+                            }
+                            .instrument(span),
+                        ));
                     }
                     SubscriptionStep::SaveCheckpoint { id, position } => {
                         let Some(sink) = idle_sink.take() else {
@@ -108,7 +118,7 @@ impl<S: EventStore, K: Sink, L: LeaseStore, D: DeadLetterStore> Runner<S, K, L, 
                         };
                         let dead_letters = &*dead_letters;
                         work = Some(Box::pin(async move {
-                            tracing::warn!(poison = %letter.poison, "parking poison event");
+                            tracing::warn!(subscription = %letter.subscription, poison = %letter.poison, "parking poison event");
                             let result = dead_letters.park(letter).await.map_err(ConsumerError::from);
                             (sink, Work::Parked(id, result))
                         }));
@@ -132,6 +142,7 @@ impl<S: EventStore, K: Sink, L: LeaseStore, D: DeadLetterStore> Runner<S, K, L, 
             };
             let caught_up = machine.is_caught_up();
             publish(status, &machine, caught_up);
+            observed.progress(machine.handled_through(), caught_up);
             if until_caught_up && caught_up && !shutting_down {
                 shutting_down = true;
                 machine.on_shutdown(clock.now());
@@ -159,18 +170,49 @@ impl<S: EventStore, K: Sink, L: LeaseStore, D: DeadLetterStore> Runner<S, K, L, 
                     work = None;
                     idle_sink = Some(sink);
                     match done {
-                        Work::Handled(id, result) => machine.on_handled(id, result, now),
-                        Work::Saved(id, result) => machine.on_checkpoint_saved(id, result, now),
-                        Work::Parked(id, result) => machine.on_parked(id, result, now),
+                        Work::Handled(id, result) => {
+                            if let Err(error) = &result {
+                                observed.failed(SubscriptionFailure::Handle);
+                                tracing::warn!(subscription = %name, %error, "batch failed");
+                            }
+                            machine.on_handled(id, result, now);
+                        }
+                        Work::Saved(id, result) => {
+                            if let Err(error) = &result {
+                                observed.failed(SubscriptionFailure::Checkpoint);
+                                tracing::warn!(subscription = %name, %error, "checkpoint save failed");
+                            }
+                            machine.on_checkpoint_saved(id, result, now);
+                        }
+                        Work::Parked(id, result) => {
+                            if let Err(error) = &result {
+                                observed.failed(SubscriptionFailure::Park);
+                                tracing::error!(subscription = %name, %error, "parking a poison event failed");
+                            }
+                            machine.on_parked(id, result, now);
+                        }
                     }
                 }
                 Input::Fetched(id, result) => {
                     fetch = None;
+                    match &result {
+                        Ok(answer) => {
+                            observed.saw_head(answer.complete_through);
+                            if let Some(last) = answer.events.last() {
+                                observed.saw_head(last.position);
+                            }
+                        }
+                        Err(error) => {
+                            observed.failed(SubscriptionFailure::Fetch);
+                            tracing::warn!(subscription = %name, %error, "fetch from the log failed");
+                        }
+                    }
                     machine.on_fetched(id, result, now);
                 }
                 Input::Notified(open) => match wakeups.as_mut() {
                     Some(rx) if open => {
                         let head = *rx.borrow_and_update();
+                        observed.saw_head(head);
                         machine.on_head(head, now);
                     }
                     _ => {
@@ -184,6 +226,19 @@ impl<S: EventStore, K: Sink, L: LeaseStore, D: DeadLetterStore> Runner<S, K, L, 
             }
         }
     }
+}
+
+/// The span of one batch handed to the consumer (a subscriber, or a
+/// projection's transaction), carrying the subscription's name.
+fn batch_span(name: &str, batch: &Batch) -> tracing::Span {
+    tracing::info_span!(
+        "subscription.batch",
+        subscription = %name,
+        events = batch.events.len(),
+        first = batch.events.first().map(|e| e.position.get()),
+        last = batch.last_position().map(|p| p.get()),
+        checkpoint = batch.checkpoint.get(),
+    )
 }
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -54,12 +54,12 @@ impl<S: EventStore, K: Sink, L: LeaseStore, D: DeadLetterStore> Runner<S, K, L, 
                             machine.on_acquired(id, Ok(None), now);
                         }
                         Ok(Err(LeaseError::Transient(message))) => {
-                            tracing::debug!(%message, "lease store unavailable");
+                            tracing::warn!(subscription = %self.name, %message, "lease store unavailable; retrying");
                             machine.on_acquired(id, Err(LeaseFailure::Transient(message)), now);
                         }
                         Ok(Err(error)) => return Err(error.into()),
                         Err(_elapsed) => {
-                            tracing::debug!("lease acquisition timed out");
+                            tracing::warn!(subscription = %self.name, "lease acquisition timed out; retrying");
                             machine.on_wake(now);
                         }
                     }
@@ -120,13 +120,13 @@ impl Hold {
                             self.machine.on_renewed(id, Ok(()), now);
                         }
                         Ok(Err(LeaseError::Transient(message))) => {
-                            tracing::debug!(%message, "lease renewal failed; retrying");
+                            tracing::warn!(subscription = %self.lease.name, %message, "lease renewal failed; retrying");
                             self.machine.on_renewed(id, Err(LeaseFailure::Transient(message)), now);
                         }
                         Ok(Err(LeaseError::Lost { .. })) => self.machine.on_renewed(id, Err(LeaseFailure::Lost), now),
                         Ok(Err(error)) => return Err(error.into()),
                         Err(_elapsed) => {
-                            tracing::debug!("lease renewal timed out");
+                            tracing::warn!(subscription = %self.lease.name, "lease renewal timed out; retrying");
                             self.machine.on_wake(now);
                         }
                     }

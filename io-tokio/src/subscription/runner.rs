@@ -9,6 +9,7 @@ use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 #[cfg(doc)]
 use eventcore::SubscriptionMachine;
@@ -217,10 +218,10 @@ impl<S: EventStore, K: Sink, L: LeaseStore, D: DeadLetterStore> Runner<S, K, L, 
         shutdown: impl Future<Output = ()> + Send,
         until_caught_up: bool,
     ) -> Result<RunSummary, RunError> {
-        let span = tracing::info_span!("subscription", name = %self.name, holder = %self.holder);
+        let span = tracing::info_span!("subscription", subscription = %self.name, holder = %self.holder);
         tokio::pin!(shutdown);
         self.runs += 1;
-        let Some(hold) = self.acquire(&mut shutdown).await? else {
+        let Some(hold) = self.acquire(&mut shutdown).instrument(span.clone()).await? else {
             self.update(|s| s.state = RunnerState::Stopped);
             return Ok(RunSummary {
                 checkpoint: None,
@@ -228,15 +229,18 @@ impl<S: EventStore, K: Sink, L: LeaseStore, D: DeadLetterStore> Runner<S, K, L, 
             });
         };
         let lease = hold.lease().clone();
-        tracing::debug!(parent: &span, token = %lease.token, "lease acquired");
-        let result = self.consume(hold, &mut shutdown, until_caught_up).await;
+        tracing::info!(parent: &span, token = %lease.token, "lease acquired");
+        let result = self
+            .consume(hold, &mut shutdown, until_caught_up)
+            .instrument(span.clone())
+            .await;
         // Best effort: if the lease was lost it is not ours to release, and
         // an unreleased lease simply expires.
         let _ = self.leases.release(&lease).await;
         self.update(|s| s.state = RunnerState::Stopped);
         match &result {
             Ok(summary) => tracing::debug!(parent: &span, checkpoint = ?summary.checkpoint, "subscription stopped"),
-            Err(error) => tracing::warn!(parent: &span, %error, "subscription failed"),
+            Err(error) => tracing::error!(parent: &span, %error, "subscription failed"),
         }
         result
     }
