@@ -18,7 +18,7 @@
 //! own, so that its error is exactly a single append's.
 
 use crate::append::{receipt_from_row, AppendColumns, MetadataColumns};
-use crate::error::{conflict, map_error, Phase, CONFLICT};
+use crate::error::{conflict, is_serialization_failure, map_error, Phase, CONFLICT};
 use crate::PostgresStore;
 use eventcore::{AppendReceipt, AppendRequest, Operation, StoreError};
 use eventcore_store::EventStore;
@@ -106,6 +106,14 @@ impl PostgresStore {
                     // the database refuses fails the statement): each request
                     // goes alone, so that only the culprit fails.
                     Err(StoreError::Permanent { .. } | StoreError::InvalidAppend(_)) => {
+                        retry_alone.extend_from_slice(&valid);
+                    }
+                    // The group's transaction was older than the last writer
+                    // of one of its streams (migration 0006): nothing was
+                    // written, and each request alone runs in a new, younger
+                    // transaction, so the group's innocent members do not
+                    // fail with it.
+                    Err(error) if is_serialization_failure(&error) => {
                         retry_alone.extend_from_slice(&valid);
                     }
                     Err(error) => {

@@ -3,7 +3,7 @@
 //! | failure | kind |
 //! |---|---|
 //! | `EV001` raised by `append()` | [`StoreError::Conflict`] with stream, expected and actual |
-//! | serialization failure, deadlock, lock not available, statement timeout, too many connections, server starting up | `Transient` |
+//! | serialization failure (also: an append older than its stream's last writer, migration 0006), deadlock, lock not available, statement timeout, too many connections, server starting up | `Transient` |
 //! | connection refused, pool timeout, I/O error before the statement was sent | `Transient` |
 //! | I/O or protocol error, connection terminated, after an append was sent | `OutcomeUnknown` (the commit may have happened) |
 //! | invalid JSON, value too long, invalid text in an append (class 22) | `InvalidAppend::Rejected` naming the stream |
@@ -26,6 +26,24 @@ pub(crate) enum Phase {
 pub(crate) const CONFLICT: &str = "EV001";
 /// SQLSTATE raised when one transaction would hold more than 2^20 events.
 const TOO_MANY_EVENTS: &str = "EV002";
+
+/// SQLSTATE `serialization_failure`. Besides PostgreSQL's own uses, the
+/// trigger of migration 0006 raises it when an append's transaction is older
+/// than the one that last wrote a stream it writes (its events would take
+/// positions below that stream's last event). The statement wrote nothing.
+const SERIALIZATION_FAILURE: &str = "40001";
+
+/// Whether `error` is a serialization failure of the statement: it wrote
+/// nothing, and the same request in a new transaction may well pass.
+pub(crate) fn is_serialization_failure(error: &StoreError) -> bool {
+    let StoreError::Transient { source: Some(source), .. } = error else {
+        return false;
+    };
+    match source.downcast_ref::<sqlx::Error>() {
+        Some(sqlx::Error::Database(db)) => db.code().as_deref() == Some(SERIALIZATION_FAILURE),
+        _ => false,
+    }
+}
 
 /// Maps a sqlx error; `request` is the append being executed, if any.
 pub(crate) fn map_error(
@@ -105,7 +123,7 @@ fn classify_sqlstate(code: &str, sent_append: bool) -> Kind {
     match code {
         // serialization_failure, deadlock_detected, lock_not_available,
         // query_canceled (statement_timeout), cannot_connect_now.
-        "40001" | "40P01" | "55P03" | "57014" | "57P03" => Kind::Transient,
+        SERIALIZATION_FAILURE | "40P01" | "55P03" | "57014" | "57P03" => Kind::Transient,
         // admin_shutdown (pg_terminate_backend), crash_shutdown: the session
         // died while running the statement.
         "57P01" | "57P02" => {

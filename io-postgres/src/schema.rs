@@ -21,6 +21,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "binary payloads",
         include_str!("../migrations/0005_binary_payloads.sql"),
     ),
+    (
+        6,
+        "positions rise along every stream",
+        include_str!("../migrations/0006_positions_rise.sql"),
+    ),
 ];
 
 /// The migrations compiled into this crate, as a sqlx migration source.
