@@ -243,6 +243,7 @@ impl<S: EventStore> Executor<S> {
         policy: ExecutionPolicy,
         fresh_id: bool,
     ) -> Result<Executed, CommandError<C::Error>> {
+        let started = std::time::Instant::now();
         let mut machine = eventcore::CommandMachine::new(command, policy, context, self.clock.now(), self.next_seed())
             .with_codec(self.store.codec());
         let use_views = fresh_id && self.views.enabled();
@@ -304,6 +305,13 @@ impl<S: EventStore> Executor<S> {
                 }
                 Step::Done(result) => {
                     tracing::trace!(attempts = machine.attempts(), "machine done");
+                    crate::metrics::command_finished(
+                        short_name::<C>(),
+                        started,
+                        machine.attempts(),
+                        machine.stats(),
+                        &result,
+                    );
                     self.views.keep(&mut machine, &self.clock, std::mem::take(&mut loaded));
                     if let Some(cache) = &self.cache {
                         using.finish(&mut cache.lock(), result.is_err());
