@@ -68,6 +68,61 @@ impl PostgresStore {
         pages.try_flatten()
     }
 
+    /// The events that the append claiming `command_id` committed, with
+    /// their metadata, in global order; empty when no append with that id
+    /// committed. One statement: a key lookup in the command table, then
+    /// the events at that append's positions; bounded by the operation
+    /// timeout.
+    ///
+    /// This is how a service answers a client that retries a request under
+    /// an idempotency key: re-executing the command with the same id is
+    /// safe (the store never writes it twice), but the re-run decides again
+    /// on today's state and may refuse what the first run did (an account
+    /// opened twice, a transfer the balance no longer covers). Looking the
+    /// id up first gives back what the first run committed, and its
+    /// metadata says which request it served (`examples/web`).
+    ///
+    /// ```no_run
+    /// # async fn demo(store: eventcore_postgres::PostgresStore, id: eventcore::CommandId) -> Result<(), eventcore::StoreError> {
+    /// let committed = store.command_events(id).await?;
+    /// match committed.first() {
+    ///     Some(first) => println!("{id} committed {} events from position {}", committed.len(), first.position),
+    ///     None => println!("{id} never committed"),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn command_events(&self, command_id: CommandId) -> Result<Vec<RecordedEvent>, StoreError> {
+        let s = format!("\"{}\"", self.options.schema);
+        // Column order: the stream id, then `RowDecoder`'s (see `sql.rs`).
+        let sql = format!(
+            "SELECT e.stream_id, e.position, e.event_id, e.version, e.event_type, e.schema_version, \
+               e.payload::text AS payload, e.command_id, e.correlation_id, e.causation_id, \
+               e.decided_at, e.user_metadata::text AS user_metadata, e.payload_bin \
+             FROM {s}.commands c JOIN {s}.events e \
+               ON e.position >= (c.xid << {INDEX_BITS}) + c.first_index \
+              AND e.position < (c.xid << {INDEX_BITS}) + c.first_index + c.event_count \
+             WHERE c.command_id = $1 ORDER BY e.position"
+        );
+        self.bounded(Operation::Read, async {
+            let failed = |e| map_error(Operation::Read, Phase::Executing, e, None);
+            let rows = sqlx::query(&sql)
+                .bind(command_id.as_uuid())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(failed)?;
+            let mut decoder = RowDecoder::new(1);
+            let mut events = Vec::with_capacity(rows.len());
+            for row in &rows {
+                if let Some(event) = decoder.decode(row, Operation::Read, None)? {
+                    events.push(event);
+                    decoder.row_done();
+                }
+            }
+            Ok(events)
+        })
+        .await
+    }
+
     pub(crate) async fn read_inner(&self, request: &ReadRequest) -> Result<ReadResponse, StoreError> {
         request.validate()?;
         let ids: Vec<&str> = request.streams.iter().map(|r| r.stream.as_str()).collect();

@@ -1,6 +1,7 @@
 //! PostgreSQL only: long streams are read page by page (never whole), the
 //! health check reports a migrated schema, and migrating is idempotent and
-//! safe when several processes start at once.
+//! safe when several processes start at once; the events of an append are
+//! found by its command id.
 
 use eventcore::*;
 use eventcore_postgres::PostgresStore;
@@ -97,4 +98,51 @@ async fn several_processes_migrating_the_same_schema_at_once_all_succeed() {
     }
     stores[0].migrate().await.expect("migrating again is a no-op");
     assert!(stores[3].health().await.expect("health").migrated);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_events_of_a_command_are_found_by_its_id_with_their_metadata() {
+    let Some(store) = fresh_store("command_events").await else {
+        return;
+    };
+    let (a, b) = (stream("cmd-a"), stream("cmd-b"));
+    let append = |id: CommandId, user: &str| AppendRequest {
+        metadata: Arc::new(EventMetadata::new(id, Time::from_unix_millis(1)).with_user("request", user)),
+        streams: vec![
+            StreamAppend {
+                stream: a.clone(),
+                expected: ExpectedVersion::Any,
+                events: tested_events(2),
+            },
+            StreamAppend {
+                stream: b.clone(),
+                expected: ExpectedVersion::Any,
+                events: tested_events(1),
+            },
+        ],
+    };
+    let (before, target, after) = (fresh_command_id(), fresh_command_id(), fresh_command_id());
+    store.append(&append(before, "before")).await.expect("append before");
+    let receipt = store.append(&append(target, "target")).await.expect("append target");
+    store.append(&append(after, "after")).await.expect("append after");
+
+    let found = store.command_events(target).await.expect("look the command up");
+    let positions: Vec<GlobalPosition> = found.iter().map(|e| e.position).collect();
+    let mut committed: Vec<GlobalPosition> = receipt.streams.iter().flat_map(|s| s.positions.clone()).collect();
+    committed.sort();
+    assert_eq!(positions, committed, "exactly the receipt's events, in global order");
+    assert!(
+        found
+            .iter()
+            .all(|e| e.metadata.command_id == target && e.metadata.user["request"] == "target"),
+        "each with the metadata of the append that wrote it"
+    );
+    let streams: Vec<(&str, u64)> = found.iter().map(|e| (e.stream_id.as_str(), e.version.get())).collect();
+    assert_eq!(streams, [("cmd-a", 3), ("cmd-a", 4), ("cmd-b", 2)]);
+
+    let unknown = store
+        .command_events(fresh_command_id())
+        .await
+        .expect("look up an unknown id");
+    assert!(unknown.is_empty(), "an id that never committed has no events");
 }
