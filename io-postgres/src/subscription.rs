@@ -104,8 +104,11 @@ pub async fn migrate_subscriptions(store: &PostgresStore) -> Result<(), StoreErr
         .execute(&mut *tx)
         .await
         .map_err(store_error)?;
-    sqlx::raw_sql(NOTIFY_TRIGGER)
-        .execute(&mut *tx)
+    // Several statements, so the simple query protocol: a `&str` without
+    // arguments runs as one. Not `sqlx::raw_sql`, whose future is not
+    // `Send` (a higher-ranked `Executor` bound), which made this whole
+    // function's future unusable in `tokio::spawn`.
+    sqlx::Executor::execute(&mut *tx, NOTIFY_TRIGGER)
         .await
         .map_err(store_error)?;
     tx.commit().await.map_err(store_error)
