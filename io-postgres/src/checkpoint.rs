@@ -8,6 +8,7 @@
 //! checkpoint row, and no newer lease token). A stale holder's transaction
 //! is rolled back, read-model writes included.
 
+use crate::metrics::{observe, Fields, Op};
 use crate::subscription::{store_error, Tables};
 use crate::PostgresStore;
 use eventcore::{GlobalPosition, StoreError, Time};
@@ -90,7 +91,12 @@ impl Sql {
     }
 }
 
-async fn claim(pool: &PgPool, sql: &Sql, name: &str, token: FencingToken) -> Result<GlobalPosition, CheckpointError> {
+async fn claim(
+    pool: &PgPool,
+    sql: &Sql,
+    name: &str,
+    token: FencingToken,
+) -> Result<GlobalPosition, CheckpointError> {
     let row: Option<i64> = sqlx::query_scalar(&sql.claim)
         .bind(name)
         .bind(to_i64(token.get()))
@@ -103,7 +109,12 @@ async fn claim(pool: &PgPool, sql: &Sql, name: &str, token: FencingToken) -> Res
     }
 }
 
-async fn fenced(conn: impl sqlx::PgExecutor<'_>, sql: &Sql, name: &str, token: FencingToken) -> CheckpointError {
+async fn fenced(
+    conn: impl sqlx::PgExecutor<'_>,
+    sql: &Sql,
+    name: &str,
+    token: FencingToken,
+) -> CheckpointError {
     let current: Option<i64> = sqlx::query_scalar(&sql.fence)
         .bind(name)
         .fetch_optional(conn)
@@ -205,30 +216,50 @@ impl PgCheckpointStore {
                 name,
                 position: position(at),
                 fence: FencingToken::new(u64::try_from(fence).unwrap_or(0)),
-                updated_at: Time::from_unix_nanos(u64::try_from(updated_us).unwrap_or(0).saturating_mul(1_000)),
+                updated_at: Time::from_unix_nanos(
+                    u64::try_from(updated_us).unwrap_or(0).saturating_mul(1_000),
+                ),
             })
             .collect())
     }
 }
 
 impl CheckpointStore for PgCheckpointStore {
-    async fn claim(&self, name: &str, token: FencingToken) -> Result<GlobalPosition, CheckpointError> {
-        claim(&self.pool, &self.sql, name, token).await
+    async fn claim(
+        &self,
+        name: &str,
+        token: FencingToken,
+    ) -> Result<GlobalPosition, CheckpointError> {
+        observe(
+            &self.pool,
+            Op::CheckpointClaim,
+            Fields::named(name),
+            async { claim(&self.pool, &self.sql, name, token).await },
+        )
+        .await
     }
 
-    async fn save(&self, name: &str, token: FencingToken, position: GlobalPosition) -> Result<(), CheckpointError> {
-        let done = sqlx::query(&self.sql.save)
-            .bind(name)
-            .bind(to_i64(token.get()))
-            .bind(to_i64(position.get()))
-            .execute(&self.pool)
-            .await
-            .map_err(checkpoint_error)?;
-        if done.rows_affected() == 1 {
-            Ok(())
-        } else {
-            Err(fenced(&self.pool, &self.sql, name, token).await)
-        }
+    async fn save(
+        &self,
+        name: &str,
+        token: FencingToken,
+        position: GlobalPosition,
+    ) -> Result<(), CheckpointError> {
+        observe(&self.pool, Op::CheckpointSave, Fields::named(name), async {
+            let done = sqlx::query(&self.sql.save)
+                .bind(name)
+                .bind(to_i64(token.get()))
+                .bind(to_i64(position.get()))
+                .execute(&self.pool)
+                .await
+                .map_err(checkpoint_error)?;
+            if done.rows_affected() == 1 {
+                Ok(())
+            } else {
+                Err(fenced(&self.pool, &self.sql, name, token).await)
+            }
+        })
+        .await
     }
 }
 
@@ -324,76 +355,108 @@ impl DerefMut for PgTransaction {
 impl ProjectionStore for PgProjectionStore {
     type Transaction = PgTransaction;
 
-    async fn claim(&self, name: &str, token: FencingToken) -> Result<GlobalPosition, CheckpointError> {
-        claim(&self.pool, &self.sql, name, token).await
+    async fn claim(
+        &self,
+        name: &str,
+        token: FencingToken,
+    ) -> Result<GlobalPosition, CheckpointError> {
+        observe(
+            &self.pool,
+            Op::CheckpointClaim,
+            Fields::named(name),
+            async { claim(&self.pool, &self.sql, name, token).await },
+        )
+        .await
     }
 
-    async fn begin(&self, name: &str, token: FencingToken) -> Result<PgTransaction, CheckpointError> {
-        let mut tx = self.pool.begin().await.map_err(checkpoint_error)?;
-        // Fail fast when already fenced (the commit checks again), and
-        // learn what is committed already.
-        let row: Option<(i64, i64)> = sqlx::query_as(&self.sql.begin)
-            .bind(name)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(checkpoint_error)?;
-        let current = row.map(|(fence, _)| fence);
-        let committed = row.map_or(GlobalPosition::START, |(_, at)| position(at));
-        if current != Some(to_i64(token.get())) {
-            return Err(CheckpointError::Fenced {
-                name: name.to_owned(),
-                token,
-                current: FencingToken::new(current.and_then(|c| u64::try_from(c).ok()).unwrap_or(0)),
-            });
-        }
-        Ok(PgTransaction {
-            tx,
-            name: name.to_owned(),
-            token,
-            committed,
-        })
-    }
-
-    async fn commit(&self, transaction: PgTransaction, checkpoint: GlobalPosition) -> Result<(), CheckpointError> {
-        let PgTransaction {
-            mut tx,
-            name,
-            token,
-            committed,
-        } = transaction;
-        let done = sqlx::query(&self.sql.commit)
-            .bind(&name)
-            .bind(to_i64(token.get()))
-            .bind(to_i64(checkpoint.get()))
-            .bind(to_i64(committed.get()))
-            .execute(&mut *tx)
-            .await
-            .map_err(checkpoint_error)?;
-        if done.rows_affected() != 1 {
-            drop(tx);
-            let now: Option<(i64, i64)> = sqlx::query_as(&self.sql.begin)
-                .bind(&name)
-                .fetch_optional(&self.pool)
-                .await
-                .ok()
-                .flatten();
-            return Err(match now {
-                Some((fence, at)) if fence == to_i64(token.get()) && position(at) != committed => {
-                    CheckpointError::Transient(format!(
-                        "the checkpoint of `{name}` moved from {committed} to {} while the batch ran \
-                         (an earlier commit landed); the batch is rolled back and delivered again",
-                        position(at)
-                    ))
+    async fn begin(
+        &self,
+        name: &str,
+        token: FencingToken,
+    ) -> Result<PgTransaction, CheckpointError> {
+        observe(
+            &self.pool,
+            Op::ProjectionBegin,
+            Fields::named(name),
+            async {
+                let mut tx = self.pool.begin().await.map_err(checkpoint_error)?;
+                // Fail fast when already fenced (the commit checks again), and
+                // learn what is committed already.
+                let row: Option<(i64, i64)> = sqlx::query_as(&self.sql.begin)
+                    .bind(name)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(checkpoint_error)?;
+                let current = row.map(|(fence, _)| fence);
+                let committed = row.map_or(GlobalPosition::START, |(_, at)| position(at));
+                if current != Some(to_i64(token.get())) {
+                    return Err(CheckpointError::Fenced {
+                        name: name.to_owned(),
+                        token,
+                        current: FencingToken::new(
+                            current.and_then(|c| u64::try_from(c).ok()).unwrap_or(0),
+                        ),
+                    });
                 }
-                // The same answer `fenced` gives, from the row just read.
-                now => CheckpointError::Fenced {
-                    name,
+                Ok(PgTransaction {
+                    tx,
+                    name: name.to_owned(),
                     token,
-                    current: FencingToken::new(now.and_then(|(fence, _)| u64::try_from(fence).ok()).unwrap_or(0)),
-                },
-            });
-        }
-        tx.commit().await.map_err(checkpoint_error)
+                    committed,
+                })
+            },
+        )
+        .await
+    }
+
+    async fn commit(
+        &self,
+        transaction: PgTransaction,
+        checkpoint: GlobalPosition,
+    ) -> Result<(), CheckpointError> {
+        let name = transaction.name.clone();
+        observe(&self.pool, Op::ProjectionCommit, Fields::named(&name), async {
+            let PgTransaction {
+                mut tx,
+                name,
+                token,
+                committed,
+            } = transaction;
+            let done = sqlx::query(&self.sql.commit)
+                .bind(&name)
+                .bind(to_i64(token.get()))
+                .bind(to_i64(checkpoint.get()))
+                .bind(to_i64(committed.get()))
+                .execute(&mut *tx)
+                .await
+                .map_err(checkpoint_error)?;
+            if done.rows_affected() != 1 {
+                drop(tx);
+                let now: Option<(i64, i64)> = sqlx::query_as(&self.sql.begin)
+                    .bind(&name)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .ok()
+                    .flatten();
+                return Err(match now {
+                    Some((fence, at)) if fence == to_i64(token.get()) && position(at) != committed => {
+                        CheckpointError::Transient(format!(
+                            "the checkpoint of `{name}` moved from {committed} to {} while the batch ran \
+                             (an earlier commit landed); the batch is rolled back and delivered again",
+                            position(at)
+                        ))
+                    }
+                    // The same answer `fenced` gives, from the row just read.
+                    now => CheckpointError::Fenced {
+                        name,
+                        token,
+                        current: FencingToken::new(now.and_then(|(fence, _)| u64::try_from(fence).ok()).unwrap_or(0)),
+                    },
+                });
+            }
+            tx.commit().await.map_err(checkpoint_error)
+        })
+        .await
     }
 
     fn committed(transaction: &PgTransaction) -> Option<GlobalPosition> {

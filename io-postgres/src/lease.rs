@@ -1,5 +1,6 @@
 //! Leases on PostgreSQL: `subscription_leases`, on the database clock.
 
+use crate::metrics::{observe, Fields, Op};
 use crate::subscription::{store_error, Tables};
 use crate::PostgresStore;
 use eventcore::Time;
@@ -145,7 +146,8 @@ impl PgLeaseStore {
                 holder,
                 token: FencingToken::new(u64::try_from(token).unwrap_or(0)),
                 expires_at: expires.map(time_from_micros),
-                remaining: remaining.map(|us| Duration::from_micros(u64::try_from(us).unwrap_or(0))),
+                remaining: remaining
+                    .map(|us| Duration::from_micros(u64::try_from(us).unwrap_or(0))),
             })
             .collect())
     }
@@ -159,52 +161,71 @@ impl LeaseStore for PgLeaseStore {
         ttl: Duration,
         _now: Time,
     ) -> Result<Option<Lease>, LeaseError> {
-        let row = sqlx::query(&self.acquire)
-            .bind(name)
-            .bind(holder)
-            .bind(millis(ttl))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(lease_error)?;
-        let Some(row) = row else { return Ok(None) };
-        let token: i64 = row.try_get("token").map_err(lease_error)?;
-        let expires: i64 = row.try_get("expires_us").map_err(lease_error)?;
-        Ok(Some(Lease {
-            name: name.to_owned(),
-            holder: holder.to_owned(),
-            token: FencingToken::new(u64::try_from(token).unwrap_or(0)),
-            expires_at: time_from_micros(expires),
-        }))
+        observe(&self.pool, Op::LeaseAcquire, Fields::named(name), async {
+            let row = sqlx::query(&self.acquire)
+                .bind(name)
+                .bind(holder)
+                .bind(millis(ttl))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(lease_error)?;
+            let Some(row) = row else { return Ok(None) };
+            let token: i64 = row.try_get("token").map_err(lease_error)?;
+            let expires: i64 = row.try_get("expires_us").map_err(lease_error)?;
+            Ok(Some(Lease {
+                name: name.to_owned(),
+                holder: holder.to_owned(),
+                token: FencingToken::new(u64::try_from(token).unwrap_or(0)),
+                expires_at: time_from_micros(expires),
+            }))
+        })
+        .await
     }
 
     async fn renew(&self, lease: &Lease, ttl: Duration, _now: Time) -> Result<Lease, LeaseError> {
-        let expires: Option<i64> = sqlx::query_scalar(&self.renew)
-            .bind(&lease.name)
-            .bind(&lease.holder)
-            .bind(i64::try_from(lease.token.get()).unwrap_or(i64::MAX))
-            .bind(millis(ttl))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(lease_error)?;
-        match expires {
-            Some(expires) => Ok(Lease {
-                expires_at: time_from_micros(expires),
-                ..lease.clone()
-            }),
-            None => Err(LeaseError::Lost {
-                name: lease.name.clone(),
-                holder: lease.holder.clone(),
-            }),
-        }
+        observe(
+            &self.pool,
+            Op::LeaseRenew,
+            Fields::named(&lease.name),
+            async {
+                let expires: Option<i64> = sqlx::query_scalar(&self.renew)
+                    .bind(&lease.name)
+                    .bind(&lease.holder)
+                    .bind(i64::try_from(lease.token.get()).unwrap_or(i64::MAX))
+                    .bind(millis(ttl))
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(lease_error)?;
+                match expires {
+                    Some(expires) => Ok(Lease {
+                        expires_at: time_from_micros(expires),
+                        ..lease.clone()
+                    }),
+                    None => Err(LeaseError::Lost {
+                        name: lease.name.clone(),
+                        holder: lease.holder.clone(),
+                    }),
+                }
+            },
+        )
+        .await
     }
 
     async fn release(&self, lease: &Lease) -> Result<(), LeaseError> {
-        sqlx::query(&self.release)
-            .bind(&lease.name)
-            .bind(i64::try_from(lease.token.get()).unwrap_or(i64::MAX))
-            .execute(&self.pool)
-            .await
-            .map_err(lease_error)?;
-        Ok(())
+        observe(
+            &self.pool,
+            Op::LeaseRelease,
+            Fields::named(&lease.name),
+            async {
+                sqlx::query(&self.release)
+                    .bind(&lease.name)
+                    .bind(i64::try_from(lease.token.get()).unwrap_or(i64::MAX))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(lease_error)?;
+                Ok(())
+            },
+        )
+        .await
     }
 }

@@ -49,6 +49,7 @@ mod dead_letter;
 mod error;
 mod inspect;
 mod lease;
+pub mod metrics;
 mod options;
 mod privileges;
 mod read;

@@ -2,6 +2,7 @@
 //! (stream, view, view version) in the store's `snapshots` table (created by
 //! [`PostgresStore::migrate`]).
 
+use crate::metrics::{observe, Fields, Op};
 use crate::subscription::store_error;
 use crate::PostgresStore;
 use eventcore::{EventId, Snapshot, StreamId, StreamVersion, Time};
@@ -191,7 +192,15 @@ impl PgSnapshotStore {
     /// ```
     pub async fn views(&self) -> Result<Vec<ViewSnapshots>, SnapshotError> {
         // view, version, count, bytes, largest, oldest and newest
-        type Row = (String, i64, i64, Option<i64>, Option<i64>, Option<i64>, Option<i64>);
+        type Row = (
+            String,
+            i64,
+            i64,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+        );
         let rows: Vec<Row> = self
             .bounded(sqlx::query_as(&self.sql.summary).fetch_all(&self.pool))
             .await?;
@@ -222,7 +231,11 @@ impl PgSnapshotStore {
     /// # let _ = deleted;
     /// # Ok(()) }
     /// ```
-    pub async fn delete_view_version(&self, view: &str, view_version: u32) -> Result<u64, SnapshotError> {
+    pub async fn delete_view_version(
+        &self,
+        view: &str,
+        view_version: u32,
+    ) -> Result<u64, SnapshotError> {
         let done = self
             .bounded(
                 sqlx::query(&self.sql.delete_version)
@@ -245,7 +258,11 @@ impl PgSnapshotStore {
     /// # let _ = deleted;
     /// # Ok(()) }
     /// ```
-    pub async fn delete_versions_below(&self, view: &str, view_version: u32) -> Result<u64, SnapshotError> {
+    pub async fn delete_versions_below(
+        &self,
+        view: &str,
+        view_version: u32,
+    ) -> Result<u64, SnapshotError> {
         let done = self
             .bounded(
                 sqlx::query(&self.sql.delete_below)
@@ -255,6 +272,17 @@ impl PgSnapshotStore {
             )
             .await?;
         Ok(done.rows_affected())
+    }
+
+    /// [`PgSnapshotStore::bounded`] in the operation's span, timed and
+    /// counted (`metrics.rs`).
+    async fn observed<T>(
+        &self,
+        op: Op,
+        fields: Fields<'_>,
+        work: impl std::future::Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, SnapshotError> {
+        observe(&self.pool, op, fields, self.bounded(work)).await
     }
 
     async fn bounded<T>(
@@ -299,9 +327,16 @@ fn too_large(what: &str, value: u64) -> SnapshotError {
 }
 
 impl SnapshotStore for PgSnapshotStore {
-    async fn load(&self, stream: &StreamId, view: &str, view_version: u32) -> Result<Option<Snapshot>, SnapshotError> {
+    async fn load(
+        &self,
+        stream: &StreamId,
+        view: &str,
+        view_version: u32,
+    ) -> Result<Option<Snapshot>, SnapshotError> {
         let row = self
-            .bounded(
+            .observed(
+                Op::SnapshotLoad,
+                Fields::named(view),
                 sqlx::query(&self.sql.load)
                     .bind(stream.as_str())
                     .bind(view)
@@ -316,14 +351,22 @@ impl SnapshotStore for PgSnapshotStore {
                 "snapshot of `{stream}` view `{view}` v{view_version}: {what}: {detail}"
             ))
         };
-        let version: i64 = row.try_get(0).map_err(|e| malformed("stream_version", e.to_string()))?;
-        let payload: String = row.try_get(1).map_err(|e| malformed("payload", e.to_string()))?;
-        let taken_at: i64 = row.try_get(2).map_err(|e| malformed("taken_at_ns", e.to_string()))?;
-        let last_event: uuid::Uuid = row.try_get(3).map_err(|e| malformed("last_event_id", e.to_string()))?;
-        let version =
-            u64::try_from(version).map_err(|_| malformed("stream_version", format!("{version} is negative")))?;
-        let taken_at =
-            u64::try_from(taken_at).map_err(|_| malformed("taken_at_ns", format!("{taken_at} is negative")))?;
+        let version: i64 = row
+            .try_get(0)
+            .map_err(|e| malformed("stream_version", e.to_string()))?;
+        let payload: String = row
+            .try_get(1)
+            .map_err(|e| malformed("payload", e.to_string()))?;
+        let taken_at: i64 = row
+            .try_get(2)
+            .map_err(|e| malformed("taken_at_ns", e.to_string()))?;
+        let last_event: uuid::Uuid = row
+            .try_get(3)
+            .map_err(|e| malformed("last_event_id", e.to_string()))?;
+        let version = u64::try_from(version)
+            .map_err(|_| malformed("stream_version", format!("{version} is negative")))?;
+        let taken_at = u64::try_from(taken_at)
+            .map_err(|_| malformed("taken_at_ns", format!("{taken_at} is negative")))?;
         Ok(Some(Snapshot {
             stream: stream.clone(),
             view: view.to_owned(),
@@ -340,7 +383,9 @@ impl SnapshotStore for PgSnapshotStore {
         let version = i64::try_from(version).map_err(|_| too_large("stream version", version))?;
         let taken_at = snapshot.taken_at.as_unix_nanos();
         let taken_at = i64::try_from(taken_at).map_err(|_| too_large("taken_at (ns)", taken_at))?;
-        self.bounded(
+        self.observed(
+            Op::SnapshotSave,
+            Fields::named(&snapshot.view),
             sqlx::query(&self.sql.save)
                 .bind(snapshot.stream.as_str())
                 .bind(&snapshot.view)
@@ -360,7 +405,9 @@ impl SnapshotStore for PgSnapshotStore {
         let version = snapshot.stream_version.get();
         let version = i64::try_from(version).map_err(|_| too_large("stream version", version))?;
         let done = self
-            .bounded(
+            .observed(
+                Op::SnapshotDiscard,
+                Fields::named(&snapshot.view),
                 sqlx::query(&self.sql.discard)
                     .bind(snapshot.stream.as_str())
                     .bind(&snapshot.view)
@@ -375,7 +422,13 @@ impl SnapshotStore for PgSnapshotStore {
 
     async fn delete_view(&self, view: &str) -> Result<u64, SnapshotError> {
         let done = self
-            .bounded(sqlx::query(&self.sql.delete_view).bind(view).execute(&self.pool))
+            .observed(
+                Op::SnapshotDelete,
+                Fields::named(view),
+                sqlx::query(&self.sql.delete_view)
+                    .bind(view)
+                    .execute(&self.pool),
+            )
             .await?;
         Ok(done.rows_affected())
     }

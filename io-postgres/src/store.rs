@@ -3,10 +3,12 @@
 //! `read.rs` and `batch.rs`; the schema in `schema.rs`).
 
 use crate::error::{map_error, Phase};
+use crate::metrics::{observe, observe_batch, Fields, Op};
 use crate::options::{PostgresOptions, SetupError};
 use crate::sql::Statements;
 use eventcore::{
-    AppendReceipt, AppendRequest, Operation, ReadAllRequest, ReadAllResponse, ReadRequest, ReadResponse, StoreError,
+    AppendReceipt, AppendRequest, Operation, ReadAllRequest, ReadAllResponse, ReadRequest,
+    ReadResponse, StoreError,
 };
 use eventcore_store::EventStore;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -98,7 +100,9 @@ impl PostgresStore {
                     after: options.connect_timeout,
                 })
             })?
-            .map_err(|e| SetupError::Connect(map_error(Operation::Other, Phase::Connecting, e, None)))?;
+            .map_err(|e| {
+                SetupError::Connect(map_error(Operation::Other, Phase::Connecting, e, None))
+            })?;
         let _ = probe.close().await;
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
@@ -175,31 +179,42 @@ impl PostgresStore {
 
 impl EventStore for PostgresStore {
     async fn read(&self, request: &ReadRequest) -> Result<ReadResponse, StoreError> {
-        self.bounded(Operation::Read, self.read_inner(request)).await
+        let fields = Fields::streams(request.streams.len());
+        let work = self.bounded(Operation::Read, self.read_inner(request));
+        observe(&self.pool, Op::Read, fields, work).await
     }
 
     async fn append(&self, request: &AppendRequest) -> Result<AppendReceipt, StoreError> {
-        request.validate(&self.options.limits)?;
-        let request = &*request.for_store(self.options.codec)?;
-        self.bounded(Operation::Append, async {
-            let mut conn = self.acquire(Operation::Append).await?;
-            match self.append_alone(&mut conn, request).await? {
-                Some(receipt) => Ok(receipt),
-                // Claimed before: `append()` finds the stored receipt (or,
-                // when the claim's holder rolled back since, appends).
-                None => self.append_on(&mut conn, request).await,
-            }
+        let fields = Fields::streams(request.streams.len()).events(request.event_count());
+        observe(&self.pool, Op::Append, fields, async {
+            request.validate(&self.options.limits)?;
+            let request = &*request.for_store(self.options.codec)?;
+            self.bounded(Operation::Append, async {
+                let mut conn = self.acquire(Operation::Append).await?;
+                match self.append_alone(&mut conn, request).await? {
+                    Some(receipt) => Ok(receipt),
+                    // Claimed before: `append()` finds the stored receipt (or,
+                    // when the claim's holder rolled back since, appends).
+                    None => self.append_on(&mut conn, request).await,
+                }
+            })
+            .await
         })
         .await
     }
 
     async fn read_all(&self, request: &ReadAllRequest) -> Result<ReadAllResponse, StoreError> {
-        self.bounded(Operation::ReadAll, self.read_all_inner(request)).await
+        let fields = Fields::default().events(request.limit.get() as usize);
+        let work = self.bounded(Operation::ReadAll, self.read_all_inner(request));
+        observe(&self.pool, Op::ReadAll, fields, work).await
     }
 
     /// One round trip and one transaction for the whole group (see `batch.rs`).
-    async fn append_batch(&self, requests: &[AppendRequest]) -> Vec<Result<AppendReceipt, StoreError>> {
-        self.append_group(requests).await
+    async fn append_batch(
+        &self,
+        requests: &[AppendRequest],
+    ) -> Vec<Result<AppendReceipt, StoreError>> {
+        observe_batch(&self.pool, requests, self.append_group(requests)).await
     }
 
     fn codec(&self) -> eventcore::Codec {

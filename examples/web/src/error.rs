@@ -1,0 +1,168 @@
+//! Errors as HTTP answers: one mapping for every command's error.
+//!
+//! | what failed | status |
+//! |---|---|
+//! | the request itself (bad JSON, a bad account id or amount, a bad `Idempotency-Key`) | 400 |
+//! | the account does not exist | 404 |
+//! | the domain refused: account already open | 409 |
+//! | the domain refused: not enough money, a transfer to itself, a balance limit | 422 |
+//! | an `Idempotency-Key` reused for a different request | 422 |
+//! | every attempt met a conflict or a transient error (retries exhausted) | 409 |
+//! | the outcome is unknown (the append may have committed) | 503, `Retry-After` |
+//! | the deadline passed, or the database is unavailable | 503, `Retry-After` |
+//! | anything else (a bug, a permanent store error) | 500 |
+//!
+//! Every error body is JSON: `{"error": "<text>", "kind": "<kind>"}`, plus
+//! `"command_id"` when a command ran: a client that got a 503 for a POST
+//! without an `Idempotency-Key` can retry with that id as its key and be
+//! sure the command is not applied twice.
+
+use crate::erased::{AnyCommandError, CommandErrorKind};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use eventcore::{CommandId, StoreError};
+use serde::Serialize;
+
+use crate::domain::{BankError, DepositError};
+
+/// Seconds a client should wait before retrying after a 503.
+pub const RETRY_AFTER_SECONDS: u32 = 1;
+
+/// An error answer.
+///
+/// ```
+/// use axum::http::StatusCode;
+/// use axum::response::IntoResponse;
+/// use eventcore_web_example::ApiError;
+/// let response = ApiError::BadRequest("amount must be positive".into()).into_response();
+/// assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+/// ```
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request cannot be understood (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The resource does not exist (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The `Idempotency-Key` was used before for another request (422).
+    #[error(
+        "Idempotency-Key {key} was already used for a different request ({original}); use a new key for a new request"
+    )]
+    KeyReused {
+        /// The key (the command id).
+        key: CommandId,
+        /// The request it was first used for.
+        original: String,
+    },
+    /// A command failed.
+    #[error(transparent)]
+    Command(#[from] AnyCommandError),
+    /// A store operation outside a command failed (a read, a query of the
+    /// read model).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The read model could not be queried.
+    #[error("querying the read model: {0}")]
+    ReadModel(#[from] sqlx::Error),
+}
+
+/// The JSON body of every error answer.
+#[derive(Debug, Serialize)]
+struct Body<'a> {
+    error: String,
+    kind: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    command_id: Option<String>,
+}
+
+impl ApiError {
+    /// The status this error answers with, a short name for its kind, and
+    /// whether the client should retry later (`Retry-After`).
+    ///
+    /// ```
+    /// use axum::http::StatusCode;
+    /// use eventcore::{CommandError, CommandId, Operation, StoreError, Time};
+    /// use eventcore_web_example::erased::AnyCommandError;
+    /// use eventcore_web_example::ApiError;
+    /// let unknown: CommandError<std::convert::Infallible> = CommandError::OutcomeUnknown {
+    ///     command_id: CommandId::v7(Time::ZERO, [0; 10]),
+    ///     attempts: 3,
+    ///     last: StoreError::Timeout { operation: Operation::Append, after: std::time::Duration::from_secs(5) },
+    /// };
+    /// let error = ApiError::Command(AnyCommandError::from(unknown));
+    /// assert_eq!(error.status(), (StatusCode::SERVICE_UNAVAILABLE, "outcome_unknown", true));
+    /// ```
+    pub fn status(&self) -> (StatusCode, &'static str, bool) {
+        match self {
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request", false),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", false),
+            ApiError::KeyReused { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", false),
+            ApiError::Command(error) => command_status(error),
+            ApiError::Store(error) if error.is_retryable() => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", true),
+            ApiError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store", false),
+            ApiError::ReadModel(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", true),
+        }
+    }
+}
+
+/// The one mapping of a command's failure, whatever the command: by the
+/// error's kind, and for a domain refusal by the domain error's type.
+fn command_status(error: &AnyCommandError) -> (StatusCode, &'static str, bool) {
+    match error.kind() {
+        CommandErrorKind::Domain => (domain_status(error.domain()), "refused", false),
+        CommandErrorKind::RetriesExhausted => (StatusCode::CONFLICT, "retries_exhausted", false),
+        CommandErrorKind::OutcomeUnknown => (StatusCode::SERVICE_UNAVAILABLE, "outcome_unknown", true),
+        CommandErrorKind::DeadlineExceeded => (StatusCode::SERVICE_UNAVAILABLE, "deadline_exceeded", true),
+        CommandErrorKind::Store if error.store_error().is_some_and(StoreError::is_retryable) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable", true)
+        }
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal", false),
+    }
+}
+
+/// A refusal's status: 404 for an account that is not open, 409 for one
+/// already open, 422 for every other rule.
+fn domain_status(domain: Option<&(dyn std::error::Error + Send + Sync + 'static)>) -> StatusCode {
+    let Some(domain) = domain else {
+        return StatusCode::UNPROCESSABLE_ENTITY;
+    };
+    if let Some(bank) = domain.downcast_ref::<BankError>() {
+        return match bank {
+            BankError::NotOpen(_) => StatusCode::NOT_FOUND,
+            BankError::AlreadyOpen(_) => StatusCode::CONFLICT,
+            _ => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+    }
+    match domain.downcast_ref::<DepositError>() {
+        Some(DepositError::NotOpen(_)) => StatusCode::NOT_FOUND,
+        _ => StatusCode::UNPROCESSABLE_ENTITY,
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, kind, retry) = self.status();
+        if status.is_server_error() {
+            tracing::warn!(error = %self, "request failed");
+        }
+        let command_id = match &self {
+            ApiError::Command(error) => error.command_id().map(|id| id.to_string()),
+            ApiError::KeyReused { key, .. } => Some(key.to_string()),
+            _ => None,
+        };
+        let body = Body {
+            error: self.to_string(),
+            kind,
+            command_id,
+        };
+        let mut response = (status, Json(body)).into_response();
+        if retry {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+        }
+        response
+    }
+}
