@@ -91,12 +91,7 @@ impl Sql {
     }
 }
 
-async fn claim(
-    pool: &PgPool,
-    sql: &Sql,
-    name: &str,
-    token: FencingToken,
-) -> Result<GlobalPosition, CheckpointError> {
+async fn claim(pool: &PgPool, sql: &Sql, name: &str, token: FencingToken) -> Result<GlobalPosition, CheckpointError> {
     let row: Option<i64> = sqlx::query_scalar(&sql.claim)
         .bind(name)
         .bind(to_i64(token.get()))
@@ -109,12 +104,7 @@ async fn claim(
     }
 }
 
-async fn fenced(
-    conn: impl sqlx::PgExecutor<'_>,
-    sql: &Sql,
-    name: &str,
-    token: FencingToken,
-) -> CheckpointError {
+async fn fenced(conn: impl sqlx::PgExecutor<'_>, sql: &Sql, name: &str, token: FencingToken) -> CheckpointError {
     let current: Option<i64> = sqlx::query_scalar(&sql.fence)
         .bind(name)
         .fetch_optional(conn)
@@ -216,35 +206,21 @@ impl PgCheckpointStore {
                 name,
                 position: position(at),
                 fence: FencingToken::new(u64::try_from(fence).unwrap_or(0)),
-                updated_at: Time::from_unix_nanos(
-                    u64::try_from(updated_us).unwrap_or(0).saturating_mul(1_000),
-                ),
+                updated_at: Time::from_unix_nanos(u64::try_from(updated_us).unwrap_or(0).saturating_mul(1_000)),
             })
             .collect())
     }
 }
 
 impl CheckpointStore for PgCheckpointStore {
-    async fn claim(
-        &self,
-        name: &str,
-        token: FencingToken,
-    ) -> Result<GlobalPosition, CheckpointError> {
-        observe(
-            &self.pool,
-            Op::CheckpointClaim,
-            Fields::named(name),
-            async { claim(&self.pool, &self.sql, name, token).await },
-        )
+    async fn claim(&self, name: &str, token: FencingToken) -> Result<GlobalPosition, CheckpointError> {
+        observe(&self.pool, Op::CheckpointClaim, Fields::named(name), async {
+            claim(&self.pool, &self.sql, name, token).await
+        })
         .await
     }
 
-    async fn save(
-        &self,
-        name: &str,
-        token: FencingToken,
-        position: GlobalPosition,
-    ) -> Result<(), CheckpointError> {
+    async fn save(&self, name: &str, token: FencingToken, position: GlobalPosition) -> Result<(), CheckpointError> {
         observe(&self.pool, Op::CheckpointSave, Fields::named(name), async {
             let done = sqlx::query(&self.sql.save)
                 .bind(name)
@@ -355,65 +331,43 @@ impl DerefMut for PgTransaction {
 impl ProjectionStore for PgProjectionStore {
     type Transaction = PgTransaction;
 
-    async fn claim(
-        &self,
-        name: &str,
-        token: FencingToken,
-    ) -> Result<GlobalPosition, CheckpointError> {
-        observe(
-            &self.pool,
-            Op::CheckpointClaim,
-            Fields::named(name),
-            async { claim(&self.pool, &self.sql, name, token).await },
-        )
+    async fn claim(&self, name: &str, token: FencingToken) -> Result<GlobalPosition, CheckpointError> {
+        observe(&self.pool, Op::CheckpointClaim, Fields::named(name), async {
+            claim(&self.pool, &self.sql, name, token).await
+        })
         .await
     }
 
-    async fn begin(
-        &self,
-        name: &str,
-        token: FencingToken,
-    ) -> Result<PgTransaction, CheckpointError> {
-        observe(
-            &self.pool,
-            Op::ProjectionBegin,
-            Fields::named(name),
-            async {
-                let mut tx = self.pool.begin().await.map_err(checkpoint_error)?;
-                // Fail fast when already fenced (the commit checks again), and
-                // learn what is committed already.
-                let row: Option<(i64, i64)> = sqlx::query_as(&self.sql.begin)
-                    .bind(name)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(checkpoint_error)?;
-                let current = row.map(|(fence, _)| fence);
-                let committed = row.map_or(GlobalPosition::START, |(_, at)| position(at));
-                if current != Some(to_i64(token.get())) {
-                    return Err(CheckpointError::Fenced {
-                        name: name.to_owned(),
-                        token,
-                        current: FencingToken::new(
-                            current.and_then(|c| u64::try_from(c).ok()).unwrap_or(0),
-                        ),
-                    });
-                }
-                Ok(PgTransaction {
-                    tx,
+    async fn begin(&self, name: &str, token: FencingToken) -> Result<PgTransaction, CheckpointError> {
+        observe(&self.pool, Op::ProjectionBegin, Fields::named(name), async {
+            let mut tx = self.pool.begin().await.map_err(checkpoint_error)?;
+            // Fail fast when already fenced (the commit checks again), and
+            // learn what is committed already.
+            let row: Option<(i64, i64)> = sqlx::query_as(&self.sql.begin)
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(checkpoint_error)?;
+            let current = row.map(|(fence, _)| fence);
+            let committed = row.map_or(GlobalPosition::START, |(_, at)| position(at));
+            if current != Some(to_i64(token.get())) {
+                return Err(CheckpointError::Fenced {
                     name: name.to_owned(),
                     token,
-                    committed,
-                })
-            },
-        )
+                    current: FencingToken::new(current.and_then(|c| u64::try_from(c).ok()).unwrap_or(0)),
+                });
+            }
+            Ok(PgTransaction {
+                tx,
+                name: name.to_owned(),
+                token,
+                committed,
+            })
+        })
         .await
     }
 
-    async fn commit(
-        &self,
-        transaction: PgTransaction,
-        checkpoint: GlobalPosition,
-    ) -> Result<(), CheckpointError> {
+    async fn commit(&self, transaction: PgTransaction, checkpoint: GlobalPosition) -> Result<(), CheckpointError> {
         let name = transaction.name.clone();
         observe(&self.pool, Op::ProjectionCommit, Fields::named(&name), async {
             let PgTransaction {

@@ -4,8 +4,8 @@ use crate::metrics::{observe, Fields, Op};
 use crate::subscription::{store_error, Tables};
 use crate::PostgresStore;
 use eventcore::{
-    DecodeErrorKind, EventId, EventMetadata, EventType, GlobalPosition, Payload, PoisonCause,
-    PoisonEvent, RecordedEvent, StreamId, StreamVersion, Time,
+    DecodeErrorKind, EventId, EventMetadata, EventType, GlobalPosition, Payload, PoisonCause, PoisonEvent,
+    RecordedEvent, StreamId, StreamVersion, Time,
 };
 use eventcore_store::{DeadLetter, DeadLetterError, DeadLetterStore};
 use sqlx::postgres::{PgPool, PgRow};
@@ -61,9 +61,7 @@ fn cause_columns(cause: &PoisonCause) -> (&'static str, String, Option<i32>, Opt
     let int = |v: u32| i32::try_from(v).ok();
     match cause {
         PoisonCause::Handler(message) => ("handler", message.clone(), None, None),
-        PoisonCause::Decode(DecodeErrorKind::UnknownEventType) => {
-            ("unknown_event_type", String::new(), None, None)
-        }
+        PoisonCause::Decode(DecodeErrorKind::UnknownEventType) => ("unknown_event_type", String::new(), None, None),
         PoisonCause::Decode(DecodeErrorKind::InvalidPayload(message)) => {
             ("invalid_payload", message.clone(), None, None)
         }
@@ -86,22 +84,15 @@ fn cause_columns(cause: &PoisonCause) -> (&'static str, String, Option<i32>, Opt
     }
 }
 
-fn cause_from(
-    kind: &str,
-    message: String,
-    found: Option<i32>,
-    supported: Option<i32>,
-) -> PoisonCause {
+fn cause_from(kind: &str, message: String, found: Option<i32>, supported: Option<i32>) -> PoisonCause {
     let uint = |v: Option<i32>| v.and_then(|v| u32::try_from(v).ok()).unwrap_or(0);
     match kind {
         "unknown_event_type" => PoisonCause::Decode(DecodeErrorKind::UnknownEventType),
         "invalid_payload" => PoisonCause::Decode(DecodeErrorKind::InvalidPayload(message)),
-        "unsupported_schema_version" => {
-            PoisonCause::Decode(DecodeErrorKind::UnsupportedSchemaVersion {
-                found: uint(found),
-                supported: uint(supported),
-            })
-        }
+        "unsupported_schema_version" => PoisonCause::Decode(DecodeErrorKind::UnsupportedSchemaVersion {
+            found: uint(found),
+            supported: uint(supported),
+        }),
         "invalid_field" => {
             let field: serde_json::Value = serde_json::from_str(&message).unwrap_or_default();
             let text = |key: &str| field[key].as_str().unwrap_or_default().to_owned();
@@ -198,10 +189,7 @@ impl PgDeadLetterStore {
             .fetch_all(&self.pool)
             .await
             .map_err(dead_letter_error)?;
-        Ok(rows
-            .into_iter()
-            .map(|(name, n)| (name, u64_of(n)))
-            .collect())
+        Ok(rows.into_iter().map(|(name, n)| (name, u64_of(n))).collect())
     }
 }
 
@@ -213,8 +201,8 @@ impl DeadLetterStore for PgDeadLetterStore {
             Fields::named(&letter.subscription),
             async {
                 let event = &letter.event;
-                let metadata = serde_json::to_string(&*event.metadata)
-                    .map_err(|e| DeadLetterError::Permanent(e.to_string()))?;
+                let metadata =
+                    serde_json::to_string(&*event.metadata).map_err(|e| DeadLetterError::Permanent(e.to_string()))?;
                 let (kind, message, found, supported) = cause_columns(&letter.poison.cause);
                 sqlx::query(&self.park)
                     .bind(&letter.subscription)
@@ -241,41 +229,27 @@ impl DeadLetterStore for PgDeadLetterStore {
     }
 
     async fn list(&self, subscription: &str) -> Result<Vec<DeadLetter>, DeadLetterError> {
-        observe(
-            &self.pool,
-            Op::DeadLetterList,
-            Fields::named(subscription),
-            async {
-                let rows = sqlx::query(&self.list)
-                    .bind(subscription)
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(dead_letter_error)?;
-                rows.iter().map(|row| letter(subscription, row)).collect()
-            },
-        )
+        observe(&self.pool, Op::DeadLetterList, Fields::named(subscription), async {
+            let rows = sqlx::query(&self.list)
+                .bind(subscription)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(dead_letter_error)?;
+            rows.iter().map(|row| letter(subscription, row)).collect()
+        })
         .await
     }
 
-    async fn remove(
-        &self,
-        subscription: &str,
-        position: GlobalPosition,
-    ) -> Result<bool, DeadLetterError> {
-        observe(
-            &self.pool,
-            Op::DeadLetterRemove,
-            Fields::named(subscription),
-            async {
-                let done = sqlx::query(&self.remove)
-                    .bind(subscription)
-                    .bind(i64_of(position.get()))
-                    .execute(&self.pool)
-                    .await
-                    .map_err(dead_letter_error)?;
-                Ok(done.rows_affected() > 0)
-            },
-        )
+    async fn remove(&self, subscription: &str, position: GlobalPosition) -> Result<bool, DeadLetterError> {
+        observe(&self.pool, Op::DeadLetterRemove, Fields::named(subscription), async {
+            let done = sqlx::query(&self.remove)
+                .bind(subscription)
+                .bind(i64_of(position.get()))
+                .execute(&self.pool)
+                .await
+                .map_err(dead_letter_error)?;
+            Ok(done.rows_affected() > 0)
+        })
         .await
     }
 }

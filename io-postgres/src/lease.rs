@@ -146,8 +146,7 @@ impl PgLeaseStore {
                 holder,
                 token: FencingToken::new(u64::try_from(token).unwrap_or(0)),
                 expires_at: expires.map(time_from_micros),
-                remaining: remaining
-                    .map(|us| Duration::from_micros(u64::try_from(us).unwrap_or(0))),
+                remaining: remaining.map(|us| Duration::from_micros(u64::try_from(us).unwrap_or(0))),
             })
             .collect())
     }
@@ -183,49 +182,39 @@ impl LeaseStore for PgLeaseStore {
     }
 
     async fn renew(&self, lease: &Lease, ttl: Duration, _now: Time) -> Result<Lease, LeaseError> {
-        observe(
-            &self.pool,
-            Op::LeaseRenew,
-            Fields::named(&lease.name),
-            async {
-                let expires: Option<i64> = sqlx::query_scalar(&self.renew)
-                    .bind(&lease.name)
-                    .bind(&lease.holder)
-                    .bind(i64::try_from(lease.token.get()).unwrap_or(i64::MAX))
-                    .bind(millis(ttl))
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(lease_error)?;
-                match expires {
-                    Some(expires) => Ok(Lease {
-                        expires_at: time_from_micros(expires),
-                        ..lease.clone()
-                    }),
-                    None => Err(LeaseError::Lost {
-                        name: lease.name.clone(),
-                        holder: lease.holder.clone(),
-                    }),
-                }
-            },
-        )
+        observe(&self.pool, Op::LeaseRenew, Fields::named(&lease.name), async {
+            let expires: Option<i64> = sqlx::query_scalar(&self.renew)
+                .bind(&lease.name)
+                .bind(&lease.holder)
+                .bind(i64::try_from(lease.token.get()).unwrap_or(i64::MAX))
+                .bind(millis(ttl))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(lease_error)?;
+            match expires {
+                Some(expires) => Ok(Lease {
+                    expires_at: time_from_micros(expires),
+                    ..lease.clone()
+                }),
+                None => Err(LeaseError::Lost {
+                    name: lease.name.clone(),
+                    holder: lease.holder.clone(),
+                }),
+            }
+        })
         .await
     }
 
     async fn release(&self, lease: &Lease) -> Result<(), LeaseError> {
-        observe(
-            &self.pool,
-            Op::LeaseRelease,
-            Fields::named(&lease.name),
-            async {
-                sqlx::query(&self.release)
-                    .bind(&lease.name)
-                    .bind(i64::try_from(lease.token.get()).unwrap_or(i64::MAX))
-                    .execute(&self.pool)
-                    .await
-                    .map_err(lease_error)?;
-                Ok(())
-            },
-        )
+        observe(&self.pool, Op::LeaseRelease, Fields::named(&lease.name), async {
+            sqlx::query(&self.release)
+                .bind(&lease.name)
+                .bind(i64::try_from(lease.token.get()).unwrap_or(i64::MAX))
+                .execute(&self.pool)
+                .await
+                .map_err(lease_error)?;
+            Ok(())
+        })
         .await
     }
 }

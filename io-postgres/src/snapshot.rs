@@ -192,15 +192,7 @@ impl PgSnapshotStore {
     /// ```
     pub async fn views(&self) -> Result<Vec<ViewSnapshots>, SnapshotError> {
         // view, version, count, bytes, largest, oldest and newest
-        type Row = (
-            String,
-            i64,
-            i64,
-            Option<i64>,
-            Option<i64>,
-            Option<i64>,
-            Option<i64>,
-        );
+        type Row = (String, i64, i64, Option<i64>, Option<i64>, Option<i64>, Option<i64>);
         let rows: Vec<Row> = self
             .bounded(sqlx::query_as(&self.sql.summary).fetch_all(&self.pool))
             .await?;
@@ -231,11 +223,7 @@ impl PgSnapshotStore {
     /// # let _ = deleted;
     /// # Ok(()) }
     /// ```
-    pub async fn delete_view_version(
-        &self,
-        view: &str,
-        view_version: u32,
-    ) -> Result<u64, SnapshotError> {
+    pub async fn delete_view_version(&self, view: &str, view_version: u32) -> Result<u64, SnapshotError> {
         let done = self
             .bounded(
                 sqlx::query(&self.sql.delete_version)
@@ -258,11 +246,7 @@ impl PgSnapshotStore {
     /// # let _ = deleted;
     /// # Ok(()) }
     /// ```
-    pub async fn delete_versions_below(
-        &self,
-        view: &str,
-        view_version: u32,
-    ) -> Result<u64, SnapshotError> {
+    pub async fn delete_versions_below(&self, view: &str, view_version: u32) -> Result<u64, SnapshotError> {
         let done = self
             .bounded(
                 sqlx::query(&self.sql.delete_below)
@@ -327,12 +311,7 @@ fn too_large(what: &str, value: u64) -> SnapshotError {
 }
 
 impl SnapshotStore for PgSnapshotStore {
-    async fn load(
-        &self,
-        stream: &StreamId,
-        view: &str,
-        view_version: u32,
-    ) -> Result<Option<Snapshot>, SnapshotError> {
+    async fn load(&self, stream: &StreamId, view: &str, view_version: u32) -> Result<Option<Snapshot>, SnapshotError> {
         let row = self
             .observed(
                 Op::SnapshotLoad,
@@ -351,22 +330,14 @@ impl SnapshotStore for PgSnapshotStore {
                 "snapshot of `{stream}` view `{view}` v{view_version}: {what}: {detail}"
             ))
         };
-        let version: i64 = row
-            .try_get(0)
-            .map_err(|e| malformed("stream_version", e.to_string()))?;
-        let payload: String = row
-            .try_get(1)
-            .map_err(|e| malformed("payload", e.to_string()))?;
-        let taken_at: i64 = row
-            .try_get(2)
-            .map_err(|e| malformed("taken_at_ns", e.to_string()))?;
-        let last_event: uuid::Uuid = row
-            .try_get(3)
-            .map_err(|e| malformed("last_event_id", e.to_string()))?;
-        let version = u64::try_from(version)
-            .map_err(|_| malformed("stream_version", format!("{version} is negative")))?;
-        let taken_at = u64::try_from(taken_at)
-            .map_err(|_| malformed("taken_at_ns", format!("{taken_at} is negative")))?;
+        let version: i64 = row.try_get(0).map_err(|e| malformed("stream_version", e.to_string()))?;
+        let payload: String = row.try_get(1).map_err(|e| malformed("payload", e.to_string()))?;
+        let taken_at: i64 = row.try_get(2).map_err(|e| malformed("taken_at_ns", e.to_string()))?;
+        let last_event: uuid::Uuid = row.try_get(3).map_err(|e| malformed("last_event_id", e.to_string()))?;
+        let version =
+            u64::try_from(version).map_err(|_| malformed("stream_version", format!("{version} is negative")))?;
+        let taken_at =
+            u64::try_from(taken_at).map_err(|_| malformed("taken_at_ns", format!("{taken_at} is negative")))?;
         Ok(Some(Snapshot {
             stream: stream.clone(),
             view: view.to_owned(),
@@ -425,9 +396,7 @@ impl SnapshotStore for PgSnapshotStore {
             .observed(
                 Op::SnapshotDelete,
                 Fields::named(view),
-                sqlx::query(&self.sql.delete_view)
-                    .bind(view)
-                    .execute(&self.pool),
+                sqlx::query(&self.sql.delete_view).bind(view).execute(&self.pool),
             )
             .await?;
         Ok(done.rows_affected())

@@ -7,8 +7,7 @@ use crate::metrics::{observe, observe_batch, Fields, Op};
 use crate::options::{PostgresOptions, SetupError};
 use crate::sql::Statements;
 use eventcore::{
-    AppendReceipt, AppendRequest, Operation, ReadAllRequest, ReadAllResponse, ReadRequest,
-    ReadResponse, StoreError,
+    AppendReceipt, AppendRequest, Operation, ReadAllRequest, ReadAllResponse, ReadRequest, ReadResponse, StoreError,
 };
 use eventcore_store::EventStore;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -100,9 +99,7 @@ impl PostgresStore {
                     after: options.connect_timeout,
                 })
             })?
-            .map_err(|e| {
-                SetupError::Connect(map_error(Operation::Other, Phase::Connecting, e, None))
-            })?;
+            .map_err(|e| SetupError::Connect(map_error(Operation::Other, Phase::Connecting, e, None)))?;
         let _ = probe.close().await;
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
@@ -210,10 +207,7 @@ impl EventStore for PostgresStore {
     }
 
     /// One round trip and one transaction for the whole group (see `batch.rs`).
-    async fn append_batch(
-        &self,
-        requests: &[AppendRequest],
-    ) -> Vec<Result<AppendReceipt, StoreError>> {
+    async fn append_batch(&self, requests: &[AppendRequest]) -> Vec<Result<AppendReceipt, StoreError>> {
         observe_batch(&self.pool, requests, self.append_group(requests)).await
     }
 
