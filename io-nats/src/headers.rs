@@ -74,7 +74,7 @@ pub enum HeaderError {
 /// #     metadata: Arc::new(EventMetadata::new(CommandId::v7(Time::ZERO, [0; 10]), Time::ZERO)) };
 /// let headers = eventcore_nats::headers_of(&event);
 /// assert_eq!(headers.get("Eventcore-Global-Position").map(|v| v.as_str()), Some("3"));
-/// assert_eq!(headers.get("Nats-Msg-Id").map(|v| v.to_string()), Some(event.event_id.to_string()));
+/// assert_eq!(headers.get(async_nats::header::NATS_MESSAGE_ID).map(|v| v.to_string()), Some(event.event_id.to_string()));
 /// let back = eventcore_nats::recorded_from_parts(&headers, b"{}")?;
 /// assert_eq!(back.event_id, event.event_id);
 /// # Ok::<(), eventcore_nats::HeaderError>(())
