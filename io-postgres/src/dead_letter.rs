@@ -1,7 +1,7 @@
 //! Dead letters on PostgreSQL: `subscription_dead_letters`.
 
 use crate::metrics::{observe, Fields, Op};
-use crate::subscription::{store_error, Tables};
+use crate::tables::{store_error, Tables};
 use crate::PostgresStore;
 use eventcore::{
     DecodeErrorKind, EventId, EventMetadata, EventType, GlobalPosition, Payload, PoisonCause, PoisonEvent,

@@ -1,7 +1,7 @@
 //! Leases on PostgreSQL: `subscription_leases`, on the database clock.
 
 use crate::metrics::{observe, Fields, Op};
-use crate::subscription::{store_error, Tables};
+use crate::tables::{store_error, Tables};
 use crate::PostgresStore;
 use eventcore::Time;
 use eventcore_store::{FencingToken, Lease, LeaseError, LeaseStore};

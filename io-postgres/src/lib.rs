@@ -23,6 +23,20 @@
 //!   timeouts) and PostgreSQL errors mapped to the contract's kinds, with
 //!   the sqlx error as the source.
 //!
+//! ## Features
+//!
+//! | feature | default | adds |
+//! |---|---|---|
+//! | `subscriptions` | on | `PgCheckpointStore`, `PgDeadLetterStore`, the LISTEN/NOTIFY wake-ups (`PgNotifier`) and `migrate_subscriptions` |
+//! | `leases` | on | `PgLeaseStore`, for competing subscription runners (implies `subscriptions`) |
+//! | `projections` | on | `PgProjectionStore` and `PgTransaction`: exactly-once read models (implies `subscriptions`) |
+//! | `binary-codec` | off | MessagePack payloads in a `bytea` column (`PostgresOptions::codec`) |
+//!
+//! With `default-features = false` the crate is the event store and the
+//! snapshot store alone. The schema does not depend on the features:
+//! [`PostgresStore::migrate`] always creates every table, so processes
+//! built with different features share one database.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use eventcore_postgres::{PostgresOptions, PostgresStore};
@@ -39,34 +53,48 @@
 //! # Ok(()) }
 //! ```
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 // The driver legitimately uses the clock (timeouts); it is not simulated.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 mod append;
 mod batch;
+#[cfg(feature = "subscriptions")]
 mod checkpoint;
+#[cfg(feature = "subscriptions")]
 mod dead_letter;
 mod error;
 mod inspect;
+#[cfg(feature = "leases")]
 mod lease;
 pub mod metrics;
 mod options;
 mod privileges;
+#[cfg(feature = "projections")]
+mod projection;
 mod read;
 mod schema;
 mod snapshot;
 mod sql;
 mod store;
+#[cfg(feature = "subscriptions")]
 mod subscription;
+mod tables;
 
-pub use checkpoint::{CheckpointState, PgCheckpointStore, PgProjectionStore, PgTransaction};
+#[cfg(feature = "subscriptions")]
+pub use checkpoint::{CheckpointState, PgCheckpointStore};
+#[cfg(feature = "subscriptions")]
 pub use dead_letter::PgDeadLetterStore;
 pub use inspect::LogHead;
+#[cfg(feature = "leases")]
 pub use lease::{LeaseState, PgLeaseStore};
 pub use options::{MigrationMode, PostgresOptions, SetupError, MAX_EVENTS_PER_TRANSACTION, MAX_SCHEMA_NAME_BYTES};
 pub use privileges::{app_role_grants, APP_ROLE_GRANTS_SQL};
+#[cfg(feature = "projections")]
+pub use projection::{PgProjectionStore, PgTransaction};
 pub use snapshot::{PgSnapshotStore, ViewSnapshots};
 pub use store::{Health, PostgresStore};
+#[cfg(feature = "subscriptions")]
 pub use subscription::{migrate_subscriptions, PgNotifier, NOTIFY_CHANNEL};
 
 #[doc(hidden)]

@@ -3,7 +3,7 @@
 //! [`PostgresStore::migrate`]).
 
 use crate::metrics::{observe, Fields, Op};
-use crate::subscription::store_error;
+use crate::tables::store_error;
 use crate::PostgresStore;
 use eventcore::{EventId, Snapshot, StreamId, StreamVersion, Time};
 use eventcore_store::{SnapshotError, SnapshotStore};

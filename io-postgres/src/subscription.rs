@@ -19,6 +19,7 @@
 //! notification is sent for those).
 
 use crate::error::{map_error, Phase};
+use crate::tables::store_error;
 use crate::{MigrationMode, PostgresStore};
 use eventcore::{GlobalPosition, Operation, StoreError};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
@@ -36,30 +37,6 @@ use tokio::task::JoinHandle;
 /// assert_eq!(eventcore_postgres::NOTIFY_CHANNEL, "eventcore_events");
 /// ```
 pub const NOTIFY_CHANNEL: &str = "eventcore_events";
-
-/// Qualified names of the subscription tables of one schema.
-#[derive(Clone, Debug)]
-pub(crate) struct Tables {
-    pub(crate) checkpoints: String,
-    pub(crate) leases: String,
-    pub(crate) dead_letters: String,
-}
-
-impl Tables {
-    pub(crate) fn of(store: &PostgresStore) -> Self {
-        let s = &store.options().schema;
-        Tables {
-            checkpoints: format!("\"{s}\".subscription_checkpoints"),
-            leases: format!("\"{s}\".subscription_leases"),
-            dead_letters: format!("\"{s}\".subscription_dead_letters"),
-        }
-    }
-}
-
-/// Maps a sqlx error met outside an append.
-pub(crate) fn store_error(error: sqlx::Error) -> StoreError {
-    map_error(Operation::Other, Phase::Executing, error, None)
-}
 
 /// The statement-level trigger that notifies subscribers of committed
 /// appends (and its function), in the store's schema.
