@@ -75,12 +75,12 @@ impl PostgresStore {
     /// timeout.
     ///
     /// This is how a service answers a client that retries a request under
-    /// an idempotency key: re-executing the command with the same id is
-    /// safe (the store never writes it twice), but the re-run decides again
-    /// on today's state and may refuse what the first run did (an account
-    /// opened twice, a transfer the balance no longer covers). Looking the
-    /// id up first gives back what the first run committed, and its
-    /// metadata says which request it served (`examples/web`).
+    /// an idempotency key without running anything: one index probe instead
+    /// of an execution (which would settle a retry of the same command too,
+    /// by finding its own commit among the streams it reads, at the cost of
+    /// reading them all and an append round trip). The events' metadata
+    /// tells which request the key served, so a key reused for another
+    /// request is caught before that request runs (`examples/web`).
     ///
     /// ```no_run
     /// # async fn demo(store: eventcore_postgres::PostgresStore, id: eventcore::CommandId) -> Result<(), eventcore::StoreError> {
@@ -246,7 +246,10 @@ impl PostgresStore {
             if held_back && !full && !waited && !self.options.read_all_settle.is_zero() {
                 waited = true;
                 let target = newest.unwrap_or(0) >> INDEX_BITS;
-                let wait_ms = i32::try_from(self.options.read_all_settle.as_millis()).unwrap_or(i32::MAX);
+                // The wait is a statement: it must end before the server's
+                // statement timeout cancels it (at most three quarters of it).
+                let settle = self.options.read_all_settle.min(self.options.statement_timeout * 3 / 4);
+                let wait_ms = i32::try_from(settle.as_millis()).unwrap_or(i32::MAX);
                 sqlx::query(&self.sql.await_horizon)
                     .bind(target)
                     .bind(wait_ms)

@@ -1,73 +1,86 @@
 //! TEMPORARY stand-in for `eventcore::{AnyCommandError, CommandErrorKind}`
-//! until they land in core.
+//! (the same names and methods) until they are committed in core.
+#![allow(missing_docs)]
 
 use eventcore::{CommandError, CommandId, StoreError};
+use std::error::Error;
 
-/// What kind of failure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CommandErrorKind {
-    /// Refused.
-    Domain,
-    /// Retries exhausted.
-    RetriesExhausted,
-    /// Unknown outcome.
+    Rejected,
+    Conflict,
     OutcomeUnknown,
-    /// Deadline.
-    DeadlineExceeded,
-    /// Store.
-    Store,
-    /// Other.
-    Other,
+    Timeout,
+    Unavailable,
+    Invalid,
+    Decode,
+    Encode,
 }
 
-/// Erased.
+impl CommandErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CommandErrorKind::Rejected => "rejected",
+            CommandErrorKind::Conflict => "conflict",
+            CommandErrorKind::OutcomeUnknown => "outcome_unknown",
+            CommandErrorKind::Timeout => "timeout",
+            CommandErrorKind::Unavailable => "unavailable",
+            CommandErrorKind::Invalid => "invalid",
+            CommandErrorKind::Decode => "decode",
+            CommandErrorKind::Encode => "encode",
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
-#[error("{message}")]
+#[error("{inner}")]
 pub struct AnyCommandError {
     kind: CommandErrorKind,
-    message: String,
-    domain: Option<Box<dyn std::error::Error + Send + Sync>>,
-    store: Option<StoreError>,
+    inner: Box<dyn Error + Send + Sync>,
     command_id: Option<CommandId>,
 }
 
 impl AnyCommandError {
-    /// Kind.
     pub fn kind(&self) -> CommandErrorKind {
         self.kind
     }
-    /// Domain.
-    pub fn domain(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
-        self.domain.as_deref()
+    pub fn domain_error<D: Error + 'static>(&self) -> Option<&D> {
+        match self.kind {
+            CommandErrorKind::Rejected => self.inner.downcast_ref::<D>(),
+            _ => None,
+        }
     }
-    /// Store.
-    pub fn store_error(&self) -> Option<&StoreError> {
-        self.store.as_ref()
-    }
-    /// Id.
     pub fn command_id(&self) -> Option<CommandId> {
         self.command_id
     }
 }
 
-impl<E: std::error::Error + Send + Sync + 'static> From<CommandError<E>> for AnyCommandError {
+impl<E: Error + Send + Sync + 'static> From<CommandError<E>> for AnyCommandError {
     fn from(error: CommandError<E>) -> Self {
-        let message = error.to_string();
-        let (kind, domain, store, command_id) = match error {
-            CommandError::Domain(e) => (CommandErrorKind::Domain, Some(Box::new(e) as Box<_>), None, None),
-            CommandError::RetriesExhausted { last, .. } => (CommandErrorKind::RetriesExhausted, None, Some(last), None),
-            CommandError::OutcomeUnknown { command_id, last, .. } => {
-                (CommandErrorKind::OutcomeUnknown, None, Some(last), Some(command_id))
+        let unavailable = |e: &StoreError| {
+            if matches!(e, StoreError::Conflict(_)) {
+                CommandErrorKind::Conflict
+            } else {
+                CommandErrorKind::Unavailable
             }
-            CommandError::DeadlineExceeded { last, .. } => (CommandErrorKind::DeadlineExceeded, None, last, None),
-            CommandError::Store(e) => (CommandErrorKind::Store, None, Some(e), None),
-            _ => (CommandErrorKind::Other, None, None, None),
+        };
+        let (kind, command_id) = match &error {
+            CommandError::Domain(_) => (CommandErrorKind::Rejected, None),
+            CommandError::RetriesExhausted { last, .. } => (unavailable(last), None),
+            CommandError::OutcomeUnknown { command_id, .. } => (CommandErrorKind::OutcomeUnknown, Some(*command_id)),
+            CommandError::DeadlineExceeded { .. } => (CommandErrorKind::Timeout, None),
+            CommandError::Store(e) => (unavailable(e), None),
+            CommandError::Decode(_) => (CommandErrorKind::Decode, None),
+            CommandError::Encode { .. } => (CommandErrorKind::Encode, None),
+            _ => (CommandErrorKind::Invalid, None),
+        };
+        let inner: Box<dyn Error + Send + Sync> = match error {
+            CommandError::Domain(e) => Box::new(e),
+            other => Box::new(other),
         };
         AnyCommandError {
             kind,
-            message,
-            domain,
-            store,
+            inner,
             command_id,
         }
     }

@@ -7,15 +7,16 @@
 //! | the domain refused: account already open | 409 |
 //! | the domain refused: not enough money, a transfer to itself, a balance limit | 422 |
 //! | an `Idempotency-Key` reused for a different request | 422 |
-//! | every attempt met a conflict or a transient error (retries exhausted) | 409 |
+//! | every attempt met a version conflict (retries exhausted) | 409 |
 //! | the outcome is unknown (the append may have committed) | 503, `Retry-After` |
-//! | the deadline passed, or the database is unavailable | 503, `Retry-After` |
+//! | the deadline passed, or the database is unavailable (transient errors outlasted the retries included) | 503, `Retry-After` |
 //! | anything else (a bug, a permanent store error) | 500 |
 //!
 //! Every error body is JSON: `{"error": "<text>", "kind": "<kind>"}`, plus
 //! `"command_id"` when a command ran: a client that got a 503 for a POST
 //! without an `Idempotency-Key` can retry with that id as its key and be
-//! sure the command is not applied twice.
+//! sure the command is not applied twice. A command's `kind` is its
+//! `CommandErrorKind` (`rejected`, `conflict`, `outcome_unknown`, ...).
 
 use crate::erased::{AnyCommandError, CommandErrorKind};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -57,8 +58,14 @@ pub enum ApiError {
         original: String,
     },
     /// A command failed.
-    #[error(transparent)]
-    Command(#[from] AnyCommandError),
+    #[error("{error}")]
+    Command {
+        /// Why, whatever the command's type.
+        error: AnyCommandError,
+        /// The command id it ran under: a client retries with it as its
+        /// `Idempotency-Key` when the outcome is unknown.
+        command_id: CommandId,
+    },
     /// A store operation outside a command failed (a read, a query of the
     /// read model).
     #[error(transparent)]
@@ -86,12 +93,13 @@ impl ApiError {
     /// use eventcore::{CommandError, CommandId, Operation, StoreError, Time};
     /// use eventcore_web_example::erased::AnyCommandError;
     /// use eventcore_web_example::ApiError;
+    /// let command_id = CommandId::v7(Time::ZERO, [0; 10]);
     /// let unknown: CommandError<std::convert::Infallible> = CommandError::OutcomeUnknown {
-    ///     command_id: CommandId::v7(Time::ZERO, [0; 10]),
+    ///     command_id,
     ///     attempts: 3,
     ///     last: StoreError::Timeout { operation: Operation::Append, after: std::time::Duration::from_secs(5) },
     /// };
-    /// let error = ApiError::Command(AnyCommandError::from(unknown));
+    /// let error = ApiError::Command { error: AnyCommandError::from(unknown), command_id };
     /// assert_eq!(error.status(), (StatusCode::SERVICE_UNAVAILABLE, "outcome_unknown", true));
     /// ```
     pub fn status(&self) -> (StatusCode, &'static str, bool) {
@@ -99,7 +107,7 @@ impl ApiError {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request", false),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", false),
             ApiError::KeyReused { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", false),
-            ApiError::Command(error) => command_status(error),
+            ApiError::Command { error, .. } => command_status(error),
             ApiError::Store(error) if error.is_retryable() => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", true),
             ApiError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store", false),
             ApiError::ReadModel(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", true),
@@ -108,35 +116,31 @@ impl ApiError {
 }
 
 /// The one mapping of a command's failure, whatever the command: by the
-/// error's kind, and for a domain refusal by the domain error's type.
+/// error's kind, and for a refusal by the domain error's type.
 fn command_status(error: &AnyCommandError) -> (StatusCode, &'static str, bool) {
-    match error.kind() {
-        CommandErrorKind::Domain => (domain_status(error.domain()), "refused", false),
-        CommandErrorKind::RetriesExhausted => (StatusCode::CONFLICT, "retries_exhausted", false),
-        CommandErrorKind::OutcomeUnknown => (StatusCode::SERVICE_UNAVAILABLE, "outcome_unknown", true),
-        CommandErrorKind::DeadlineExceeded => (StatusCode::SERVICE_UNAVAILABLE, "deadline_exceeded", true),
-        CommandErrorKind::Store if error.store_error().is_some_and(StoreError::is_retryable) => {
-            (StatusCode::SERVICE_UNAVAILABLE, "unavailable", true)
-        }
-        _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal", false),
-    }
+    let kind = error.kind();
+    let status = match kind {
+        CommandErrorKind::Rejected => refusal_status(error),
+        // Every attempt met a version conflict: others kept writing the
+        // same accounts. Nothing was written; the same request may pass.
+        CommandErrorKind::Conflict => StatusCode::CONFLICT,
+        // May have committed (exactly once): retry with the same key.
+        CommandErrorKind::OutcomeUnknown
+        // Nothing was written; the store or the deadline gave out.
+        | CommandErrorKind::Timeout
+        | CommandErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        // A bug: a misdeclared command, an event that does not decode.
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    (status, kind.as_str(), status == StatusCode::SERVICE_UNAVAILABLE)
 }
 
 /// A refusal's status: 404 for an account that is not open, 409 for one
 /// already open, 422 for every other rule.
-fn domain_status(domain: Option<&(dyn std::error::Error + Send + Sync + 'static)>) -> StatusCode {
-    let Some(domain) = domain else {
-        return StatusCode::UNPROCESSABLE_ENTITY;
-    };
-    if let Some(bank) = domain.downcast_ref::<BankError>() {
-        return match bank {
-            BankError::NotOpen(_) => StatusCode::NOT_FOUND,
-            BankError::AlreadyOpen(_) => StatusCode::CONFLICT,
-            _ => StatusCode::UNPROCESSABLE_ENTITY,
-        };
-    }
-    match domain.downcast_ref::<DepositError>() {
-        Some(DepositError::NotOpen(_)) => StatusCode::NOT_FOUND,
+fn refusal_status(error: &AnyCommandError) -> StatusCode {
+    match (error.domain_error::<BankError>(), error.domain_error::<DepositError>()) {
+        (Some(BankError::NotOpen(_)), _) | (_, Some(DepositError::NotOpen(_))) => StatusCode::NOT_FOUND,
+        (Some(BankError::AlreadyOpen(_)), _) => StatusCode::CONFLICT,
         _ => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }
@@ -148,7 +152,7 @@ impl IntoResponse for ApiError {
             tracing::warn!(error = %self, "request failed");
         }
         let command_id = match &self {
-            ApiError::Command(error) => error.command_id().map(|id| id.to_string()),
+            ApiError::Command { command_id, .. } => Some(command_id.to_string()),
             ApiError::KeyReused { key, .. } => Some(key.to_string()),
             _ => None,
         };

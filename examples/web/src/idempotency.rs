@@ -12,29 +12,33 @@
 //! Every command also carries its request, in a canonical form, in the
 //! events' user metadata ([`REQUEST_METADATA`]). With a key, [`run`]:
 //!
-//! 1. looks the key up in the store (`PostgresStore::command_events`): if an
-//!    append committed under it, the request was applied before. The same
-//!    request gets the original answer, built from those events alone (so it
-//!    is byte for byte the first answer: 201, the same positions), with the
-//!    header `Idempotent-Replayed: true`; a different request under the same
-//!    key is a 422 ([`ApiError::KeyReused`]), never applied.
+//! 1. looks the key up in the store (`PostgresStore::command_events`, one
+//!    index probe): if an append committed under it, the request was
+//!    applied before. The same request gets the original answer, built
+//!    from those events alone (so it is byte for byte the first answer:
+//!    201, the same positions), with the header `Idempotent-Replayed:
+//!    true`; a different request under the same key is a 422
+//!    ([`ApiError::KeyReused`]) and does not run.
 //! 2. otherwise executes the command under that id. The store never commits
-//!    two appends with one command id, so two copies of the request racing
-//!    each other commit once: the loser either gets the winner's receipt
-//!    back (deduplicated) or re-decides on the winner's state and is refused
-//!    (an account already open); either way it looks the key up again and
-//!    answers as in 1.
+//!    two appends with one command id, so copies of a request racing each
+//!    other commit once: the loser finds the winner's commit among the
+//!    streams it reads (the executor then re-sends it and the store answers
+//!    with the original receipt, flagged deduplicated), or is refused by the
+//!    domain on the winner's state; either way it looks the key up again
+//!    and answers as in 1.
 //!
-//! Looking up first matters: re-executing under a known id is safe but
-//! decides again on today's state, and may refuse what the first run did (a
-//! retried "open account" would be "already open", a retried transfer could
-//! find the money gone).
+//! The executor alone would settle a retry of the *same* command (step 2's
+//! dedup), but only after reading every stream the command reads and an
+//! append round trip; the lookup is one probe. And a key reused for
+//! another request must be caught before that request runs: it reads other
+//! streams or decides differently, and would be refused, or deduplicated
+//! into the first request's receipt, for reasons unrelated to it.
 //!
 //! Without a key every POST is a new command with a fresh id.
 
-use crate::erased::AnyCommandError;
+use crate::erased::{AnyCommandError, CommandErrorKind};
 use axum::http::HeaderMap;
-use eventcore::{AppendReceipt, Command, CommandError, CommandId, ExecutionContext, RecordedEvent};
+use eventcore::{AppendReceipt, Command, CommandId, ExecutionContext, RecordedEvent};
 use eventcore_postgres::PostgresStore;
 use eventcore_tokio::Executor;
 use serde::{Deserialize, Serialize};
@@ -169,34 +173,39 @@ pub async fn run<C>(
 ) -> Result<Outcome, ApiError>
 where
     C: Command,
-    AnyCommandError: From<CommandError<C::Error>>,
+    C::Error: std::error::Error + Send + Sync + 'static,
 {
-    let Some(id) = key else {
-        let context = ExecutionContext::new(executor.new_command_id()).with_user(REQUEST_METADATA, request);
-        let done = executor
-            .execute_with(command, context)
-            .await
-            .map_err(AnyCommandError::from)?;
-        return Ok(fresh(&done.appended, done.command_id));
-    };
     let store = executor.store();
-    if let Some(outcome) = earlier(store, id, &request).await? {
-        return Ok(outcome);
-    }
+    let id = match key {
+        Some(id) => {
+            if let Some(outcome) = earlier(store, id, &request).await? {
+                return Ok(outcome);
+            }
+            id
+        }
+        None => executor.new_command_id(),
+    };
     let context = ExecutionContext::new(id).with_user(REQUEST_METADATA, request.clone());
-    match executor.execute_with(command, context).await {
+    let failed = |error| ApiError::Command { error, command_id: id };
+    match executor
+        .execute_with(command, context)
+        .await
+        .map_err(AnyCommandError::from)
+    {
         Ok(done) => match &done.appended {
             // A copy of this request committed first: answer as it did.
             Some(receipt) if receipt.deduplicated => replay(store, id, &request).await,
-            _ => Ok(fresh(&done.appended, done.command_id)),
+            _ => Ok(fresh(&done.appended, id)),
         },
         // A copy of this request may have committed first, and this run
         // decided on its result.
-        Err(CommandError::Domain(refusal)) => match earlier(store, id, &request).await? {
-            Some(outcome) => Ok(outcome),
-            None => Err(AnyCommandError::from(CommandError::<C::Error>::Domain(refusal)).into()),
-        },
-        Err(error) => Err(AnyCommandError::from(error).into()),
+        Err(error) if key.is_some() && error.kind() == CommandErrorKind::Rejected => {
+            match earlier(store, id, &request).await? {
+                Some(outcome) => Ok(outcome),
+                None => Err(failed(error)),
+            }
+        }
+        Err(error) => Err(failed(error)),
     }
 }
 

@@ -392,8 +392,8 @@ async fn a_post_retried_after_its_response_was_lost_is_applied_once_and_answered
     assert_eq!(first.header("idempotent-replayed"), None);
     assert_eq!(second.header("idempotent-replayed"), Some("true"));
 
-    // 4. Opening an account is refused when decided again ("already open"),
-    //    yet its retry gets the original answer, not a 409.
+    // 4. Opening an account, which would be refused if decided again
+    //    ("already open"): its retry gets the original answer, not a 409.
     let open = key(4);
     let body = json!({ "id": "bob", "initial": 7 });
     let first = service.post("/accounts", Some(open), body.clone()).await;
@@ -488,6 +488,8 @@ async fn a_key_reused_for_a_different_request_is_refused_and_applies_nothing() {
         ("/accounts/alice/deposits", json!({ "amount": 20 })),
         ("/accounts/bob/deposits", json!({ "amount": 10 })),
         ("/transfers", json!({ "from": "alice", "to": "bob", "amount": 1 })),
+        // One the domain would refuse (no such account): still the key's fault.
+        ("/accounts/nobody/deposits", json!({ "amount": 10 })),
     ];
     for (path, body) in others {
         let answer = service.post(path, Some(reused), body.clone()).await;
