@@ -18,7 +18,7 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum PrivatePostgresError {
     /// A PostgreSQL program could not be run at all.
-    #[error("running `{program}`: {source}")]
+    #[error("cannot run `{program}`")]
     Spawn {
         /// The program.
         program: String,
@@ -38,7 +38,7 @@ pub enum PrivatePostgresError {
         stderr: String,
     },
     /// The temporary directory or the port could not be had.
-    #[error("preparing the server: {0}")]
+    #[error("preparing the server")]
     Prepare(#[from] std::io::Error),
 }
 

@@ -86,7 +86,7 @@ pub enum ProxyError {
     #[error("upstream {0} is not a loopback address; the chaos proxy only forwards on loopback")]
     NotLoopback(SocketAddr),
     /// Binding the listener failed.
-    #[error("binding the proxy listener: {0}")]
+    #[error("cannot bind the proxy listener")]
     Bind(#[source] io::Error),
 }
 

@@ -25,8 +25,8 @@ pub enum CliError {
     #[error("{0}")]
     Usage(String),
     /// The options are invalid (schema name, URL, ...).
-    #[error("{0}")]
-    Options(#[source] SetupError),
+    #[error(transparent)]
+    Options(SetupError),
     /// PostgreSQL cannot be reached or refused the connection.
     #[error("cannot connect to PostgreSQL: {0}")]
     Connect(String),
@@ -62,22 +62,22 @@ pub enum CliError {
     )]
     ReplayNeedsHandler(String),
     /// Migrating (or verifying) failed.
-    #[error("{0}")]
-    Migrate(#[source] SetupError),
+    #[error(transparent)]
+    Migrate(SetupError),
     /// A store operation failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Store(#[from] StoreError),
     /// Reading or deleting dead letters failed.
-    #[error("{0}")]
+    #[error(transparent)]
     DeadLetters(#[from] DeadLetterError),
     /// Reading leases failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Leases(#[from] LeaseError),
     /// Reading or deleting snapshots failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Snapshots(#[from] SnapshotError),
     /// Writing the output failed.
-    #[error("cannot write the output: {0}")]
+    #[error("cannot write the output")]
     Output(#[from] std::io::Error),
 }
 
@@ -109,6 +109,23 @@ impl CliError {
     }
 }
 
+/// `error` and every error in its source chain, joined by `: ` (a source
+/// whose text is already printed, as some drivers' errors repeat their
+/// sources, is skipped).
+pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(source) = next {
+        let part = source.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        next = source.source();
+    }
+    text
+}
+
 /// Maps a setup error met while connecting.
 pub fn connect_error(error: SetupError) -> CliError {
     match error {
@@ -121,17 +138,7 @@ pub fn connect_error(error: SetupError) -> CliError {
 /// says "transient"; the cause says "connection refused" or
 /// "password authentication failed").
 fn describe_connect(error: &StoreError) -> String {
-    let mut message = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = cause.source();
-    }
-    message
+    chain(error)
 }
 
 fn join(positions: &[u64]) -> String {

@@ -46,7 +46,7 @@ fn main() -> ExitCode {
         Err(error) => {
             // What was printed before the error still goes out.
             let _ = out.flush();
-            let _ = writeln!(std::io::stderr(), "error: {error}");
+            let _ = writeln!(std::io::stderr(), "error: {}", error::chain(&error));
             ExitCode::from(error.exit_code())
         }
     }

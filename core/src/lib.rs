@@ -75,13 +75,16 @@ pub use ids::{
     MAX_STREAM_ID_BYTES,
 };
 pub use lease::{LeaseFailure, LeaseMachine, LeasePolicy, LeaseStep, LeaseToken};
-pub use machine::{CommandError, CommandMachine, Executed, ExecutionContext, ExecutionStats, Step};
+pub use machine::{
+    AnyCommandError, CommandError, CommandErrorKind, CommandMachine, Executed, ExecutionContext, ExecutionError,
+    ExecutionStats, Step,
+};
 pub use policy::{ExecutionPolicy, RetryPolicy};
 pub use snapshot::{Snapshot, SnapshotRejected, SnapshotUnavailable};
 pub use store::{
     AppendLimits, AppendReceipt, AppendRequest, Conflict, ErrorSource, EventFilter, InvalidAppend, InvalidRequest,
-    Operation, ReadAllRequest, ReadAllResponse, ReadRequest, ReadResponse, StoreError, StreamAppend, StreamCommit,
-    StreamRead, StreamSlice,
+    Operation, ReadAllRequest, ReadAllResponse, ReadRequest, ReadResponse, StoreError, StoreErrorKind, StreamAppend,
+    StreamCommit, StreamRead, StreamSlice,
 };
 pub use stream_cache::{CachedStreams, StreamCacheUse};
 pub use subscription::{

@@ -98,7 +98,7 @@ pub enum SnapshotUnavailable {
     #[error("the view's last event is not known, so a snapshot of it could not be checked later")]
     NoLastEvent,
     /// The view does not serialize.
-    #[error("the view does not serialize: {0}")]
+    #[error("the view does not serialize")]
     Encode(#[from] serde_json::Error),
 }
 

@@ -53,7 +53,6 @@ pub(crate) fn map_error(
     request: Option<&AppendRequest>,
 ) -> StoreError {
     let sent_append = operation == Operation::Append && phase == Phase::Executing;
-    let message = error.to_string();
     let kind = match &error {
         sqlx::Error::Database(db) => {
             let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
@@ -91,6 +90,13 @@ pub(crate) fn map_error(
         sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::ColumnNotFound(_) => Kind::Contract,
         _ => Kind::Permanent,
     };
+    // Where the sqlx error becomes the source, the message only says what
+    // kind of failure it was, so a `{:#}` chain prints sqlx's text once. A
+    // contract violation has no source: its message is sqlx's text.
+    let message = match kind {
+        Kind::Contract => error.to_string(),
+        _ => describe(&error),
+    };
     let source: Option<eventcore::store::ErrorSource> = Some(Arc::new(error));
     match kind {
         Kind::Transient => StoreError::Transient {
@@ -109,6 +115,25 @@ pub(crate) fn map_error(
             message,
             source,
         },
+    }
+}
+
+/// What kind of sqlx failure `error` is, in words that do not repeat its
+/// own message (which becomes the [`StoreError`]'s source).
+fn describe(error: &sqlx::Error) -> String {
+    match error {
+        sqlx::Error::Database(db) => match db.code() {
+            Some(code) => format!("the database raised SQLSTATE {code}"),
+            None => "the database raised an error".to_owned(),
+        },
+        sqlx::Error::PoolTimedOut => "no pooled connection became free in time".to_owned(),
+        sqlx::Error::PoolClosed => "the connection pool is closed".to_owned(),
+        sqlx::Error::Io(_) => "I/O error on the connection".to_owned(),
+        sqlx::Error::Tls(_) => "TLS error on the connection".to_owned(),
+        sqlx::Error::Protocol(_) => "PostgreSQL protocol error".to_owned(),
+        sqlx::Error::WorkerCrashed => "the connection's background worker stopped".to_owned(),
+        sqlx::Error::Configuration(_) => "invalid connection configuration".to_owned(),
+        _ => "the database driver failed".to_owned(),
     }
 }
 

@@ -28,7 +28,7 @@ enum CliError {
     Canary(#[from] eventcore_sim::store::UnknownCanary),
     #[error(transparent)]
     Seeds(#[from] eventcore_sim::sweep::SeedListError),
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         path: String,
         #[source]
@@ -107,7 +107,13 @@ pub fn main(args: Vec<String>) -> i32 {
     match parse(args).and_then(execute) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("{error}");
+            let mut text = error.to_string();
+            let mut next = std::error::Error::source(&error);
+            while let Some(source) = next {
+                text.push_str(&format!(": {source}"));
+                next = source.source();
+            }
+            eprintln!("{text}");
             2
         }
     }

@@ -27,7 +27,7 @@ pub enum SnapshotError {
     #[error("snapshot store holds a malformed record: {0}")]
     Malformed(String),
     /// Anything else the store reported.
-    #[error("snapshot store failed: {0}")]
+    #[error("snapshot store failed")]
     Other(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 

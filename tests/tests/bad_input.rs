@@ -353,7 +353,7 @@ fn an_append_without_events_is_refused_by_the_store() {
         matches!(error, StoreError::InvalidAppend(InvalidAppend::NoEvents)),
         "{error:?}"
     );
-    assert_eq!(error.to_string(), "invalid append: append carries no events");
+    assert_eq!(error.to_string(), "append carries no events");
     assert!(!error.is_retryable(), "bad input is never retried");
     assert_eq!(snapshot(&store), before);
     assert!(store.receipt(&command_id).is_none());

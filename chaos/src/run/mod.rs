@@ -161,10 +161,10 @@ pub enum ChaosError {
     #[error(transparent)]
     Proxy(#[from] ProxyError),
     /// Connecting a store failed.
-    #[error("connecting a store: {0}")]
+    #[error("connecting a store")]
     Setup(#[from] SetupError),
     /// A direct query failed.
-    #[error("direct query: {0}")]
+    #[error("direct query failed")]
     Database(#[from] sqlx::Error),
     /// A setup command was not acknowledged.
     #[error("setup command `{label}` failed: {reason}")]
@@ -175,7 +175,7 @@ pub enum ChaosError {
         reason: String,
     },
     /// Reading the history back failed.
-    #[error("reading the store back: {0}")]
+    #[error("reading the store back")]
     ReadBack(#[from] StoreError),
 }
 

@@ -225,6 +225,10 @@ pub struct EncodedEvent {
 
 /// Why an event could not be encoded.
 ///
+/// The message says which step failed; the underlying error is the
+/// [`source`](std::error::Error::source), so a `{:#}` chain (anyhow, eyre)
+/// prints each part once.
+///
 /// ```
 /// use eventcore::encode_json;
 /// use std::collections::BTreeMap;
@@ -236,10 +240,10 @@ pub struct EncodedEvent {
 #[non_exhaustive]
 pub enum EncodeError {
     /// serde refused to serialize the value.
-    #[error("event could not be serialized: {0}")]
+    #[error("event could not be serialized")]
     Serialize(#[from] serde_json::Error),
     /// The derived type name is not a valid event type.
-    #[error("event type name is invalid: {0}")]
+    #[error("event type name is invalid")]
     InvalidType(#[from] InvalidEventType),
     /// serde refused to serialize the value as MessagePack.
     #[error("event could not be serialized as MessagePack: {0}")]

@@ -350,7 +350,9 @@ fn encoding_errors_are_the_same_as_before() {
     let error = encode_json(&pairs, 1).expect_err("tuple keys cannot be JSON object keys");
     let reference = serde_json::to_value(&pairs).expect_err("nor before");
     assert!(matches!(error, EncodeError::Serialize(_)), "{error:?}");
-    assert_eq!(error.to_string(), format!("event could not be serialized: {reference}"));
+    assert_eq!(error.to_string(), "event could not be serialized");
+    let source = std::error::Error::source(&error).map(ToString::to_string);
+    assert_eq!(source, Some(reference.to_string()), "serde's own message is the source");
     for _ in 0..2 {
         // Invalid names are never cached: refused every time.
         assert!(matches!(encode_json(&Bad::Spaced, 1), Err(EncodeError::InvalidType(_))));

@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 mod context;
 mod decide;
+mod kinds;
 mod outcome;
 mod reads;
 mod retry;
@@ -34,6 +35,7 @@ mod tests;
 mod views;
 
 pub use context::ExecutionContext;
+pub use kinds::{AnyCommandError, CommandErrorKind, ExecutionError};
 pub use outcome::{CommandError, Executed, ExecutionStats, Step};
 
 #[derive(Debug)]

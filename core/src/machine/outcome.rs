@@ -116,6 +116,14 @@ pub struct Executed {
 
 /// Why an execution failed.
 ///
+/// [`CommandError::kind`] sorts the variants into the few kinds a service
+/// maps to responses ([`CommandErrorKind`](crate::CommandErrorKind), with
+/// suggested HTTP statuses), and [`AnyCommandError`](crate::AnyCommandError)
+/// erases the domain error's type so one function handles every command.
+/// No variant's message repeats the text of its `source()`: a pure wrapper
+/// (`Domain`, `Store`, `Decode`) displays its inner error, the others name
+/// what failed and leave the cause to the chain.
+///
 /// ```
 /// use eventcore::*;
 /// let unknown: CommandError<std::convert::Infallible> = CommandError::OutcomeUnknown {
@@ -148,14 +156,16 @@ pub enum CommandError<E> {
         /// The streams requested in the round that hit the limit.
         pending: Vec<StreamId>,
     },
-    /// The domain refused the command. Never retried.
-    #[error("command rejected: {0}")]
-    Domain(#[source] E),
+    /// The domain refused the command. Never retried. Displays exactly the
+    /// domain error's text (what a service shows its client), and its
+    /// `source()` is the domain error's own source.
+    #[error(transparent)]
+    Domain(E),
     /// A stored event could not be decoded.
     #[error(transparent)]
     Decode(#[from] DecodeError),
     /// An emitted event could not be encoded.
-    #[error("event for stream `{stream}` could not be encoded: {source}")]
+    #[error("event for stream `{stream}` could not be encoded")]
     Encode {
         /// Where the event was addressed.
         stream: StreamId,
@@ -192,8 +202,10 @@ pub enum CommandError<E> {
         last: Option<StoreError>,
     },
     /// The store failed in a way retrying cannot fix, or refused the append.
-    #[error("store error: {0}")]
-    Store(#[source] StoreError),
+    /// Displays the store error's text; its `source()` is the store error's
+    /// source.
+    #[error(transparent)]
+    Store(StoreError),
     /// A view command's state needed the view of a stream that was not read
     /// through it (the command's `streams()` and its state disagree).
     #[error("stream `{stream}` was not read through view {view}; declare it with #[stream] or Emit::read")]
@@ -205,7 +217,7 @@ pub enum CommandError<E> {
     },
     /// An event was addressed to a stream whose view cannot fold it (its
     /// type is not the view's event type). Nothing was written.
-    #[error("event for stream `{stream}` cannot be folded by its view {view}: {source}")]
+    #[error("event for stream `{stream}` cannot be folded by its view {view}")]
     ViewCannotFold {
         /// The stream concerned.
         stream: StreamId,

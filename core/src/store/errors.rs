@@ -60,7 +60,7 @@ pub struct Conflict {
 /// ```
 /// use eventcore::*;
 /// let error = StoreError::from(InvalidAppend::DuplicateStream { stream: StreamId::new("a")? });
-/// assert_eq!(error.to_string(), "invalid append: stream `a` appears more than once in one append");
+/// assert_eq!(error.to_string(), "stream `a` appears more than once in one append");
 /// assert!(!error.is_retryable());
 /// # Ok::<(), InvalidStreamId>(())
 /// ```
@@ -109,7 +109,7 @@ pub enum InvalidAppend {
     },
     /// The store cannot hold a value in this append (for example a payload
     /// the database rejects as JSON).
-    #[error("stream `{stream}`: {reason}")]
+    #[error("the store cannot hold a value of stream `{stream}`: {reason}")]
     Rejected {
         /// The stream concerned.
         stream: StreamId,
@@ -157,7 +157,11 @@ pub type ErrorSource = Arc<dyn std::error::Error + Send + Sync + 'static>;
 /// How the command machine treats each kind is the point of the split:
 /// conflicts re-read and re-decide, transient errors retry, an unknown
 /// outcome re-sends the same append (the command id makes that safe), and
-/// everything else ends the command.
+/// everything else ends the command. [`StoreError::kind`] names the kind
+/// without the details, for metrics, logs and status codes.
+///
+/// No message repeats the text of its [`source`](std::error::Error::source):
+/// print the whole chain (`{:#}` with anyhow or eyre) to see every cause.
 ///
 /// ```
 /// use eventcore::*;
@@ -166,46 +170,41 @@ pub type ErrorSource = Arc<dyn std::error::Error + Send + Sync + 'static>;
 /// let denied = StoreError::permanent(Operation::Append, "permission denied for table events");
 /// assert!(!denied.is_retryable());
 /// ```
-#[derive(Clone, Debug, thiserror::Error)]
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum StoreError {
     /// An expected version did not hold; nothing was written.
-    #[error(transparent)]
-    Conflict(#[from] Conflict),
-    /// The append is malformed; nothing was written.
-    #[error("invalid append: {0}")]
-    InvalidAppend(#[from] InvalidAppend),
-    /// The read is malformed.
-    #[error("invalid read: {0}")]
-    InvalidRequest(#[from] InvalidRequest),
+    Conflict(Conflict),
+    /// The append is malformed; nothing was written. Displays the
+    /// [`InvalidAppend`]'s text.
+    InvalidAppend(InvalidAppend),
+    /// The read is malformed. Displays the [`InvalidRequest`]'s text.
+    InvalidRequest(InvalidRequest),
     /// A passing failure (connection refused, serialization failure,
     /// deadlock victim, pool exhausted); the request was certainly not
     /// applied and may be retried.
-    #[error("transient failure during {operation}: {message}")]
     Transient {
         /// The operation that failed.
         operation: Operation,
-        /// What happened.
+        /// What happened, without the text of `source` (a `{:#}` chain
+        /// prints both).
         message: String,
         /// The underlying error, if any.
-        #[source]
         source: Option<ErrorSource>,
     },
     /// The request may or may not have been applied (a connection lost after
     /// the commit was sent, a timeout). Only an append can be in this state.
-    #[error("outcome of {operation} unknown: {message}")]
     OutcomeUnknown {
         /// The operation whose outcome is unknown.
         operation: Operation,
-        /// What happened.
+        /// What happened, without the text of `source` (a `{:#}` chain
+        /// prints both).
         message: String,
         /// The underlying error, if any.
-        #[source]
         source: Option<ErrorSource>,
     },
     /// The operation did not answer in time. For an append this means the
     /// outcome is unknown.
-    #[error("{operation} timed out after {after:?}")]
     Timeout {
         /// The operation that timed out.
         operation: Operation,
@@ -215,7 +214,6 @@ pub enum StoreError {
     /// The store answered something that breaks the contract (a gap in a
     /// stream, a response for other streams). Never retried: it points at a
     /// bug or corruption.
-    #[error("store broke its contract during {operation}: {message}")]
     ContractViolation {
         /// The operation concerned.
         operation: Operation,
@@ -224,19 +222,160 @@ pub enum StoreError {
     },
     /// A failure that retrying will not fix (permission denied, missing
     /// schema, read-only database).
-    #[error("permanent failure during {operation}: {message}")]
     Permanent {
         /// The operation that failed.
         operation: Operation,
-        /// What happened.
+        /// What happened, without the text of `source` (a `{:#}` chain
+        /// prints both).
         message: String,
         /// The underlying error, if any.
-        #[source]
         source: Option<ErrorSource>,
     },
 }
 
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Conflict(conflict) => fmt::Display::fmt(conflict, f),
+            StoreError::InvalidAppend(invalid) => fmt::Display::fmt(invalid, f),
+            StoreError::InvalidRequest(invalid) => fmt::Display::fmt(invalid, f),
+            StoreError::Transient { operation, message, .. } => {
+                write!(f, "transient failure during {operation}: {message}")
+            }
+            StoreError::OutcomeUnknown { operation, message, .. } => {
+                write!(f, "outcome of {operation} unknown: {message}")
+            }
+            StoreError::Timeout { operation, after } => write!(f, "{operation} timed out after {after:?}"),
+            StoreError::ContractViolation { operation, message } => {
+                write!(f, "store broke its contract during {operation}: {message}")
+            }
+            StoreError::Permanent { operation, message, .. } => {
+                write!(f, "permanent failure during {operation}: {message}")
+            }
+        }
+    }
+}
+
+/// Written out rather than derived so that `source()` is the underlying
+/// error itself, not the [`Arc`] around it: downcasting along the chain
+/// (`source.downcast_ref::<sqlx::Error>()`) finds it.
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            // Pure wrappers: their Display is the inner error's, so the
+            // chain continues with the inner error's source.
+            StoreError::Conflict(conflict) => conflict.source(),
+            StoreError::InvalidAppend(invalid) => invalid.source(),
+            StoreError::InvalidRequest(invalid) => invalid.source(),
+            StoreError::Transient { source, .. }
+            | StoreError::OutcomeUnknown { source, .. }
+            | StoreError::Permanent { source, .. } => source
+                .as_deref()
+                .map(|error| error as &(dyn std::error::Error + 'static)),
+            StoreError::Timeout { .. } | StoreError::ContractViolation { .. } => None,
+        }
+    }
+}
+
+impl From<Conflict> for StoreError {
+    fn from(conflict: Conflict) -> Self {
+        StoreError::Conflict(conflict)
+    }
+}
+
+impl From<InvalidAppend> for StoreError {
+    fn from(invalid: InvalidAppend) -> Self {
+        StoreError::InvalidAppend(invalid)
+    }
+}
+
+impl From<InvalidRequest> for StoreError {
+    fn from(invalid: InvalidRequest) -> Self {
+        StoreError::InvalidRequest(invalid)
+    }
+}
+
+/// What kind of [`StoreError`] an error is, without its details: a label
+/// for metrics and logs, and what a service maps to a status code. One kind
+/// per variant.
+///
+/// ```
+/// use eventcore::{Operation, StoreError, StoreErrorKind};
+/// let error = StoreError::transient(Operation::Append, "connection refused");
+/// assert_eq!(error.kind(), StoreErrorKind::Transient);
+/// assert_eq!(error.kind().as_str(), "transient");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StoreErrorKind {
+    /// [`StoreError::Conflict`]: an expected version did not hold.
+    Conflict,
+    /// [`StoreError::InvalidAppend`]: a malformed append.
+    InvalidAppend,
+    /// [`StoreError::InvalidRequest`]: a malformed read.
+    InvalidRequest,
+    /// [`StoreError::Transient`]: a passing failure; nothing was applied.
+    Transient,
+    /// [`StoreError::OutcomeUnknown`]: an append may or may not have
+    /// committed.
+    OutcomeUnknown,
+    /// [`StoreError::Timeout`]: no answer in time.
+    Timeout,
+    /// [`StoreError::ContractViolation`]: the store answered something it
+    /// must not.
+    ContractViolation,
+    /// [`StoreError::Permanent`]: a failure retrying will not fix.
+    Permanent,
+}
+
+impl StoreErrorKind {
+    /// A short, stable name (`"conflict"`, `"outcome_unknown"`, ...) for
+    /// logs and metric labels.
+    ///
+    /// ```
+    /// assert_eq!(eventcore::StoreErrorKind::ContractViolation.as_str(), "contract_violation");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreErrorKind::Conflict => "conflict",
+            StoreErrorKind::InvalidAppend => "invalid_append",
+            StoreErrorKind::InvalidRequest => "invalid_request",
+            StoreErrorKind::Transient => "transient",
+            StoreErrorKind::OutcomeUnknown => "outcome_unknown",
+            StoreErrorKind::Timeout => "timeout",
+            StoreErrorKind::ContractViolation => "contract_violation",
+            StoreErrorKind::Permanent => "permanent",
+        }
+    }
+}
+
+impl fmt::Display for StoreErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl StoreError {
+    /// What kind of error this is, without its details.
+    ///
+    /// ```
+    /// use eventcore::{Operation, StoreError, StoreErrorKind};
+    /// let timeout = StoreError::Timeout { operation: Operation::Append, after: std::time::Duration::from_secs(5) };
+    /// assert_eq!(timeout.kind(), StoreErrorKind::Timeout);
+    /// ```
+    pub fn kind(&self) -> StoreErrorKind {
+        match self {
+            StoreError::Conflict(_) => StoreErrorKind::Conflict,
+            StoreError::InvalidAppend(_) => StoreErrorKind::InvalidAppend,
+            StoreError::InvalidRequest(_) => StoreErrorKind::InvalidRequest,
+            StoreError::Transient { .. } => StoreErrorKind::Transient,
+            StoreError::OutcomeUnknown { .. } => StoreErrorKind::OutcomeUnknown,
+            StoreError::Timeout { .. } => StoreErrorKind::Timeout,
+            StoreError::ContractViolation { .. } => StoreErrorKind::ContractViolation,
+            StoreError::Permanent { .. } => StoreErrorKind::Permanent,
+        }
+    }
+
     /// A transient error with a message.
     pub fn transient(operation: Operation, message: impl Into<String>) -> Self {
         StoreError::Transient {

@@ -11,6 +11,6 @@ mod read;
 mod read_all;
 
 pub use append::{AppendLimits, AppendReceipt, AppendRequest, StreamAppend, StreamCommit};
-pub use errors::{Conflict, ErrorSource, InvalidAppend, InvalidRequest, Operation, StoreError};
+pub use errors::{Conflict, ErrorSource, InvalidAppend, InvalidRequest, Operation, StoreError, StoreErrorKind};
 pub use read::{ReadRequest, ReadResponse, StreamRead, StreamSlice};
 pub use read_all::{EventFilter, ReadAllRequest, ReadAllResponse};

@@ -48,8 +48,8 @@ pub struct PoisonEvent {
     pub version: StreamVersion,
     /// Its stored type name.
     pub event_type: EventType,
-    /// What went wrong.
-    #[source]
+    /// What went wrong. Its text is part of this error's message, so it is
+    /// not also given as the source (a `{:#}` chain would print it twice).
     pub cause: PoisonCause,
 }
 

@@ -37,16 +37,16 @@ pub struct Report {
 #[derive(Debug, thiserror::Error)]
 pub enum StoryError {
     /// The store failed.
-    #[error("store: {0}")]
+    #[error("the store failed")]
     Store(#[from] StoreError),
     /// A stored event did not decode through the current types.
     #[error(transparent)]
     Decode(#[from] DecodeError),
     /// SQL of the read model failed.
-    #[error("read model: {0}")]
+    #[error("SQL of the read model failed")]
     Sql(#[from] sqlx::Error),
     /// The projection stopped.
-    #[error("projection: {0}")]
+    #[error("the projection stopped")]
     Projection(#[from] RunError),
     /// A command failed where it should not have.
     #[error("command {command}: {reason}")]

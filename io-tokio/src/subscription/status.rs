@@ -96,7 +96,7 @@ pub enum RunError {
     #[error(transparent)]
     Lease(#[from] LeaseError),
     /// The checkpoint could not be claimed.
-    #[error("cannot claim the checkpoint: {0}")]
+    #[error("cannot claim the checkpoint")]
     Claim(#[source] CheckpointError),
     /// The dead-letter store failed while listing or removing letters.
     #[error(transparent)]
