@@ -24,9 +24,23 @@
 //! the [`MemoryEventStore`], with no runtime: for unit tests, and for loom
 //! models of a user's own concurrent code, built with
 //! `RUSTFLAGS="--cfg eventcore_loom"` (see `docs/testing-your-domain.md`).
+//!
+//! ## Features
+//!
+//! - `memory` (default): `MemoryEventStore`, the in-memory event store on
+//!   `eventcore-memory`, and `BlockingExecutor` / `execute_blocking`. A
+//!   service that runs only on another store (e.g. `eventcore-postgres`)
+//!   may turn it off with `default-features = false`; the other memory
+//!   stores (snapshots, checkpoints, leases, dead letters, read models)
+//!   need no extra crate and are always there.
+//!
+//! From tokio the crate asks only for `rt`, `time`, `sync` and `macros`:
+//! bring your own runtime (`rt-multi-thread` or current-thread).
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)] // off the simulated path: real clocks and hash maps are fine here (see clippy.toml)
 
 mod batching;
+#[cfg(feature = "memory")]
 mod blocking;
 mod cache;
 mod checkpoint;
@@ -34,6 +48,7 @@ mod clock;
 mod dead_letter;
 mod executor;
 mod lease;
+#[cfg(feature = "memory")]
 mod memory;
 pub mod metrics;
 mod notify;
@@ -44,6 +59,7 @@ mod sync;
 mod views;
 
 pub use batching::{BatchingOptions, BatchingStats, BatchingStore};
+#[cfg(feature = "memory")]
 pub use blocking::{execute_blocking, BlockingExecutor};
 pub use cache::StreamCache;
 pub use checkpoint::MemoryCheckpointStore;
@@ -56,6 +72,7 @@ pub use eventcore_store::{
 };
 pub use executor::{Executor, DEFAULT_VIEW_CACHE_BYTES};
 pub use lease::{MemoryLeaseStore, NoLease};
+#[cfg(feature = "memory")]
 pub use memory::MemoryEventStore;
 pub use notify::{HeadWatch, WaitPast};
 pub use projection::{MemoryReadModel, MemoryTransaction, Projection, ProjectionError, ProjectionSink, Serving};

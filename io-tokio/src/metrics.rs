@@ -117,6 +117,7 @@ pub fn describe() {
 }
 
 /// One static key per store operation, so recording costs no allocation.
+#[cfg_attr(not(feature = "memory"), allow(dead_code))] // the memory store's (feature `memory`)
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum StoreOp {
     Read,
@@ -124,6 +125,7 @@ pub(crate) enum StoreOp {
     ReadAll,
 }
 
+#[cfg_attr(not(feature = "memory"), allow(dead_code))] // the memory store's (feature `memory`)
 impl StoreOp {
     pub(crate) fn name(self) -> &'static str {
         match self {
@@ -146,6 +148,7 @@ impl StoreOp {
 
 /// Records one store operation of the memory store: its latency, and its
 /// error's kind if it failed.
+#[cfg_attr(not(feature = "memory"), allow(dead_code))] // the memory store's (feature `memory`)
 pub(crate) fn store_operation<T>(op: StoreOp, started: Instant, result: &Result<T, StoreError>) {
     op.duration().record(started.elapsed().as_secs_f64());
     if let Err(error) = result {
@@ -155,11 +158,13 @@ pub(crate) fn store_operation<T>(op: StoreOp, started: Instant, result: &Result<
 
 /// Counts a store error by operation and kind (off the hot path: errors
 /// only).
+#[cfg_attr(not(feature = "memory"), allow(dead_code))] // the memory store's (feature `memory`)
 pub(crate) fn store_error(operation: &'static str, error: &StoreError) {
     counter!(STORE_ERRORS, "operation" => operation, "kind" => store_error_kind(error)).increment(1);
 }
 
 /// The `kind` label of a store error.
+#[cfg_attr(not(feature = "memory"), allow(dead_code))] // the memory store's (feature `memory`)
 pub(crate) fn store_error_kind(error: &StoreError) -> &'static str {
     match error {
         StoreError::Conflict(_) => "conflict",

@@ -53,6 +53,7 @@ impl State {
 
 impl HeadWatch {
     /// A watch starting at `head`.
+    #[cfg_attr(not(feature = "memory"), allow(dead_code))] // the memory store's
     pub(crate) fn new(head: GlobalPosition) -> Self {
         HeadWatch {
             shared: Arc::new(Mutex::new(State {
@@ -70,6 +71,7 @@ impl HeadWatch {
 
     /// Raises the head to `head` (it never goes down) and wakes every waiter
     /// if it moved. Returns whether it moved.
+    #[cfg_attr(not(feature = "memory"), allow(dead_code))] // the memory store's
     pub(crate) fn publish(&self, head: GlobalPosition) -> bool {
         let woken = {
             let mut state = self.shared.lock();
