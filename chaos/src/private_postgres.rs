@@ -7,6 +7,10 @@
 //! newest `/usr/lib/postgresql/<version>/bin`, else `PATH`. `initdb` and the
 //! server refuse to run as root, so when the test runs as root they run as
 //! the `postgres` user (through `runuser`), which then owns the directory.
+//!
+//! [`ServerSetup`] configures a server before its first start: files in the
+//! data directory (a TLS certificate and key), `postgresql.conf` settings
+//! (`ssl = on`) and a `pg_hba.conf` of the test's own (`hostssl` only).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -61,6 +65,66 @@ pub struct PrivatePostgres {
     as_postgres: bool,
 }
 
+/// How a private server is configured before its first start (see
+/// [`PrivatePostgres::start_with`]).
+///
+/// ```
+/// use eventcore_chaos::private_postgres::ServerSetup;
+/// let setup = ServerSetup::new()
+///     .tls(b"-----BEGIN CERTIFICATE-----\n...", b"-----BEGIN PRIVATE KEY-----\n...")
+///     .hba("hostssl all all 127.0.0.1/32 trust\n");
+/// assert_eq!(setup.settings().len(), 3);
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct ServerSetup {
+    files: Vec<(String, Vec<u8>)>,
+    settings: Vec<(String, String)>,
+    hba: Option<String>,
+}
+
+impl ServerSetup {
+    /// Nothing beyond the defaults (trust authentication on loopback, no TLS).
+    pub fn new() -> Self {
+        ServerSetup::default()
+    }
+
+    /// Writes `contents` to `name` in the data directory, readable by the
+    /// server's user only (as PostgreSQL demands of a private key).
+    pub fn file(mut self, name: impl Into<String>, contents: impl Into<Vec<u8>>) -> Self {
+        self.files.push((name.into(), contents.into()));
+        self
+    }
+
+    /// Appends `name = 'value'` to `postgresql.conf`.
+    pub fn setting(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.settings.push((name.into(), value.into()));
+        self
+    }
+
+    /// Replaces `pg_hba.conf` with `text`. A line for the Unix socket
+    /// (`local all all trust`) is added, so that `pg_ctl` can tell that the
+    /// server is up.
+    pub fn hba(mut self, text: impl Into<String>) -> Self {
+        self.hba = Some(text.into());
+        self
+    }
+
+    /// TLS on (`ssl = on`) with the certificate chain and private key
+    /// given in PEM (`server.crt` and `server.key` in the data directory).
+    pub fn tls(self, certificate_pem: impl Into<Vec<u8>>, key_pem: impl Into<Vec<u8>>) -> Self {
+        self.file("server.crt", certificate_pem)
+            .file("server.key", key_pem)
+            .setting("ssl", "on")
+            .setting("ssl_cert_file", "server.crt")
+            .setting("ssl_key_file", "server.key")
+    }
+
+    /// The `postgresql.conf` settings so far.
+    pub fn settings(&self) -> &[(String, String)] {
+        &self.settings
+    }
+}
+
 /// Numbers the directories of one process's servers.
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
@@ -73,6 +137,16 @@ impl PrivatePostgres {
     ///
     /// When the binaries are missing or `initdb`/`pg_ctl` fail.
     pub fn start() -> Result<Self, PrivatePostgresError> {
+        PrivatePostgres::start_with(&ServerSetup::new())
+    }
+
+    /// [`PrivatePostgres::start`], with the files, settings and
+    /// `pg_hba.conf` of `setup` in place before the server first starts.
+    ///
+    /// # Errors
+    ///
+    /// As [`PrivatePostgres::start`], and when a file cannot be written.
+    pub fn start_with(setup: &ServerSetup) -> Result<Self, PrivatePostgresError> {
         let bin = binaries();
         let as_postgres = running_as_root();
         let dir = std::env::temp_dir().join(format!(
@@ -108,8 +182,42 @@ impl PrivatePostgres {
                 "UTF8",
             ],
         )?;
+        server.configure(setup)?;
         server.start_again()?;
         Ok(server)
+    }
+
+    /// Writes `setup` into the fresh data directory.
+    fn configure(&self, setup: &ServerSetup) -> Result<(), PrivatePostgresError> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let data = self.dir.join("data");
+        for (name, contents) in &setup.files {
+            let path = data.join(name);
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&path)?;
+            file.write_all(contents)?;
+            if self.as_postgres {
+                self.run("chown", &["postgres:postgres", &path.to_string_lossy()], false)?;
+            }
+        }
+        if !setup.settings.is_empty() {
+            let mut conf = std::fs::OpenOptions::new()
+                .append(true)
+                .open(data.join("postgresql.conf"))?;
+            writeln!(conf, "\n# ServerSetup")?;
+            for (name, value) in &setup.settings {
+                writeln!(conf, "{name} = '{}'", value.replace('\'', "''"))?;
+            }
+        }
+        if let Some(hba) = &setup.hba {
+            std::fs::write(data.join("pg_hba.conf"), format!("local all all trust\n{hba}\n"))?;
+        }
+        Ok(())
     }
 
     /// The connection URL (user `postgres`, database `postgres`).

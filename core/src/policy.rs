@@ -93,10 +93,25 @@ pub struct ExecutionPolicy {
     /// fails with a discovery-limit error.
     pub discovery_limit: u32,
     /// How long a read may take before it counts as a transient failure.
+    ///
+    /// Default 5 s: longer than a store's own bounds (the PostgreSQL
+    /// store's statement timeout, 2 s, and operation timeout, 4.5 s), so that
+    /// the store reports a slow read itself, with its cause, first.
     pub read_timeout: Duration,
-    /// How long an append may take before its outcome counts as unknown.
+    /// How long an append may take before its outcome counts as unknown
+    /// (the append may still commit; the execution then re-sends it under
+    /// the same command id, which cannot apply it twice).
+    ///
+    /// Default 5 s: longer than a store's own bounds (the PostgreSQL
+    /// store's statement timeout, 2 s, and operation timeout, 4.5 s), so that
+    /// a slow append is cancelled by the server first, a known "not
+    /// committed" that is retried, rather than given up on here
+    /// with an unknown outcome. Keep it above the store's operation
+    /// timeout when changing either (`docs/operations.md`, "Timeouts").
     pub append_timeout: Duration,
-    /// Overall bound on the execution, from its start.
+    /// Overall bound on the execution, from its start: retries, backoff
+    /// and every read and append included. Default 30 s, room for several
+    /// timed-out attempts.
     pub timeout: Option<Duration>,
     /// Read at most this many events per stream per request.
     pub page_size: Option<NonZeroU32>,

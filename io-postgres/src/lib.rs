@@ -88,7 +88,9 @@ pub use dead_letter::PgDeadLetterStore;
 pub use inspect::LogHead;
 #[cfg(feature = "leases")]
 pub use lease::{LeaseState, PgLeaseStore};
-pub use options::{MigrationMode, PostgresOptions, SetupError, MAX_EVENTS_PER_TRANSACTION, MAX_SCHEMA_NAME_BYTES};
+pub use options::{
+    MigrationMode, PostgresOptions, SetupError, SslMode, MAX_EVENTS_PER_TRANSACTION, MAX_SCHEMA_NAME_BYTES,
+};
 pub use privileges::{app_role_grants, APP_ROLE_GRANTS_SQL};
 #[cfg(feature = "projections")]
 pub use projection::{PgProjectionStore, PgTransaction};

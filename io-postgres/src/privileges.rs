@@ -80,8 +80,12 @@ impl PostgresStore {
     pub async fn grant_app_role(&self, app_role: &str) -> Result<(), SetupError> {
         let sql = app_role_grants(&self.options.schema, app_role)?;
         let failed = |e: sqlx::Error| map_error(Operation::Other, Phase::Executing, e, None);
-        self.bounded(Operation::Other, async {
+        self.bounded_maintenance(Operation::Other, async {
             let mut tx = self.pool.begin().await.map_err(failed)?;
+            sqlx::query(&self.set_local_maintenance_timeout())
+                .execute(&mut *tx)
+                .await
+                .map_err(failed)?;
             sqlx::raw_sql(&sql).execute(&mut *tx).await.map_err(failed)?;
             tx.commit().await.map_err(failed)
         })

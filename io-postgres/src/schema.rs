@@ -7,7 +7,7 @@ use crate::{MigrationMode, PostgresStore, SetupError};
 use eventcore::{Operation, StoreError};
 use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 use sqlx::postgres::PgConnection;
-use sqlx::{ConnectOptions, Connection};
+use sqlx::Connection;
 use std::borrow::Cow;
 
 /// The embedded migrations, in order.
@@ -77,15 +77,17 @@ impl PostgresStore {
             schema: schema.clone(),
             source: map_error(Operation::Other, Phase::Executing, e, None),
         };
-        let mut conn = tokio::time::timeout(self.options.connect_timeout, self.connect.connect())
-            .await
-            .map_err(|_| {
-                SetupError::Connect(StoreError::Timeout {
-                    operation: Operation::Other,
-                    after: self.options.connect_timeout,
-                })
-            })?
-            .map_err(|e| SetupError::Connect(map_error(Operation::Other, Phase::Connecting, e, None)))?;
+        let mut conn = crate::store::open_connection(&self.connect, self.options.connect_timeout).await?;
+        // This session's statements (waiting for another process's
+        // migration included) run under the maintenance timeout, not the
+        // store's short statement timeout: a migration may rewrite a table.
+        sqlx::query(&format!(
+            "SET statement_timeout = {}",
+            self.options.maintenance_timeout.as_millis()
+        ))
+        .execute(&mut conn)
+        .await
+        .map_err(prepare)?;
         sqlx::query("SELECT pg_advisory_lock(hashtext('eventcore:migrate'), hashtext($1))")
             .bind(&schema)
             .execute(&mut conn)
@@ -226,15 +228,20 @@ impl PostgresStore {
     /// store.drop_schema().await?;
     /// # Ok(()) }
     /// ```
+    ///
+    /// Runs under the maintenance timeout (`PostgresOptions::maintenance_timeout`).
     pub async fn drop_schema(&self) -> Result<(), StoreError> {
         let sql = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.options.schema);
-        self.bounded(Operation::Other, async {
-            sqlx::query(&sql)
-                .execute(&self.pool)
+        let failed = |e| map_error(Operation::Other, Phase::Executing, e, None);
+        self.bounded_maintenance(Operation::Other, async {
+            let mut tx = self.pool.begin().await.map_err(failed)?;
+            sqlx::query(&self.set_local_maintenance_timeout())
+                .execute(&mut *tx)
                 .await
-                .map_err(|e| map_error(Operation::Other, Phase::Executing, e, None))
+                .map_err(failed)?;
+            sqlx::query(&sql).execute(&mut *tx).await.map_err(failed)?;
+            tx.commit().await.map_err(failed)
         })
-        .await?;
-        Ok(())
+        .await
     }
 }

@@ -4,17 +4,17 @@
 
 use crate::error::{map_error, Phase};
 use crate::metrics::{observe, observe_batch, Fields, Op};
-use crate::options::{PostgresOptions, SetupError};
+use crate::options::{tls_failure, PostgresOptions, SetupError, SslMode};
 use crate::sql::Statements;
 use eventcore::{
     AppendReceipt, AppendRequest, Operation, ReadAllRequest, ReadAllResponse, ReadRequest, ReadResponse, StoreError,
 };
 use eventcore_store::EventStore;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool};
 use sqlx::{ConnectOptions, Connection, Row};
 use std::future::Future;
-use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// What [`PostgresStore::health`] found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,31 +80,80 @@ impl PostgresStore {
     /// let store = PostgresStore::connect_with(options).await?;
     /// # Ok(()) }
     /// ```
+    ///
+    /// TLS follows `sslmode` ([`PostgresOptions::ssl_mode`](PostgresOptions#structfield.ssl_mode),
+    /// else the URL's): when it cannot be had as the mode demands (no TLS
+    /// offered, an untrusted certificate, a server that accepts only
+    /// encrypted connections under `disable`) this fails with
+    /// [`SetupError::Tls`] saying which.
     pub async fn connect_with(options: PostgresOptions) -> Result<Self, SetupError> {
         options.validate()?;
-        let statement_ms = options.statement_timeout.as_millis().to_string();
-        let connect = PgConnectOptions::from_str(&options.url)
-            .map_err(SetupError::InvalidUrl)?
-            .application_name("eventcore")
-            .options([("statement_timeout", statement_ms.as_str())])
-            .log_statements(tracing::log::LevelFilter::Trace);
+        let connect = options.connect_options()?;
         // One direct connection first: it reports the real cause (connection
-        // refused, authentication, unknown database) where a pool would only
-        // say that it timed out waiting.
-        let probe = tokio::time::timeout(options.connect_timeout, connect.connect())
-            .await
-            .map_err(|_| {
-                SetupError::Connect(StoreError::Timeout {
-                    operation: Operation::Other,
-                    after: options.connect_timeout,
-                })
-            })?
-            .map_err(|e| SetupError::Connect(map_error(Operation::Other, Phase::Connecting, e, None)))?;
+        // refused, authentication, unknown database, TLS) where a pool would
+        // only say that it timed out waiting.
+        let probe = open_connection(&connect, options.connect_timeout).await?;
         let _ = probe.close().await;
-        let pool = PgPoolOptions::new()
-            .max_connections(options.max_connections)
-            .acquire_timeout(options.connect_timeout)
-            .connect_lazy_with(connect.clone());
+        let pool = options.pool_options().connect_lazy_with(connect.clone());
+        Ok(PostgresStore {
+            pool,
+            sql: Arc::new(Statements::new(&options.schema)),
+            options: Arc::new(options),
+            connect,
+        })
+    }
+
+    /// A store on the application's own pool, sharing its connections
+    /// (and its TLS and credentials) with the application's queries. No I/O
+    /// happens here; call [`PostgresStore::migrate`] (or
+    /// [`PostgresStore::verify_migrations`]) as with a store that connected.
+    ///
+    /// What the store takes from `options`: the schema, the limits, the
+    /// codec, the migration mode, `operation_timeout`, `read_all_settle`
+    /// and `maintenance_timeout`. The pool keeps its own settings: `url`,
+    /// the TLS options and the pool settings (`max_connections`,
+    /// `acquire_timeout`, …) of `options` are not used.
+    ///
+    /// What the store needs from the pool:
+    ///
+    /// - **The server-side statement timeout.** [`PostgresStore::connect_with`]
+    ///   sets `statement_timeout` on every connection it opens; the store
+    ///   cannot on a pool it did not build. Build the pool from
+    ///   [`PostgresOptions::connect_options`] (as below), or add
+    ///   `.options([("statement_timeout", "2000")])` to your own connect
+    ///   options. Without it a slow statement is bounded only by
+    ///   `operation_timeout`, and an append that hits that bound reports
+    ///   [`StoreError::Timeout`] (its outcome unknown: re-executing the
+    ///   command with the same id is safe) instead of a transient error
+    ///   that is retried.
+    /// - **Nothing of `search_path`**: every statement names the store's
+    ///   schema; migrations run on a connection of their own (opened with
+    ///   the pool's connect options) that sets it.
+    /// - **Connections to a primary, at PostgreSQL's defaults** for
+    ///   `default_transaction_isolation` (read committed) and
+    ///   `default_transaction_read_only` (off): the append relies on read
+    ///   committed, and a hot standby refuses writes.
+    /// - **Room**: each store operation holds one connection for its
+    ///   duration; a `PgNotifier` opens one more of its own.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use eventcore_postgres::{PostgresOptions, PostgresStore};
+    /// let options = PostgresOptions::new("postgres://app@db.example.com/app?sslmode=verify-full").schema("billing");
+    /// // The application's pool, built with the store's per-connection settings.
+    /// let pool = options.pool_options().max_connections(32).connect_with(options.connect_options()?).await?;
+    /// let store = PostgresStore::from_pool(pool.clone(), options)?;
+    /// store.migrate().await?;
+    /// // `pool` serves the application's own queries too.
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`PostgresOptions::validate`]'s.
+    pub fn from_pool(pool: PgPool, options: PostgresOptions) -> Result<Self, SetupError> {
+        options.validate()?;
+        let connect = (*pool.connect_options()).clone();
         Ok(PostgresStore {
             pool,
             sql: Arc::new(Statements::new(&options.schema)),
@@ -149,6 +198,34 @@ impl PostgresStore {
             connections: self.pool.size(),
             idle: self.pool.num_idle(),
         })
+    }
+
+    /// Runs maintenance `work` (DDL, grants) under the maintenance timeout
+    /// plus the operation timeout, so that the server's statement timeout
+    /// (set to `maintenance_timeout` by the work itself) fires first; with
+    /// no maintenance timeout, unbounded.
+    pub(crate) async fn bounded_maintenance<T>(
+        &self,
+        operation: Operation,
+        work: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let timeout = self.options.maintenance_timeout;
+        if timeout.is_zero() {
+            return work.await;
+        }
+        let after = timeout.saturating_add(self.options.operation_timeout);
+        tokio::time::timeout(after, work)
+            .await
+            .map_err(|_| StoreError::Timeout { operation, after })?
+    }
+
+    /// `SET LOCAL statement_timeout` to the maintenance timeout, for the
+    /// first statement of a maintenance transaction.
+    pub(crate) fn set_local_maintenance_timeout(&self) -> String {
+        format!(
+            "SET LOCAL statement_timeout = {}",
+            self.options.maintenance_timeout.as_millis()
+        )
     }
 
     /// Runs `work` under the operation timeout.
@@ -225,4 +302,24 @@ pub(crate) fn contract(operation: Operation, error: sqlx::Error) -> StoreError {
 
 pub(crate) fn to_u64(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
+}
+
+/// Opens one connection of the store's own (the probe, migrations) within
+/// `timeout`, reporting TLS failures as [`SetupError::Tls`].
+pub(crate) async fn open_connection(
+    connect: &PgConnectOptions,
+    timeout: Duration,
+) -> Result<sqlx::PgConnection, SetupError> {
+    tokio::time::timeout(timeout, connect.connect())
+        .await
+        .map_err(|_| {
+            SetupError::Connect(StoreError::Timeout {
+                operation: Operation::Other,
+                after: timeout,
+            })
+        })?
+        .map_err(|e| {
+            tls_failure(SslMode::from(connect.get_ssl_mode()), e)
+                .unwrap_or_else(|e| SetupError::Connect(map_error(Operation::Other, Phase::Connecting, e, None)))
+        })
 }

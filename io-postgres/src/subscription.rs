@@ -22,9 +22,8 @@ use crate::error::{map_error, Phase};
 use crate::tables::store_error;
 use crate::{MigrationMode, PostgresStore};
 use eventcore::{GlobalPosition, Operation, StoreError};
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::ConnectOptions;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,13 +64,19 @@ pub async fn migrate_subscriptions(store: &PostgresStore) -> Result<(), StoreErr
     store.migrate().await.map_err(|error| match error {
         crate::SetupError::Connect(error) => error,
         crate::SetupError::Prepare { source, .. } => source,
-        other => StoreError::permanent(Operation::Other, other.to_string()),
+        other => StoreError::permanent(Operation::Other, crate::options::error_chain(&other)),
     })?;
     let schema = &store.options().schema;
     if store.options().migrations == MigrationMode::Verify {
         return verify_notify_trigger(store).await;
     }
     let mut tx = store.pool().begin().await.map_err(store_error)?;
+    // Waiting for another process's install included: maintenance, not the
+    // store's short statement timeout.
+    sqlx::query(&store.set_local_maintenance_timeout())
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('eventcore:subscriptions'), hashtext($1))")
         .bind(schema)
         .execute(&mut *tx)
@@ -155,8 +160,11 @@ impl PgNotifier {
     pub async fn start(store: &PostgresStore) -> Result<PgNotifier, StoreError> {
         let schema = store.options().schema.clone();
         let application_name: String = format!("eventcore-listener-{schema}").chars().take(63).collect();
-        let connect = PgConnectOptions::from_str(&store.options().url)
-            .map_err(|e| map_error(Operation::Other, Phase::Connecting, e, None))?
+        // The store's connect options (its TLS, and for a store on the
+        // application's pool, that pool's), under a name of its own.
+        let connect = store
+            .connect
+            .clone()
             .application_name(&application_name)
             .log_statements(tracing::log::LevelFilter::Trace);
         // A pool of one connection, owned by the listener alone: sqlx uses

@@ -53,11 +53,16 @@ pub fn unique_schema(label: &str) -> String {
 /// run in parallel on one cluster, and another test's migration or append
 /// holds back every reader's horizon while it runs (see ARCHITECTURE.md,
 /// "PostgreSQL global order"); a test that reads its own writes wants them.
+/// That wait is a statement, so the statement and operation timeouts are
+/// raised above it (15 s and 20 s; the defaults, 2 s and 4.5 s, are for
+/// production, and are tested in `postgres_timeouts.rs`).
 pub fn options(label: &str) -> PostgresOptions {
     PostgresOptions::new(database_url())
         .schema(unique_schema(label))
         .max_connections(4)
         .read_all_settle(std::time::Duration::from_secs(10))
+        .statement_timeout(std::time::Duration::from_secs(15))
+        .operation_timeout(std::time::Duration::from_secs(20))
 }
 
 /// Connects to a fresh, migrated schema; `None` (after a loud notice) when

@@ -316,6 +316,7 @@ pub async fn run_workload<W: ChaosWorkload>(
             .schema(options.schema.clone())
             .max_connections(4)
             .connect_timeout(Duration::from_millis(300))
+            .acquire_timeout(Duration::from_millis(300))
             .statement_timeout(Duration::from_secs(2))
             .operation_timeout(Duration::from_secs(3)),
     )
@@ -326,6 +327,7 @@ pub async fn run_workload<W: ChaosWorkload>(
             .schema(options.schema.clone())
             .max_connections(pool_b_size)
             .connect_timeout(Duration::from_millis(300))
+            .acquire_timeout(Duration::from_millis(300))
             .statement_timeout(Duration::from_millis(150))
             .operation_timeout(Duration::from_secs(2)),
     )
