@@ -102,13 +102,13 @@ pub enum DepositError {
 ///
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-/// use eventcore::CommandError;
+/// use eventcore::AnyCommandError;
 /// use eventcore_tokio::{Executor, MemoryEventStore};
 /// use eventcore_web_example::domain::{account_stream, Deposit, DepositError};
 /// let executor = Executor::new(MemoryEventStore::new());
 /// let nobody = Deposit { account: account_stream("nobody").unwrap(), amount: 5 };
-/// let refused = executor.execute(nobody).await;
-/// assert!(matches!(refused, Err(CommandError::Domain(DepositError::NotOpen(_)))));
+/// let refused = AnyCommandError::from(executor.execute(nobody).await.unwrap_err());
+/// assert!(matches!(refused.domain_error::<DepositError>(), Some(DepositError::NotOpen(_))));
 /// # });
 /// ```
 #[derive(Debug, Clone, Command)]

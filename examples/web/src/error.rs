@@ -18,11 +18,10 @@
 //! sure the command is not applied twice. A command's `kind` is its
 //! `CommandErrorKind` (`rejected`, `conflict`, `outcome_unknown`, ...).
 
-use crate::erased::{AnyCommandError, CommandErrorKind};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use eventcore::{CommandId, StoreError};
+use eventcore::{AnyCommandError, CommandErrorKind, CommandId, StoreError};
 use serde::Serialize;
 
 use crate::domain::{BankError, DepositError};
@@ -90,8 +89,7 @@ impl ApiError {
     ///
     /// ```
     /// use axum::http::StatusCode;
-    /// use eventcore::{CommandError, CommandId, Operation, StoreError, Time};
-    /// use eventcore_web_example::erased::AnyCommandError;
+    /// use eventcore::{AnyCommandError, CommandError, CommandId, Operation, StoreError, Time};
     /// use eventcore_web_example::ApiError;
     /// let command_id = CommandId::v7(Time::ZERO, [0; 10]);
     /// let unknown: CommandError<std::convert::Infallible> = CommandError::OutcomeUnknown {
@@ -168,5 +166,86 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::account_stream;
+    use eventcore::{CommandError, Conflict, ExpectedVersion, Operation, StreamVersion, Time};
+    use std::time::Duration;
+
+    fn answer<E: std::error::Error + Send + Sync + 'static>(error: CommandError<E>) -> Response {
+        let command_id = CommandId::v7(Time::ZERO, [7; 10]);
+        ApiError::Command {
+            error: AnyCommandError::from(error),
+            command_id,
+        }
+        .into_response()
+    }
+
+    fn status<E: std::error::Error + Send + Sync + 'static>(error: CommandError<E>) -> (u16, bool) {
+        let response = answer(error);
+        (
+            response.status().as_u16(),
+            response.headers().contains_key(header::RETRY_AFTER),
+        )
+    }
+
+    #[test]
+    fn every_kind_of_command_failure_has_its_status() {
+        let alice = account_stream("alice").expect("valid");
+        let conflict = StoreError::Conflict(Conflict {
+            stream: alice.clone(),
+            expected: ExpectedVersion::Exact(StreamVersion::new(1)),
+            actual: StreamVersion::new(2),
+        });
+        let transient = || StoreError::transient(Operation::Append, "connection reset");
+        let domain = |e: BankError| CommandError::Domain(e);
+        assert_eq!(status(domain(BankError::NotOpen(alice.clone()))), (404, false));
+        assert_eq!(status(domain(BankError::AlreadyOpen(alice.clone()))), (409, false));
+        assert_eq!(status(domain(BankError::SameAccount(alice.clone()))), (422, false));
+        let limit = DepositError::BalanceLimit {
+            account: alice.clone(),
+            balance: 1,
+            amount: 2,
+        };
+        assert_eq!(status(CommandError::Domain(limit)), (422, false));
+        assert_eq!(status(CommandError::Domain(DepositError::NotOpen(alice))), (404, false));
+        let exhausted = |last| CommandError::<BankError>::RetriesExhausted { attempts: 5, last };
+        assert_eq!(
+            status(exhausted(conflict)),
+            (409, false),
+            "retries exhausted on conflicts"
+        );
+        assert_eq!(status(exhausted(transient())), (503, true), "on transient errors");
+        let unknown = CommandError::<BankError>::OutcomeUnknown {
+            command_id: CommandId::v7(Time::ZERO, [7; 10]),
+            attempts: 3,
+            last: StoreError::Timeout {
+                operation: Operation::Append,
+                after: Duration::from_secs(5),
+            },
+        };
+        assert_eq!(status(unknown), (503, true));
+        let late = CommandError::<BankError>::DeadlineExceeded {
+            attempts: 2,
+            last: None,
+        };
+        assert_eq!(status(late), (503, true));
+        assert_eq!(status(CommandError::<BankError>::NoStreams), (500, false));
+    }
+
+    #[tokio::test]
+    async fn an_error_body_has_the_text_the_kind_and_the_command_id() {
+        let refused = answer(CommandError::Domain(BankError::SameAccount(
+            account_stream("bob").expect("valid"),
+        )));
+        let bytes = axum::body::to_bytes(refused.into_body(), 4096).await.expect("a body");
+        let body: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON");
+        assert_eq!(body["error"], "cannot transfer from `account-bob` to itself");
+        assert_eq!(body["kind"], "rejected");
+        assert_eq!(body["command_id"], CommandId::v7(Time::ZERO, [7; 10]).to_string());
     }
 }

@@ -36,9 +36,10 @@
 //!
 //! Without a key every POST is a new command with a fresh id.
 
-use crate::erased::{AnyCommandError, CommandErrorKind};
 use axum::http::HeaderMap;
-use eventcore::{AppendReceipt, Command, CommandId, ExecutionContext, RecordedEvent};
+use eventcore::{
+    AnyCommandError, AppendReceipt, Command, CommandErrorKind, CommandId, ExecutionContext, RecordedEvent,
+};
 use eventcore_postgres::PostgresStore;
 use eventcore_tokio::Executor;
 use serde::{Deserialize, Serialize};

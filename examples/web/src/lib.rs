@@ -35,7 +35,6 @@
 
 pub mod config;
 pub mod domain;
-pub mod erased;
 pub mod error;
 pub mod idempotency;
 pub mod projection;

@@ -11,8 +11,9 @@ use std::future::Future;
 use std::time::Duration;
 
 use eventcore::CommandId;
-use eventcore_postgres::PostgresStore;
+use eventcore_postgres::{PgLeaseStore, PostgresStore};
 use eventcore_tests::postgres::{database_url, fresh_store};
+use eventcore_web_example::projection::PROJECTION;
 use eventcore_web_example::{serve, Config, StartError};
 use reqwest::{header::HeaderMap, Client, StatusCode};
 use serde_json::{json, Value};
@@ -128,8 +129,8 @@ impl Running {
         .await
     }
 
-    /// Stops the server (graceful shutdown) and checks that it and the
-    /// projection stopped cleanly.
+    /// Stops the server (graceful shutdown) and checks that it stopped
+    /// cleanly and the projection released its lease.
     async fn stop(self) {
         let _ = self.stop.send(());
         let ended = tokio::time::timeout(Duration::from_secs(30), self.task)
@@ -138,6 +139,12 @@ impl Running {
         ended
             .expect("the service task did not panic")
             .expect("serve ends without error");
+        let leases = PgLeaseStore::new(&self.store).list().await.expect("list the leases");
+        let lease = leases
+            .iter()
+            .find(|lease| lease.name == PROJECTION)
+            .expect("the projection took its lease");
+        assert_eq!(lease.holder, None, "the projection released its lease on shutdown");
         let _ = self.store.drop_schema().await;
     }
 }
@@ -199,6 +206,7 @@ async fn accounts_are_opened_credited_and_read_back_with_every_refusal_mapped() 
     assert_eq!(health.status, StatusCode::OK, "{}", health.text);
     assert_eq!(health.json()["database"]["status"], "ok", "{}", health.text);
     assert_eq!(health.json()["database"]["migrated"], true);
+    assert_eq!(health.json()["projection"]["name"], PROJECTION);
 
     let opened = service
         .post("/accounts", None, json!({ "id": "alice", "initial": 100 }))
