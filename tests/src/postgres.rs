@@ -91,6 +91,7 @@ pub async fn fresh_store_with(options: PostgresOptions) -> Option<PostgresStore>
         Ok(store) => store,
         Err(error) => {
             UNREACHABLE.store(true, Ordering::Relaxed);
+            let error = chain(&error);
             let url = database_url();
             if required() {
                 panic!("CI=true but PostgreSQL at {url} cannot be reached: {error}");
@@ -107,9 +108,21 @@ pub async fn fresh_store_with(options: PostgresOptions) -> Option<PostgresStore>
         }
     };
     if let Err(error) = store.migrate().await {
-        panic!("migrating schema {}: {error}", store.options().schema);
+        panic!("migrating schema {}: {}", store.options().schema, chain(&error));
     }
     Some(store)
+}
+
+/// `error` and its sources, `": "`-separated (a `SetupError` does not
+/// repeat its source's message).
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        text = format!("{text}: {inner}");
+        source = inner.source();
+    }
+    text
 }
 
 /// The conformance factory: every `fresh()` is a new schema, its store
