@@ -66,10 +66,15 @@ fn account(name: &str) -> StreamId {
     StreamId::new(name).expect("valid stream id")
 }
 
-/// Everything recorded since the last look: counters summed, histogram
-/// values and gauge settings in order.
+/// One metric as recorded: its kind, name, labels and value.
+type Recorded = (MetricKind, String, Vec<(String, String)>, DebugValue);
+
+/// What the lag gauges read while a batch of so many events was handled.
+type LagReading = (usize, Option<f64>, Option<f64>);
+
+/// Everything recorded since the last look (a look drains the recorder).
 #[derive(Default)]
-struct Seen(Vec<(MetricKind, String, Vec<(String, String)>, DebugValue)>);
+struct Seen(Vec<Recorded>);
 
 impl Seen {
     fn take(snapshotter: &Snapshotter) -> Seen {
@@ -131,7 +136,7 @@ impl Seen {
 /// A subscriber that looks at the lag gauges while it handles each batch.
 struct LagProbe {
     snapshotter: Snapshotter,
-    during: Arc<Mutex<Vec<(usize, Option<f64>, Option<f64>)>>>,
+    during: Arc<Mutex<Vec<LagReading>>>,
 }
 
 impl Subscriber for LagProbe {
