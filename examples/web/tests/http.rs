@@ -339,9 +339,23 @@ async fn accounts_are_opened_credited_and_read_back_with_every_refusal_mapped() 
         .header("content-type")
         .unwrap_or_default()
         .starts_with("text/plain"));
+    // The library's counters, recorded by the executor: the deposit that
+    // committed and the refusals, each by command type and outcome.
+    let counted = |command: &str, outcome: &str| {
+        metrics.text.lines().any(|line| {
+            line.starts_with("eventcore_commands_total{")
+                && line.contains(&format!("command=\"{command}\""))
+                && line.contains(&format!("outcome=\"{outcome}\""))
+        })
+    };
     assert!(
-        metrics.text.contains("eventcore_"),
-        "the library's metrics are rendered once commands ran: {}",
+        counted("Deposit", "ok"),
+        "a committed deposit is counted: {}",
+        metrics.text
+    );
+    assert!(
+        counted("OpenAccount", "rejected"),
+        "a refused opening is counted: {}",
         metrics.text
     );
     service.stop().await;
