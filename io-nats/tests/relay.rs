@@ -111,7 +111,7 @@ async fn a_relay_killed_mid_batch_and_restarted_loses_and_duplicates_nothing() {
     };
     let mut kills = 0;
     let mut skipped = 0;
-    for round in 0..8u64 {
+    for round in 0..rounds(8) {
         let mut runner = relay(
             "relay",
             store.clone(),
@@ -122,7 +122,7 @@ async fn a_relay_killed_mid_batch_and_restarted_loses_and_duplicates_nothing() {
         .with_policy(test_policy());
         let status = runner.sink().status();
         let task = tokio::spawn(async move { runner.run().await });
-        tokio::time::sleep(Duration::from_millis(40 + round * 23)).await;
+        tokio::time::sleep(Duration::from_millis(40 + (round % 8) * 23)).await;
         task.abort();
         let _ = task.await;
         kills += 1;
@@ -276,7 +276,8 @@ async fn dropped_connections_lose_and_duplicate_nothing() {
     .with_wakeups(store.watch_head());
     let mut status = runner.sink().status();
     let task = tokio::spawn(async move { runner.run().await });
-    for round in 0..8 {
+    let reconnects = rounds(8);
+    for round in 0..reconnects {
         append_workload(&store, 200 + round, 100, 8, 2).await;
         tokio::time::sleep(Duration::from_millis(5)).await;
         client.force_reconnect().await.expect("force a reconnect");
@@ -285,7 +286,7 @@ async fn dropped_connections_lose_and_duplicate_nothing() {
     task.abort();
     let log = read_log(&store).await;
     assert_same("drop", &read_stream(&js, &name).await, &log);
-    println!("drop: 8 forced reconnects; status {:?}", *status.borrow());
+    println!("drop: {reconnects} forced reconnects; status {:?}", *status.borrow());
     let _ = js.delete_stream(&name).await;
 }
 
@@ -321,7 +322,8 @@ async fn a_nats_server_killed_and_restarted_under_the_relay_loses_and_duplicates
     let mut status = runner.sink().status();
     let task = tokio::spawn(async move { runner.run().await });
     let mut saw_waiting = 0;
-    for round in 0..3 {
+    let kills = rounds(3);
+    for round in 0..kills {
         append_workload(&store, 300 + round, 200, 8, 2).await;
         tokio::time::sleep(Duration::from_millis(20)).await;
         nats.kill().await;
@@ -342,7 +344,56 @@ async fn a_nats_server_killed_and_restarted_under_the_relay_loses_and_duplicates
     let log = read_log(&store).await;
     let checked = assert_same("restart", &read_stream(&js, &name).await, &log);
     println!(
-        "restart: 3 kills of nats-server; reported waiting for the connection {saw_waiting} times; {checked} messages; {:?}",
+        "restart: {kills} kills of nats-server; reported waiting for the connection {saw_waiting} times; {checked} messages; {:?}",
         *status.borrow()
     );
+}
+
+/// What the relay's ordering rests on: the server refuses a message whose
+/// expected last sequence is not the stream's, and answers a re-published
+/// message id inside the window as a duplicate without storing it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_enforces_the_sequence_chain_and_the_message_id() {
+    use async_nats::jetstream::context::PublishErrorKind;
+    use async_nats::jetstream::message::PublishMessage;
+    let Some(client) = connect().await else { return };
+    let js = async_nats::jetstream::new(client);
+    let name = unique_name("chain");
+    let prefix = name.to_lowercase();
+    create_stream(&js, &name, &prefix, |_| {}).await;
+    let subject = format!("{prefix}.x");
+    let publish = |id: &str, expected: u64| {
+        PublishMessage::build()
+            .payload("{}".into())
+            .message_id(id)
+            .expected_last_sequence(expected)
+    };
+    let first = js
+        .send_publish(subject.clone(), publish("a", 0))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(first.sequence, 1);
+    let wrong = js.send_publish(subject.clone(), publish("b", 0)).await.unwrap().await;
+    assert_eq!(
+        wrong.map(|_| ()).unwrap_err().kind(),
+        PublishErrorKind::WrongLastSequence
+    );
+    let again = js
+        .send_publish(subject.clone(), publish("a", 1))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(again.duplicate, "a re-published id is a duplicate");
+    let second = js
+        .send_publish(subject.clone(), publish("b", 1))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!((second.sequence, second.duplicate), (2, false));
+    assert_eq!(js.get_stream(&name).await.unwrap().cached_info().state.messages, 2);
+    let _ = js.delete_stream(&name).await;
 }

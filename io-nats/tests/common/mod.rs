@@ -294,3 +294,13 @@ impl Drop for PrivateNats {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// `base` fault rounds, or ten times as many with `EVENTCORE_NATS_LONG=1`
+/// (the long fault runs; CI runs the short ones).
+pub fn rounds(base: u64) -> u64 {
+    if std::env::var("EVENTCORE_NATS_LONG").is_ok_and(|v| v == "1") {
+        base * 10
+    } else {
+        base
+    }
+}
