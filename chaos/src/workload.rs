@@ -67,7 +67,7 @@
 
 use crate::faults::FaultRng;
 use crate::record::{OutcomeClass, Recorder, RecordingStore};
-use eventcore::{Command, CommandId, ExecutionContext, GlobalPosition, RecordedEvent, StreamId};
+use eventcore::{Command, CommandId, ExecutionContext, ExecutionError, GlobalPosition, RecordedEvent, StreamId};
 use eventcore_postgres::PostgresStore;
 use eventcore_sim::check::DomainModel;
 use eventcore_tokio::Executor;
@@ -186,7 +186,12 @@ impl ChaosCommand {
             let command = command.clone();
             let future = async move {
                 let context = ExecutionContext::new(execution.id);
-                let result = exec.execute_with(command, context).await;
+                // The recorder keys everything by `execution.id`, the id this
+                // ran under.
+                let result = exec
+                    .execute_with(command, context)
+                    .await
+                    .map_err(ExecutionError::into_error);
                 let (class, resolved) = execution.recorder.finish_execution(
                     execution.id,
                     &label,

@@ -21,7 +21,7 @@
 //! ```
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)] // off the simulated path: real clocks and hash maps are fine here (see clippy.toml)
 
-use eventcore::{CommandError, EventFilter, GlobalPosition, ReadAllRequest, RecordedEvent};
+use eventcore::{CommandError, EventFilter, ExecutionError, GlobalPosition, ReadAllRequest, RecordedEvent};
 use eventcore_examples::bank::{account, Audit, BankError, OpenAccount, PlainTransfer, Transfer};
 use eventcore_postgres::{PostgresOptions, PostgresStore};
 use eventcore_tokio::{EventStore, Executor, MemoryEventStore};
@@ -82,7 +82,11 @@ async fn run<S: EventStore>(executor: Arc<Executor<S>>, options: &Options) -> Re
             })
             .await
         {
-            Ok(_) | Err(CommandError::Domain(BankError::AlreadyOpen(_))) => {}
+            Ok(_)
+            | Err(ExecutionError {
+                error: CommandError::Domain(BankError::AlreadyOpen(_)),
+                ..
+            }) => {}
             Err(error) => return Err(format!("opening account {n}: {error}")),
         }
     }
@@ -113,7 +117,10 @@ async fn run<S: EventStore>(executor: Arc<Executor<S>>, options: &Options) -> Re
                         tally.attempts += u64::from(done.attempts);
                         tally.conflicts += u64::from(done.stats.conflicts);
                     }
-                    Err(CommandError::Domain(BankError::InsufficientFunds { .. })) => tally.refused += 1,
+                    Err(ExecutionError {
+                        error: CommandError::Domain(BankError::InsufficientFunds { .. }),
+                        ..
+                    }) => tally.refused += 1,
                     Err(error) => return Err(format!("transfer failed: {error}")),
                 }
             }

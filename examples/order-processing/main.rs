@@ -33,7 +33,8 @@ mod shop;
 
 use counting::CountingStore;
 use eventcore::{
-    decode_recorded, CommandError, EventFilter, GlobalPosition, ReadAllRequest, RecordedEvent, StreamId, View, ViewKind,
+    decode_recorded, CommandError, EventFilter, ExecutionError, GlobalPosition, ReadAllRequest, RecordedEvent,
+    StreamId, View, ViewKind,
 };
 use eventcore_postgres::{PgSnapshotStore, PostgresOptions, PostgresStore};
 use eventcore_tokio::{EventStore, Executor, MemoryEventStore, SnapshotStore};
@@ -100,7 +101,10 @@ async fn run<S: EventStore, C: eventcore::Command<Error = ShopError>>(
 ) -> Result<Result<(), ShopError>, String> {
     match executor.execute(command).await {
         Ok(_) => Ok(Ok(())),
-        Err(CommandError::Domain(refused)) => Ok(Err(refused)),
+        Err(ExecutionError {
+            error: CommandError::Domain(refused),
+            ..
+        }) => Ok(Err(refused)),
         Err(other) => Err(other.to_string()),
     }
 }

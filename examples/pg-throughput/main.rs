@@ -11,8 +11,8 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)] // off the simulated path: real clocks and hash maps are fine here (see clippy.toml)
 
 use eventcore::{
-    AppendRequest, CommandError, CommandId, EventId, EventMetadata, EventType, ExpectedVersion, NewEvent, Payload,
-    StreamAppend, StreamId, StreamVersion, Time,
+    AppendRequest, CommandError, CommandId, EventId, EventMetadata, EventType, ExecutionError, ExpectedVersion,
+    NewEvent, Payload, StreamAppend, StreamId, StreamVersion, Time,
 };
 use eventcore_examples::bank::{account, BankError, OpenAccount, Transfer};
 use eventcore_postgres::{PostgresOptions, PostgresStore};
@@ -135,7 +135,10 @@ async fn transfers(store: &PostgresStore, options: &Options) -> Result<(f64, u64
                         committed += 1;
                         conflicts += u64::from(done.stats.conflicts);
                     }
-                    Err(CommandError::Domain(BankError::InsufficientFunds { .. })) => {}
+                    Err(ExecutionError {
+                        error: CommandError::Domain(BankError::InsufficientFunds { .. }),
+                        ..
+                    }) => {}
                     Err(error) => return Err(error.to_string()),
                 }
             }

@@ -129,14 +129,14 @@ impl View for Account {
 ///
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-/// use eventcore::CommandError;
+/// use eventcore::{CommandError, ExecutionError};
 /// use eventcore_examples::bank::{account, BankError, OpenAccount};
 /// use eventcore_tokio::{Executor, MemoryEventStore};
 /// let executor = Executor::new(MemoryEventStore::new());
 /// let open = || OpenAccount { account: account(1), initial: 100 };
 /// executor.execute(open()).await.unwrap();
 /// let again = executor.execute(open()).await;
-/// assert!(matches!(again, Err(CommandError::Domain(BankError::AlreadyOpen(_)))));
+/// assert!(matches!(again, Err(ExecutionError { error: CommandError::Domain(BankError::AlreadyOpen(_)), .. })));
 /// # });
 /// ```
 #[derive(Debug, Clone, Command)]
@@ -163,7 +163,7 @@ impl Decide for OpenAccount {
 ///
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-/// use eventcore::CommandError;
+/// use eventcore::{CommandError, ExecutionError};
 /// use eventcore_examples::bank::{account, BankError, OpenAccount, Transfer};
 /// use eventcore_tokio::{Executor, MemoryEventStore};
 /// let executor = Executor::new(MemoryEventStore::new());
@@ -171,7 +171,7 @@ impl Decide for OpenAccount {
 ///     executor.execute(OpenAccount { account: account(n), initial }).await.unwrap();
 /// }
 /// let too_much = executor.execute(Transfer { from: account(1), to: account(2), amount: 50 }).await;
-/// assert!(matches!(too_much, Err(CommandError::Domain(BankError::InsufficientFunds { .. }))));
+/// assert!(matches!(too_much, Err(ExecutionError { error: CommandError::Domain(BankError::InsufficientFunds { .. }), .. })));
 /// let done = executor.execute(Transfer { from: account(1), to: account(2), amount: 10 }).await.unwrap();
 /// assert_eq!(done.appended.map(|r| r.streams.len()), Some(2), "one withdrawal, one deposit");
 /// # });

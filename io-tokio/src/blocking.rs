@@ -13,8 +13,8 @@
 
 use crate::{MemoryEventStore, StreamCache};
 use eventcore::{
-    Command, CommandError, CommandId, CommandMachine, Entropy, Executed, ExecutionContext, ExecutionPolicy, Operation,
-    Step, StoreError, StreamCacheUse, Time,
+    Command, CommandError, CommandId, CommandMachine, Entropy, Executed, ExecutionContext, ExecutionError,
+    ExecutionPolicy, Operation, Step, StoreError, StreamCacheUse, Time,
 };
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// or give each thread its own clone of the store.
 ///
 /// ```
-/// use eventcore::{Command, CommandError, Decision, Event, StreamId};
+/// use eventcore::{Command, CommandError, Decision, Event, ExecutionError, StreamId};
 /// use eventcore_tokio::{BlockingExecutor, MemoryEventStore};
 /// # use serde::{Deserialize, Serialize};
 /// # #[derive(Serialize, Deserialize)] enum Ev { Opened }
@@ -53,7 +53,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// let done = executor.execute(Open(StreamId::new("acc-1").unwrap())).unwrap();
 /// assert_eq!(done.attempts, 1);
 /// let again = executor.execute(Open(StreamId::new("acc-1").unwrap()));
-/// assert!(matches!(again, Err(CommandError::Domain(AlreadyOpen))));
+/// assert!(matches!(again, Err(ExecutionError { error: CommandError::Domain(AlreadyOpen), .. })));
 /// ```
 #[derive(Debug)]
 pub struct BlockingExecutor {
@@ -193,8 +193,44 @@ impl BlockingExecutor {
     /// let done = executor.execute(Add(StreamId::new("s").unwrap())).unwrap();
     /// assert_eq!(done.appended.unwrap().last_position().get(), 1);
     /// ```
-    pub fn execute<C: Command>(&self, command: C) -> Result<Executed, CommandError<C::Error>> {
+    pub fn execute<C: Command>(&self, command: C) -> Result<Executed, ExecutionError<C::Error>> {
         let context = ExecutionContext::new(self.new_command_id());
+        self.run(command, context, true)
+    }
+
+    /// Executes `command` under a command id the caller chose and expects
+    /// to be new, primed from the stream cache as [`BlockingExecutor::execute`]
+    /// is. Safe when the id was used before: cached events carry the command
+    /// id that wrote them, the machine re-reads primed streams before any
+    /// refusal or empty decision, and an append under a known id is answered
+    /// with the original receipt; so an earlier commit is always found.
+    ///
+    /// ```
+    /// # use eventcore::*;
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Serialize, Deserialize)] enum Ev { Added }
+    /// # impl Event for Ev {}
+    /// # struct Add(StreamId);
+    /// # impl Command for Add {
+    /// #     type Event = Ev; type State = (); type Error = std::convert::Infallible;
+    /// #     fn streams(&self) -> Vec<StreamId> { vec![self.0.clone()] }
+    /// #     fn apply(&self, _: &mut (), _: &StreamId, _: &Ev) {}
+    /// #     fn decide(&self, _: &(), out: &mut Decision<Ev>) -> Result<(), std::convert::Infallible> {
+    /// #         out.emit(&self.0, Ev::Added); Ok(())
+    /// #     }
+    /// # }
+    /// use eventcore_tokio::{BlockingExecutor, MemoryEventStore};
+    /// let executor = BlockingExecutor::new(MemoryEventStore::new()).with_stream_cache(1_000);
+    /// let key = executor.new_command_id();
+    /// let first = executor.execute_as(Add(StreamId::new("s").unwrap()), ExecutionContext::new(key)).unwrap();
+    /// let again = executor.execute_as(Add(StreamId::new("s").unwrap()), ExecutionContext::new(key)).unwrap();
+    /// assert!(first.appended.unwrap().same_commit(&again.appended.unwrap()), "written once");
+    /// ```
+    pub fn execute_as<C: Command>(
+        &self,
+        command: C,
+        context: ExecutionContext,
+    ) -> Result<Executed, ExecutionError<C::Error>> {
         self.run(command, context, true)
     }
 
@@ -229,20 +265,32 @@ impl BlockingExecutor {
         &self,
         command: C,
         context: ExecutionContext,
-    ) -> Result<Executed, CommandError<C::Error>> {
+    ) -> Result<Executed, ExecutionError<C::Error>> {
         self.run(command, context, false)
     }
 
+    /// `cached`: whether the stream cache may prime the execution.
     fn run<C: Command>(
         &self,
         command: C,
         context: ExecutionContext,
-        fresh_id: bool,
+        cached: bool,
+    ) -> Result<Executed, ExecutionError<C::Error>> {
+        let command_id = context.command_id;
+        self.drive(command, context, cached)
+            .map_err(|error| ExecutionError { command_id, error })
+    }
+
+    fn drive<C: Command>(
+        &self,
+        command: C,
+        context: ExecutionContext,
+        cached: bool,
     ) -> Result<Executed, CommandError<C::Error>> {
         let mut now = self.now;
         let mut machine = CommandMachine::new(command, self.policy.clone(), context, now, self.next_seed())
             .with_codec(crate::EventStore::codec(&self.store));
-        let cache = self.cache.as_ref().filter(|_| fresh_id);
+        let cache = self.cache.as_ref().filter(|_| cached);
         if let Some(cache) = cache {
             let declared: Vec<_> = machine.streams().cloned().collect();
             for stream in declared {
@@ -322,7 +370,7 @@ pub fn execute_blocking<C: Command>(
     store: &MemoryEventStore,
     command: C,
     seed: u64,
-) -> Result<Executed, CommandError<C::Error>> {
+) -> Result<Executed, ExecutionError<C::Error>> {
     BlockingExecutor::new(store.clone())
         .starting_at(Time::ZERO, seed)
         .execute(command)

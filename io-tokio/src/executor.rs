@@ -3,7 +3,8 @@
 use crate::views::ViewSupport;
 use crate::{Clock, EventStore, SnapshotStats, SnapshotStore, StreamCache};
 use eventcore::{
-    Command, CommandError, CommandId, Executed, ExecutionContext, ExecutionPolicy, Step, StreamCacheUse, ViewCacheStats,
+    Command, CommandError, CommandErrorKind, CommandId, Executed, ExecutionContext, ExecutionError, ExecutionPolicy,
+    Step, StreamCacheUse, Time, ViewCacheStats,
 };
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -36,7 +37,7 @@ use tracing::Instrument;
 /// let done = executor.execute(Open(StreamId::new("acc-1").unwrap())).await.unwrap();
 /// assert_eq!(done.attempts, 1);
 /// let again = executor.execute(Open(StreamId::new("acc-1").unwrap())).await;
-/// assert!(matches!(again, Err(CommandError::Domain(AlreadyOpen))));
+/// assert!(matches!(again, Err(ExecutionError { error: CommandError::Domain(AlreadyOpen), .. })));
 /// # });
 /// ```
 #[derive(Debug)]
@@ -175,42 +176,99 @@ impl<S: EventStore> Executor<S> {
     }
 
     /// Executes `command` with a fresh command id and the executor's policy.
-    pub async fn execute<C: Command>(&self, command: C) -> Result<Executed, CommandError<C::Error>> {
+    ///
+    /// Every outcome names the command id it ran under: [`Executed`] on
+    /// success, [`ExecutionError`] on failure. Log it; after an unknown
+    /// outcome, re-execute with it ([`Executor::execute_with`]) to settle
+    /// whether the command committed.
+    pub async fn execute<C: Command>(&self, command: C) -> Result<Executed, ExecutionError<C::Error>> {
         let context = ExecutionContext::new(self.new_command_id());
-        self.run(command, context, self.policy.clone(), true).await
+        self.run(command, context, self.policy.clone(), IdUse::Fresh).await
+    }
+
+    /// Executes `command` under a command id the caller chose (an
+    /// `Idempotency-Key` from a request) that is expected to be new, with
+    /// the speed of [`Executor::execute`]: views start from the view cache
+    /// and snapshots.
+    ///
+    /// It is safe when the id was used before (a client retrying a request
+    /// whose response it lost): an append under a known command id is
+    /// answered with the original commit's receipt, whatever the cached
+    /// state; and a verdict that sent no append (a refusal, an empty
+    /// decision) reached from cached views, which do not show which command
+    /// wrote their events, is confirmed by executing again on a fresh read
+    /// ([`Executor::execute_with`]), which finds an earlier commit. So a
+    /// repeated request costs at most one more execution, and returns the
+    /// original result.
+    ///
+    /// ```
+    /// # use eventcore::*;
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Serialize, Deserialize)] enum Ev { Opened }
+    /// # impl Event for Ev {}
+    /// # #[derive(Debug, thiserror::Error)] #[error("already open")] struct AlreadyOpen;
+    /// # struct Open(StreamId);
+    /// # impl Command for Open {
+    /// #     type Event = Ev; type State = bool; type Error = AlreadyOpen;
+    /// #     fn streams(&self) -> Vec<StreamId> { vec![self.0.clone()] }
+    /// #     fn apply(&self, open: &mut bool, _: &StreamId, _: &Ev) { *open = true; }
+    /// #     fn decide(&self, open: &bool, out: &mut Decision<Ev>) -> Result<(), AlreadyOpen> {
+    /// #         if *open { return Err(AlreadyOpen); }
+    /// #         out.emit(&self.0, Ev::Opened); Ok(())
+    /// #     }
+    /// # }
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use eventcore_tokio::{Executor, MemoryEventStore};
+    /// let executor = Executor::new(MemoryEventStore::new());
+    /// let key = executor.new_command_id(); // or CommandId::from_uuid(the request's key)
+    /// let first = executor.execute_as(Open(StreamId::new("acc-1").unwrap()), ExecutionContext::new(key)).await.unwrap();
+    /// // The response was lost; the client sends the same request again.
+    /// let again = executor.execute_as(Open(StreamId::new("acc-1").unwrap()), ExecutionContext::new(key)).await.unwrap();
+    /// assert!(first.appended.unwrap().same_commit(&again.appended.unwrap()), "the original result, not AlreadyOpen");
+    /// # });
+    /// ```
+    pub async fn execute_as<C: Command>(
+        &self,
+        command: C,
+        context: ExecutionContext,
+    ) -> Result<Executed, ExecutionError<C::Error>> {
+        self.run(command, context, self.policy.clone(), IdUse::First).await
     }
 
     /// Executes `command` with the given identity and metadata. Pass the
     /// command id of an earlier execution that ended in
     /// [`CommandError::OutcomeUnknown`] to settle it: the store returns the
-    /// earlier commit if there was one.
+    /// earlier commit if there was one. Views are read, not started from the
+    /// view cache or snapshots, so that the execution sees its own earlier
+    /// commit ([`Executor::execute_as`] keeps the caches for an id that is
+    /// probably new).
     pub async fn execute_with<C: Command>(
         &self,
         command: C,
         context: ExecutionContext,
-    ) -> Result<Executed, CommandError<C::Error>> {
+    ) -> Result<Executed, ExecutionError<C::Error>> {
         self.execute_with_policy(command, context, self.policy.clone()).await
     }
 
-    /// Executes `command` under a policy other than the executor's.
+    /// Executes `command` under a policy other than the executor's, as
+    /// [`Executor::execute_with`] does.
     pub async fn execute_with_policy<C: Command>(
         &self,
         command: C,
         context: ExecutionContext,
         policy: ExecutionPolicy,
-    ) -> Result<Executed, CommandError<C::Error>> {
-        self.run(command, context, policy, false).await
+    ) -> Result<Executed, ExecutionError<C::Error>> {
+        self.run(command, context, policy, IdUse::Again).await
     }
 
-    /// `fresh_id`: the command id was just made here, so no earlier
-    /// execution can have committed under it and a cached state is safe.
     async fn run<C: Command>(
         &self,
         command: C,
         context: ExecutionContext,
         policy: ExecutionPolicy,
-        fresh_id: bool,
-    ) -> Result<Executed, CommandError<C::Error>> {
+        id_use: IdUse,
+    ) -> Result<Executed, ExecutionError<C::Error>> {
+        let command_id = context.command_id;
         let span = tracing::info_span!(
             "command",
             command = short_name::<C>(),
@@ -218,10 +276,21 @@ impl<S: EventStore> Executor<S> {
             attempts = tracing::field::Empty,
             outcome = tracing::field::Empty,
         );
-        let result = self
-            .drive(command, context, policy, fresh_id)
-            .instrument(span.clone())
-            .await;
+        let result = async {
+            match self.drive(command, context.clone(), policy.clone(), id_use).await {
+                Driven::Done(result) => result,
+                Driven::Confirm { command, deadline } => {
+                    tracing::debug!("confirming a verdict reached from cached views on a fresh read");
+                    let context = ExecutionContext { deadline, ..context };
+                    match self.drive(command, context, policy, IdUse::Again).await {
+                        Driven::Done(result) => result,
+                        Driven::Confirm { .. } => Err(internal("a re-execution asked to be confirmed")),
+                    }
+                }
+            }
+        }
+        .instrument(span.clone())
+        .await;
         match &result {
             Ok(done) => {
                 span.record("attempts", done.attempts);
@@ -233,7 +302,7 @@ impl<S: EventStore> Executor<S> {
                 tracing::debug!(parent: &span, %error, "command failed");
             }
         }
-        result
+        result.map_err(|error| ExecutionError { command_id, error })
     }
 
     async fn drive<C: Command>(
@@ -241,12 +310,12 @@ impl<S: EventStore> Executor<S> {
         command: C,
         context: ExecutionContext,
         policy: ExecutionPolicy,
-        fresh_id: bool,
-    ) -> Result<Executed, CommandError<C::Error>> {
+        id_use: IdUse,
+    ) -> Driven<C> {
         let started = std::time::Instant::now();
         let mut machine = eventcore::CommandMachine::new(command, policy, context, self.clock.now(), self.next_seed())
             .with_codec(self.store.codec());
-        let use_views = fresh_id && self.views.enabled();
+        let use_views = id_use != IdUse::Again && self.views.enabled();
         let mut looked_up = Vec::new();
         let mut loaded = Vec::new();
         if use_views {
@@ -305,6 +374,17 @@ impl<S: EventStore> Executor<S> {
                 }
                 Step::Done(result) => {
                     tracing::trace!(attempts = machine.attempts(), "machine done");
+                    if id_use == IdUse::First && use_views && unconfirmed_verdict(&machine, &result) {
+                        self.views.keep(&mut machine, &self.clock, std::mem::take(&mut loaded));
+                        if let Some(cache) = &self.cache {
+                            using.finish(&mut cache.lock(), result.is_err());
+                        }
+                        let deadline = machine.deadline();
+                        return Driven::Confirm {
+                            command: machine.into_command(),
+                            deadline,
+                        };
+                    }
                     crate::metrics::command_finished(
                         short_name::<C>(),
                         started,
@@ -316,15 +396,12 @@ impl<S: EventStore> Executor<S> {
                     if let Some(cache) = &self.cache {
                         using.finish(&mut cache.lock(), result.is_err());
                     }
-                    return result;
+                    return Driven::Done(result);
                 }
                 Step::Finished => {
                     // Unreachable with this loop (it returns on Done), kept
                     // total so a future refactor cannot spin.
-                    return Err(CommandError::Store(eventcore::StoreError::permanent(
-                        eventcore::Operation::Other,
-                        "command machine polled after it finished",
-                    )));
+                    return Driven::Done(Err(internal("command machine polled after it finished")));
                 }
             }
         }
@@ -333,6 +410,56 @@ impl<S: EventStore> Executor<S> {
     fn next_seed(&self) -> u64 {
         mix(self.seed_base ^ self.executions.fetch_add(1, Ordering::Relaxed))
     }
+}
+
+/// How an execution's command id relates to earlier executions, which
+/// decides the caches it may start from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum IdUse {
+    /// Made here just now: nothing was committed under it, so every cache
+    /// may be used.
+    Fresh,
+    /// The caller's, expected to be new: every cache is used, and a verdict
+    /// that sent no append from cached views is confirmed on a fresh read.
+    First,
+    /// A re-execution: views are read, not primed from the view cache or
+    /// snapshots (a view does not show which command wrote its events, so a
+    /// primed view could hide the execution's own earlier commit). The
+    /// stream cache still primes: its events carry their command ids, and
+    /// the machine re-reads primed streams before any verdict.
+    Again,
+}
+
+/// What one drive of a machine ended with.
+enum Driven<C: Command> {
+    /// The result.
+    Done(Result<Executed, CommandError<C::Error>>),
+    /// A verdict reached from cached views with no append sent, under a
+    /// caller's command id: execute again on a fresh read, by `deadline`.
+    Confirm { command: C, deadline: Option<Time> },
+}
+
+/// Whether `result` is a verdict the execution reached without sending an
+/// append (so no store checked its command id): an empty decision, a
+/// refusal, or a misdeclared command. Store failures and timeouts are not
+/// verdicts: executing again would not settle anything they leave open.
+fn unconfirmed_verdict<C: Command>(
+    machine: &eventcore::CommandMachine<C>,
+    result: &Result<Executed, CommandError<C::Error>>,
+) -> bool {
+    let verdict = match result {
+        Ok(done) => done.appended.is_none(),
+        Err(error) => matches!(
+            error.kind(),
+            CommandErrorKind::Rejected | CommandErrorKind::Invalid | CommandErrorKind::Encode
+        ),
+    };
+    verdict && machine.stats().appends == 0
+}
+
+/// A state the executor never reaches, reported rather than panicking.
+fn internal<E>(message: &str) -> CommandError<E> {
+    CommandError::Store(eventcore::StoreError::permanent(eventcore::Operation::Other, message))
 }
 
 fn mix(z: u64) -> u64 {

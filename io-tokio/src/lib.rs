@@ -70,6 +70,8 @@ pub use eventcore_store::{
     DynDeadLetterStore, DynEventStore, DynLeaseStore, DynSnapshotStore, EventStore, FencingToken, Lease, LeaseError,
     LeaseStore, ProjectionStore, SnapshotError, SnapshotStore,
 };
+/// What [`Executor`] returns on failure (from `eventcore`, named here too).
+pub use eventcore::ExecutionError;
 pub use executor::{Executor, DEFAULT_VIEW_CACHE_BYTES};
 pub use lease::{MemoryLeaseStore, NoLease};
 #[cfg(feature = "memory")]

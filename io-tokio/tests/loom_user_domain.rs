@@ -14,7 +14,9 @@
 //! that cannot fail proves nothing.
 #![cfg(eventcore_loom)]
 
-use eventcore::{Command, CommandError, Decision, Event, ExpectedVersion, ReadRequest, RecordedEvent, StreamId};
+use eventcore::{
+    Command, CommandError, Decision, Event, ExecutionError, ExpectedVersion, ReadRequest, RecordedEvent, StreamId,
+};
 use eventcore_tokio::{execute_blocking, BlockingExecutor, MemoryEventStore};
 use serde::{Deserialize, Serialize};
 
@@ -145,13 +147,16 @@ fn check_stock(store: &MemoryEventStore, restocked: u64, taken: u64) {
 }
 
 /// What one `Reserve` took: its quantity if it committed, 0 if refused.
-fn taken(result: Result<eventcore::Executed, CommandError<OutOfStock>>, qty: u64) -> u64 {
+fn taken(result: Result<eventcore::Executed, ExecutionError<OutOfStock>>, qty: u64) -> u64 {
     match result {
         Ok(done) => {
             assert!(done.appended.is_some(), "a reservation commits an event");
             qty
         }
-        Err(CommandError::Domain(OutOfStock { .. })) => 0,
+        Err(ExecutionError {
+            error: CommandError::Domain(OutOfStock { .. }),
+            ..
+        }) => 0,
         Err(other) => panic!("unexpected failure: {other}"),
     }
 }

@@ -139,7 +139,13 @@ async fn an_execution_that_gives_up_on_a_conflict_does_not_leave_a_stale_cache_b
     other.execute(TickCmd(stream.clone())).await.expect("commits");
     let gave_up = cached.execute(TickCmd(stream.clone())).await;
     assert!(
-        matches!(gave_up, Err(eventcore::CommandError::RetriesExhausted { .. })),
+        matches!(
+            gave_up,
+            Err(eventcore::ExecutionError {
+                error: eventcore::CommandError::RetriesExhausted { .. },
+                ..
+            })
+        ),
         "one attempt, stale cache: conflict, {gave_up:?}"
     );
     cached

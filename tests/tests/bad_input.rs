@@ -300,7 +300,16 @@ async fn the_executor_reports_no_streams_without_touching_the_store() {
     let store = MemoryEventStore::new();
     let executor = Executor::new(store.clone());
     let result = executor.execute(Touch::new(&[], &[])).await;
-    assert!(matches!(result, Err(CommandError::NoStreams)), "{result:?}");
+    assert!(
+        matches!(
+            result,
+            Err(ExecutionError {
+                error: CommandError::NoStreams,
+                ..
+            })
+        ),
+        "{result:?}"
+    );
     assert_eq!(
         result.expect_err("fails").to_string(),
         "command declares no streams to read"
@@ -452,7 +461,10 @@ async fn the_executor_reports_the_discovery_limit_and_writes_nothing() {
         })
         .await;
     match result {
-        Err(CommandError::DiscoveryLimit { limit: 0, pending }) => assert_eq!(pending, vec![id("wander-1")]),
+        Err(ExecutionError {
+            error: CommandError::DiscoveryLimit { limit: 0, pending },
+            ..
+        }) => assert_eq!(pending, vec![id("wander-1")]),
         other => panic!("expected DiscoveryLimit, got {other:?}"),
     }
     assert!(store.inspect(|s| s.events().is_empty()));
@@ -560,7 +572,13 @@ async fn the_executor_reports_a_passed_deadline_without_touching_the_store() {
         )
         .await;
     assert!(
-        matches!(result, Err(CommandError::DeadlineExceeded { attempts: 0, .. })),
+        matches!(
+            result,
+            Err(ExecutionError {
+                error: CommandError::DeadlineExceeded { attempts: 0, .. },
+                ..
+            })
+        ),
         "{result:?}"
     );
     assert!(store.inspect(|s| s.events().is_empty()));
@@ -811,12 +829,16 @@ async fn an_oversized_event_is_refused_by_the_store_and_not_retried() {
     let executor = Executor::new(store.clone());
     let result = executor.execute(Bulk { count: 1, size: 100 }).await;
     match &result {
-        Err(CommandError::Store(StoreError::InvalidAppend(InvalidAppend::PayloadTooLarge {
-            stream,
-            event_type,
-            size,
-            max,
-        }))) => {
+        Err(ExecutionError {
+            error:
+                CommandError::Store(StoreError::InvalidAppend(InvalidAppend::PayloadTooLarge {
+                    stream,
+                    event_type,
+                    size,
+                    max,
+                })),
+            ..
+        }) => {
             assert_eq!(stream, &id("bulk"));
             assert_eq!(event_type.as_str(), "Blob");
             assert_eq!((*size, *max), (102, 64), "a 100-letter JSON string is 102 bytes");
@@ -834,9 +856,13 @@ async fn too_many_events_in_one_decision_are_refused_by_the_store() {
     assert!(
         matches!(
             &result,
-            Err(CommandError::Store(StoreError::InvalidAppend(
-                InvalidAppend::TooManyEvents { count: 4, max: 3 }
-            )))
+            Err(ExecutionError {
+                error: CommandError::Store(StoreError::InvalidAppend(InvalidAppend::TooManyEvents {
+                    count: 4,
+                    max: 3
+                })),
+                ..
+            })
         ),
         "{result:?}"
     );

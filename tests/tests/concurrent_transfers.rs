@@ -134,9 +134,20 @@ async fn run_transfers(faulty: bool, cached: bool) -> Report {
                     .await;
                 let outcome = match result {
                     Ok(done) => Outcome::Committed(done.appended.expect("a transfer appends"), done.stats),
-                    Err(CommandError::Domain(error)) => Outcome::Refused(error),
-                    Err(error @ CommandError::RetriesExhausted { .. }) => Outcome::GaveUp(error.to_string()),
-                    Err(CommandError::OutcomeUnknown { .. }) => Outcome::Unknown,
+                    Err(ExecutionError {
+                        error: CommandError::Domain(error),
+                        ..
+                    }) => Outcome::Refused(error),
+                    Err(
+                        error @ ExecutionError {
+                            error: CommandError::RetriesExhausted { .. },
+                            ..
+                        },
+                    ) => Outcome::GaveUp(error.to_string()),
+                    Err(ExecutionError {
+                        error: CommandError::OutcomeUnknown { .. },
+                        ..
+                    }) => Outcome::Unknown,
                     Err(other) => panic!("a transfer failed unexpectedly: {other}"),
                 };
                 outcomes.push((command_id, outcome));

@@ -234,7 +234,13 @@ async fn run<C: Command>(
     command: C,
 ) -> (CommandId, Result<Executed, CommandError<C::Error>>) {
     let command_id = executor.new_command_id();
-    let result = executor.execute_with(command, ExecutionContext::new(command_id)).await;
+    let result = executor
+        .execute_with(command, ExecutionContext::new(command_id))
+        .await
+        .map_err(|failed| {
+            assert_eq!(failed.command_id(), command_id, "a failure names the id it ran under");
+            failed.into_error()
+        });
     (command_id, result)
 }
 

@@ -212,7 +212,10 @@ async fn an_event_the_streams_view_cannot_fold_is_refused_before_anything_is_sto
         .expect("join");
     let refused = executor.execute(Misfile { team: team.clone() }).await;
     match refused {
-        Err(eventcore::CommandError::ViewCannotFold { stream, view, .. }) => {
+        Err(eventcore::ExecutionError {
+            error: eventcore::CommandError::ViewCannotFold { stream, view, .. },
+            ..
+        }) => {
             assert_eq!(stream, team);
             assert_eq!(view.name(), Team::NAME);
         }

@@ -60,7 +60,7 @@ async fn a_stored_payload_that_does_not_fit_its_event_type_is_a_decode_error_nam
         })
         .await
         .expect_err("the account cannot be folded");
-    let CommandError::Decode(decode) = &error else {
+    let CommandError::Decode(decode) = &error.error else {
         panic!("expected a decode error, got {error:?}");
     };
     assert_eq!(decode.stream, account(0));

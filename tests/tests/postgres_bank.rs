@@ -2,7 +2,9 @@
 //! through the real `Executor`; afterwards money is conserved, no balance
 //! went negative and every stream's versions are contiguous.
 
-use eventcore::{CommandError, EventFilter, ExecutionPolicy, GlobalPosition, RecordedEvent, RetryPolicy};
+use eventcore::{
+    CommandError, EventFilter, ExecutionError, ExecutionPolicy, GlobalPosition, RecordedEvent, RetryPolicy,
+};
 use eventcore_examples::bank::{account, Audit, BankError, OpenAccount, Transfer};
 use eventcore_postgres::PostgresStore;
 use eventcore_tests::conformance::read_all_request;
@@ -66,7 +68,10 @@ async fn concurrent_transfers_from_many_connections_conserve_money() {
                 };
                 match executor.execute(transfer).await {
                     Ok(_) => committed += 1,
-                    Err(CommandError::Domain(BankError::InsufficientFunds { .. })) => {}
+                    Err(ExecutionError {
+                        error: CommandError::Domain(BankError::InsufficientFunds { .. }),
+                        ..
+                    }) => {}
                     Err(error) => panic!("transfer failed: {error}"),
                 }
             }

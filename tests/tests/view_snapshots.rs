@@ -12,8 +12,8 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use eventcore::{
-    AnyEvent, Command, CommandError, Decision, Emit, Event, EventId, ReadRequest, ReadResponse, Snapshot, StoreError,
-    StreamId, StreamVersion, Time, View, ViewKind, Views,
+    AnyEvent, Command, CommandError, Decision, Emit, Event, EventId, ExecutionError, ReadRequest, ReadResponse,
+    Snapshot, StoreError, StreamId, StreamVersion, Time, View, ViewKind, Views,
 };
 use eventcore_tokio::{EventStore, Executor, MemoryEventStore, MemorySnapshotStore, SnapshotError, SnapshotStore};
 use serde::{Deserialize, Serialize};
@@ -216,7 +216,10 @@ async fn decides_like_a_full_fold<S: EventStore>(executor: &Executor<S>, account
     let too_much = Op::<Balance>::new(account, -(i64::try_from(truth.0.balance).expect("fits") + 1));
     let seen = too_much.clone();
     match executor.execute(too_much).await {
-        Err(CommandError::Domain(Refused::Insufficient { balance, .. })) => {
+        Err(ExecutionError {
+            error: CommandError::Domain(Refused::Insufficient { balance, .. }),
+            ..
+        }) => {
             assert_eq!(balance, truth.0.balance, "refused on the wrong balance");
         }
         other => panic!("an overdraft must be refused, got {other:?}"),

@@ -21,7 +21,7 @@
 
 use super::sample::ExecutorSample;
 use super::SoakConfig;
-use eventcore::{CommandError, Entropy, Executed, StreamId};
+use eventcore::{CommandError, Entropy, Executed, ExecutionError, StreamId};
 use eventcore_examples::bank::{account, BankError, OpenAccount, PlainTransfer, Transfer};
 use eventcore_postgres::{PgSnapshotStore, PostgresStore};
 use eventcore_tokio::{BatchingStore, EventStore, Executor};
@@ -100,7 +100,7 @@ impl Shared {
             .clone()
     }
 
-    fn record(&self, result: Result<Executed, CommandError<BankError>>) {
+    fn record(&self, result: Result<Executed, ExecutionError<BankError>>) {
         match result {
             Ok(done) => {
                 self.committed.fetch_add(1, Ordering::Relaxed);
@@ -109,7 +109,10 @@ impl Shared {
                     .map_or(0, |receipt| receipt.streams.iter().map(|s| s.positions.len()).sum());
                 self.events.fetch_add(events as u64, Ordering::Relaxed);
             }
-            Err(CommandError::Domain(_)) => {
+            Err(ExecutionError {
+                error: CommandError::Domain(_),
+                ..
+            }) => {
                 self.refused.fetch_add(1, Ordering::Relaxed);
             }
             Err(error) => {

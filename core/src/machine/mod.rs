@@ -303,6 +303,31 @@ impl<C: Command> CommandMachine<C> {
         &self.command
     }
 
+    /// The command, given back: to run it again on another machine (a
+    /// driver that confirms, on a fresh read, a verdict reached from cached
+    /// state does).
+    ///
+    /// ```
+    /// # use eventcore::*;
+    /// # #[derive(serde::Serialize, serde::Deserialize)] enum Ev { Opened }
+    /// # impl Event for Ev {}
+    /// # #[derive(Debug, PartialEq)] struct Open(StreamId);
+    /// # impl Command for Open {
+    /// #     type Event = Ev; type State = (); type Error = std::convert::Infallible;
+    /// #     fn streams(&self) -> Vec<StreamId> { vec![self.0.clone()] }
+    /// #     fn apply(&self, _: &mut (), _: &StreamId, _: &Ev) {}
+    /// #     fn decide(&self, _: &(), _: &mut Decision<Ev>) -> Result<(), Self::Error> { Ok(()) }
+    /// # }
+    /// let stream = StreamId::new("acc-1")?;
+    /// let context = ExecutionContext::new(CommandId::v7(Time::ZERO, [1; 10]));
+    /// let machine = CommandMachine::new(Open(stream.clone()), ExecutionPolicy::default(), context, Time::ZERO, 7);
+    /// assert_eq!(machine.into_command(), Open(stream));
+    /// # Ok::<(), InvalidStreamId>(())
+    /// ```
+    pub fn into_command(self) -> C {
+        self.command
+    }
+
     /// The streams read so far, in the order they were first requested.
     pub fn streams(&self) -> impl Iterator<Item = &StreamId> {
         self.cursors.iter().map(|c| &c.stream)

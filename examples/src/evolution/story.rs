@@ -1,7 +1,9 @@
 //! The story: the first release writes, the current release reads.
 
 use super::{current, first_release};
-use eventcore::{decode_recorded, CommandError, DecodeError, ReadRequest, RecordedEvent, StoreError, StreamId, View};
+use eventcore::{
+    decode_recorded, CommandError, DecodeError, ExecutionError, ReadRequest, RecordedEvent, StoreError, StreamId, View,
+};
 use eventcore_postgres::{migrate_subscriptions, PgProjectionStore, PgSnapshotStore, PgTransaction, PostgresStore};
 use eventcore_tokio::{EventStore, Executor, Projection, ProjectionError, RunError, Runner, SnapshotStats};
 use std::collections::BTreeMap;
@@ -129,7 +131,10 @@ pub async fn run(store: &PostgresStore) -> Result<Report, StoryError> {
         currency: "USD".to_owned(),
     };
     report.refusal = match now.execute(in_dollars).await {
-        Err(CommandError::Domain(refused)) => refused.to_string(),
+        Err(ExecutionError {
+            error: CommandError::Domain(refused),
+            ..
+        }) => refused.to_string(),
         other => {
             return Err(StoryError::Unexpected(format!(
                 "an order in dollars should be refused, got {other:?}"

@@ -8,7 +8,7 @@
 //! `docs/testing-your-domain.md`, "Loom").
 #![cfg(eventcore_loom)]
 
-use eventcore::{CommandError, ReadRequest};
+use eventcore::{CommandError, ExecutionError, ReadRequest};
 use eventcore_example_ticketing::{concert, reservation, ConcertEvent, Reserve, Schedule, TicketingError};
 use eventcore_tokio::{execute_blocking, MemoryEventStore};
 
@@ -54,7 +54,10 @@ fn race(buggy: bool) {
                     };
                     match execute_blocking(&store, reserve, n) {
                         Ok(_) => 2,
-                        Err(CommandError::Domain(TicketingError::SoldOut { .. })) => 0,
+                        Err(ExecutionError {
+                            error: CommandError::Domain(TicketingError::SoldOut { .. }),
+                            ..
+                        }) => 0,
                         Err(other) => panic!("unexpected failure: {other}"),
                     }
                 })

@@ -3,7 +3,7 @@
 
 use crate::harness::{Outcome, Rng};
 use eventcore::{
-    decode_recorded, AppendReceipt, AppendRequest, CommandError, EventFilter, Executed, ExpectedVersion,
+    decode_recorded, AppendReceipt, AppendRequest, EventFilter, Executed, ExecutionError, ExpectedVersion,
     ReadAllRequest, ReadAllResponse, ReadRequest, ReadResponse, StoreError, StreamId, Time,
 };
 use eventcore_benches::bank::{account, AccountEvent, OpenAccount, PlainTransfer, Transfer};
@@ -16,7 +16,7 @@ use std::sync::Arc;
 /// Events the executors' stream cache may hold.
 pub const CACHE_EVENTS: usize = 1_000_000;
 
-fn outcome<E: std::fmt::Display>(units: u64, result: Result<Executed, CommandError<E>>) -> Outcome {
+fn outcome<E: std::error::Error + 'static>(units: u64, result: Result<Executed, ExecutionError<E>>) -> Outcome {
     match result {
         Ok(done) => Outcome {
             units,
