@@ -45,11 +45,70 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     /// Never retry.
+    ///
+    /// ```
+    /// use eventcore::RetryPolicy;
+    /// assert_eq!(RetryPolicy::no_retries().max_attempts, 1);
+    /// ```
     pub fn no_retries() -> Self {
         RetryPolicy {
             max_attempts: 1,
             ..RetryPolicy::default()
         }
+    }
+
+    /// Sets the total number of attempts, the first included (1: never
+    /// retry; 0 is taken as 1).
+    ///
+    /// ```
+    /// use eventcore::RetryPolicy;
+    /// let p = RetryPolicy::default().with_max_attempts(5);
+    /// assert_eq!(p.max_attempts, 5);
+    /// assert_eq!(RetryPolicy::default().with_max_attempts(0).max_attempts, 1);
+    /// ```
+    pub fn with_max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// Sets the backoff ceiling before the second attempt.
+    ///
+    /// ```
+    /// use eventcore::RetryPolicy;
+    /// use std::time::Duration;
+    /// let p = RetryPolicy::default().with_initial_backoff(Duration::from_millis(10));
+    /// assert_eq!(p.backoff_ceiling(1), Duration::from_millis(10));
+    /// ```
+    pub fn with_initial_backoff(mut self, backoff: Duration) -> Self {
+        self.initial_backoff = backoff;
+        self
+    }
+
+    /// Sets the factor the backoff ceiling grows by per attempt (0 is taken
+    /// as 1: a constant ceiling).
+    ///
+    /// ```
+    /// use eventcore::RetryPolicy;
+    /// use std::time::Duration;
+    /// let p = RetryPolicy::default().with_initial_backoff(Duration::from_millis(10)).with_multiplier(3);
+    /// assert_eq!(p.backoff_ceiling(3), Duration::from_millis(90));
+    /// ```
+    pub fn with_multiplier(mut self, multiplier: u32) -> Self {
+        self.multiplier = multiplier.max(1);
+        self
+    }
+
+    /// Sets the ceiling no backoff exceeds.
+    ///
+    /// ```
+    /// use eventcore::RetryPolicy;
+    /// use std::time::Duration;
+    /// let p = RetryPolicy::default().with_max_backoff(Duration::from_millis(50));
+    /// assert_eq!(p.backoff_ceiling(30), Duration::from_millis(50));
+    /// ```
+    pub fn with_max_backoff(mut self, backoff: Duration) -> Self {
+        self.max_backoff = backoff;
+        self
     }
 
     /// A wait drawn with full jitter after `failed_attempt` failures:
@@ -132,24 +191,98 @@ impl Default for ExecutionPolicy {
 
 impl ExecutionPolicy {
     /// Replaces the retry policy.
+    ///
+    /// ```
+    /// use eventcore::{ExecutionPolicy, RetryPolicy};
+    /// let p = ExecutionPolicy::default().with_retry(RetryPolicy::default().with_max_attempts(3));
+    /// assert_eq!(p.retry.max_attempts, 3);
+    /// ```
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
         self
     }
 
-    /// Replaces the overall timeout.
+    /// Sets the overall bound on an execution, retries and backoff
+    /// included.
+    ///
+    /// ```
+    /// use eventcore::ExecutionPolicy;
+    /// use std::time::Duration;
+    /// let p = ExecutionPolicy::default().with_timeout(Duration::from_secs(2));
+    /// assert_eq!(p.timeout, Some(Duration::from_secs(2)));
+    /// ```
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
     }
 
-    /// Replaces the discovery limit.
+    /// Removes the overall bound: an execution then ends only when it
+    /// commits, is refused, or runs out of attempts
+    /// ([`RetryPolicy::max_attempts`], unbounded by default, so set one).
+    /// Each read and append keeps its own timeout.
+    ///
+    /// ```
+    /// use eventcore::{ExecutionPolicy, RetryPolicy};
+    /// let p = ExecutionPolicy::default()
+    ///     .without_timeout()
+    ///     .with_retry(RetryPolicy::default().with_max_attempts(10));
+    /// assert_eq!(p.timeout, None);
+    /// ```
+    pub fn without_timeout(mut self) -> Self {
+        self.timeout = None;
+        self
+    }
+
+    /// Sets how long a read may take before it counts as a transient
+    /// failure (see [`ExecutionPolicy::read_timeout`]).
+    ///
+    /// ```
+    /// use eventcore::ExecutionPolicy;
+    /// use std::time::Duration;
+    /// let p = ExecutionPolicy::default().with_read_timeout(Duration::from_secs(1));
+    /// assert_eq!(p.read_timeout, Duration::from_secs(1));
+    /// ```
+    pub fn with_read_timeout(mut self, timeout: Duration) -> Self {
+        self.read_timeout = timeout;
+        self
+    }
+
+    /// Sets how long an append may take before its outcome counts as
+    /// unknown (see [`ExecutionPolicy::append_timeout`]: keep it above the
+    /// store's own timeouts).
+    ///
+    /// ```
+    /// use eventcore::ExecutionPolicy;
+    /// use std::time::Duration;
+    /// let p = ExecutionPolicy::default().with_append_timeout(Duration::from_secs(8));
+    /// assert_eq!(p.append_timeout, Duration::from_secs(8));
+    /// ```
+    pub fn with_append_timeout(mut self, timeout: Duration) -> Self {
+        self.append_timeout = timeout;
+        self
+    }
+
+    /// Sets how many times `decide` may ask for more streams.
+    ///
+    /// ```
+    /// use eventcore::ExecutionPolicy;
+    /// let p = ExecutionPolicy::default().with_discovery_limit(2);
+    /// assert_eq!(p.discovery_limit, 2);
+    /// ```
     pub fn with_discovery_limit(mut self, limit: u32) -> Self {
         self.discovery_limit = limit;
         self
     }
 
-    /// Replaces the page size.
+    /// Sets the most events read per stream per request (`None`: no
+    /// limit).
+    ///
+    /// ```
+    /// use eventcore::ExecutionPolicy;
+    /// use std::num::NonZeroU32;
+    /// let p = ExecutionPolicy::default().with_page_size(NonZeroU32::new(500));
+    /// assert_eq!(p.page_size.map(NonZeroU32::get), Some(500));
+    /// ```
     pub fn with_page_size(mut self, page_size: Option<NonZeroU32>) -> Self {
         self.page_size = page_size;
         self

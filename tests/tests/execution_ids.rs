@@ -51,10 +51,7 @@ async fn an_unknown_outcome_from_execute_names_the_id_that_settles_it() {
         inner: MemoryEventStore::new(),
         lose_acks: AtomicBool::new(true),
     });
-    let policy = ExecutionPolicy::default().with_retry(RetryPolicy {
-        max_attempts: 3,
-        ..RetryPolicy::default()
-    });
+    let policy = ExecutionPolicy::default().with_retry(RetryPolicy::default().with_max_attempts(3));
     let executor = Executor::new(store.clone()).with_policy(policy);
     let failed = executor
         .execute(OpenAccount {
