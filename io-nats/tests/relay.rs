@@ -397,3 +397,89 @@ async fn the_server_enforces_the_sequence_chain_and_the_message_id() {
     assert_eq!(js.get_stream(&name).await.unwrap().cached_info().state.messages, 2);
     let _ = js.delete_stream(&name).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_stream_is_reported_and_the_relay_starts_once_it_exists() {
+    let Some(client) = connect().await else { return };
+    let js = async_nats::jetstream::new(client);
+    let name = unique_name("missing");
+    let store = MemoryEventStore::new();
+    append_workload(&store, 5, 50, 4, 1).await;
+    let mut runner = relay(
+        "relay",
+        store.clone(),
+        MemoryCheckpointStore::new(),
+        js.clone(),
+        RelayOptions::new(&name, name.to_lowercase()),
+    )
+    .with_policy(test_policy());
+    let mut status = runner.sink().status();
+    let task = tokio::spawn(async move { runner.run().await });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !matches!(status.borrow().waiting, Some(Waiting::StreamMissing { .. })) {
+        assert!(
+            Instant::now() < deadline,
+            "never reported the missing stream: {:?}",
+            *status.borrow()
+        );
+        let _ = tokio::time::timeout(Duration::from_secs(1), status.changed()).await;
+    }
+    println!("missing: {}", status.borrow().waiting.as_ref().unwrap());
+    create_stream(&js, &name, &name.to_lowercase(), |_| {}).await;
+    wait_confirmed(&store, &mut status, Duration::from_secs(10)).await;
+    task.abort();
+    assert_same("missing", &read_stream(&js, &name).await, &read_log(&store).await);
+    let _ = js.delete_stream(&name).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_too_large_for_the_stream_is_parked_and_the_rest_relayed_in_order() {
+    let Some(client) = connect().await else { return };
+    let js = async_nats::jetstream::new(client);
+    let name = unique_name("large");
+    let prefix = name.to_lowercase();
+    create_stream(&js, &name, &prefix, |c| c.max_message_size = 2048).await;
+    let store = MemoryEventStore::new();
+    append_workload(&store, 6, 30, 4, 1).await;
+    // One event with a payload the stream will never take.
+    let big = eventcore::AppendRequest {
+        metadata: std::sync::Arc::new(eventcore::EventMetadata::new(
+            eventcore::CommandId::v7(eventcore::Time::from_unix_millis(9), [9; 10]),
+            eventcore::Time::from_unix_millis(9),
+        )),
+        streams: vec![eventcore::StreamAppend {
+            stream: eventcore::StreamId::new("acct-big").unwrap(),
+            expected: eventcore::ExpectedVersion::Any,
+            events: vec![eventcore::NewEvent {
+                event_id: eventcore::EventId::v7(eventcore::Time::from_unix_millis(9), [9, 9, 9, 0, 0, 0, 0, 0, 0, 1]),
+                event_type: eventcore::EventType::new("Deposited").unwrap(),
+                schema_version: 1,
+                payload: eventcore::Payload::from_trusted_json(format!("\"{}\"", "x".repeat(4096))),
+            }],
+        }],
+    };
+    store.append(&big).await.unwrap();
+    append_workload(&store, 7, 30, 4, 1).await;
+    let dead_letters = MemoryDeadLetterStore::new();
+    let mut runner = relay(
+        "relay",
+        store.clone(),
+        MemoryCheckpointStore::new(),
+        js.clone(),
+        RelayOptions::new(&name, &prefix),
+    )
+    .with_policy(test_policy())
+    .with_dead_letters(dead_letters.clone());
+    runner.run_until_caught_up().await.expect("relay");
+    let parked = dead_letters.list("relay").await.unwrap();
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].event.stream_id.as_str(), "acct-big");
+    let log: Vec<_> = read_log(&store)
+        .await
+        .into_iter()
+        .filter(|e| e.stream_id.as_str() != "acct-big")
+        .collect();
+    assert_same("large", &read_stream(&js, &name).await, &log);
+    println!("large: parked: {}", parked[0].poison);
+    let _ = js.delete_stream(&name).await;
+}
