@@ -26,8 +26,8 @@ use std::time::Duration;
 #[non_exhaustive]
 pub enum ConsumeError {
     /// A message is not a relayed event, does not decode, or the projection
-    /// rejected it. The consumer stops at it (nothing after it is applied),
-    /// its checkpoint just before it.
+    /// rejected it. The consumer stops at it: its batch is rolled back, the
+    /// checkpoint stays at the last batch committed before it.
     #[error("message {sequence} rejected by the projection: {message}")]
     Rejected {
         /// The message's stream sequence.

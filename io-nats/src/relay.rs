@@ -294,7 +294,11 @@ impl<C> JetStreamSink<C> {
                 _ => Waiting::Connection { error: e.to_string() },
             })?;
         let last = stream.cached_info().state.last_sequence;
-        if last > 0 {
+        if last == 0 {
+            // A stream that never held a message (new, or recreated): what
+            // this relay published before is not in it.
+            self.confirmed_through = GlobalPosition::START;
+        } else {
             match stream.get_raw_message(last).await {
                 Ok(message) => match position_of(&message.headers) {
                     Ok(position) => self.confirm(position),
