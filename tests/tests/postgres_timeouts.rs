@@ -10,6 +10,9 @@
 //! stream's head row lock (an append of its own, not committed) while the
 //! store's append waits for it.
 
+// Real time: the test measures when the server's timeout fires.
+#![allow(clippy::disallowed_methods)]
+
 use eventcore::{ExecutionPolicy, ExpectedVersion, StoreError};
 use eventcore_examples::bank::{account, OpenAccount, Transfer};
 use eventcore_postgres::{PostgresOptions, PostgresStore};
