@@ -186,6 +186,26 @@ pub struct RelayStatus {
 
 /// The relay's [`Sink`]: publishes batches to JetStream and keeps the
 /// checkpoint in a [`CheckpointStore`]. Built by [`relay`].
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use eventcore::CheckpointMode;
+/// use eventcore_nats::{relay, RelayOptions};
+/// use eventcore_tokio::{MemoryCheckpointStore, MemoryEventStore, Sink};
+/// // A client that connects in the background: nothing is sent until the runner runs.
+/// let client = async_nats::ConnectOptions::new()
+///     .retry_on_initial_connect()
+///     .connect("127.0.0.1:4222")
+///     .await
+///     .unwrap();
+/// let runner = relay("to-nats", MemoryEventStore::new(), MemoryCheckpointStore::new(),
+///     async_nats::jetstream::new(client), RelayOptions::new("EVENTS", "events"));
+/// let sink = runner.sink();
+/// assert_eq!(sink.checkpoint_mode(), CheckpointMode::AfterBatch);
+/// assert_eq!(sink.options().max_in_flight(), 256);
+/// assert!(sink.status().borrow().waiting.is_none());
+/// # });
+/// ```
 pub struct JetStreamSink<C> {
     checkpoints: C,
     claimed: Option<(String, FencingToken)>,
