@@ -115,6 +115,13 @@ async fn encrypted(store: &PostgresStore) -> bool {
 fn tls_error(result: Result<PostgresStore, SetupError>, what: &str) -> (SslMode, String, String) {
     match result {
         Err(error @ SetupError::Tls { .. }) => {
+            let source = std::error::Error::source(&error)
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            assert!(
+                !error.to_string().contains(&source),
+                "the message does not repeat its source: {error}"
+            );
             let chain = format!("{:#}", ErrorChain(&error));
             let SetupError::Tls { ssl_mode, reason, .. } = error else {
                 unreachable!()
