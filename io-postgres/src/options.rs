@@ -755,6 +755,7 @@ fn tls_reason(message: &str) -> String {
 /// `error` and each of its sources, joined with `": "` (for a message that
 /// must carry the whole chain, e.g. a [`eventcore::StoreError`] built from a
 /// [`SetupError`]).
+#[cfg_attr(not(feature = "subscriptions"), allow(dead_code))] // migrate_subscriptions's
 pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
