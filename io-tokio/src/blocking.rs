@@ -193,6 +193,7 @@ impl BlockingExecutor {
     /// let done = executor.execute(Add(StreamId::new("s").unwrap())).unwrap();
     /// assert_eq!(done.appended.unwrap().last_position().get(), 1);
     /// ```
+    #[allow(clippy::result_large_err)] // the executors' one error type, unboxed so callers match on it
     pub fn execute<C: Command>(&self, command: C) -> Result<Executed, ExecutionError<C::Error>> {
         let context = ExecutionContext::new(self.new_command_id());
         self.run(command, context, true)
@@ -226,6 +227,7 @@ impl BlockingExecutor {
     /// let again = executor.execute_as(Add(StreamId::new("s").unwrap()), ExecutionContext::new(key)).unwrap();
     /// assert!(first.appended.unwrap().same_commit(&again.appended.unwrap()), "written once");
     /// ```
+    #[allow(clippy::result_large_err)] // the executors' one error type, unboxed so callers match on it
     pub fn execute_as<C: Command>(
         &self,
         command: C,
@@ -261,6 +263,7 @@ impl BlockingExecutor {
     /// let again = executor.execute_with(Add(StreamId::new("s").unwrap()), ExecutionContext::new(id)).unwrap();
     /// assert!(first.appended.unwrap().same_commit(&again.appended.unwrap()));
     /// ```
+    #[allow(clippy::result_large_err)] // the executors' one error type, unboxed so callers match on it
     pub fn execute_with<C: Command>(
         &self,
         command: C,
@@ -270,6 +273,7 @@ impl BlockingExecutor {
     }
 
     /// `cached`: whether the stream cache may prime the execution.
+    #[allow(clippy::result_large_err)] // the executors' one error type, unboxed so callers match on it
     fn run<C: Command>(
         &self,
         command: C,
@@ -366,6 +370,7 @@ impl BlockingExecutor {
 /// execute_blocking(&store, Add(StreamId::new("s").unwrap()), 2).unwrap();
 /// assert_eq!(store.inspect(|s| s.last_position()).get(), 2);
 /// ```
+#[allow(clippy::result_large_err)] // as BlockingExecutor::execute
 pub fn execute_blocking<C: Command>(
     store: &MemoryEventStore,
     command: C,
