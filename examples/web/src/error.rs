@@ -9,6 +9,7 @@
 //! | an `Idempotency-Key` reused for a different request | 422 |
 //! | every attempt met a version conflict (retries exhausted) | 409 |
 //! | the outcome is unknown (the append may have committed) | 503, `Retry-After` |
+//! | the read model is not yet as of `?after=` (`GET /accounts/{id}`) | 503, `Retry-After` |
 //! | the deadline passed, or the database is unavailable (transient errors outlasted the retries included) | 503, `Retry-After` |
 //! | anything else (a bug, a permanent store error) | 500 |
 //!
@@ -21,7 +22,7 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use eventcore::{AnyCommandError, CommandErrorKind, CommandId, StoreError};
+use eventcore::{AnyCommandError, CommandErrorKind, CommandId, GlobalPosition, StoreError};
 use serde::Serialize;
 
 use crate::domain::{BankError, DepositError};
@@ -55,6 +56,14 @@ pub enum ApiError {
         key: CommandId,
         /// The request it was first used for.
         original: String,
+    },
+    /// The read model is not yet as of the position asked for (503).
+    #[error("the balances read model is as of position {as_of}, not yet {after}; retry shortly")]
+    Behind {
+        /// Where the read model is.
+        as_of: GlobalPosition,
+        /// Where the client asked it to be.
+        after: GlobalPosition,
     },
     /// A command failed.
     #[error("{error}")]
@@ -105,6 +114,7 @@ impl ApiError {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request", false),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", false),
             ApiError::KeyReused { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", false),
+            ApiError::Behind { .. } => (StatusCode::SERVICE_UNAVAILABLE, "read_model_behind", true),
             ApiError::Command { error, .. } => command_status(error),
             ApiError::Store(error) if error.is_retryable() => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", true),
             ApiError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store", false),

@@ -6,7 +6,7 @@
 //! | `POST /accounts` `{"id": "alice", "initial": 100}` | opens an account (201, `Location`) |
 //! | `POST /accounts/{id}/deposits` `{"amount": 50}` | deposits (201) |
 //! | `POST /transfers` `{"from": "alice", "to": "bob", "amount": 30}` | moves money atomically (201) |
-//! | `GET /accounts/{id}` | the balance, from the read model, with the position it is as of |
+//! | `GET /accounts/{id}?after=` | the balance, from the read model, with the position it is as of (`after`: wait until it has that position) |
 //! | `GET /accounts/{id}/events?after=0&limit=100` | the account stream's events with their metadata |
 //! | `GET /health` | the database and the projection |
 //! | `GET /metrics` | Prometheus text: every metric recorded through the `metrics` facade |

@@ -2,13 +2,14 @@
 
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
+use std::time::Duration;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use eventcore::{ReadRequest, StreamRead, StreamVersion};
+use eventcore::{GlobalPosition, ReadRequest, StreamRead, StreamVersion};
 use eventcore_tokio::EventStore;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -144,11 +145,40 @@ pub(crate) async fn transfer(
     Ok(created(outcome, None))
 }
 
+/// `GET /accounts/{id}?after=`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BalanceQuery {
+    after: Option<u64>,
+}
+
+/// How long `GET /accounts/{id}?after=` waits for the read model.
+const READ_WAIT: Duration = Duration::from_secs(2);
+
 /// `GET /accounts/{id}`: the balance from the read model, with the
-/// position the read model is at (`as_of`).
-pub(crate) async fn balance(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+/// position the read model is at (`as_of`). With `?after=P` (the `position`
+/// a POST answered with) it waits, up to [`READ_WAIT`], until the read model
+/// is as of `P` at least, so the balance includes that POST: read-your-writes
+/// on an eventually consistent model. Still behind then: 503, `Retry-After`.
+pub(crate) async fn balance(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    query: Result<Query<BalanceQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
     let stream = account(&id)?;
-    let (balance, as_of) = state.balances().balance(state.store(), stream.as_str()).await?;
+    let after = GlobalPosition::new(query.after.unwrap_or(0));
+    let deadline = tokio::time::Instant::now() + READ_WAIT;
+    let (balance, as_of) = loop {
+        let (balance, as_of) = state.balances().balance(state.store(), stream.as_str()).await?;
+        if as_of >= after {
+            break (balance, as_of);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ApiError::Behind { as_of, after });
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     match balance {
         Some(balance) => Ok(Json(json!({ "account": id, "balance": balance, "as_of": as_of.get() })).into_response()),
         None => Err(ApiError::NotFound(format!(

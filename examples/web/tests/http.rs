@@ -221,11 +221,15 @@ async fn accounts_are_opened_credited_and_read_back_with_every_refusal_mapped() 
         .await;
     assert_eq!(deposited.status, StatusCode::CREATED, "{}", deposited.text);
     let position = deposited.json()["position"].as_u64().expect("a position");
-    assert_eq!(
-        service.balance_as_of("alice", position).await,
-        150,
-        "100 opened + 50 deposited"
-    );
+    // Read-your-writes: `?after=` waits until the read model has the deposit.
+    let read = service.get(&format!("/accounts/alice?after={position}")).await;
+    assert_eq!(read.status, StatusCode::OK, "{}", read.text);
+    assert_eq!(read.json()["balance"], 150, "100 opened + 50 deposited: {}", read.text);
+    assert!(read.json()["as_of"].as_u64() >= Some(position), "{}", read.text);
+    let ahead = service.get(&format!("/accounts/alice?after={}", position * 2)).await;
+    assert_eq!(ahead.status, StatusCode::SERVICE_UNAVAILABLE, "{}", ahead.text);
+    assert_eq!(ahead.header("retry-after"), Some("1"));
+    assert_eq!(ahead.json()["kind"], "read_model_behind");
 
     let events = service.events("alice").await;
     let types: Vec<&str> = events.iter().filter_map(|e| e["event_type"].as_str()).collect();
