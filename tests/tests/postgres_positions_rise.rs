@@ -19,7 +19,7 @@ use eventcore_tests::postgres::{fresh_store_with, options};
 use eventcore_tokio::EventStore;
 use sqlx::Connection;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn append_any(streams: &[&StreamId]) -> AppendRequest {
     AppendRequest {
@@ -80,7 +80,9 @@ fn assert_retryable_fall(result: Result<AppendReceipt, StoreError>, id: &StreamI
 /// to the same stream meanwhile.
 #[tokio::test]
 async fn an_append_in_an_older_transaction_is_refused_rather_than_written_below() {
-    let Some(store) = store("rise_append_in").await else { return };
+    let Some(store) = store("rise_append_in").await else {
+        return;
+    };
     let id = stream("rise-outbox");
     store.append(&append_any(&[&id])).await.expect("first event");
 
@@ -92,7 +94,10 @@ async fn an_append_in_an_older_transaction_is_refused_rather_than_written_below(
         .await
         .expect("take a transaction id");
 
-    store.append(&append_any(&[&id])).await.expect("a younger append commits");
+    store
+        .append(&append_any(&[&id]))
+        .await
+        .expect("a younger append commits");
 
     let refused = store.append_in(&mut older, &append_any(&[&id])).await;
     assert_retryable_fall(refused, &id);
@@ -103,25 +108,28 @@ async fn an_append_in_an_older_transaction_is_refused_rather_than_written_below(
     assert_positions_rise(&store, &id, 3).await;
 }
 
-/// Waits until a statement on `schema` waits for a lock.
+/// Waits until a statement on the store's schema waits for a lock.
 async fn until_an_append_waits_for_a_lock(store: &PostgresStore) {
     let schema = store.options().schema.clone();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity \
-             WHERE wait_event_type = 'Lock' AND strpos(query, $1) > 0",
-        )
-        .bind(format!("\"{schema}\""))
-        .fetch_one(store.pool())
-        .await
-        .expect("pg_stat_activity");
-        if waiting > 0 {
-            return;
+    let waiting = async {
+        loop {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE wait_event_type = 'Lock' AND strpos(query, $1) > 0",
+            )
+            .bind(format!("\"{schema}\""))
+            .fetch_one(store.pool())
+            .await
+            .expect("pg_stat_activity");
+            if waiting > 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert!(Instant::now() < deadline, "the append never waited for the held lock");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    };
+    tokio::time::timeout(Duration::from_secs(20), waiting)
+        .await
+        .expect("the append never waited for the held lock");
 }
 
 /// The interleaving inside the store's own appends: an append claims its
@@ -132,7 +140,10 @@ async fn older_append_waits_while_a_younger_one_writes(label: &str, batched: boo
     // Heads are locked in stream-id order: `a-…` before `b-…`.
     let first = stream("a-held");
     let second = stream("b-raced");
-    store.append(&append_any(&[&first, &second])).await.expect("both streams exist");
+    store
+        .append(&append_any(&[&first, &second]))
+        .await
+        .expect("both streams exist");
 
     let mut conn = store.pool().acquire().await.expect("connection");
     let mut holder = conn.begin().await.expect("begin");
@@ -199,7 +210,9 @@ async fn a_group_commit_older_than_a_streams_last_writer_retries_its_requests_al
 /// below its events, so the check is not refused.
 #[tokio::test]
 async fn pure_version_checks_of_an_older_transaction_are_not_refused() {
-    let Some(store) = store("rise_checks").await else { return };
+    let Some(store) = store("rise_checks").await else {
+        return;
+    };
     let checked = stream("rise-checked");
     let written = stream("rise-written");
     store.append(&append_any(&[&checked])).await.expect("first event");
@@ -210,7 +223,10 @@ async fn pure_version_checks_of_an_older_transaction_are_not_refused() {
         .execute(&mut *older)
         .await
         .expect("take a transaction id");
-    store.append(&append_any(&[&checked])).await.expect("a younger append commits");
+    store
+        .append(&append_any(&[&checked]))
+        .await
+        .expect("a younger append commits");
 
     // Only checks `checked` (no events for it): nothing lands below its
     // events, so nothing is refused.
