@@ -36,7 +36,10 @@ const SERIALIZATION_FAILURE: &str = "40001";
 /// Whether `error` is a serialization failure of the statement: it wrote
 /// nothing, and the same request in a new transaction may well pass.
 pub(crate) fn is_serialization_failure(error: &StoreError) -> bool {
-    let StoreError::Transient { source: Some(source), .. } = error else {
+    let StoreError::Transient {
+        source: Some(source), ..
+    } = error
+    else {
         return false;
     };
     match source.downcast_ref::<sqlx::Error>() {

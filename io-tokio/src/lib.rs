@@ -65,13 +65,13 @@ pub use cache::StreamCache;
 pub use checkpoint::MemoryCheckpointStore;
 pub use clock::Clock;
 pub use dead_letter::{MemoryDeadLetterStore, NoDeadLetters};
+/// What [`Executor`] returns on failure (from `eventcore`, named here too).
+pub use eventcore::ExecutionError;
 pub use eventcore_store::{
     CheckpointError, CheckpointStore, DeadLetter, DeadLetterError, DeadLetterStore, DynCheckpointStore,
     DynDeadLetterStore, DynEventStore, DynLeaseStore, DynSnapshotStore, EventStore, FencingToken, Lease, LeaseError,
     LeaseStore, ProjectionStore, SnapshotError, SnapshotStore,
 };
-/// What [`Executor`] returns on failure (from `eventcore`, named here too).
-pub use eventcore::ExecutionError;
 pub use executor::{Executor, DEFAULT_VIEW_CACHE_BYTES};
 pub use lease::{MemoryLeaseStore, NoLease};
 #[cfg(feature = "memory")]
