@@ -110,7 +110,10 @@ fn encode_errors_name_the_step_and_leave_the_cause_to_the_source() {
         assert!(chain.len() > error.to_string().len(), "{chain}");
     }
     let chain = assert_each_message_once(&serde_failure());
-    assert!(chain.contains("key must be a string"), "serde's text is in the chain: {chain}");
+    assert!(
+        chain.contains("key must be a string"),
+        "serde's text is in the chain: {chain}"
+    );
 }
 
 #[test]
@@ -150,7 +153,10 @@ fn command_errors_print_each_cause_once() {
             attempts: 3,
             last: StoreError::transient(Operation::Append, "serialization failure"),
         },
-        CommandError::DeadlineExceeded { attempts: 2, last: None },
+        CommandError::DeadlineExceeded {
+            attempts: 2,
+            last: None,
+        },
     ];
     errors.extend(store_errors().into_iter().map(CommandError::Store));
     for error in &errors {
@@ -163,12 +169,55 @@ fn command_errors_print_each_cause_once() {
 }
 
 #[test]
+fn a_failed_execution_keeps_its_last_store_errors_cause_in_the_chain() {
+    let last = || StoreError::Transient {
+        operation: Operation::Append,
+        message: "I/O error on the connection".into(),
+        source: source("connection reset by peer"),
+    };
+    let failures: Vec<CommandError<LedgerRefused>> = vec![
+        CommandError::RetriesExhausted {
+            attempts: 3,
+            last: last(),
+        },
+        CommandError::OutcomeUnknown {
+            command_id: CommandId::v7(Time::ZERO, [1; 10]),
+            attempts: 3,
+            last: last(),
+        },
+        CommandError::DeadlineExceeded {
+            attempts: 3,
+            last: Some(last()),
+        },
+    ];
+    for failure in &failures {
+        let chain = assert_each_message_once(failure);
+        assert!(
+            chain.contains("transient failure during append: I/O error on the connection"),
+            "{chain}"
+        );
+        assert!(
+            chain.ends_with(": connection reset by peer"),
+            "the driver's error is not lost: {chain}"
+        );
+        assert_eq!(chain.matches("connection reset by peer").count(), 1, "{chain}");
+    }
+}
+
+#[test]
 fn a_domain_refusal_displays_exactly_the_domain_error() {
     let refused: CommandError<LedgerRefused> = CommandError::Domain(LedgerRefused(InsufficientFunds));
-    assert_eq!(refused.to_string(), "the ledger refused the transfer", "what a client is shown");
+    assert_eq!(
+        refused.to_string(),
+        "the ledger refused the transfer",
+        "what a client is shown"
+    );
     let next = refused.source().expect("the domain error's own source");
     assert!(next.downcast_ref::<InsufficientFunds>().is_some(), "{next:?}");
-    assert_eq!(assert_each_message_once(&refused), "the ledger refused the transfer: insufficient funds: balance 5, needed 9");
+    assert_eq!(
+        assert_each_message_once(&refused),
+        "the ledger refused the transfer: insufficient funds: balance 5, needed 9"
+    );
 }
 
 #[test]
@@ -197,6 +246,20 @@ fn snapshot_and_subscription_errors_print_each_cause_once() {
 
     let other = SnapshotError::Other(Box::new(io("disk full")));
     assert_eq!(assert_each_message_once(&other), "snapshot store failed: disk full");
+
+    for ended in [
+        SubscriptionError::Store(store_errors().remove(5)),
+        SubscriptionError::FetchRetriesExhausted {
+            attempts: 4,
+            last: store_errors().remove(3),
+        },
+    ] {
+        let chain = assert_each_message_once(&ended);
+        assert!(
+            chain.ends_with(": permission denied for table events") || chain.ends_with(": connection reset by peer"),
+            "the driver's error is in the chain: {chain}"
+        );
+    }
 
     let claim = RunError::Claim(CheckpointError::Transient("connection refused".into()));
     assert_eq!(
@@ -227,14 +290,22 @@ fn snapshot_and_subscription_errors_print_each_cause_once() {
 async fn a_postgres_failure_prints_the_database_message_once() {
     let options = eventcore_tests::postgres::options("error_chains");
     let Ok(store) = eventcore_postgres::PostgresStore::connect_with(options).await else {
-        assert!(!eventcore_tests::postgres::required(), "CI=true but PostgreSQL cannot be reached");
+        assert!(
+            !eventcore_tests::postgres::required(),
+            "CI=true but PostgreSQL cannot be reached"
+        );
         return;
     };
     let read = ReadRequest::new([stream("a")]);
-    let error = eventcore_tokio::EventStore::read(&store, &read).await.expect_err("no such schema");
+    let error = eventcore_tokio::EventStore::read(&store, &read)
+        .await
+        .expect_err("no such schema");
     assert!(matches!(error, StoreError::Permanent { .. }), "{error:?}");
     let chain = assert_each_message_once(&error);
-    assert!(chain.contains("does not exist"), "PostgreSQL's own text is in the chain: {chain}");
+    assert!(
+        chain.contains("does not exist"),
+        "PostgreSQL's own text is in the chain: {chain}"
+    );
     assert_eq!(chain.matches("does not exist").count(), 1, "once: {chain}");
     let wrapped: CommandError<LedgerRefused> = CommandError::Store(error);
     assert_eq!(assert_each_message_once(&wrapped), chain);

@@ -5,6 +5,8 @@ use crate::codec::{DecodeError, EncodeError};
 use crate::store::{AppendReceipt, AppendRequest, ReadRequest, StoreError};
 use crate::view::ViewKind;
 use crate::{CommandId, RequestId, StreamId, Time};
+use std::error::Error;
+use std::fmt;
 use std::sync::Arc;
 
 /// What the driver should do next.
@@ -120,9 +122,11 @@ pub struct Executed {
 /// maps to responses ([`CommandErrorKind`](crate::CommandErrorKind), with
 /// suggested HTTP statuses), and [`AnyCommandError`](crate::AnyCommandError)
 /// erases the domain error's type so one function handles every command.
-/// No variant's message repeats the text of its `source()`: a pure wrapper
-/// (`Domain`, `Store`, `Decode`) displays its inner error, the others name
-/// what failed and leave the cause to the chain.
+/// No variant's message repeats the text of its `source()`: a variant that
+/// displays an inner error (`Domain`, `Store`, `Decode`, and the last store
+/// error of `RetriesExhausted`, `OutcomeUnknown`, `DeadlineExceeded`)
+/// continues the chain with that error's source; `Encode` and
+/// `ViewCannotFold` name what failed and leave the cause to the chain.
 ///
 /// ```
 /// use eventcore::*;
@@ -134,22 +138,17 @@ pub struct Executed {
 /// assert!(unknown.may_have_committed(), "re-execute with the same command id to settle it");
 /// assert!(!CommandError::<std::convert::Infallible>::NoStreams.may_have_committed());
 /// ```
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug)]
 #[non_exhaustive]
 pub enum CommandError<E> {
     /// The command declared no streams to read.
-    #[error("command declares no streams to read")]
     NoStreams,
     /// The decision wrote to, or set an expectation on, a stream it never read.
-    #[error(
-        "command wrote to stream `{stream}` without reading it; add it to streams() or request it with Decision::read"
-    )]
     UnreadStream {
         /// The stream concerned.
         stream: StreamId,
     },
     /// `decide` kept asking for new streams.
-    #[error("stream discovery did not settle within {limit} rounds; still requesting {pending:?}")]
     DiscoveryLimit {
         /// The policy's limit.
         limit: u32,
@@ -159,22 +158,19 @@ pub enum CommandError<E> {
     /// The domain refused the command. Never retried. Displays exactly the
     /// domain error's text (what a service shows its client), and its
     /// `source()` is the domain error's own source.
-    #[error(transparent)]
     Domain(E),
     /// A stored event could not be decoded.
-    #[error(transparent)]
-    Decode(#[from] DecodeError),
+    Decode(DecodeError),
     /// An emitted event could not be encoded.
-    #[error("event for stream `{stream}` could not be encoded")]
     Encode {
         /// Where the event was addressed.
         stream: StreamId,
         /// Why.
-        #[source]
         source: EncodeError,
     },
     /// Every attempt failed with a retryable error; nothing was committed.
-    #[error("gave up after {attempts} attempts; last error: {last}")]
+    /// Displays the last error; `source()` continues with that error's
+    /// source.
     RetriesExhausted {
         /// Attempts made.
         attempts: u32,
@@ -183,8 +179,8 @@ pub enum CommandError<E> {
     },
     /// The execution stopped while an append's outcome was unknown: it may
     /// have committed (exactly once) or not at all. Executing again with the
-    /// same command id resolves it.
-    #[error("outcome unknown for command {command_id} after {attempts} attempts: {last}")]
+    /// same command id resolves it. Displays the last error; `source()`
+    /// continues with that error's source.
     OutcomeUnknown {
         /// The command id to re-execute with.
         command_id: CommandId,
@@ -194,7 +190,8 @@ pub enum CommandError<E> {
         last: StoreError,
     },
     /// The overall deadline passed (possibly before the first attempt).
-    #[error("deadline exceeded after {attempts} attempts{}", last.as_ref().map(|e| format!("; last error: {e}")).unwrap_or_default())]
+    /// Displays the last error, if any; `source()` continues with that
+    /// error's source.
     DeadlineExceeded {
         /// Attempts made.
         attempts: u32,
@@ -204,11 +201,9 @@ pub enum CommandError<E> {
     /// The store failed in a way retrying cannot fix, or refused the append.
     /// Displays the store error's text; its `source()` is the store error's
     /// source.
-    #[error(transparent)]
     Store(StoreError),
     /// A view command's state needed the view of a stream that was not read
     /// through it (the command's `streams()` and its state disagree).
-    #[error("stream `{stream}` was not read through view {view}; declare it with #[stream] or Emit::read")]
     MissingView {
         /// The stream concerned.
         stream: StreamId,
@@ -217,16 +212,89 @@ pub enum CommandError<E> {
     },
     /// An event was addressed to a stream whose view cannot fold it (its
     /// type is not the view's event type). Nothing was written.
-    #[error("event for stream `{stream}` cannot be folded by its view {view}")]
     ViewCannotFold {
         /// The stream concerned.
         stream: StreamId,
         /// The stream's view.
         view: ViewKind,
         /// Why the view's event type does not decode it.
-        #[source]
         source: crate::DecodeErrorKind,
     },
+}
+
+impl<E: fmt::Display> fmt::Display for CommandError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CommandError::NoStreams => f.write_str("command declares no streams to read"),
+            CommandError::UnreadStream { stream } => write!(
+                f,
+                "command wrote to stream `{stream}` without reading it; add it to streams() or request it with \
+                 Decision::read"
+            ),
+            CommandError::DiscoveryLimit { limit, pending } => write!(
+                f,
+                "stream discovery did not settle within {limit} rounds; still requesting {pending:?}"
+            ),
+            CommandError::Domain(error) => fmt::Display::fmt(error, f),
+            CommandError::Decode(error) => fmt::Display::fmt(error, f),
+            CommandError::Encode { stream, .. } => write!(f, "event for stream `{stream}` could not be encoded"),
+            CommandError::RetriesExhausted { attempts, last } => {
+                write!(f, "gave up after {attempts} attempts; last error: {last}")
+            }
+            CommandError::OutcomeUnknown {
+                command_id,
+                attempts,
+                last,
+            } => write!(
+                f,
+                "outcome unknown for command {command_id} after {attempts} attempts: {last}"
+            ),
+            CommandError::DeadlineExceeded { attempts, last } => {
+                write!(f, "deadline exceeded after {attempts} attempts")?;
+                match last {
+                    Some(last) => write!(f, "; last error: {last}"),
+                    None => Ok(()),
+                }
+            }
+            CommandError::Store(error) => fmt::Display::fmt(error, f),
+            CommandError::MissingView { stream, view } => write!(
+                f,
+                "stream `{stream}` was not read through view {view}; declare it with #[stream] or Emit::read"
+            ),
+            CommandError::ViewCannotFold { stream, view, .. } => {
+                write!(f, "event for stream `{stream}` cannot be folded by its view {view}")
+            }
+        }
+    }
+}
+
+/// Written out rather than derived: a variant that displays an inner error
+/// (a domain refusal, a store error, the last store error of a failed
+/// execution) continues the chain with that error's source, so a `{:#}`
+/// chain prints every cause once and none is lost.
+impl<E: Error + 'static> Error for CommandError<E> {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            CommandError::Domain(error) => error.source(),
+            CommandError::Decode(error) => error.source(),
+            CommandError::Encode { source, .. } => Some(source),
+            CommandError::ViewCannotFold { source, .. } => Some(source),
+            CommandError::Store(last)
+            | CommandError::RetriesExhausted { last, .. }
+            | CommandError::OutcomeUnknown { last, .. } => last.source(),
+            CommandError::DeadlineExceeded { last, .. } => last.as_ref().and_then(|last| last.source()),
+            CommandError::NoStreams
+            | CommandError::UnreadStream { .. }
+            | CommandError::DiscoveryLimit { .. }
+            | CommandError::MissingView { .. } => None,
+        }
+    }
+}
+
+impl<E> From<DecodeError> for CommandError<E> {
+    fn from(error: DecodeError) -> Self {
+        CommandError::Decode(error)
+    }
 }
 
 impl<E> CommandError<E> {

@@ -135,18 +135,15 @@ pub enum HandleError {
 /// let e = SubscriptionError::Store(StoreError::permanent(Operation::ReadAll, "no such table"));
 /// assert!(e.to_string().contains("no such table"));
 /// ```
-#[derive(Clone, Debug, thiserror::Error)]
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum SubscriptionError {
     /// A poison event whose policy says stop.
-    #[error(transparent)]
     Poison(PoisonEvent),
     /// The store failed in a way that retrying cannot fix, or broke its
-    /// contract.
-    #[error("store error: {0}")]
+    /// contract. Displays the store error.
     Store(StoreError),
     /// Transient store failures went on for `attempts` consecutive fetches.
-    #[error("fetching gave up after {attempts} attempts; last error: {last}")]
     FetchRetriesExhausted {
         /// Consecutive failed fetches.
         attempts: u32,
@@ -155,13 +152,40 @@ pub enum SubscriptionError {
     },
     /// The consumer failed in a way that retrying cannot fix, or transient
     /// failures went on for `max_attempts` consecutive tries.
-    #[error("consumer error after {attempts} attempts: {last}")]
     Consumer {
         /// Consecutive failed tries.
         attempts: u32,
         /// The last error.
         last: ConsumerError,
     },
+}
+
+impl std::fmt::Display for SubscriptionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SubscriptionError::Poison(poison) => std::fmt::Display::fmt(poison, f),
+            SubscriptionError::Store(error) => std::fmt::Display::fmt(error, f),
+            SubscriptionError::FetchRetriesExhausted { attempts, last } => {
+                write!(f, "fetching gave up after {attempts} attempts; last error: {last}")
+            }
+            SubscriptionError::Consumer { attempts, last } => {
+                write!(f, "consumer error after {attempts} attempts: {last}")
+            }
+        }
+    }
+}
+
+/// Written out rather than derived: each variant displays its inner error,
+/// and the chain continues with that error's source (a store's driver
+/// error), so a `{:#}` chain prints every cause once and none is lost.
+impl std::error::Error for SubscriptionError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SubscriptionError::Poison(poison) => poison.source(),
+            SubscriptionError::Store(last) | SubscriptionError::FetchRetriesExhausted { last, .. } => last.source(),
+            SubscriptionError::Consumer { last, .. } => last.source(),
+        }
+    }
 }
 
 impl SubscriptionError {
