@@ -187,7 +187,7 @@ pub(crate) async fn observe<T, E: ErrorKind>(
 pub(crate) fn failed<E: ErrorKind>(op: Op, error: &E, span: &tracing::Span) {
     counter!(STORE_ERRORS, "operation" => op.label(), "kind" => error.kind()).increment(1);
     if error.needs_operator() {
-        tracing::warn!(parent: span, operation = op.label(), kind = error.kind(), %error, "store operation failed");
+        tracing::warn!(parent: span, operation = op.label(), kind = error.kind(), error = error as &dyn std::error::Error, "store operation failed");
     }
 }
 
@@ -226,7 +226,7 @@ pub(crate) fn sample_pool(pool: &PgPool) {
 /// The `kind` label of an operation's error, and whether an operator
 /// should hear of it (a conflict, bad input or a fenced writer is an
 /// answer, not a failure).
-pub(crate) trait ErrorKind: std::fmt::Display {
+pub(crate) trait ErrorKind: std::error::Error + 'static {
     fn kind(&self) -> &'static str;
     fn needs_operator(&self) -> bool;
 }

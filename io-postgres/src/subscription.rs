@@ -261,7 +261,11 @@ async fn listen(
             Err(error) => {
                 failures = failures.saturating_add(1);
                 let backoff = Duration::from_millis(50u64.saturating_mul(1 << failures.min(7)));
-                tracing::warn!(%error, ?backoff, "notification listener lost its connection");
+                tracing::warn!(
+                    error = &error as &dyn std::error::Error,
+                    ?backoff,
+                    "notification listener lost its connection"
+                );
                 tokio::time::sleep(backoff).await;
                 // Reconnect and listen again now (a plain query does it),
                 // then wake everyone to catch up.

@@ -299,7 +299,7 @@ impl<S: EventStore> Executor<S> {
             }
             Err(error) => {
                 span.record("outcome", "failed");
-                tracing::debug!(parent: &span, %error, "command failed");
+                tracing::debug!(parent: &span, error = error as &dyn std::error::Error, "command failed");
             }
         }
         result.map_err(|error| ExecutionError { command_id, error })

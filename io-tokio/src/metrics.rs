@@ -203,7 +203,7 @@ pub(crate) fn outcome<T, E>(result: &Result<T, CommandError<E>>) -> &'static str
 /// at `started`: its outcome, attempts, latency and what its counters say.
 /// Failures an operator needs (everything but a domain refusal and a
 /// misdeclared command) are logged at `warn`.
-pub(crate) fn command_finished<T, E: std::fmt::Display>(
+pub(crate) fn command_finished<T, E: std::error::Error + 'static>(
     command: &'static str,
     started: Instant,
     attempts: u32,
@@ -221,7 +221,13 @@ pub(crate) fn command_finished<T, E: std::fmt::Display>(
     if let Err(error) = result {
         match outcome {
             "retries_exhausted" | "outcome_unknown" | "deadline" | "store_error" | "codec" | "other" => {
-                tracing::warn!(command, outcome, attempts, %error, "command failed");
+                tracing::warn!(
+                    command,
+                    outcome,
+                    attempts,
+                    error = error as &dyn std::error::Error,
+                    "command failed"
+                );
             }
             _ => {}
         }

@@ -226,7 +226,7 @@ impl ViewSupport {
             }
             Ok(Err(error)) => {
                 c.load_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%stream, view = %kind, %error, "snapshot load failed; reading the stream");
+                tracing::warn!(%stream, view = %kind, error = &error as &dyn std::error::Error, "snapshot load failed; reading the stream");
                 None
             }
             Err(_elapsed) => {
@@ -271,7 +271,7 @@ impl ViewSupport {
                 Ok(snapshot) => self.spawn_write(snapshots, Write::Save(snapshot)),
                 Err(error) => {
                     self.counters.write_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(stream = %view.stream, view = %view.kind, %error, "cannot snapshot view");
+                    tracing::warn!(stream = %view.stream, view = %view.kind, error = &error as &dyn std::error::Error, "cannot snapshot view");
                 }
             }
         }
@@ -309,7 +309,7 @@ impl ViewSupport {
                 }
                 Ok(Err(error)) => {
                     counters.write_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(%stream, %error, "snapshot write failed");
+                    tracing::warn!(%stream, error = &error as &dyn std::error::Error, "snapshot write failed");
                 }
                 Err(_elapsed) => {
                     counters.write_errors.fetch_add(1, Ordering::Relaxed);

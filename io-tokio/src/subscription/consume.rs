@@ -173,21 +173,21 @@ impl<S: EventStore, K: Sink, L: LeaseStore, D: DeadLetterStore> Runner<S, K, L, 
                         Work::Handled(id, result) => {
                             if let Err(error) = &result {
                                 observed.failed(SubscriptionFailure::Handle);
-                                tracing::warn!(subscription = %name, %error, "batch failed");
+                                tracing::warn!(subscription = %name, error = error as &dyn std::error::Error, "batch failed");
                             }
                             machine.on_handled(id, result, now);
                         }
                         Work::Saved(id, result) => {
                             if let Err(error) = &result {
                                 observed.failed(SubscriptionFailure::Checkpoint);
-                                tracing::warn!(subscription = %name, %error, "checkpoint save failed");
+                                tracing::warn!(subscription = %name, error = error as &dyn std::error::Error, "checkpoint save failed");
                             }
                             machine.on_checkpoint_saved(id, result, now);
                         }
                         Work::Parked(id, result) => {
                             if let Err(error) = &result {
                                 observed.failed(SubscriptionFailure::Park);
-                                tracing::error!(subscription = %name, %error, "parking a poison event failed");
+                                tracing::error!(subscription = %name, error = error as &dyn std::error::Error, "parking a poison event failed");
                             }
                             machine.on_parked(id, result, now);
                         }
@@ -204,7 +204,7 @@ impl<S: EventStore, K: Sink, L: LeaseStore, D: DeadLetterStore> Runner<S, K, L, 
                         }
                         Err(error) => {
                             observed.failed(SubscriptionFailure::Fetch);
-                            tracing::warn!(subscription = %name, %error, "fetch from the log failed");
+                            tracing::warn!(subscription = %name, error = error as &dyn std::error::Error, "fetch from the log failed");
                         }
                     }
                     machine.on_fetched(id, result, now);

@@ -240,7 +240,9 @@ impl<S: EventStore, K: Sink, L: LeaseStore, D: DeadLetterStore> Runner<S, K, L, 
         self.update(|s| s.state = RunnerState::Stopped);
         match &result {
             Ok(summary) => tracing::debug!(parent: &span, checkpoint = ?summary.checkpoint, "subscription stopped"),
-            Err(error) => tracing::error!(parent: &span, %error, "subscription failed"),
+            Err(error) => {
+                tracing::error!(parent: &span, error = error as &dyn std::error::Error, "subscription failed")
+            }
         }
         result
     }
