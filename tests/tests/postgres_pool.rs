@@ -111,11 +111,23 @@ async fn a_store_on_the_applications_pool_keeps_that_pool_and_works() {
         .migrate()
         .await
         .expect("migrate on a connection of the pool's options");
+    eventcore_postgres::migrate_subscriptions(&store)
+        .await
+        .expect("the notify trigger");
+    // The notifier opens its own connection with the pool's connect options.
+    let notifier = eventcore_postgres::PgNotifier::start(&store)
+        .await
+        .expect("the notifier connects");
+    let mut woken = notifier.subscribe();
     let account = stream("from-pool");
     store
         .append(&append_to(&account, ExpectedVersion::NoStream, 2, 7))
         .await
         .expect("append");
+    tokio::time::timeout(Duration::from_secs(10), woken.changed())
+        .await
+        .expect("notified of the append within 10 s")
+        .expect("the notifier is running");
     assert_eq!(read(&store, std::slice::from_ref(&account)).await[0].events.len(), 2);
     // The application's queries share the pool.
     let events: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM \"{}\".events", options.schema))
