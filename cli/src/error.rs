@@ -144,3 +144,25 @@ fn describe_connect(error: &StoreError) -> String {
 fn join(positions: &[u64]) -> String {
     positions.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("error returned from database: {0}")]
+    struct Repeats(#[source] std::io::Error);
+
+    #[test]
+    fn the_chain_names_every_cause_once() {
+        let output = CliError::Output(std::io::Error::other("disk full"));
+        assert_eq!(output.to_string(), "cannot write the output", "the cause is the source");
+        assert_eq!(chain(&output), "cannot write the output: disk full");
+        // A driver error that repeats its source is printed once.
+        let repeats = Repeats(std::io::Error::other("relation \"streams\" does not exist"));
+        assert_eq!(
+            chain(&repeats),
+            "error returned from database: relation \"streams\" does not exist"
+        );
+    }
+}
