@@ -51,6 +51,20 @@ impl Statements {
             // Positions start at index 0: the statement is its transaction.
             // The leading comment names the statement for tools that watch
             // the wire or `pg_stat_activity` (the chaos proxy does).
+            // Before the claim, the statement takes a transaction-level
+            // advisory lock per stream (keyed by a hash of schema and stream
+            // id, in key order, so two appends never wait on each other in a
+            // cycle). The claim is what gives the transaction its id, the
+            // high bits of its positions; taking it only once every stream
+            // is held means two such appends to one stream take their ids in
+            // the order they write it, so the later one's positions are
+            // above the earlier one's and the trigger of migration 0006 (a
+            // write below a stream's last writer is refused) never fires
+            // between them. Without it, appends to one stream expecting
+            // `Any` took their ids before queueing for its head, and under
+            // contention most were refused and retried. Appends through the
+            // `append()` function take no advisory lock; the trigger still
+            // guards them.
             // Parameters (`append.rs`, `bind_append`): `$1` command id,
             // `$2`–`$5` correlation id, causation id, decision time, user
             // metadata, `$6`–`$9` stream ids, expected-version kinds and
@@ -59,9 +73,13 @@ impl Statements {
             // payload (one of the two arrays is empty: `unnest` pads it with
             // NULLs).
             append_alone: format!(
-                "/* eventcore append */ WITH claim AS ( \
+                "/* eventcore append */ WITH held AS ( \
+                   SELECT count(pg_advisory_xact_lock(o.k)) AS n \
+                   FROM (SELECT DISTINCT hashtextextended('{schema}.' || x, 0) AS k \
+                         FROM unnest($6::text[]) AS x ORDER BY 1) o), \
+                 claim AS ( \
                    INSERT INTO {s}.commands (command_id, xid, first_index, event_count) \
-                   VALUES ($1, pg_current_xact_id()::text::int8, 0, cardinality($12::uuid[])) \
+                   SELECT $1, pg_current_xact_id()::text::int8, 0, cardinality($12::uuid[]) FROM held \
                    RETURNING xid), \
                  req AS ( \
                    SELECT * FROM unnest($6::text[], $7::int2[], $8::int8[], $9::int4[]) \

@@ -177,10 +177,21 @@ async fn older_append_waits_while_a_younger_one_writes(label: &str, batched: boo
         })
     };
     until_an_append_waits_for_a_lock(&store).await;
-    store
-        .append(&append_any(&[&second]))
-        .await
-        .expect("a younger append to the second stream commits");
+    let younger = append_any(&[&second]);
+    if batched {
+        store.append(&younger).await
+    } else {
+        // The single-statement append holds an advisory lock on each of its
+        // streams from before it takes its transaction id, so another
+        // single-statement append to `second` would queue behind it; the
+        // `append()` function (what `append_in` runs) takes none.
+        let mut conn = store.pool().acquire().await.expect("connection");
+        let mut tx = conn.begin().await.expect("begin");
+        let receipt = store.append_in(&mut tx, &younger).await;
+        tx.commit().await.expect("commit");
+        receipt
+    }
+    .expect("a younger append to the second stream commits");
     holder.rollback().await.expect("release the lock");
     let outcome = older.await.expect("the older append's task");
 
@@ -252,4 +263,26 @@ async fn pure_version_checks_of_an_older_transaction_are_not_refused() {
     older.commit().await.expect("commit");
     assert_positions_rise(&store, &checked, 2).await;
     assert_positions_rise(&store, &written, 1).await;
+}
+
+/// Single-statement appends to one stream take their transaction ids in the
+/// order they write it (each holds the stream's advisory lock before it
+/// claims its command id), so concurrent appends expecting `Any` are never
+/// refused by the check above: they queue and all commit, in rising order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_single_statement_appends_to_one_stream_all_commit_first_time() {
+    let Some(store) = store("rise_queue").await else { return };
+    let shared = stream("rise-shared-log");
+    let mut tasks = Vec::new();
+    for _ in 0..40 {
+        let store = store.clone();
+        let shared = shared.clone();
+        tasks.push(tokio::spawn(async move { store.append(&append_any(&[&shared])).await }));
+    }
+    for task in tasks {
+        task.await
+            .expect("task")
+            .expect("every append commits on its first try");
+    }
+    assert_positions_rise(&store, &shared, 40).await;
 }
