@@ -78,6 +78,7 @@ impl Sql {
 /// database gets the key, and [`KeyStore::get_or_create`] refuses the
 /// subject. Creating and forgetting take a transaction-scoped advisory lock
 /// per subject, so a forget racing a create never leaves a key behind.
+/// Every statement runs on the store's pool, under its statement timeout.
 ///
 /// What it does not do (see `docs/data-lifecycle.md`): the key bytes are
 /// stored as they are, so whoever can read this table and the events can
@@ -222,7 +223,14 @@ impl KeyStore for PgKeyStore {
                 ));
             }
             let new_subjects: Vec<&str> = fresh.iter().map(|(s, _)| s.as_str()).collect();
-            let versions: Vec<i32> = fresh.iter().map(|(_, k)| k.version() as i32).collect();
+            let versions = fresh
+                .iter()
+                .map(|(s, k)| {
+                    i32::try_from(k.version()).map_err(|_| {
+                        KeyStoreError::Malformed(format!("key of subject {s} has version {}", k.version()))
+                    })
+                })
+                .collect::<Result<Vec<i32>, _>>()?;
             let bytes: Vec<Vec<u8>> = fresh.iter().map(|(_, k)| k.bytes().to_vec()).collect();
             sqlx::query(&self.sql.insert)
                 .bind(&new_subjects)
