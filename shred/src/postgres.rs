@@ -10,6 +10,7 @@ use sqlx::postgres::PgPool;
 use sqlx::{Postgres, Transaction};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use zeroize::Zeroize;
 
 /// The SQL, with the schema filled in once.
 #[derive(Debug)]
@@ -181,11 +182,15 @@ fn key_of_row((subject, version, bytes): (String, i32, Vec<u8>)) -> Result<(Subj
     let subject = SubjectId::new(&subject).map_err(|e| KeyStoreError::Malformed(e.to_string()))?;
     let version = u32::try_from(version)
         .map_err(|_| KeyStoreError::Malformed(format!("key of subject {subject} has version {version}")))?;
-    let len = bytes.len();
-    let bytes: [u8; KEY_BYTES] = bytes
-        .try_into()
-        .map_err(|_| KeyStoreError::Malformed(format!("key of subject {subject} is {len} bytes, not {KEY_BYTES}")))?;
-    Ok((subject, DataKey::from_bytes(version, bytes)))
+    let mut bytes = bytes;
+    let key = <[u8; KEY_BYTES]>::try_from(bytes.as_slice()).map_err(|_| {
+        KeyStoreError::Malformed(format!(
+            "key of subject {subject} is {} bytes, not {KEY_BYTES}",
+            bytes.len()
+        ))
+    });
+    bytes.zeroize();
+    Ok((subject, DataKey::from_bytes(version, key?)))
 }
 
 fn unavailable(error: sqlx::Error) -> KeyStoreError {
@@ -231,14 +236,15 @@ impl KeyStore for PgKeyStore {
                     })
                 })
                 .collect::<Result<Vec<i32>, _>>()?;
-            let bytes: Vec<Vec<u8>> = fresh.iter().map(|(_, k)| k.bytes().to_vec()).collect();
-            sqlx::query(&self.sql.insert)
+            let mut bytes: Vec<Vec<u8>> = fresh.iter().map(|(_, k)| k.bytes().to_vec()).collect();
+            let inserted = sqlx::query(&self.sql.insert)
                 .bind(&new_subjects)
                 .bind(&versions)
                 .bind(&bytes)
                 .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
+                .await;
+            bytes.iter_mut().for_each(Zeroize::zeroize);
+            inserted.map_err(unavailable)?;
             keys.extend(fresh);
         }
         tx.commit().await.map_err(unavailable)?;
