@@ -273,9 +273,15 @@ fn open<T: DeserializeOwned>(sealed: SealedIn) -> Result<Personal<T>, PersonalEr
     plaintext.zeroize();
     match value {
         Ok(value) => Ok(Personal::Known { subject, value }),
+        // Not serde's message: it quotes the offending value ("invalid
+        // type: string \"alice@…\""), and errors end up in logs.
         Err(e) => Err(PersonalError::Plaintext {
             subject,
-            reason: e.to_string(),
+            reason: format!(
+                "the decrypted value does not fit the field's type ({:?} error at column {}; the value is not shown)",
+                e.classify(),
+                e.column()
+            ),
         }),
     }
 }

@@ -286,3 +286,25 @@ proptest! {
         prop_assert_eq!(back, event);
     }
 }
+
+#[test]
+fn neither_debug_output_nor_errors_show_the_plaintext() {
+    let secret = "alice.secret@example.com";
+    let event = registered("c-1", secret, "Alice Secret");
+    let debug = format!("{event:?}");
+    assert!(!debug.contains(secret) && !debug.contains("Alice Secret"), "{debug}");
+    assert!(debug.contains("c-1"), "the subject is shown: {debug}");
+
+    // A value read back as another type: serde's own message would quote it.
+    let sealed = {
+        let _scope = eventcore_shred::Scope::seal(&ring(), &mut nonces());
+        serde_json::to_string(&Personal::new(subject("c-1"), secret.to_owned())).expect("sealed")
+    };
+    let scope = eventcore_shred::Scope::open(&ring());
+    let error = serde_json::from_str::<Personal<i64>>(&sealed).expect_err("not a number");
+    let cause = scope.take_error().expect("typed cause");
+    assert!(matches!(cause, PersonalError::Plaintext { .. }), "{cause:?}");
+    for text in [error.to_string(), cause.to_string(), format!("{cause:?}")] {
+        assert!(!text.contains("secret"), "{text}");
+    }
+}
