@@ -37,7 +37,7 @@ pub enum ConsumeError {
     },
     /// The checkpoint store refused (another instance fenced this one out,
     /// or a permanent failure).
-    #[error("the projection store failed: {0}")]
+    #[error("the projection store failed")]
     Store(#[from] CheckpointError),
     /// The projection failed permanently.
     #[error("the projection failed: {0}")]

@@ -79,7 +79,7 @@ pub enum ApiError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The read model could not be queried.
-    #[error("querying the read model: {0}")]
+    #[error("querying the read model failed")]
     ReadModel(#[from] sqlx::Error),
 }
 
