@@ -43,8 +43,10 @@ GRANT SELECT, INSERT, UPDATE ON :"schema".subscription_checkpoints TO :"app_role
 -- deleted.
 GRANT SELECT, INSERT, UPDATE ON :"schema".subscription_leases TO :"app_role";
 
--- Dead letters: park (INSERT), list (SELECT), remove after a replay (DELETE).
-GRANT SELECT, INSERT, DELETE ON :"schema".subscription_dead_letters TO :"app_role";
+-- Dead letters: park (INSERT), list (SELECT), remove after a replay (DELETE),
+-- record an operator's replay request and a replay that failed again
+-- (UPDATE of replay_requested_at_ns and the cause columns).
+GRANT SELECT, INSERT, UPDATE, DELETE ON :"schema".subscription_dead_letters TO :"app_role";
 
 -- The applied migrations, read by MigrationMode::Verify.
 GRANT SELECT ON :"schema"._sqlx_migrations TO :"app_role";

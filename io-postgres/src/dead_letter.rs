@@ -7,7 +7,7 @@ use eventcore::{
     DecodeErrorKind, EventId, EventMetadata, EventType, GlobalPosition, Payload, PoisonCause, PoisonEvent,
     RecordedEvent, StreamId, StreamVersion, Time,
 };
-use eventcore_store::{DeadLetter, DeadLetterError, DeadLetterStore};
+use eventcore_store::{DeadLetter, DeadLetterError, DeadLetterStore, ReplaySelection};
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::Row;
 use std::collections::BTreeMap;
@@ -33,6 +33,10 @@ pub struct PgDeadLetterStore {
     list: String,
     remove: String,
     counts: String,
+    request_all: String,
+    request_some: String,
+    requested: String,
+    replay_failed: String,
 }
 
 fn dead_letter_error(error: sqlx::Error) -> DeadLetterError {
@@ -143,6 +147,10 @@ fn letter(subscription: &str, row: &PgRow) -> Result<DeadLetter, DeadLetterError
             cause,
         },
         parked_at: Time::from_unix_nanos(u64_of(get_i64("parked_at_ns")?)),
+        replay_requested_at: row
+            .try_get::<Option<i64>, _>("replay_requested_at_ns")
+            .map_err(corrupt)?
+            .map(|ns| Time::from_unix_nanos(u64_of(ns))),
         event,
     })
 }
@@ -152,6 +160,9 @@ impl PgDeadLetterStore {
     /// [`PostgresStore::migrate`](crate::PostgresStore::migrate) first).
     pub fn new(store: &PostgresStore) -> Self {
         let d = Tables::of(store).dead_letters;
+        let columns = "position, event_id, stream_id, version, event_type, schema_version, payload, \
+                   metadata::text AS metadata, cause_kind, cause_message, cause_found, cause_supported, \
+                   parked_at_ns, replay_requested_at_ns";
         PgDeadLetterStore {
             pool: store.pool().clone(),
             park: format!(
@@ -161,11 +172,23 @@ impl PgDeadLetterStore {
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12, $13, $14) \
                  ON CONFLICT (subscription, position) DO NOTHING"
             ),
-            list: format!(
-                "SELECT position, event_id, stream_id, version, event_type, schema_version, payload, \
-                   metadata::text AS metadata, cause_kind, cause_message, cause_found, cause_supported, \
-                   parked_at_ns \
-                 FROM {d} WHERE subscription = $1 ORDER BY position"
+            list: format!("SELECT {columns} FROM {d} WHERE subscription = $1 ORDER BY position"),
+            request_all: format!(
+                "UPDATE {d} SET replay_requested_at_ns = coalesce(replay_requested_at_ns, $2) \
+                 WHERE subscription = $1 RETURNING position"
+            ),
+            request_some: format!(
+                "UPDATE {d} SET replay_requested_at_ns = coalesce(replay_requested_at_ns, $2) \
+                 WHERE subscription = $1 AND position = ANY($3) RETURNING position"
+            ),
+            requested: format!(
+                "SELECT {columns} FROM {d} \
+                 WHERE subscription = $1 AND replay_requested_at_ns IS NOT NULL ORDER BY position"
+            ),
+            replay_failed: format!(
+                "UPDATE {d} SET replay_requested_at_ns = NULL, cause_kind = $3, cause_message = $4, \
+                   cause_found = $5, cause_supported = $6 \
+                 WHERE subscription = $1 AND position = $2"
             ),
             remove: format!("DELETE FROM {d} WHERE subscription = $1 AND position = $2"),
             counts: format!("SELECT subscription, count(*) FROM {d} GROUP BY subscription ORDER BY subscription"),
@@ -250,6 +273,71 @@ impl DeadLetterStore for PgDeadLetterStore {
                 .map_err(dead_letter_error)?;
             Ok(done.rows_affected() > 0)
         })
+        .await
+    }
+
+    async fn request_replay(
+        &self,
+        subscription: &str,
+        which: &ReplaySelection,
+        at: Time,
+    ) -> Result<Vec<GlobalPosition>, DeadLetterError> {
+        observe(
+            &self.pool,
+            Op::DeadLetterRequestReplay,
+            Fields::named(subscription),
+            async {
+                let at = i64_of(at.as_unix_nanos());
+                let query = match which {
+                    ReplaySelection::All => sqlx::query_scalar(&self.request_all).bind(subscription).bind(at),
+                    ReplaySelection::Positions(positions) => {
+                        let positions: Vec<i64> = positions.iter().map(|p| i64_of(p.get())).collect();
+                        sqlx::query_scalar(&self.request_some)
+                            .bind(subscription)
+                            .bind(at)
+                            .bind(positions)
+                    }
+                };
+                let mut positions: Vec<i64> = query.fetch_all(&self.pool).await.map_err(dead_letter_error)?;
+                positions.sort_unstable();
+                Ok(positions.into_iter().map(|p| GlobalPosition::new(u64_of(p))).collect())
+            },
+        )
+        .await
+    }
+
+    async fn replay_requested(&self, subscription: &str) -> Result<Vec<DeadLetter>, DeadLetterError> {
+        observe(&self.pool, Op::DeadLetterList, Fields::named(subscription), async {
+            let rows = sqlx::query(&self.requested)
+                .bind(subscription)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(dead_letter_error)?;
+            rows.iter().map(|row| letter(subscription, row)).collect()
+        })
+        .await
+    }
+
+    async fn replay_failed(&self, subscription: &str, poison: &PoisonEvent) -> Result<bool, DeadLetterError> {
+        observe(
+            &self.pool,
+            Op::DeadLetterReplayFailed,
+            Fields::named(subscription),
+            async {
+                let (kind, message, found, supported) = cause_columns(&poison.cause);
+                let done = sqlx::query(&self.replay_failed)
+                    .bind(subscription)
+                    .bind(i64_of(poison.position.get()))
+                    .bind(kind)
+                    .bind(message)
+                    .bind(found)
+                    .bind(supported)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(dead_letter_error)?;
+                Ok(done.rows_affected() > 0)
+            },
+        )
         .await
     }
 }

@@ -76,6 +76,8 @@ pub(crate) enum Op {
     DeadLetterPark,
     DeadLetterList,
     DeadLetterRemove,
+    DeadLetterRequestReplay,
+    DeadLetterReplayFailed,
 }
 
 /// What a span says about an operation besides its name.
@@ -161,6 +163,8 @@ operations! {
     DeadLetterPark => "dead_letter_park", "dead_letter.park";
     DeadLetterList => "dead_letter_list", "dead_letter.list";
     DeadLetterRemove => "dead_letter_remove", "dead_letter.remove";
+    DeadLetterRequestReplay => "dead_letter_request_replay", "dead_letter.request_replay";
+    DeadLetterReplayFailed => "dead_letter_replay_failed", "dead_letter.replay_failed";
 }
 
 /// Runs `work` in the operation's span, then records its latency, its

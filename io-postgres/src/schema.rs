@@ -26,6 +26,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "positions rise along every stream",
         include_str!("../migrations/0006_positions_rise.sql"),
     ),
+    (
+        7,
+        "dead letter replay requests",
+        include_str!("../migrations/0007_dead_letter_replay.sql"),
+    ),
 ];
 
 /// The migrations compiled into this crate, as a sqlx migration source.

@@ -1,8 +1,8 @@
 //! Dead letters in one process: [`MemoryDeadLetterStore`] and
 //! [`NoDeadLetters`]. The trait and [`DeadLetter`] live in `eventcore-store`.
 
-use eventcore::GlobalPosition;
-use eventcore_store::{DeadLetter, DeadLetterError, DeadLetterStore};
+use eventcore::{GlobalPosition, PoisonEvent, Time};
+use eventcore_store::{DeadLetter, DeadLetterError, DeadLetterStore, ReplaySelection};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -28,6 +28,23 @@ impl DeadLetterStore for NoDeadLetters {
     }
 
     async fn remove(&self, _subscription: &str, _position: GlobalPosition) -> Result<bool, DeadLetterError> {
+        Ok(false)
+    }
+
+    async fn request_replay(
+        &self,
+        _subscription: &str,
+        _which: &ReplaySelection,
+        _at: Time,
+    ) -> Result<Vec<GlobalPosition>, DeadLetterError> {
+        Ok(Vec::new())
+    }
+
+    async fn replay_requested(&self, _subscription: &str) -> Result<Vec<DeadLetter>, DeadLetterError> {
+        Ok(Vec::new())
+    }
+
+    async fn replay_failed(&self, _subscription: &str, _poison: &PoisonEvent) -> Result<bool, DeadLetterError> {
         Ok(false)
     }
 }
@@ -75,5 +92,33 @@ impl DeadLetterStore for MemoryDeadLetterStore {
 
     async fn remove(&self, subscription: &str, position: GlobalPosition) -> Result<bool, DeadLetterError> {
         Ok(self.lock().remove(&(subscription.to_owned(), position)).is_some())
+    }
+
+    async fn request_replay(
+        &self,
+        subscription: &str,
+        which: &ReplaySelection,
+        at: Time,
+    ) -> Result<Vec<GlobalPosition>, DeadLetterError> {
+        let mut letters = self.lock();
+        let mut requested = Vec::new();
+        for ((name, position), letter) in letters.iter_mut() {
+            if name == subscription && which.includes(*position) {
+                letter.replay_requested_at.get_or_insert(at);
+                requested.push(*position);
+            }
+        }
+        Ok(requested)
+    }
+
+    async fn replay_failed(&self, subscription: &str, poison: &PoisonEvent) -> Result<bool, DeadLetterError> {
+        match self.lock().get_mut(&(subscription.to_owned(), poison.position)) {
+            Some(letter) => {
+                letter.poison = poison.clone();
+                letter.replay_requested_at = None;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 }

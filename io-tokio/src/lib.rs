@@ -70,7 +70,7 @@ pub use eventcore::ExecutionError;
 pub use eventcore_store::{
     CheckpointError, CheckpointStore, DeadLetter, DeadLetterError, DeadLetterStore, DynCheckpointStore,
     DynDeadLetterStore, DynEventStore, DynLeaseStore, DynSnapshotStore, EventStore, FencingToken, Lease, LeaseError,
-    LeaseStore, ProjectionStore, SnapshotError, SnapshotStore,
+    LeaseStore, ProjectionStore, ReplaySelection, SnapshotError, SnapshotStore,
 };
 pub use executor::{Executor, DEFAULT_VIEW_CACHE_BYTES};
 pub use lease::{MemoryLeaseStore, NoLease};

@@ -37,7 +37,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub use checkpoint::{CheckpointError, CheckpointStore, DynCheckpointStore};
-pub use dead_letter::{DeadLetter, DeadLetterError, DeadLetterStore, DynDeadLetterStore};
+pub use dead_letter::{DeadLetter, DeadLetterError, DeadLetterStore, DynDeadLetterStore, ReplaySelection};
 pub use event::{DynEventStore, EventStore};
 pub use lease::{DynLeaseStore, FencingToken, Lease, LeaseError, LeaseStore};
 pub use projection::ProjectionStore;

@@ -36,7 +36,7 @@ use eventcore_tests::conformance::{assert_conflict, new_event, read, read_all_re
 use eventcore_tests::postgres::{database_url, options, required};
 use eventcore_tokio::{
     CheckpointStore, DeadLetter, DeadLetterStore, EventStore, FencingToken, LeaseStore, Projection, ProjectionError,
-    ProjectionStore, Runner, SnapshotStore, Subscriber,
+    ProjectionStore, ReplaySelection, Runner, SnapshotStore, Subscriber,
 };
 use futures_util::{FutureExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
@@ -531,6 +531,30 @@ async fn an_app_role_with_only_the_documented_grants_runs_everything_and_cannot_
         let parked = dead_letters.list("balances").await.expect("list");
         assert_eq!(parked.len(), 1);
         assert_eq!(parked[0].poison.position, negative);
+        // An operator's replay request, and a replay that failed again,
+        // update the letter (UPDATE on the dead-letter table).
+        let requested = dead_letters
+            .request_replay("balances", &ReplaySelection::All, Time::from_unix_millis(2))
+            .await
+            .expect("request a replay");
+        assert_eq!(requested, vec![negative]);
+        assert_eq!(
+            dead_letters
+                .replay_requested("balances")
+                .await
+                .expect("requested")
+                .len(),
+            1
+        );
+        assert!(dead_letters
+            .replay_failed("balances", &parked[0].poison)
+            .await
+            .expect("record a failed replay"));
+        assert!(dead_letters
+            .replay_requested("balances")
+            .await
+            .expect("requested")
+            .is_empty());
         *balances.accept_negative.lock().expect("lock") = true;
         let report = guarded("replay", projection.replay_parked()).await.expect("replay");
         assert_eq!(report.replayed, vec![negative]);
@@ -987,6 +1011,7 @@ async fn hostile_ids_and_names_are_stored_and_read_back_byte_for_byte_and_the_sc
                     cause: PoisonCause::Handler(name.clone()),
                 },
                 parked_at: Time::from_unix_millis(1),
+                replay_requested_at: None,
                 event,
             })
             .await

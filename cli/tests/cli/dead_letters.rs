@@ -41,6 +41,7 @@ async fn lists_and_deletes_parked_events_and_explains_replay() {
                 event: event.clone(),
                 poison,
                 parked_at: Time::from_unix_millis(1_700_000_000_000),
+                replay_requested_at: None,
             })
             .await
             .expect("park");

@@ -54,6 +54,7 @@ async fn lists_every_checkpoint_with_its_lag_lease_and_parked_events() {
                 poison: PoisonEvent::handler(&event, "bad amount"),
                 event: event.clone(),
                 parked_at: Time::from_unix_millis(1_700_000_000_000),
+                replay_requested_at: None,
             })
             .await
             .expect("park");

@@ -115,6 +115,7 @@ impl<S: EventStore, K: Sink, L: LeaseStore, D: DeadLetterStore> Runner<S, K, L, 
                             event,
                             poison,
                             parked_at: clock.now(),
+                            replay_requested_at: None,
                         };
                         let dead_letters = &*dead_letters;
                         work = Some(Box::pin(async move {

@@ -12,13 +12,19 @@
 //!   was there. Replaying is the runner's business (`Runner::replay_parked`
 //!   lists, re-handles and removes); a letter that fails again is parked
 //!   again.
+//! - [`DeadLetterStore::request_replay`] marks the chosen letters of one
+//!   subscription (all, or given positions; positions with no letter are
+//!   left out of the answer) with the time of the request, kept on a second
+//!   request; [`DeadLetterStore::replay_requested`] lists exactly the marked
+//!   letters, and `list` shows the mark. [`DeadLetterStore::replay_failed`]
+//!   clears the mark and replaces the cause, leaving the letter parked.
 //!
 //! Every case is a `pub async fn` over a [`DeadLetterStoreFactory`];
 //! [`crate::dead_letter_store_conformance!`] runs them all.
 
 use super::{assert_same_letter, assert_same_letters, letter, DeadLetterStoreFactory};
 use eventcore::{DecodeErrorKind, GlobalPosition, Payload, PoisonCause, StreamVersion, Time};
-use eventcore_tokio::{DeadLetter, DeadLetterStore};
+use eventcore_tokio::{DeadLetter, DeadLetterStore, ReplaySelection};
 
 async fn park<S: DeadLetterStore>(store: &S, letter: &DeadLetter) {
     store
@@ -32,6 +38,27 @@ async fn list<S: DeadLetterStore>(store: &S, subscription: &str) -> Vec<DeadLett
         .list(subscription)
         .await
         .unwrap_or_else(|e| panic!("list of {subscription}: {e}"))
+}
+
+async fn request<S: DeadLetterStore>(store: &S, subscription: &str, which: ReplaySelection, at: Time) -> Vec<u64> {
+    store
+        .request_replay(subscription, &which, at)
+        .await
+        .unwrap_or_else(|e| panic!("replay request for {subscription}: {e}"))
+        .into_iter()
+        .map(GlobalPosition::get)
+        .collect()
+}
+
+async fn requested<S: DeadLetterStore>(store: &S, subscription: &str) -> Vec<DeadLetter> {
+    store
+        .replay_requested(subscription)
+        .await
+        .unwrap_or_else(|e| panic!("requested letters of {subscription}: {e}"))
+}
+
+fn positions(letters: &[DeadLetter]) -> Vec<u64> {
+    letters.iter().map(|l| l.event.position.get()).collect()
 }
 
 async fn remove<S: DeadLetterStore>(store: &S, subscription: &str, position: u64) -> bool {
@@ -348,6 +375,140 @@ pub async fn extreme_values_round_trip<F: DeadLetterStoreFactory>(factory: F) {
     assert!(remove(&store, "edges", max).await);
 }
 
+/// No letter is requested until an operator asks; a request for given
+/// positions marks exactly those letters (a position with no letter is
+/// left out of the answer, a letter of another subscription is untouched),
+/// with the request's time, shown by `list` and `replay_requested`.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().expect("a runtime").block_on(
+/// eventcore_tests::subscription_conformance::dead_letters::a_replay_request_marks_the_chosen_letters(
+///     eventcore_tests::subscription_conformance::MemorySubscriptionStores),
+/// # );
+/// ```
+pub async fn a_replay_request_marks_the_chosen_letters<F: DeadLetterStoreFactory>(factory: F) {
+    let store = factory.fresh_dead_letters().await;
+    let parked: Vec<DeadLetter> = [3, 5, 8].into_iter().map(|p| letter("balances", p)).collect();
+    for l in &parked {
+        park(&store, l).await;
+    }
+    park(&store, &letter("audit", 5)).await;
+    assert!(requested(&store, "balances").await.is_empty());
+    assert!(list(&store, "balances")
+        .await
+        .iter()
+        .all(|l| l.replay_requested_at.is_none()));
+
+    let at = Time::from_unix_nanos(1_700_000_000_123_456_789);
+    let which = ReplaySelection::Positions(vec![
+        GlobalPosition::new(8),
+        GlobalPosition::new(4),
+        GlobalPosition::new(3),
+    ]);
+    assert_eq!(request(&store, "balances", which, at).await, vec![3, 8]);
+
+    let marked = requested(&store, "balances").await;
+    assert_eq!(positions(&marked), vec![3, 8]);
+    assert!(marked.iter().all(|l| l.replay_requested_at == Some(at)));
+    let listed = list(&store, "balances").await;
+    let marks: Vec<Option<Time>> = listed.iter().map(|l| l.replay_requested_at).collect();
+    assert_eq!(marks, vec![Some(at), None, Some(at)]);
+    // The mark is the only change: the letters are otherwise as parked.
+    let mut expected = parked[0].clone();
+    expected.replay_requested_at = Some(at);
+    assert_same_letter(&listed[0], &expected);
+    assert!(requested(&store, "audit").await.is_empty());
+}
+
+/// A request for all marks every letter of the subscription and no
+/// other's; asking again keeps the first request's time; a subscription
+/// with no letters answers with no positions.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().expect("a runtime").block_on(
+/// eventcore_tests::subscription_conformance::dead_letters::a_replay_request_for_all_marks_every_letter_once(
+///     eventcore_tests::subscription_conformance::MemorySubscriptionStores),
+/// # );
+/// ```
+pub async fn a_replay_request_for_all_marks_every_letter_once<F: DeadLetterStoreFactory>(factory: F) {
+    let store = factory.fresh_dead_letters().await;
+    assert!(
+        request(&store, "balances", ReplaySelection::All, Time::from_unix_millis(1))
+            .await
+            .is_empty()
+    );
+    for position in [2, 9] {
+        park(&store, &letter("balances", position)).await;
+    }
+    park(&store, &letter("balance", 4)).await;
+    let first = Time::from_unix_millis(1_000);
+    assert_eq!(
+        request(&store, "balances", ReplaySelection::All, first).await,
+        vec![2, 9]
+    );
+    park(&store, &letter("balances", 11)).await;
+    let second = Time::from_unix_millis(2_000);
+    assert_eq!(
+        request(&store, "balances", ReplaySelection::All, second).await,
+        vec![2, 9, 11]
+    );
+    let marks: Vec<(u64, Option<Time>)> = requested(&store, "balances")
+        .await
+        .iter()
+        .map(|l| (l.event.position.get(), l.replay_requested_at))
+        .collect();
+    assert_eq!(marks, vec![(2, Some(first)), (9, Some(first)), (11, Some(second))]);
+    assert!(requested(&store, "balance").await.is_empty());
+}
+
+/// A replay that failed again leaves the letter parked with the new cause
+/// and no request; the other requested letters keep theirs; a removed
+/// (replayed) letter leaves the requested list; `replay_failed` on a
+/// position with no letter says so.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().expect("a runtime").block_on(
+/// eventcore_tests::subscription_conformance::dead_letters::a_failed_replay_clears_the_request_and_keeps_the_letter(
+///     eventcore_tests::subscription_conformance::MemorySubscriptionStores),
+/// # );
+/// ```
+pub async fn a_failed_replay_clears_the_request_and_keeps_the_letter<F: DeadLetterStoreFactory>(factory: F) {
+    let store = factory.fresh_dead_letters().await;
+    let parked: Vec<DeadLetter> = [4, 6, 7].into_iter().map(|p| letter("balances", p)).collect();
+    for l in &parked {
+        park(&store, l).await;
+    }
+    let at = Time::from_unix_millis(5_000);
+    assert_eq!(
+        request(&store, "balances", ReplaySelection::All, at).await,
+        vec![4, 6, 7]
+    );
+
+    let mut failed_again = parked[0].poison.clone();
+    failed_again.cause = PoisonCause::Handler("still negative after the fix".into());
+    assert!(store
+        .replay_failed("balances", &failed_again)
+        .await
+        .expect("replay_failed"));
+    assert!(remove(&store, "balances", 6).await);
+    assert_eq!(positions(&requested(&store, "balances").await), vec![7]);
+
+    let listed = list(&store, "balances").await;
+    let mut expected = parked[0].clone();
+    expected.poison = failed_again.clone();
+    assert_same_letter(&listed[0], &expected);
+    assert_eq!(listed[1].replay_requested_at, Some(at));
+
+    let mut nowhere = letter("balances", 5).poison;
+    nowhere.cause = PoisonCause::Handler("never parked".into());
+    assert!(!store.replay_failed("balances", &nowhere).await.expect("replay_failed"));
+    assert!(!store
+        .replay_failed("audit", &failed_again)
+        .await
+        .expect("replay_failed"));
+    assert_eq!(positions(&list(&store, "balances").await), vec![4, 7]);
+}
+
 /// One `#[tokio::test]` per case of the dead-letter-store suite, for the
 /// [`DeadLetterStoreFactory`] expression given (evaluated in each test).
 ///
@@ -372,6 +533,9 @@ macro_rules! dead_letter_store_conformance {
             subscriptions_keep_their_own_letters,
             a_long_list_is_returned_whole,
             extreme_values_round_trip,
+            a_replay_request_marks_the_chosen_letters,
+            a_replay_request_for_all_marks_every_letter_once,
+            a_failed_replay_clears_the_request_and_keeps_the_letter,
         );
     };
 }

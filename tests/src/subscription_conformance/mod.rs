@@ -455,6 +455,7 @@ pub fn letter(subscription: &str, position: u64) -> DeadLetter {
         poison: PoisonEvent::handler(&event, format!("cannot apply {position}")),
         event,
         parked_at: suite_time(),
+        replay_requested_at: None,
     }
 }
 
