@@ -3,6 +3,7 @@
 //! by side, feeds every answer, notification, wake and shutdown back, and
 //! renews the lease.
 
+use super::dead_letters::RequestedReplays;
 use super::lease::Hold;
 use super::runner::mix;
 use super::status::publish;
@@ -55,9 +56,22 @@ impl<S: EventStore, K: Sink, L: LeaseStore, D: DeadLetterStore> Runner<S, K, L, 
             wakeups,
             status,
             clock,
+            policy,
             ..
         } = self;
         let clock = *clock;
+        // Replays an operator asked for: looked for at the start and then at
+        // most once per poll interval, only while the consumer is idle.
+        let mut requested = RequestedReplays {
+            name,
+            dead_letters: &*dead_letters,
+            leases: &*leases,
+            status: &*status,
+            clock,
+            every: policy.poll_interval,
+            limit: usize::try_from(policy.batch_size.get()).unwrap_or(usize::MAX),
+            next: clock.now(),
+        };
         let mut observed = SubscriptionMetrics::new(name);
         observed.saw_head(checkpoint);
         let mut wakeups = wakeups.clone();
@@ -76,6 +90,13 @@ impl<S: EventStore, K: Sink, L: LeaseStore, D: DeadLetterStore> Runner<S, K, L, 
         let mut shutting_down = false;
 
         loop {
+            // Between batches: replay the letters an operator asked for,
+            // with the consumer idle (nothing delivered is in flight).
+            if !shutting_down && requested.due() {
+                if let Some(sink) = idle_sink.as_deref_mut() {
+                    requested.run(sink, machine.checkpoint(), &mut hold).await?;
+                }
+            }
             // Start everything the machine asks for, until it waits.
             let until = loop {
                 match machine.poll() {
@@ -159,6 +180,7 @@ impl<S: EventStore, K: Sink, L: LeaseStore, D: DeadLetterStore> Runner<S, K, L, 
                 changed = changed(&mut wakeups) => Input::Notified(changed),
                 () = tokio::time::sleep_until(clock.instant_at(hold.wake_at())) => Input::Renew,
                 () = tokio::time::sleep_until(clock.instant_at(until)), if until != eventcore::Time::MAX => Input::Wake,
+                () = tokio::time::sleep_until(clock.instant_at(requested.next)), if idle_sink.is_some() && !shutting_down => Input::LookForReplays,
             };
             let now = clock.now();
             match input {
@@ -224,6 +246,8 @@ impl<S: EventStore, K: Sink, L: LeaseStore, D: DeadLetterStore> Runner<S, K, L, 
                 },
                 Input::Renew => hold.on_wake(&*leases, clock).await?,
                 Input::Wake => machine.on_wake(now),
+                // Looked for at the top of the loop.
+                Input::LookForReplays => {}
             }
         }
     }
@@ -257,6 +281,7 @@ enum Input<'a, K> {
     Notified(bool),
     Renew,
     Wake,
+    LookForReplays,
 }
 
 async fn poll_slot<F: Future + Unpin>(slot: &mut Option<F>) -> F::Output {

@@ -49,7 +49,8 @@ pub trait Sink: Send + 'static {
     /// Handles a batch under the claimed token.
     fn handle(&mut self, batch: &Batch) -> impl Future<Output = Result<(), HandleError>> + Send;
 
-    /// Handles a parked event replayed by [`Runner::replay_parked`]
+    /// Handles a parked event replayed by [`Runner::replay_parked`] or at
+    /// an operator's request ([`crate::DeadLetterStore::request_replay`])
     /// (a batch of one, at or below the checkpoint: it was parked, not
     /// handled, when the checkpoint passed it). Default: [`Sink::handle`].
     fn replay(&mut self, batch: &Batch) -> impl Future<Output = Result<(), HandleError>> + Send {

@@ -61,6 +61,13 @@ pub struct RunnerStatus {
     pub buffered: usize,
     /// The machine's counters.
     pub stats: SubscriptionStats,
+    /// Parked events replayed and removed at an operator's request
+    /// ([`crate::DeadLetterStore::request_replay`]), since the runner was
+    /// built.
+    pub replayed: u64,
+    /// Requested replays that failed again (the letter stays parked, its
+    /// request cleared), since the runner was built.
+    pub replay_failed: u64,
 }
 
 /// How a run ended without error.
@@ -132,6 +139,8 @@ pub(super) fn publish(status: &watch::Sender<RunnerStatus>, machine: &Subscripti
             caught_up,
             buffered: machine.buffered(),
             stats: machine.stats().clone(),
+            replayed: s.replayed,
+            replay_failed: s.replay_failed,
         };
         let changed = *s != next;
         *s = next;
