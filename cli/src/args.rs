@@ -10,7 +10,8 @@ Exit codes:
   2  bad usage (unknown option, invalid stream id, a command this tool cannot run)
   3  cannot connect to PostgreSQL
   4  unhealthy: the schema is not migrated (or not to this version), or `health` found a problem
-  5  not found (a stream with no events)";
+  5  not found (a stream with no events)
+  6  `dead-letters replay --wait`: letters still parked when the time ran out";
 
 /// Operate an EventCore PostgreSQL store: migrate its schema, check its
 /// health, read streams, follow the global log, and inspect subscriptions,
@@ -60,14 +61,17 @@ pub enum Command {
     /// Every subscription and projection: checkpoint, lag, lease holder,
     /// parked events.
     Subscriptions(SubscriptionsArgs),
-    /// Parked poison events: list them, delete those dealt with.
+    /// Parked poison events: list them, ask for a replay, delete those
+    /// dealt with.
     ///
-    /// Replaying parked events runs them through the subscription's own
-    /// handler, which lives in your service, not in this tool: call
-    /// `Runner::replay_parked` there (docs/subscriptions.md, "Dead
-    /// letters"); it removes each letter it handles. This tool lists
-    /// letters (with `--json`, each event whole) and deletes the ones you
-    /// have dealt with otherwise.
+    /// A replay runs each parked event through the subscription's own
+    /// handler, which lives in your service: `replay` records the request
+    /// in the store, and the service's running subscription (its `Runner`)
+    /// replays the letters between batches, within a poll interval, and
+    /// removes each one it handles; a letter that fails again stays parked
+    /// with its new cause. `replay --wait SECS` waits for that. `list`
+    /// shows which letters have a replay pending (with `--json`, each event
+    /// whole); `delete` removes letters dealt with otherwise.
     #[command(subcommand)]
     DeadLetters(DeadLetterCommand),
     /// Persisted view snapshots: list them per view and version, delete
@@ -160,11 +164,23 @@ pub enum DeadLetterCommand {
         #[arg(long)]
         yes: bool,
     },
-    /// Not available here: replay needs your handler code (see `dead-letters --help`).
-    #[command(hide = true)]
+    /// Ask the running service to replay letters of one subscription
+    /// through its handler (all of them, or those at --position). Records
+    /// the request and prints what was requested; the subscription's
+    /// runner replays them within a poll interval and removes each one it
+    /// handles. Nothing happens while no instance of the subscription runs.
     Replay {
         /// The subscription (or projection) name.
-        subscription: Option<String>,
+        subscription: String,
+        /// The global position of a letter to replay (repeat for several).
+        /// Default: every letter of the subscription.
+        #[arg(long = "position", value_name = "POSITION")]
+        positions: Vec<u64>,
+        /// Wait up to this many seconds for the replay: exit 0 once every
+        /// requested letter is replayed, 1 if one failed again, 6 if some
+        /// are still waiting (is the service running?).
+        #[arg(long, value_name = "SECS")]
+        wait: Option<u64>,
     },
 }
 

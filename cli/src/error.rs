@@ -14,6 +14,8 @@ pub const UNREACHABLE: u8 = 3;
 pub const UNHEALTHY: u8 = 4;
 /// Exit code: not found.
 pub const NOT_FOUND: u8 = 5;
+/// Exit code: `dead-letters replay --wait` ran out of time.
+pub const TIMED_OUT: u8 = 6;
 
 /// Why a command failed.
 #[derive(Debug, thiserror::Error)]
@@ -44,7 +46,7 @@ pub enum CliError {
     /// A stream with no events.
     #[error("stream {0:?} has no events")]
     NoSuchStream(String),
-    /// `dead-letters delete --position` of a letter not parked.
+    /// `dead-letters delete|replay --position` of a letter not parked.
     #[error("subscription {subscription:?} has no dead letter at position {}", join(positions))]
     NoSuchLetters {
         /// The subscription.
@@ -52,15 +54,37 @@ pub enum CliError {
         /// The positions asked for and not found.
         positions: Vec<u64>,
     },
-    /// `dead-letters replay`, which needs the user's handler.
+    /// `dead-letters replay --wait`: letters still waiting for a replay
+    /// when the time ran out.
     #[error(
-        "this tool cannot replay dead letters: a replay runs each parked event through the \
-         subscription's own handler, which lives in your service. Call `Runner::replay_parked` \
-         there (docs/subscriptions.md, \"Dead letters\"); it removes each letter it handles. Here, \
-         `eventcore dead-letters list {0}` shows the letters and `eventcore dead-letters delete {0}` \
-         removes those you have dealt with"
+        "{} letter(s) of {subscription} still parked after {waited_secs}s, waiting for a replay (at {}): \
+         is the service running {subscription:?}? The request stays; a running instance replays them \
+         within a poll interval",
+        positions.len(),
+        join(positions)
     )]
-    ReplayNeedsHandler(String),
+    ReplayPending {
+        /// The subscription.
+        subscription: String,
+        /// The positions still waiting.
+        positions: Vec<u64>,
+        /// How long the tool waited.
+        waited_secs: u64,
+    },
+    /// `dead-letters replay --wait`: the service replayed letters and they
+    /// failed again (they stay parked, with the new cause).
+    #[error(
+        "{} letter(s) of {subscription} failed again and stay parked (at {}); \
+         `eventcore dead-letters list {subscription}` shows the new cause",
+        positions.len(),
+        join(positions)
+    )]
+    ReplayFailed {
+        /// The subscription.
+        subscription: String,
+        /// The positions that failed again.
+        positions: Vec<u64>,
+    },
     /// Migrating (or verifying) failed.
     #[error(transparent)]
     Migrate(SetupError),
@@ -85,9 +109,9 @@ impl CliError {
     /// The process's exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::NoDatabaseUrl | CliError::Usage(_) | CliError::Options(_) | CliError::ReplayNeedsHandler(_) => {
-                USAGE
-            }
+            CliError::NoDatabaseUrl | CliError::Usage(_) | CliError::Options(_) => USAGE,
+            CliError::ReplayPending { .. } => TIMED_OUT,
+            CliError::ReplayFailed { .. } => FAILED,
             CliError::Connect(_) => UNREACHABLE,
             CliError::NotMigrated { .. } | CliError::Unhealthy(_) => UNHEALTHY,
             CliError::NoSuchStream(_) | CliError::NoSuchLetters { .. } => NOT_FOUND,

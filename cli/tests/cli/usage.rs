@@ -32,8 +32,15 @@ fn help_lists_every_subcommand_and_the_exit_codes() {
         .args(["dead-letters", "--help"])
         .assert()
         .success()
-        .stdout(contains("Runner::replay_parked"))
+        .stdout(contains("records the request"))
+        .stdout(contains("replay"))
         .stdout(contains("delete"));
+    eventcore()
+        .args(["dead-letters", "replay", "--help"])
+        .assert()
+        .success()
+        .stdout(contains("--position"))
+        .stdout(contains("--wait"));
     eventcore()
         .args(["tail", "--help"])
         .assert()
