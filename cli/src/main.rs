@@ -7,6 +7,7 @@
 //! eventcore tail --type Deposited         # follow the global log
 //! eventcore subscriptions                 # checkpoints, lag, leases
 //! eventcore dead-letters list balances    # parked poison events
+//! eventcore dead-letters replay balances --wait 20   # replayed by the running service
 //! eventcore snapshots list                # view snapshots per version
 //! ```
 //!
