@@ -62,7 +62,11 @@ impl Statements {
             // write below a stream's last writer is refused) never fires
             // between them. Without it, appends to one stream expecting
             // `Any` took their ids before queueing for its head, and under
-            // contention most were refused and retried. Appends through the
+            // contention most were refused and retried. Only streams written
+            // under `Any` or `StreamExists` are locked so: under an exact
+            // expectation (or `NoStream`), an append that would write below
+            // a younger writer fails its version check anyway, so the lock
+            // would buy nothing and cost every append. Appends through the
             // `append()` function take no advisory lock; the trigger still
             // guards them.
             // Parameters (`append.rs`, `bind_append`): `$1` command id,
@@ -75,8 +79,9 @@ impl Statements {
             append_alone: format!(
                 "/* eventcore append */ WITH held AS ( \
                    SELECT count(pg_advisory_xact_lock(o.k)) AS n \
-                   FROM (SELECT DISTINCT hashtextextended('{schema}.' || x, 0) AS k \
-                         FROM unnest($6::text[]) AS x ORDER BY 1) o), \
+                   FROM (SELECT DISTINCT hashtextextended('{schema}.' || x.s, 0) AS k \
+                         FROM unnest($6::text[], $7::int2[], $9::int4[]) AS x(s, kind, n) \
+                         WHERE x.n > 0 AND x.kind IN (0, 2) ORDER BY 1) o), \
                  claim AS ( \
                    INSERT INTO {s}.commands (command_id, xid, first_index, event_count) \
                    SELECT $1, pg_current_xact_id()::text::int8, 0, cardinality($12::uuid[]) FROM held \
