@@ -189,7 +189,7 @@ where
     let context = ExecutionContext::new(id).with_user(REQUEST_METADATA, request.clone());
     let failed = |error| ApiError::Command { error, command_id: id };
     match executor
-        .execute_with(command, context)
+        .execute_as(command, context)
         .await
         .map_err(AnyCommandError::from)
     {
