@@ -129,11 +129,7 @@ impl<D: DeadLetterStore, L: LeaseStore> RequestedReplays<'_, D, L> {
         if letters.is_empty() {
             return Ok(());
         }
-        if letters.len() > self.limit {
-            // More than one round's worth: look again right after the
-            // machine has had its turn.
-            self.next = self.clock.now();
-        }
+        let more = letters.len() > self.limit;
         tracing::info!(subscription = %name, requested = letters.len(), "replaying requested dead letters");
         for (n, letter) in letters.into_iter().take(self.limit).enumerate() {
             if self.clock.now() >= hold.wake_at() {
@@ -149,10 +145,17 @@ impl<D: DeadLetterStore, L: LeaseStore> RequestedReplays<'_, D, L> {
             };
             let failure = match sink.replay(&batch).await {
                 Ok(()) => {
-                    if let Err(error) = self.dead_letters.remove(name, position).await {
+                    match self.dead_letters.remove(name, position).await {
+                        // More than one look's worth, and this one got
+                        // somewhere: look again right after the machine
+                        // has had its turn.
+                        Ok(_) if more => self.next = self.clock.now(),
+                        Ok(_) => {}
                         // Handled but still parked: replayed again on the
-                        // next request (at least once, as every delivery).
-                        tracing::warn!(subscription = %name, %position, error = &error as &dyn std::error::Error, "a replayed dead letter could not be removed");
+                        // next look (at least once, as every delivery).
+                        Err(error) => {
+                            tracing::warn!(subscription = %name, %position, error = &error as &dyn std::error::Error, "a replayed dead letter could not be removed");
+                        }
                     }
                     tracing::info!(subscription = %name, %position, "replayed a requested dead letter");
                     self.status.send_modify(|s| s.replayed += 1);
@@ -161,6 +164,7 @@ impl<D: DeadLetterStore, L: LeaseStore> RequestedReplays<'_, D, L> {
                 Err(HandleError::Poison(again)) => again.cause,
                 Err(HandleError::Consumer(ConsumerError::Transient(message))) => {
                     tracing::warn!(subscription = %name, %position, %message, "replaying a requested dead letter failed transiently; trying again later");
+                    self.next = self.clock.now().saturating_add(self.every);
                     return Ok(());
                 }
                 Err(HandleError::Consumer(ConsumerError::Permanent(message))) => PoisonCause::Handler(message),
@@ -175,8 +179,12 @@ impl<D: DeadLetterStore, L: LeaseStore> RequestedReplays<'_, D, L> {
             poison.cause = failure;
             tracing::warn!(subscription = %name, %position, poison = %poison, "a requested dead-letter replay failed again; the letter stays parked");
             self.status.send_modify(|s| s.replay_failed += 1);
-            if let Err(error) = self.dead_letters.replay_failed(name, &poison).await {
-                tracing::warn!(subscription = %name, %position, error = &error as &dyn std::error::Error, "recording a failed dead-letter replay failed");
+            match self.dead_letters.replay_failed(name, &poison).await {
+                Ok(_) if more => self.next = self.clock.now(),
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(subscription = %name, %position, error = &error as &dyn std::error::Error, "recording a failed dead-letter replay failed");
+                }
             }
         }
         Ok(())
