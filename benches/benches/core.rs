@@ -48,6 +48,7 @@ fn deposits(stream: &eventcore::StreamId, expected: ExpectedVersion, count: usiz
                     payload: encoded.payload.clone(),
                 })
                 .collect(),
+            tombstone: false,
         }],
     }
 }

@@ -185,6 +185,7 @@ pub fn append_request_in(
                     }
                 })
                 .collect(),
+            tombstone: false,
         }],
     }
 }

@@ -84,7 +84,7 @@ pub use snapshot::{Snapshot, SnapshotRejected, SnapshotUnavailable};
 pub use store::{
     AppendLimits, AppendReceipt, AppendRequest, Conflict, ErrorSource, EventFilter, InvalidAppend, InvalidRequest,
     Operation, ReadAllRequest, ReadAllResponse, ReadRequest, ReadResponse, StoreError, StoreErrorKind, StreamAppend,
-    StreamCommit, StreamRead, StreamSlice,
+    StreamCommit, StreamDeleted, StreamRead, StreamSlice,
 };
 pub use stream_cache::{CachedStreams, StreamCacheUse};
 pub use subscription::{

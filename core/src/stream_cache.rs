@@ -39,7 +39,7 @@ const CHUNK_GROWTH: usize = 2;
 /// let mut cache = CachedStreams::new(10_000);
 /// let stream = StreamId::new("account-1")?;
 /// let read = ReadRequest::new([stream.clone()]);
-/// let response = ReadResponse { streams: vec![StreamSlice { stream: stream.clone(), head: StreamVersion::NONE, events: vec![] }] };
+/// let response = ReadResponse { streams: vec![StreamSlice { stream: stream.clone(), head: StreamVersion::NONE, events: vec![], deleted_at: None }] };
 /// cache.record_read(&read, &response);
 /// assert_eq!((cache.len(), cache.cached_events()), (1, 0), "known to be empty");
 /// assert!(cache.prefix(&stream).is_some());
@@ -371,6 +371,7 @@ mod tests {
                 stream: stream.clone(),
                 head: StreamVersion::NONE,
                 events: Vec::new(),
+                deleted_at: None,
             }],
         };
         (request, response)

@@ -69,6 +69,7 @@ fn one_event(stream: &StreamId, expected: ExpectedVersion, n: u64) -> AppendRequ
                 schema_version: 1,
                 payload: Payload::from_trusted_json(format!("{{\"n\":{n}}}")),
             }],
+            tombstone: false,
         }],
     }
 }

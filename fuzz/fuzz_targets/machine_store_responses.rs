@@ -263,6 +263,7 @@ impl Harness {
                 stream: stream.clone(),
                 expected: ExpectedVersion::Any,
                 events,
+                tombstone: false,
             }],
         };
         self.store.append(&request).expect("an append with Any commits");

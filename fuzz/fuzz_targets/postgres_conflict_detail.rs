@@ -38,6 +38,7 @@ fuzz_target!(|data: &[u8]| {
                 other => ExpectedVersion::Exact(StreamVersion::new(u64::from(other.to_digit(10).unwrap_or(1)))),
             },
             events: Vec::new(),
+            tombstone: false,
         })
         .collect();
     let request = AppendRequest {

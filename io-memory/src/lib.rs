@@ -21,7 +21,7 @@
 //! };
 //! let append = AppendRequest {
 //!     metadata: meta,
-//!     streams: vec![StreamAppend { stream: stream.clone(), expected: ExpectedVersion::NoStream, events: vec![event] }],
+//!     streams: vec![StreamAppend { stream: stream.clone(), expected: ExpectedVersion::NoStream, events: vec![event], tombstone: false }],
 //! };
 //! let receipt = store.append(&append)?;
 //! assert_eq!(receipt.streams[0].last_version, StreamVersion::new(1));
@@ -32,7 +32,7 @@
 use eventcore::{
     AppendLimits, AppendReceipt, AppendRequest, Codec, CommandId, Conflict, EventMetadata, GlobalPosition,
     InvalidAppend, ReadAllRequest, ReadAllResponse, ReadRequest, ReadResponse, RecordedEvent, StoreError, StreamAppend,
-    StreamCommit, StreamId, StreamSlice, StreamVersion,
+    StreamCommit, StreamDeleted, StreamId, StreamSlice, StreamVersion,
 };
 use std::collections::{btree_map, BTreeMap};
 use std::sync::Arc;
@@ -57,6 +57,8 @@ pub struct MemoryStore {
     /// Per stream, the log indices of its events in version order. A
     /// `BTreeMap` so that nothing on the simulated path iterates in hash order.
     streams: BTreeMap<StreamId, Vec<usize>>,
+    /// Streams ended by a tombstone, with the version of their last event.
+    deleted: BTreeMap<StreamId, StreamVersion>,
     /// Receipts of committed appends, by command id.
     commands: BTreeMap<CommandId, AppendReceipt>,
     limits: AppendLimits,
@@ -114,7 +116,10 @@ impl MemoryStore {
     /// Appends atomically: every expected version is checked before anything
     /// is written, so a conflict on any stream leaves the store untouched.
     /// An append whose command id already committed returns the original
-    /// receipt (flagged `deduplicated`) and writes nothing.
+    /// receipt (flagged `deduplicated`) and writes nothing. An entry that
+    /// writes a stream a tombstone ended is refused with
+    /// [`StoreError::StreamDeleted`] (a pure version check of it still
+    /// passes or conflicts as usual).
     pub fn append(&mut self, request: &AppendRequest) -> Result<AppendReceipt, StoreError> {
         request.validate(&self.limits)?;
         // One search of the command map: the vacant slot found here is
@@ -141,6 +146,7 @@ impl MemoryStore {
             // One stream (most appends): one search of the stream map serves
             // both the version check and the write. A vacant entry that is
             // not filled inserts nothing, so a conflict leaves no trace.
+            check_open(&self.deleted, entry)?;
             let stream_slot = self.streams.entry(entry.stream.clone());
             let actual = match &stream_slot {
                 btree_map::Entry::Occupied(indices) => StreamVersion::new(indices.get().len() as u64),
@@ -155,15 +161,15 @@ impl MemoryStore {
                 .into());
             }
             if !entry.events.is_empty() {
-                commits.push(write_stream(
-                    &mut self.log,
-                    stream_slot.or_default(),
-                    entry,
-                    &request.metadata,
-                ));
+                let commit = write_stream(&mut self.log, stream_slot.or_default(), entry, &request.metadata);
+                if entry.tombstone {
+                    self.deleted.insert(entry.stream.clone(), commit.last_version);
+                }
+                commits.push(commit);
             }
         } else {
             for entry in &request.streams {
+                check_open(&self.deleted, entry)?;
                 let actual = StreamVersion::new(self.streams.get(&entry.stream).map_or(0, Vec::len) as u64);
                 if !entry.expected.matches(actual) {
                     return Err(Conflict {
@@ -176,7 +182,11 @@ impl MemoryStore {
             }
             for entry in request.streams.iter().filter(|e| !e.events.is_empty()) {
                 let indices = self.streams.entry(entry.stream.clone()).or_default();
-                commits.push(write_stream(&mut self.log, indices, entry, &request.metadata));
+                let commit = write_stream(&mut self.log, indices, entry, &request.metadata);
+                if entry.tombstone {
+                    self.deleted.insert(entry.stream.clone(), commit.last_version);
+                }
+                commits.push(commit);
             }
         }
         let receipt = AppendReceipt {
@@ -208,6 +218,7 @@ impl MemoryStore {
                         .take(page)
                         .map(|&i| self.log[i].clone())
                         .collect(),
+                    deleted_at: self.deleted.get(&read.stream).copied(),
                 }
             })
             .collect();
@@ -243,6 +254,18 @@ impl MemoryStore {
         StreamVersion::new(self.streams.get(stream).map_or(0, Vec::len) as u64)
     }
 
+    /// The version at which a tombstone ended `stream`, if one did.
+    ///
+    /// ```
+    /// use eventcore::StreamId;
+    /// use eventcore_memory::MemoryStore;
+    /// assert_eq!(MemoryStore::new().deleted_at(&StreamId::new("open")?), None);
+    /// # Ok::<(), eventcore::InvalidStreamId>(())
+    /// ```
+    pub fn deleted_at(&self, stream: &StreamId) -> Option<StreamVersion> {
+        self.deleted.get(stream).copied()
+    }
+
     /// The position of the last event (0 if the store is empty).
     pub fn last_position(&self) -> GlobalPosition {
         GlobalPosition::new(self.log.len() as u64)
@@ -261,6 +284,17 @@ impl MemoryStore {
     /// Every stream id, in order.
     pub fn stream_ids(&self) -> impl Iterator<Item = &StreamId> {
         self.streams.keys()
+    }
+}
+
+/// Refuses an entry that writes a stream a tombstone ended.
+fn check_open(deleted: &BTreeMap<StreamId, StreamVersion>, entry: &StreamAppend) -> Result<(), StreamDeleted> {
+    match deleted.get(&entry.stream) {
+        Some(&deleted_at) if !entry.events.is_empty() => Err(StreamDeleted {
+            stream: entry.stream.clone(),
+            deleted_at,
+        }),
+        _ => Ok(()),
     }
 }
 

@@ -80,6 +80,7 @@ fn request(events: u64) -> AppendRequest {
                     }
                 })
                 .collect(),
+            tombstone: false,
         }],
     }
 }

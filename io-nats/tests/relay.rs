@@ -456,6 +456,7 @@ async fn a_message_too_large_for_the_stream_is_parked_and_the_rest_relayed_in_or
                 schema_version: 1,
                 payload: eventcore::Payload::from_trusted_json(format!("\"{}\"", "x".repeat(4096))),
             }],
+            tombstone: false,
         }],
     };
     store.append(&big).await.unwrap();

@@ -12,7 +12,7 @@ use eventcore::{
     StreamId, StreamVersion,
 };
 use sqlx::postgres::{PgConnection, PgRow};
-use sqlx::Row;
+use sqlx::{Connection, Row};
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
@@ -47,7 +47,9 @@ impl PostgresStore {
 
     /// An append through the `append()` function (`Statements::append`):
     /// it finds the stored receipt of a command id claimed before, and runs
-    /// inside the caller's transaction. The request's payloads are as the
+    /// inside the caller's transaction. A tombstone (migration 0008) is
+    /// written right after the events, on the same connection: only inside
+    /// a transaction is it atomic with them. The request's payloads are as the
     /// store keeps them ([`AppendRequest::for_store`]).
     pub(crate) async fn append_on(
         &self,
@@ -62,7 +64,47 @@ impl PostgresStore {
             .fetch_one(&mut *conn)
             .await
             .map_err(|e| map_error(Operation::Append, Phase::Executing, e, Some(request)))?;
-        receipt_from_row(request, &row)
+        let receipt = receipt_from_row(request, &row)?;
+        let ended: Vec<&str> = request
+            .streams
+            .iter()
+            .filter(|entry| entry.tombstone)
+            .map(|entry| entry.stream.as_str())
+            .collect();
+        if !ended.is_empty() && !receipt.deduplicated {
+            // In the append's transaction (the caller's, or the one
+            // `PostgresStore::append` opens for a tombstone): the heads are
+            // this append's, still locked.
+            sqlx::query(&self.sql.tombstone)
+                .bind(&ended)
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| map_error(Operation::Append, Phase::Executing, e, Some(request)))?;
+        }
+        Ok(receipt)
+    }
+
+    /// An append that ends streams (`StreamAppend::tombstone`): `append()`
+    /// and the tombstone in one transaction of its own, so both commit or
+    /// neither does. A re-sent command id gets the stored receipt, and the
+    /// tombstone is not written twice. The request's payloads are as the
+    /// store keeps them.
+    pub(crate) async fn append_ending(
+        &self,
+        conn: &mut PgConnection,
+        request: &AppendRequest,
+    ) -> Result<AppendReceipt, StoreError> {
+        // BEGIN writes nothing: its failure is a failure to start.
+        let mut tx = conn
+            .begin()
+            .await
+            .map_err(|e| map_error(Operation::Append, Phase::Connecting, e, Some(request)))?;
+        // On an error the transaction is dropped, which rolls it back.
+        let receipt = self.append_on(&mut tx, request).await?;
+        tx.commit()
+            .await
+            .map_err(|e| map_error(Operation::Append, Phase::Executing, e, Some(request)))?;
+        Ok(receipt)
     }
 
     /// The single-statement append (`Statements::append_alone`) on a

@@ -30,6 +30,17 @@ impl PostgresStore {
     /// Appends `requests` as one group: one statement, one transaction, one
     /// outcome per request in request order.
     pub(crate) async fn append_group(&self, requests: &[AppendRequest]) -> Vec<Result<AppendReceipt, StoreError>> {
+        // A tombstone is written in its append's own transaction
+        // (`PostgresStore::append_ending`). Tombstones are rare, so a group
+        // holding one runs its requests one by one, in order: a request
+        // after the tombstone sees the stream ended, as the contract says.
+        if requests.iter().any(|r| r.streams.iter().any(|entry| entry.tombstone)) {
+            let mut outcomes = Vec::with_capacity(requests.len());
+            for request in requests {
+                outcomes.push(self.append(request).await);
+            }
+            return outcomes;
+        }
         let mut outcomes: Vec<Option<Result<AppendReceipt, StoreError>>> = requests
             .iter()
             .map(|r| r.validate(&self.options.limits).err().map(|e| Err(e.into())))
@@ -104,8 +115,9 @@ impl PostgresStore {
                     // A failure of the whole statement that certainly wrote
                     // nothing and is not about the connection (one request
                     // the database refuses fails the statement): each request
-                    // goes alone, so that only the culprit fails.
-                    Err(StoreError::Permanent { .. } | StoreError::InvalidAppend(_)) => {
+                    // goes alone, so that only the culprit fails. So does a
+                    // write to a stream a tombstone ended (migration 0008).
+                    Err(StoreError::Permanent { .. } | StoreError::InvalidAppend(_) | StoreError::StreamDeleted(_)) => {
                         retry_alone.extend_from_slice(&valid);
                     }
                     // The group's transaction was older than the last writer

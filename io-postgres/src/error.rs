@@ -3,13 +3,14 @@
 //! | failure | kind |
 //! |---|---|
 //! | `EV001` raised by `append()` | [`StoreError::Conflict`] with stream, expected and actual |
+//! | `EV005` raised by the streams trigger (migration 0008) | [`StoreError::StreamDeleted`] with the stream and its tombstone's version |
 //! | serialization failure (also: an append older than its stream's last writer, migration 0006), deadlock, lock not available, statement timeout, too many connections, server starting up | `Transient` |
 //! | connection refused, pool timeout, I/O error before the statement was sent | `Transient` |
 //! | I/O or protocol error, connection terminated, after an append was sent | `OutcomeUnknown` (the commit may have happened) |
 //! | invalid JSON, value too long, invalid text in an append (class 22) | `InvalidAppend::Rejected` naming the stream |
 //! | read-only transaction, permission denied, undefined table or function, anything else | `Permanent` |
 
-use eventcore::{AppendRequest, Conflict, InvalidAppend, Operation, StoreError, StreamId};
+use eventcore::{AppendRequest, Conflict, InvalidAppend, Operation, StoreError, StreamDeleted, StreamId};
 use std::sync::Arc;
 
 /// Whether the statement may have reached the server when the error struck.
@@ -26,6 +27,10 @@ pub(crate) enum Phase {
 pub(crate) const CONFLICT: &str = "EV001";
 /// SQLSTATE raised when one transaction would hold more than 2^20 events.
 const TOO_MANY_EVENTS: &str = "EV002";
+/// SQLSTATE raised by the trigger on `streams` (migration 0008) when a write
+/// advances the head of a stream a tombstone ended; DETAIL is
+/// `"<deleted_at_version> <stream id>"` (see [`stream_deleted`]).
+const STREAM_DELETED: &str = "EV005";
 
 /// SQLSTATE `serialization_failure`. Besides PostgreSQL's own uses, the
 /// trigger of migration 0006 raises it when an append's transaction is older
@@ -62,6 +67,14 @@ pub(crate) fn map_error(
             if let (CONFLICT, Some(request)) = (code.as_str(), request) {
                 if let Some(conflict) = conflict_from_detail(db.as_ref(), request) {
                     return conflict.into();
+                }
+            }
+            if code == STREAM_DELETED {
+                if let Some(deleted) = db
+                    .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                    .and_then(|pg| stream_deleted(pg.detail()?))
+                {
+                    return deleted.into();
                 }
             }
             if let (TOO_MANY_EVENTS, Some(request)) = (code.as_str(), request) {
@@ -193,6 +206,17 @@ pub(crate) fn conflict(request: &AppendRequest, detail: &str) -> Option<Conflict
         stream: entry.stream.clone(),
         expected: entry.expected,
         actual: eventcore::StreamVersion::new(actual),
+    })
+}
+
+/// Rebuilds the refusal from the DETAIL of a [`STREAM_DELETED`] (EV005)
+/// error, `"<deleted_at_version> <stream id>"` (the stream id is the rest of
+/// the text, spaces included).
+pub(crate) fn stream_deleted(detail: &str) -> Option<StreamDeleted> {
+    let (version, stream) = detail.split_once(' ')?;
+    Some(StreamDeleted {
+        stream: StreamId::new(stream).ok()?,
+        deleted_at: eventcore::StreamVersion::new(version.parse().ok()?),
     })
 }
 

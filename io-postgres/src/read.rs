@@ -140,6 +140,7 @@ impl PostgresStore {
                 stream: r.stream.clone(),
                 head: StreamVersion::NONE,
                 events: Vec::new(),
+                deleted_at: None,
             })
             .collect();
         // Rows are decoded as they arrive, while the server is still sending
@@ -149,7 +150,7 @@ impl PostgresStore {
             .bind(&afters)
             .bind(page)
             .fetch(&mut *conn);
-        let mut decoder = RowDecoder::new(2);
+        let mut decoder = RowDecoder::new(3);
         let failed = |e| map_error(Operation::Read, Phase::Executing, e, None);
         while let Some(row) = rows.try_next().await.map_err(failed)? {
             let ord: i32 = value(&row, 0, decoder.checked).map_err(|e| contract(Operation::Read, e))?;
@@ -173,6 +174,8 @@ impl PostgresStore {
                 slice.events.reserve(usize::try_from(expected.min(65_536)).unwrap_or(0));
             }
             slice.head = head;
+            let deleted_at: Option<i64> = value(&row, 2, decoder.checked).map_err(|e| contract(Operation::Read, e))?;
+            slice.deleted_at = deleted_at.map(|v| StreamVersion::new(to_u64(v)));
             if let Some(event) = decoder.decode(&row, Operation::Read, Some(&slice.stream))? {
                 slice.events.push(event);
                 decoder.row_done();

@@ -31,6 +31,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "dead letter replay requests",
         include_str!("../migrations/0007_dead_letter_replay.sql"),
     ),
+    (
+        8,
+        "stream tombstones",
+        include_str!("../migrations/0008_stream_tombstones.sql"),
+    ),
 ];
 
 /// The migrations compiled into this crate, as a sqlx migration source.

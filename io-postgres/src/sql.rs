@@ -15,6 +15,7 @@ pub(crate) struct Statements {
     pub(crate) read_all_prefix: String,
     pub(crate) await_horizon: String,
     pub(crate) append_batch: String,
+    pub(crate) tombstone: String,
 }
 
 impl Statements {
@@ -131,9 +132,10 @@ impl Statements {
                 // plain join lets a generic plan hash-join every stream head;
                 // a lateral subquery with a LIMIT is not flattened, so it stays
                 // one key lookup per requested stream.
-                "SELECT r.ord::int4 AS ord, coalesce(h.version, 0) AS head, {event_columns} \
+                // The third column is the head's tombstone (migration 0008).
+                "SELECT r.ord::int4 AS ord, coalesce(h.version, 0) AS head, h.deleted_at_version, {event_columns} \
                  FROM unnest($1::text[], $2::int8[]) WITH ORDINALITY AS r(stream_id, after, ord) \
-                 LEFT JOIN LATERAL (SELECT y.version FROM {s}.streams y WHERE y.stream_id = r.stream_id LIMIT 1) h ON true \
+                 LEFT JOIN LATERAL (SELECT y.version, y.deleted_at_version FROM {s}.streams y WHERE y.stream_id = r.stream_id LIMIT 1) h ON true \
                  LEFT JOIN LATERAL (SELECT * FROM {s}.events x \
                     WHERE x.stream_id = r.stream_id AND x.version > r.after \
                     ORDER BY x.version LIMIT $3) e ON true"
@@ -161,6 +163,12 @@ impl Statements {
                  FROM {s}.append_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
                  $18)"
             ),
+            // Ends streams (migration 0008), run in an append's transaction
+            // right after its events are written, so the heads are this
+            // transaction's and locked: `$1` the ids of the streams the
+            // append tombstones. A stream ended before never gets here: the
+            // append that wrote it was refused (EV005).
+            tombstone: format!("UPDATE {s}.streams SET deleted_at_version = version WHERE stream_id = ANY($1::text[])"),
         }
     }
 

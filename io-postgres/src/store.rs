@@ -265,6 +265,10 @@ impl EventStore for PostgresStore {
             let request = &*request.for_store(self.options.codec)?;
             self.bounded(Operation::Append, async {
                 let mut conn = self.acquire(Operation::Append).await?;
+                if request.streams.iter().any(|entry| entry.tombstone) {
+                    // The events and the tombstone in one transaction.
+                    return self.append_ending(&mut conn, request).await;
+                }
                 match self.append_alone(&mut conn, request).await? {
                     Some(receipt) => Ok(receipt),
                     // Claimed before: `append()` finds the stored receipt (or,

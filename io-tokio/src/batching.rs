@@ -392,6 +392,7 @@ mod tests {
                     schema_version: 1,
                     payload: Payload::from_trusted_json("null"),
                 }],
+                tombstone: false,
             }],
         }
     }

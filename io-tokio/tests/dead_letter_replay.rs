@@ -41,6 +41,7 @@ async fn deposit(store: &MemoryEventStore, stream: &str, amount: i64) -> GlobalP
                 schema_version: 1,
                 payload: Payload::from_json(format!(r#"{{"amount":{amount}}}"#)).expect("valid json"),
             }],
+            tombstone: false,
         }],
     };
     store.append(&request).await.expect("append").last_position()

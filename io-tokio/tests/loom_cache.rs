@@ -33,6 +33,7 @@ fn append(tag: u8, name: &str, count: u8) -> AppendRequest {
                     payload: Payload::from_trusted_json(format!("{n}")),
                 })
                 .collect(),
+            tombstone: false,
         }],
     }
 }

@@ -40,6 +40,7 @@ fn append(tag: u8, streams: &[(&str, ExpectedVersion)], per_stream: u8) -> Appen
                 stream: stream(name),
                 expected: *expected,
                 events: (0..per_stream).map(|n| event(tag, n)).collect(),
+                tombstone: false,
             })
             .collect(),
     }

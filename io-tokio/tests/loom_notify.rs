@@ -28,6 +28,7 @@ fn append(tag: u8, stream: &str) -> AppendRequest {
                 schema_version: 1,
                 payload: Payload::from_trusted_json("null"),
             }],
+            tombstone: false,
         }],
     }
 }

@@ -96,6 +96,7 @@ async fn store_with(events: usize) -> MemoryEventStore {
                     schema_version: 1,
                     payload: Payload::from_trusted_json("null"),
                 }],
+                tombstone: false,
             }],
         };
         store.append(&request).await.expect("append");

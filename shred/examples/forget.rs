@@ -122,6 +122,7 @@ async fn append(
                     schema_version: sealed.schema_version,
                     payload: sealed.payload,
                 }],
+                tombstone: false,
             }],
         })
         .await?;

@@ -60,6 +60,7 @@ async fn append(store: &PostgresStore, keys: &PgKeyStore, stream: &str, events: 
             stream: StreamId::new(stream).expect("valid stream"),
             expected: ExpectedVersion::Any,
             events: new_events,
+            tombstone: false,
         }],
     };
     store.append(&request).await.expect("appended");

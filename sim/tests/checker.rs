@@ -34,6 +34,7 @@ fn append(command: CommandId, seed: u8, streams: &[(&str, ExpectedVersion, usize
                         }
                     })
                     .collect(),
+                tombstone: false,
             })
             .collect(),
     }

@@ -349,11 +349,13 @@ fn an_append_without_events_is_refused_by_the_store() {
                 stream: account(1),
                 expected: ExpectedVersion::Exact(StreamVersion::new(1)),
                 events: vec![],
+                tombstone: false,
             },
             StreamAppend {
                 stream: id("other"),
                 expected: ExpectedVersion::Any,
                 events: vec![],
+                tombstone: false,
             },
         ],
     };
@@ -378,6 +380,7 @@ async fn the_async_store_refuses_an_append_without_events_too() {
             stream: account(1),
             expected: ExpectedVersion::Any,
             events: vec![],
+            tombstone: false,
         }],
     };
     let result = store.append(&request).await;
@@ -634,6 +637,7 @@ fn store_with_raw_event(event_type: &str, schema_version: u32, payload: &str) ->
                 schema_version,
                 payload: Payload::from_trusted_json(payload),
             }],
+            tombstone: false,
         }],
     };
     store.append(&request).expect("raw event stored");

@@ -161,6 +161,7 @@ async fn an_event_of_its_own_type_that_does_not_decode_is_still_poison() {
                     schema_version: 1,
                     payload: Payload::from_json(r#"{"id":"nine"}"#.to_owned()).expect("json"),
                 }],
+                tombstone: false,
             }],
         })
         .await

@@ -193,6 +193,7 @@ fn foreign_deposit(stream: &StreamId, n: u32) -> AppendRequest {
                 schema_version: encoded.schema_version,
                 payload: encoded.payload,
             }],
+            tombstone: false,
         }],
     }
 }

@@ -321,6 +321,7 @@ fn foreign_write(store: &mut MemoryStore, stream: &StreamId, event: Ev, n: &mut 
                 schema_version: encoded.schema_version,
                 payload: encoded.payload,
             }],
+            tombstone: false,
         }],
     };
     store.append(&request).expect("a foreign write with Any commits");

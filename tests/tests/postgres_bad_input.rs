@@ -48,6 +48,7 @@ async fn a_stored_payload_that_does_not_fit_its_event_type_is_a_decode_error_nam
             stream: account(0),
             expected: ExpectedVersion::Exact(StreamVersion::new(1)),
             events: vec![with_payload("Deposited", r#"{"amount":"a lot"}"#)],
+            tombstone: false,
         }]))
         .await
         .expect("the store holds any JSON");
@@ -91,11 +92,13 @@ async fn json_postgres_cannot_store_is_rejected_naming_its_stream_and_nothing_is
                     stream: good.clone(),
                     expected: ExpectedVersion::Any,
                     events: tested_events(2),
+                    tombstone: false,
                 },
                 StreamAppend {
                     stream: bad.clone(),
                     expected: ExpectedVersion::Any,
                     events: vec![with_payload("Tested", payload)],
+                    tombstone: false,
                 },
             ]))
             .await
@@ -124,6 +127,7 @@ async fn oversized_input_gets_the_same_typed_errors_as_the_memory_store() {
             stream: s.clone(),
             expected: ExpectedVersion::Any,
             events: vec![with_payload("Big", &huge)],
+            tombstone: false,
         }]))
         .await
         .expect_err("too large");
@@ -144,6 +148,7 @@ async fn the_database_refuses_to_change_or_delete_stored_events() {
             stream: s.clone(),
             expected: ExpectedVersion::NoStream,
             events: tested_events(2),
+            tombstone: false,
         }]))
         .await
         .expect("append");
@@ -180,6 +185,7 @@ async fn an_unmigrated_schema_is_a_permanent_error() {
             stream: stream("nowhere"),
             expected: ExpectedVersion::Any,
             events: tested_events(1),
+            tombstone: false,
         }]))
         .await
         .expect_err("no tables, no function");
@@ -220,6 +226,7 @@ async fn a_read_only_database_refuses_appends_permanently_and_keeps_its_data() {
             stream: s.clone(),
             expected: ExpectedVersion::NoStream,
             events: tested_events(2),
+            tombstone: false,
         }]))
         .await
         .expect("append while writable");
@@ -242,6 +249,7 @@ async fn a_read_only_database_refuses_appends_permanently_and_keeps_its_data() {
             stream: s.clone(),
             expected: ExpectedVersion::Exact(StreamVersion::new(2)),
             events: tested_events(1),
+            tombstone: false,
         }]))
         .await
         .expect_err("read-only");

@@ -157,6 +157,7 @@ fn append_of(stream: &StreamId, payloads: Vec<Payload>) -> AppendRequest {
                     payload,
                 })
                 .collect(),
+            tombstone: false,
         }],
     }
 }

@@ -17,6 +17,7 @@ fn entry(stream_id: &StreamId, expected: ExpectedVersion, events: usize) -> Stre
         stream: stream_id.clone(),
         expected,
         events: tested_events(events),
+        tombstone: false,
     }
 }
 
@@ -209,6 +210,7 @@ async fn a_pure_version_check_blocks_writers_of_that_stream_until_commit() {
                     stream: checked.clone(),
                     expected: ExpectedVersion::Exact(StreamVersion::new(1)),
                     events: vec![],
+                    tombstone: false,
                 },
                 entry(&written, ExpectedVersion::NoStream, 1),
             ]),

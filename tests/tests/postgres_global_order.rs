@@ -23,6 +23,7 @@ fn append(stream_id: &StreamId, events: Vec<NewEvent>) -> AppendRequest {
             stream: stream_id.clone(),
             expected: ExpectedVersion::Any,
             events,
+            tombstone: false,
         }],
     }
 }

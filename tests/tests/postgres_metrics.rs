@@ -56,6 +56,7 @@ fn append_to(s: &StreamId, expected: ExpectedVersion, events: usize) -> AppendRe
             stream: s.clone(),
             expected,
             events: tested_events(events),
+            tombstone: false,
         }],
     }
 }

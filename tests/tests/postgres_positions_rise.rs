@@ -30,6 +30,7 @@ fn append_any(streams: &[&StreamId]) -> AppendRequest {
                 stream: s.clone(),
                 expected: ExpectedVersion::Any,
                 events: vec![new_event("Noted", serde_json::json!({}))],
+                tombstone: false,
             })
             .collect(),
     }
@@ -248,11 +249,13 @@ async fn pure_version_checks_of_an_older_transaction_are_not_refused() {
                 stream: checked.clone(),
                 expected: ExpectedVersion::Exact(StreamVersion::new(2)),
                 events: vec![],
+                tombstone: false,
             },
             StreamAppend {
                 stream: written.clone(),
                 expected: ExpectedVersion::Any,
                 events: vec![new_event("Noted", serde_json::json!({}))],
+                tombstone: false,
             },
         ],
     };

@@ -26,6 +26,7 @@ async fn a_long_stream_is_streamed_page_by_page_in_version_order() {
                     stream: s.clone(),
                     expected: ExpectedVersion::Any,
                     events: tested_events(500),
+                    tombstone: false,
                 }],
             })
             .await
@@ -113,11 +114,13 @@ async fn the_events_of_a_command_are_found_by_its_id_with_their_metadata() {
                 stream: a.clone(),
                 expected: ExpectedVersion::Any,
                 events: tested_events(2),
+                tombstone: false,
             },
             StreamAppend {
                 stream: b.clone(),
                 expected: ExpectedVersion::Any,
                 events: tested_events(1),
+                tombstone: false,
             },
         ],
     };

@@ -48,6 +48,7 @@ fn transfer_like(streams: usize) -> AppendRequest {
                 stream: stream(&format!("rt-{i}")),
                 expected: ExpectedVersion::Any,
                 events: tested_events(1 + i % 2),
+                tombstone: false,
             })
             .collect(),
     }

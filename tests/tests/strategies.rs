@@ -26,7 +26,7 @@ proptest! {
                         event_type: event.event_type.clone(),
                         schema_version: event.schema_version,
                         payload: event.payload.clone(),
-                    }],
+                    }], tombstone: false,
                 }],
             };
             let receipt = store.append(&append).expect("a generated history keeps the contract");
@@ -63,7 +63,7 @@ proptest! {
             store
                 .append(&AppendRequest {
                     metadata: std::sync::Arc::new(earlier),
-                    streams: vec![StreamAppend { stream: stream.clone(), expected: ExpectedVersion::NoStream, events: history.clone() }],
+                    streams: vec![StreamAppend { stream: stream.clone(), expected: ExpectedVersion::NoStream, events: history.clone(), tombstone: false }],
                 })
                 .expect("a first append commits");
         }
@@ -71,7 +71,7 @@ proptest! {
         let count = events.len() as u64;
         let result = store.append(&AppendRequest {
             metadata: std::sync::Arc::new(metadata),
-            streams: vec![StreamAppend { stream, expected, events }],
+            streams: vec![StreamAppend { stream, expected, events, tombstone: false }],
         });
         match result {
             Ok(receipt) => {

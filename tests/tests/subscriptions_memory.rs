@@ -63,6 +63,7 @@ async fn append(store: &MemoryEventStore, stream: &str, events: Vec<NewEvent>) -
             stream: StreamId::new(stream).expect("valid stream"),
             expected: ExpectedVersion::Any,
             events,
+            tombstone: false,
         }],
     };
     store.append(&request).await.expect("append").last_position()

@@ -77,6 +77,7 @@ fn request(stream: &str, events: Vec<NewEvent>) -> AppendRequest {
             stream: StreamId::new(stream).expect("valid stream"),
             expected: ExpectedVersion::Any,
             events,
+            tombstone: false,
         }],
     }
 }

@@ -108,6 +108,7 @@ fn seed_store(histories: &[Vec<AccountEvent>]) -> MemoryStore {
                         schema_version: encoded.schema_version,
                         payload: encoded.payload,
                     }],
+                    tombstone: false,
                 }],
             };
             store.append(&request).expect("seeding appends");

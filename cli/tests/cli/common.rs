@@ -63,6 +63,7 @@ pub async fn append_with(
                 stream: stream(stream_id),
                 expected: ExpectedVersion::Any,
                 events: events.iter().map(|(t, p)| new_event(t, p.clone())).collect(),
+                tombstone: false,
             }],
         })
         .await

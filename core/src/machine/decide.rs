@@ -146,6 +146,7 @@ impl<C: Command> CommandMachine<C> {
                     stream: recorded.stream_id.clone(),
                     expected: ExpectedVersion::Exact(StreamVersion::new(recorded.version.get().saturating_sub(1))),
                     events: vec![event],
+                    tombstone: false,
                 }),
             }
         }
@@ -195,6 +196,7 @@ impl<C: Command> CommandMachine<C> {
                 stream: cursor.stream.clone(),
                 expected,
                 events: new_events,
+                tombstone: false,
             });
         }
         let metadata = EventMetadata {

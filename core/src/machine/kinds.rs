@@ -20,6 +20,7 @@ use std::fmt;
 /// | [`OutcomeUnknown`](CommandErrorKind::OutcomeUnknown) | [`CommandError::OutcomeUnknown`] | 503 with `Retry-After` |
 /// | [`Timeout`](CommandErrorKind::Timeout) | [`CommandError::DeadlineExceeded`] | 503 with `Retry-After` |
 /// | [`Unavailable`](CommandErrorKind::Unavailable) | retries of other store failures ran out, [`CommandError::Store`] | 503 |
+/// | [`StreamDeleted`](CommandErrorKind::StreamDeleted) | [`CommandError::Store`] with [`StoreError::StreamDeleted`] | 410 |
 /// | [`Invalid`](CommandErrorKind::Invalid) | a misdeclared command, a malformed request | 500 |
 /// | [`Decode`](CommandErrorKind::Decode) | [`CommandError::Decode`] | 500 |
 /// | [`Encode`](CommandErrorKind::Encode) | [`CommandError::Encode`] | 500 |
@@ -58,6 +59,10 @@ pub enum CommandErrorKind {
     /// read-only database, a store that broke its contract). Nothing was
     /// written. 503 Service Unavailable.
     Unavailable,
+    /// The command wrote a stream a tombstone had ended
+    /// ([`CommandError::Store`] with [`StoreError::StreamDeleted`]); nothing
+    /// was written and no retry will succeed. 410 Gone.
+    StreamDeleted,
     /// A programming error: the command declares no streams, writes a stream
     /// it did not read, lacks a view, addresses an event its stream's view
     /// cannot fold, discovers streams without end, or its append is
@@ -81,11 +86,13 @@ impl CommandErrorKind {
     /// assert_eq!(CommandErrorKind::Conflict.suggested_http_status(), 409);
     /// assert_eq!(CommandErrorKind::OutcomeUnknown.suggested_http_status(), 503);
     /// assert_eq!(CommandErrorKind::Invalid.suggested_http_status(), 500);
+    /// assert_eq!(CommandErrorKind::StreamDeleted.suggested_http_status(), 410);
     /// ```
     pub fn suggested_http_status(self) -> u16 {
         match self {
             CommandErrorKind::Rejected => 422,
             CommandErrorKind::Conflict => 409,
+            CommandErrorKind::StreamDeleted => 410,
             CommandErrorKind::OutcomeUnknown | CommandErrorKind::Timeout | CommandErrorKind::Unavailable => 503,
             CommandErrorKind::Invalid | CommandErrorKind::Decode | CommandErrorKind::Encode => 500,
         }
@@ -123,6 +130,7 @@ impl CommandErrorKind {
             CommandErrorKind::OutcomeUnknown => "outcome_unknown",
             CommandErrorKind::Timeout => "timeout",
             CommandErrorKind::Unavailable => "unavailable",
+            CommandErrorKind::StreamDeleted => "stream_deleted",
             CommandErrorKind::Invalid => "invalid",
             CommandErrorKind::Decode => "decode",
             CommandErrorKind::Encode => "encode",
@@ -179,6 +187,7 @@ impl<E> CommandError<E> {
 fn store_kind(error: &StoreError) -> CommandErrorKind {
     match error.kind() {
         StoreErrorKind::Conflict => CommandErrorKind::Conflict,
+        StoreErrorKind::StreamDeleted => CommandErrorKind::StreamDeleted,
         StoreErrorKind::InvalidAppend | StoreErrorKind::InvalidRequest => CommandErrorKind::Invalid,
         StoreErrorKind::OutcomeUnknown => CommandErrorKind::OutcomeUnknown,
         StoreErrorKind::Transient

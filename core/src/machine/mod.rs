@@ -148,7 +148,7 @@ enum Phase<E> {
 /// let mut m = CommandMachine::new(Open(StreamId::new("acc-1")?), ExecutionPolicy::default(), ctx, now, 42);
 /// let Step::Read { id, request: read, .. } = m.poll() else { panic!("reads first") };
 /// m.on_read(id, Ok(ReadResponse { streams: vec![StreamSlice {
-///     stream: read.streams[0].stream.clone(), head: StreamVersion::NONE, events: vec![] }] }), now);
+///     stream: read.streams[0].stream.clone(), head: StreamVersion::NONE, events: vec![], deleted_at: None }] }), now);
 /// let Step::Append { request: append, .. } = m.poll() else { panic!("then appends") };
 /// assert_eq!(append.streams[0].expected, ExpectedVersion::NoStream);
 /// # Ok::<(), InvalidStreamId>(())
@@ -268,7 +268,7 @@ impl<C: Command> CommandMachine<C> {
     /// let mut m = CommandMachine::new(Open(StreamId::new("s")?), ExecutionPolicy::default(), ctx, now, 1).with_codec(codec);
     /// let Step::Read { id, request, .. } = m.poll() else { panic!("reads first") };
     /// m.on_read(id, Ok(ReadResponse { streams: vec![StreamSlice {
-    ///     stream: request.streams[0].stream.clone(), head: StreamVersion::NONE, events: vec![] }] }), now);
+    ///     stream: request.streams[0].stream.clone(), head: StreamVersion::NONE, events: vec![], deleted_at: None }] }), now);
     /// let Step::Append { request, .. } = m.poll() else { panic!("then appends") };
     /// assert_eq!(request.streams[0].events[0].payload.codec(), codec);
     /// # Ok::<(), InvalidStreamId>(())

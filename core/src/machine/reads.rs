@@ -66,6 +66,7 @@ impl<C: Command> CommandMachine<C> {
                 stream: stream.clone(),
                 head,
                 events,
+                deleted_at: None,
             }],
         };
         if let Err(error) = self.absorb(&[(cursor, StreamVersion::NONE)], slice) {

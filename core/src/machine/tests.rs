@@ -82,6 +82,7 @@ fn answer(request: &ReadRequest, data: &[(StreamId, Vec<RecordedEvent>)]) -> Rea
                         .take(page)
                         .cloned()
                         .collect(),
+                    deleted_at: None,
                 }
             })
             .collect(),

@@ -28,9 +28,9 @@ use std::sync::Arc;
 /// let append = AppendRequest {
 ///     metadata: meta,
 ///     streams: vec![
-///         StreamAppend { stream: order, expected: ExpectedVersion::Exact(StreamVersion::new(2)), events: vec![cancelled] },
+///         StreamAppend { stream: order, expected: ExpectedVersion::Exact(StreamVersion::new(2)), events: vec![cancelled], tombstone: false },
 ///         // Read but not written: still pinned, so the decision is checked whole.
-///         StreamAppend { stream: product, expected: ExpectedVersion::Exact(StreamVersion::new(9)), events: vec![] },
+///         StreamAppend { stream: product, expected: ExpectedVersion::Exact(StreamVersion::new(9)), events: vec![], tombstone: false },
 ///     ],
 /// };
 /// assert_eq!(append.event_count(), 1);
@@ -95,6 +95,11 @@ impl AppendRequest {
                     stream: entry.stream.clone(),
                 });
             }
+            if entry.tombstone && entry.events.is_empty() {
+                return Err(InvalidAppend::TombstoneWithoutEvents {
+                    stream: entry.stream.clone(),
+                });
+            }
             for event in &entry.events {
                 if event.payload.len() > limits.max_payload_bytes {
                     return Err(InvalidAppend::PayloadTooLarge {
@@ -141,6 +146,7 @@ impl AppendRequest {
     ///         stream: StreamId::new("s")?,
     ///         expected: ExpectedVersion::Any,
     ///         events: Codec::ALL.iter().map(|c| event(json.to_codec(*c).expect("converts"))).collect(),
+    ///         tombstone: false,
     ///     }],
     /// };
     /// let stored = append.for_store(Codec::Json)?;
@@ -177,8 +183,17 @@ impl AppendRequest {
 ///
 /// ```
 /// use eventcore::*;
-/// let check = StreamAppend { stream: StreamId::new("a")?, expected: ExpectedVersion::StreamExists, events: vec![] };
+/// let check = StreamAppend { stream: StreamId::new("a")?, expected: ExpectedVersion::StreamExists, events: vec![], tombstone: false };
 /// assert!(check.events.is_empty(), "a pure version check");
+/// let closed = NewEvent {
+///     event_id: EventId::v7(Time::ZERO, [1; 10]),
+///     event_type: EventType::new("Closed").expect("valid"),
+///     schema_version: 1,
+///     payload: Payload::from_trusted_json("{}"),
+/// };
+/// // The stream's last event: the append ends the stream.
+/// let last = StreamAppend { stream: StreamId::new("b")?, expected: ExpectedVersion::StreamExists, events: vec![closed], tombstone: true };
+/// assert!(last.tombstone);
 /// # Ok::<(), InvalidStreamId>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -189,6 +204,16 @@ pub struct StreamAppend {
     pub expected: ExpectedVersion,
     /// Events to add, in order; empty for a pure version check.
     pub events: Vec<NewEvent>,
+    /// Whether this append ends the stream (a tombstone): once it commits,
+    /// every later append that writes the stream is refused with
+    /// [`StoreError::StreamDeleted`](crate::StoreError::StreamDeleted), and
+    /// reads report the stream as deleted
+    /// ([`StreamSlice::deleted_at`](crate::StreamSlice::deleted_at)), its
+    /// events still readable. A tombstoning entry carries at least one event
+    /// (the stream's last, such as `AccountClosed`), so the tombstone is
+    /// atomic with it and with the rest of the append, and a re-send with the
+    /// same command id answers with the original receipt like any append.
+    pub tombstone: bool,
 }
 
 /// Size limits every store enforces on an append.

@@ -55,6 +55,27 @@ pub struct Conflict {
     pub actual: StreamVersion,
 }
 
+/// An append wrote a stream that a tombstone had ended; nothing was written.
+///
+/// ```
+/// use eventcore::*;
+/// let deleted = StreamDeleted { stream: StreamId::new("account-1")?, deleted_at: StreamVersion::new(4) };
+/// assert_eq!(deleted.to_string(), "stream `account-1` was deleted by a tombstone at version 4; it takes no more events");
+/// let error = StoreError::from(deleted);
+/// assert!(!error.is_retryable());
+/// assert_eq!(error.kind(), StoreErrorKind::StreamDeleted);
+/// # Ok::<(), InvalidStreamId>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("stream `{stream}` was deleted by a tombstone at version {}; it takes no more events", deleted_at.get())]
+pub struct StreamDeleted {
+    /// The deleted stream.
+    pub stream: StreamId,
+    /// The version of the stream's last event, the one its tombstone was
+    /// written with.
+    pub deleted_at: StreamVersion,
+}
+
 /// An append the store refuses before looking at stored data.
 ///
 /// ```
@@ -106,6 +127,15 @@ pub enum InvalidAppend {
         size: usize,
         /// The limit.
         max: usize,
+    },
+    /// A tombstoning entry carried no events: a tombstone is written with
+    /// the stream's last event.
+    #[error(
+        "the tombstone of stream `{stream}` carries no events; a tombstone is written with the stream's last event"
+    )]
+    TombstoneWithoutEvents {
+        /// The stream the tombstone was for.
+        stream: StreamId,
     },
     /// The store cannot hold a value in this append (for example a payload
     /// the database rejects as JSON).
@@ -175,6 +205,9 @@ pub type ErrorSource = Arc<dyn std::error::Error + Send + Sync + 'static>;
 pub enum StoreError {
     /// An expected version did not hold; nothing was written.
     Conflict(Conflict),
+    /// The append wrote a stream a tombstone had ended; nothing was written,
+    /// and no retry will succeed. Displays the [`StreamDeleted`]'s text.
+    StreamDeleted(StreamDeleted),
     /// The append is malformed; nothing was written. Displays the
     /// [`InvalidAppend`]'s text.
     InvalidAppend(InvalidAppend),
@@ -237,6 +270,7 @@ impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreError::Conflict(conflict) => fmt::Display::fmt(conflict, f),
+            StoreError::StreamDeleted(deleted) => fmt::Display::fmt(deleted, f),
             StoreError::InvalidAppend(invalid) => fmt::Display::fmt(invalid, f),
             StoreError::InvalidRequest(invalid) => fmt::Display::fmt(invalid, f),
             StoreError::Transient { operation, message, .. } => {
@@ -265,6 +299,7 @@ impl std::error::Error for StoreError {
             // Pure wrappers: their Display is the inner error's, so the
             // chain continues with the inner error's source.
             StoreError::Conflict(conflict) => conflict.source(),
+            StoreError::StreamDeleted(deleted) => deleted.source(),
             StoreError::InvalidAppend(invalid) => invalid.source(),
             StoreError::InvalidRequest(invalid) => invalid.source(),
             StoreError::Transient { source, .. }
@@ -280,6 +315,12 @@ impl std::error::Error for StoreError {
 impl From<Conflict> for StoreError {
     fn from(conflict: Conflict) -> Self {
         StoreError::Conflict(conflict)
+    }
+}
+
+impl From<StreamDeleted> for StoreError {
+    fn from(deleted: StreamDeleted) -> Self {
+        StoreError::StreamDeleted(deleted)
     }
 }
 
@@ -310,6 +351,9 @@ impl From<InvalidRequest> for StoreError {
 pub enum StoreErrorKind {
     /// [`StoreError::Conflict`]: an expected version did not hold.
     Conflict,
+    /// [`StoreError::StreamDeleted`]: the append wrote a stream a tombstone
+    /// had ended.
+    StreamDeleted,
     /// [`StoreError::InvalidAppend`]: a malformed append.
     InvalidAppend,
     /// [`StoreError::InvalidRequest`]: a malformed read.
@@ -338,6 +382,7 @@ impl StoreErrorKind {
     pub fn as_str(self) -> &'static str {
         match self {
             StoreErrorKind::Conflict => "conflict",
+            StoreErrorKind::StreamDeleted => "stream_deleted",
             StoreErrorKind::InvalidAppend => "invalid_append",
             StoreErrorKind::InvalidRequest => "invalid_request",
             StoreErrorKind::Transient => "transient",
@@ -366,6 +411,7 @@ impl StoreError {
     pub fn kind(&self) -> StoreErrorKind {
         match self {
             StoreError::Conflict(_) => StoreErrorKind::Conflict,
+            StoreError::StreamDeleted(_) => StoreErrorKind::StreamDeleted,
             StoreError::InvalidAppend(_) => StoreErrorKind::InvalidAppend,
             StoreError::InvalidRequest(_) => StoreErrorKind::InvalidRequest,
             StoreError::Transient { .. } => StoreErrorKind::Transient,

@@ -11,6 +11,8 @@ mod read;
 mod read_all;
 
 pub use append::{AppendLimits, AppendReceipt, AppendRequest, StreamAppend, StreamCommit};
-pub use errors::{Conflict, ErrorSource, InvalidAppend, InvalidRequest, Operation, StoreError, StoreErrorKind};
+pub use errors::{
+    Conflict, ErrorSource, InvalidAppend, InvalidRequest, Operation, StoreError, StoreErrorKind, StreamDeleted,
+};
 pub use read::{ReadRequest, ReadResponse, StreamRead, StreamSlice};
 pub use read_all::{EventFilter, ReadAllRequest, ReadAllResponse};

@@ -88,7 +88,7 @@ pub struct StreamRead {
 ///
 /// ```
 /// use eventcore::*;
-/// let answer = ReadResponse { streams: vec![StreamSlice { stream: StreamId::new("new")?, head: StreamVersion::NONE, events: vec![] }] };
+/// let answer = ReadResponse { streams: vec![StreamSlice { stream: StreamId::new("new")?, head: StreamVersion::NONE, events: vec![], deleted_at: None }] };
 /// assert!(answer.streams[0].head.is_none(), "a missing stream reads as empty at version 0");
 /// # Ok::<(), InvalidStreamId>(())
 /// ```
@@ -102,9 +102,10 @@ pub struct ReadResponse {
 ///
 /// ```
 /// use eventcore::*;
-/// let slice = StreamSlice { stream: StreamId::new("a")?, head: StreamVersion::new(7), events: vec![] };
+/// let slice = StreamSlice { stream: StreamId::new("a")?, head: StreamVersion::new(7), events: vec![], deleted_at: None };
 /// // Read after version 7: nothing new, and the head says so.
 /// assert_eq!(slice.head.get(), 7);
+/// assert!(slice.deleted_at.is_none(), "the stream is open");
 /// # Ok::<(), InvalidStreamId>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -116,6 +117,11 @@ pub struct StreamSlice {
     /// Events after the requested version, in version order; fewer than
     /// `head - after` only when a page size cut the slice short.
     pub events: Vec<RecordedEvent>,
+    /// `Some(version)` when the stream was ended by a tombstone
+    /// ([`StreamAppend::tombstone`](crate::StreamAppend::tombstone)), the
+    /// version of its last event (then equal to `head`); `None` while it is
+    /// open. A deleted stream's events stay readable.
+    pub deleted_at: Option<StreamVersion>,
 }
 
 #[cfg(test)]

@@ -114,6 +114,7 @@ pub async fn append_workload<S: EventStore>(store: &S, tag: u64, commands: u64, 
                             payload: Payload::from_trusted_json(format!(r#"{{"amount":{},"tag":{tag}}}"#, c + k)),
                         })
                         .collect(),
+                    tombstone: false,
                 })
                 .collect(),
         };

@@ -28,7 +28,10 @@
 //!    payloads in either codec;
 //! 8. `concurrency`: concurrency and cancellation: no lost update, one
 //!    commit per command id, atomic visibility, a global reader that never
-//!    misses an event, and appends dropped part-way that are all-or-nothing.
+//!    misses an event, and appends dropped part-way that are all-or-nothing;
+//! 9. `tombstones`: ending a stream: later writes refused with a typed
+//!    error, reads that say so with the events intact, idempotent and
+//!    atomic like any append.
 
 use crate::StoreFactory;
 use eventcore::*;
@@ -46,6 +49,7 @@ mod idempotency;
 mod read_all;
 mod reads;
 mod round_trip;
+mod tombstones;
 
 pub use atomic_appends::*;
 pub use bad_input::*;
@@ -56,6 +60,7 @@ pub use idempotency::*;
 pub use read_all::*;
 pub use reads::*;
 pub use round_trip::*;
+pub use tombstones::*;
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -127,6 +132,7 @@ pub fn append_to(stream: &StreamId, expected: ExpectedVersion, count: usize, see
             stream: stream.clone(),
             expected,
             events: tested_events(count),
+            tombstone: false,
         }],
     }
 }
@@ -175,7 +181,25 @@ impl Append {
             stream: stream.clone(),
             expected,
             events,
+            tombstone: false,
         });
+        self
+    }
+
+    /// Adds `count` `Tested` events for `stream` that end it: the entry
+    /// carries a tombstone ([`StreamAppend::tombstone`]).
+    ///
+    /// ```
+    /// use eventcore::ExpectedVersion;
+    /// use eventcore_tests::conformance::{stream, Append};
+    /// let request = Append::new().ending(&stream("a"), ExpectedVersion::Any, 1).build();
+    /// assert!(request.streams[0].tombstone);
+    /// ```
+    pub fn ending(mut self, stream: &StreamId, expected: ExpectedVersion, count: usize) -> Self {
+        self = self.to(stream, expected, count);
+        if let Some(entry) = self.streams.last_mut() {
+            entry.tombstone = true;
+        }
         self
     }
 
@@ -374,6 +398,14 @@ macro_rules! conformance_suite {
             concurrent_overlapping_multi_stream_appends_stay_atomic,
             a_dropped_append_is_all_or_nothing_and_settled_by_resending,
             a_global_reader_never_misses_or_reorders_events,
+            a_tombstoned_stream_refuses_every_later_write,
+            a_tombstoned_stream_reads_as_deleted_with_its_events,
+            a_repeated_tombstone_returns_the_original_receipt,
+            tombstoning_a_tombstoned_stream_is_refused,
+            a_tombstone_is_atomic_with_a_multi_stream_append,
+            a_pure_version_check_of_a_tombstoned_stream_still_passes,
+            a_tombstone_without_events_is_refused,
+            a_batch_sees_a_tombstone_of_an_earlier_request,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {

@@ -84,6 +84,7 @@ pub fn request(streams: &[(StreamId, u64)], events_each: u64, n: u64) -> AppendR
                     }
                 })
                 .collect(),
+            tombstone: false,
         })
         .collect();
     AppendRequest {

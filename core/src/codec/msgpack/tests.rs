@@ -250,6 +250,7 @@ fn request(payloads: Vec<(&str, Payload)>) -> AppendRequest {
                 stream: StreamId::new(stream).expect("valid"),
                 expected: ExpectedVersion::Any,
                 events: vec![event],
+                tombstone: false,
             }),
         }
     }
@@ -324,6 +325,7 @@ fn a_machine_encodes_its_append_in_its_codec() {
             stream,
             head: StreamVersion::NONE,
             events: vec![],
+            deleted_at: None,
         };
         machine.on_read(id, Ok(ReadResponse { streams: vec![empty] }), now);
         let Step::Append { request, .. } = machine.poll() else {
