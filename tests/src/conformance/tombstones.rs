@@ -224,7 +224,8 @@ pub async fn a_tombstone_without_events_is_refused<F: StoreFactory>(factory: F) 
 }
 
 /// In a batch, requests are decided in order: one after a tombstone is
-/// refused, one before it commits, and an unrelated one is unaffected.
+/// refused, one before it commits, and an unrelated one is unaffected; in a
+/// later batch, a write to the deleted stream fails alone.
 pub async fn a_batch_sees_a_tombstone_of_an_earlier_request<F: StoreFactory>(factory: F) {
     let store = factory.fresh().await;
     let (s, other) = (stream("tomb-batch"), stream("tomb-batch-other"));
@@ -249,4 +250,20 @@ pub async fn a_batch_sees_a_tombstone_of_an_earlier_request<F: StoreFactory>(fac
     assert_stream_deleted(next(), &s, 2);
     next().expect("an unrelated request commits");
     assert_eq!(deleted_at(&store, &s).await, Some(StreamVersion::new(2)));
+
+    // A later batch without a tombstone: only the write to the deleted
+    // stream fails (a store writing the group at once must not fail the
+    // others with it).
+    let (x, y) = (stream("tomb-batch-x"), stream("tomb-batch-y"));
+    let requests = [
+        Append::new().to(&x, ExpectedVersion::NoStream, 1).build(),
+        Append::new().to(&s, ExpectedVersion::Any, 1).build(),
+        Append::new().to(&y, ExpectedVersion::NoStream, 1).build(),
+    ];
+    let mut outcomes = store.append_batch(&requests).await.into_iter();
+    let mut next = || outcomes.next().expect("one outcome per request");
+    next().expect("a request before the refused one commits");
+    assert_stream_deleted(next(), &s, 2);
+    next().expect("a request after the refused one commits");
+    assert_eq!(head(&store, &s).await, StreamVersion::new(2));
 }
