@@ -863,3 +863,43 @@ fn a_deduplicated_receipt_of_another_decision_is_accepted() {
     .expect("committed earlier");
     assert!(done.appended.is_some_and(|r| r.deduplicated));
 }
+
+#[test]
+fn a_write_to_a_deleted_stream_ends_the_command_at_once() {
+    // A tombstone ended the stream: no retry can write it, so the machine
+    // neither re-reads nor retries, and the error says what happened.
+    let a = stream("a");
+    let now = Time::from_unix_millis(1);
+    let mut machine = CommandMachine::new(
+        WriteOne(a.clone()),
+        ExecutionPolicy::default(),
+        ExecutionContext::new(CommandId::v7(now, [1; 10])),
+        now,
+        3,
+    );
+    let Step::Read { id, request, .. } = machine.poll() else {
+        panic!("reads first")
+    };
+    let data = vec![(a.clone(), vec![recorded(&a, 1, 1)])];
+    machine.on_read(id, Ok(answer(&request, &data)), now);
+    let Step::Append { id, .. } = machine.poll() else {
+        panic!("then appends")
+    };
+    let deleted = crate::StreamDeleted {
+        stream: a.clone(),
+        deleted_at: StreamVersion::new(1),
+    };
+    machine.on_append(id, Err(deleted.clone().into()), now);
+    match machine.poll() {
+        Step::Done(Err(error)) => {
+            assert!(
+                matches!(&error, CommandError::Store(StoreError::StreamDeleted(d)) if *d == deleted),
+                "{error:?}"
+            );
+            assert_eq!(error.kind(), crate::CommandErrorKind::StreamDeleted);
+            assert!(!error.kind().is_retryable());
+            assert!(!error.may_have_committed());
+        }
+        other => panic!("expected the command to end, got {other:?}"),
+    }
+}
