@@ -234,3 +234,21 @@ fn culprit(request: &AppendRequest) -> Option<StreamId> {
         .or_else(|| request.streams.first())
         .map(|entry| entry.stream.clone())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_detail_of_a_refused_write_to_a_deleted_stream_names_it() {
+        let deleted = stream_deleted("4 account 7 closed").expect("a well-formed detail");
+        assert_eq!(
+            deleted.stream.as_str(),
+            "account 7 closed",
+            "the rest of the detail, spaces and all"
+        );
+        assert_eq!(deleted.deleted_at, eventcore::StreamVersion::new(4));
+        assert_eq!(stream_deleted("x account"), None, "a version that is not a number");
+        assert_eq!(stream_deleted("4"), None, "no stream");
+    }
+}
