@@ -137,6 +137,9 @@ fn command_status(error: &AnyCommandError) -> (StatusCode, &'static str, bool) {
         // Nothing was written; the store or the deadline gave out.
         | CommandErrorKind::Timeout
         | CommandErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        // A tombstone ended the stream: nothing was written, and no retry
+        // will write it.
+        CommandErrorKind::StreamDeleted => StatusCode::GONE,
         // A bug: a misdeclared command, an event that does not decode.
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
