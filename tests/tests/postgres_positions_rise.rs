@@ -40,6 +40,17 @@ async fn store(label: &str) -> Option<PostgresStore> {
     fresh_store_with(options(label).max_connections(8)).await
 }
 
+/// Begins a transaction that takes its id at once, as a caller's
+/// transaction that wrote something of its own before appending does.
+async fn begin_with_an_id(conn: &mut sqlx::PgConnection) -> sqlx::Transaction<'_, sqlx::Postgres> {
+    let mut tx = conn.begin().await.expect("begin");
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut *tx)
+        .await
+        .expect("take a transaction id");
+    tx
+}
+
 /// Reads `id` whole and asserts that its positions rise with its versions.
 async fn assert_positions_rise(store: &PostgresStore, id: &StreamId, expected_events: usize) {
     let read = store
@@ -88,12 +99,7 @@ async fn an_append_in_an_older_transaction_is_refused_rather_than_written_below(
     store.append(&append_any(&[&id])).await.expect("first event");
 
     let mut conn = store.pool().acquire().await.expect("connection");
-    let mut older = conn.begin().await.expect("begin");
-    // The caller's own write: it gives the transaction its id now.
-    sqlx::query("SELECT pg_current_xact_id()")
-        .execute(&mut *older)
-        .await
-        .expect("take a transaction id");
+    let mut older = begin_with_an_id(&mut conn).await;
 
     store
         .append(&append_any(&[&id]))
@@ -230,11 +236,7 @@ async fn pure_version_checks_of_an_older_transaction_are_not_refused() {
     store.append(&append_any(&[&checked])).await.expect("first event");
 
     let mut conn = store.pool().acquire().await.expect("connection");
-    let mut older = conn.begin().await.expect("begin");
-    sqlx::query("SELECT pg_current_xact_id()")
-        .execute(&mut *older)
-        .await
-        .expect("take a transaction id");
+    let mut older = begin_with_an_id(&mut conn).await;
     store
         .append(&append_any(&[&checked]))
         .await
