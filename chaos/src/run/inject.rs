@@ -46,7 +46,7 @@ pub(super) async fn play(shared: Arc<Shared>, schedule: FaultSchedule, side: Arc
                 FaultKind::TerminateBackend => terminate(&shared, &side, seed).await,
                 FaultKind::LockHold => {
                     let stream = &side.hot[(seed % side.hot.len().max(1) as u64) as usize];
-                    hold_lock(&side, stream).await
+                    hold_lock(&shared, &side, stream).await
                 }
                 FaultKind::PoolSqueeze => squeeze(&side).await,
                 FaultKind::ServerCrash | FaultKind::ServerRestart => bounce(&side, kind, seed).await,
@@ -98,10 +98,20 @@ async fn terminate(shared: &Shared, side: &SideFaults, seed: u64) -> bool {
     false
 }
 
-/// Holds `stream`'s head row locked for 500 ms from a direct connection, so
-/// appends to it wait and hit pool A's `lock_timeout` or pool B's
-/// `statement_timeout`.
-async fn hold_lock(side: &SideFaults, stream: &StreamId) -> bool {
+/// Holds `stream`'s head row locked from a direct connection, so appends to
+/// it wait and hit pool A's `lock_timeout` or pool B's `statement_timeout`.
+/// It holds for 500 ms, and on past that (up to 3 s, never past the fault
+/// phase) until the workload's own appends have met both timeouts since the
+/// hold began: on a loaded machine the clients may not reach the stream
+/// within 500 ms, and the judge requires that a lock hold made both fire.
+async fn hold_lock(shared: &Shared, side: &SideFaults, stream: &StreamId) -> bool {
+    let observed = || {
+        let report = shared.counters.snapshot();
+        (
+            report.injected(FaultKind::LockTimeout),
+            report.injected(FaultKind::StatementTimeout),
+        )
+    };
     let held = async {
         let mut tx = side.direct_pool.begin().await?;
         sqlx::query("SET LOCAL lock_timeout = '1s'").execute(&mut *tx).await?;
@@ -112,7 +122,17 @@ async fn hold_lock(side: &SideFaults, stream: &StreamId) -> bool {
         .bind(stream.as_str())
         .fetch_optional(&mut *tx)
         .await?;
+        let before = observed();
+        let began = Instant::now();
+        let longest = (began + Duration::from_secs(3)).min(shared.heal_at);
         tokio::time::sleep(Duration::from_millis(500)).await;
+        while Instant::now() < longest {
+            let now = observed();
+            if now.0 > before.0 && now.1 > before.1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         tx.rollback().await?;
         Ok::<bool, sqlx::Error>(row.is_some())
     };
