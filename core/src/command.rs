@@ -109,6 +109,7 @@ pub struct Decision<E> {
     pub(crate) read_views: Vec<(StreamId, ViewKind)>,
     pub(crate) expectations: Vec<(StreamId, ExpectedVersion)>,
     pub(crate) missing_view: Option<(StreamId, ViewKind)>,
+    pub(crate) ends: Vec<StreamId>,
 }
 
 impl<E> Default for Decision<E> {
@@ -126,12 +127,42 @@ impl<E> Decision<E> {
             read_views: Vec::new(),
             expectations: Vec::new(),
             missing_view: None,
+            ends: Vec::new(),
         }
     }
 
     /// Appends `event` to `stream`. The stream must have been read.
     pub fn emit(&mut self, stream: &StreamId, event: E) {
         self.events.push((stream.clone(), event));
+    }
+
+    /// Ends `stream` with this decision: the append writes a tombstone with
+    /// the events emitted to it, atomically, and every later append to the
+    /// stream is refused with [`StoreError::StreamDeleted`](crate::StoreError::StreamDeleted)
+    /// (a command meeting it fails with [`CommandErrorKind::StreamDeleted`](crate::CommandErrorKind::StreamDeleted)).
+    /// The stream stays readable until a retention run removes it. The
+    /// stream must have been read and must receive at least one event in
+    /// this decision (its last, say `AccountClosed`); otherwise the
+    /// execution ends with [`CommandError::EndWithoutEvent`](crate::CommandError::EndWithoutEvent).
+    ///
+    /// ```
+    /// use eventcore::{Decision, StreamId};
+    /// let account = StreamId::new("account-42")?;
+    /// let mut decision = Decision::new();
+    /// decision.emit(&account, "AccountClosed");
+    /// decision.end_stream(&account);
+    /// assert_eq!(decision.ended_streams(), &[account]);
+    /// # Ok::<(), eventcore::InvalidStreamId>(())
+    /// ```
+    pub fn end_stream(&mut self, stream: &StreamId) {
+        if !self.ends.contains(stream) {
+            self.ends.push(stream.clone());
+        }
+    }
+
+    /// The streams this decision ends ([`Decision::end_stream`]).
+    pub fn ended_streams(&self) -> &[StreamId] {
+        &self.ends
     }
 
     /// Asks to read `stream` before deciding again (dynamic discovery).

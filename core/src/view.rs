@@ -560,6 +560,28 @@ impl<'a> Emit<'a> {
         self.decision.emit(stream, AnyEvent::new(event));
     }
 
+    /// Ends `stream` with this decision: its last event (emitted to it in
+    /// this decision) is written with a tombstone, and later appends to it
+    /// are refused (see [`Decision::end_stream`]).
+    ///
+    /// ```
+    /// use eventcore::{AnyEvent, Decision, Emit, Event, StreamId};
+    /// use serde::{Deserialize, Serialize};
+    /// #[derive(Serialize, Deserialize)]
+    /// enum AccountEvent { Closed }
+    /// impl Event for AccountEvent {}
+    /// let account = StreamId::new("account-42")?;
+    /// let mut decision: Decision<AnyEvent> = Decision::new();
+    /// let mut out = Emit::new(&mut decision);
+    /// out.emit(&account, AccountEvent::Closed);
+    /// out.end_stream(&account);
+    /// assert_eq!(decision.ended_streams(), &[account]);
+    /// # Ok::<(), eventcore::InvalidStreamId>(())
+    /// ```
+    pub fn end_stream(&mut self, stream: &StreamId) {
+        self.decision.end_stream(stream);
+    }
+
     /// Asks to read `stream` through the view `V` before deciding again
     /// (dynamic discovery).
     pub fn read<V: View>(&mut self, stream: StreamId) {

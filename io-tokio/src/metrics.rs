@@ -192,6 +192,7 @@ pub(crate) fn outcome<T, E>(result: &Result<T, CommandError<E>>) -> &'static str
         Err(
             CommandError::NoStreams
             | CommandError::UnreadStream { .. }
+            | CommandError::EndWithoutEvent { .. }
             | CommandError::DiscoveryLimit { .. }
             | CommandError::MissingView { .. },
         ) => "invalid_command",

@@ -205,6 +205,7 @@ fn error_kind<E>(error: &CommandError<E>) -> &'static str {
     match error {
         CommandError::NoStreams => "no_streams",
         CommandError::UnreadStream { .. } => "unread_stream",
+        CommandError::EndWithoutEvent { .. } => "end_without_event",
         CommandError::DiscoveryLimit { .. } => "discovery_limit",
         CommandError::Domain(_) => "domain",
         CommandError::Decode(_) => "decode",

@@ -58,6 +58,7 @@ impl<C: Command> CommandMachine<C> {
             read_views,
             expectations,
             missing_view,
+            ends,
         } = decision;
         if let Some((stream, kind)) = missing_view {
             self.finish(Err(CommandError::MissingView { stream, view: kind }));
@@ -95,10 +96,16 @@ impl<C: Command> CommandMachine<C> {
             .iter()
             .map(|(s, _)| s)
             .chain(expectations.iter().map(|(s, _)| s))
+            .chain(ends.iter())
             .find(|s| !self.cursors.iter().any(|c| &c.stream == *s));
         if let Some(stream) = unread {
             let stream = stream.clone();
             self.finish(Err(CommandError::UnreadStream { stream }));
+            return;
+        }
+        if let Some(stream) = ends.iter().find(|s| !events.iter().any(|(e, _)| &e == s)) {
+            let stream = stream.clone();
+            self.finish(Err(CommandError::EndWithoutEvent { stream }));
             return;
         }
         if let Err(error) = self.check_view_events(&events) {
@@ -115,11 +122,12 @@ impl<C: Command> CommandMachine<C> {
             self.finish(Ok(executed));
             return;
         }
+        self.ends = ends;
         match self.build_append(&events, &expectations) {
             Ok(request) => {
-                if self.cursors.iter().any(|c| c.view.is_some()) {
-                    self.decided = events;
-                }
+                // Kept until the append commits: to fold into the written
+                // streams' views, and for `reencode_append`.
+                self.decided = events;
                 self.phase = Phase::AppendDue(Arc::new(request));
             }
             Err(error) => self.finish(Err(error)),
@@ -158,6 +166,53 @@ impl<C: Command> CommandMachine<C> {
         AppendRequest { metadata, streams }
     }
 
+    /// Encodes the payloads of the fresh append that is due (or was just
+    /// handed out by [`poll`](CommandMachine::poll) and not yet sent) again,
+    /// from the events the command decided; event ids, expectations,
+    /// tombstones and metadata stay as they were.
+    pub(super) fn reencode_due_append(&mut self) -> Option<Arc<AppendRequest>> {
+        let current = match &self.phase {
+            Phase::AppendDue(request) | Phase::Appending { request, .. } => Arc::clone(request),
+            _ => return None,
+        };
+        // A settle re-send or the re-send of an append whose outcome is
+        // unknown carries what was (or may have been) stored: never re-encoded.
+        let fresh = !self.decided.is_empty() && self.unresolved.as_ref().is_none_or(|u| !Arc::ptr_eq(u, &current));
+        if !fresh {
+            return Some(current);
+        }
+        let mut request = (*current).clone();
+        for entry in &mut request.streams {
+            let mut decided = self.decided.iter().filter(|(s, _)| s == &entry.stream);
+            for event in &mut entry.events {
+                let Some((_, typed)) = decided.next() else {
+                    // The request was built from these events, stream by
+                    // stream in order; a shortfall cannot happen.
+                    return Some(current);
+                };
+                match typed.encode_as(self.codec) {
+                    Ok(encoded) => {
+                        event.event_type = encoded.event_type;
+                        event.schema_version = encoded.schema_version;
+                        event.payload = encoded.payload;
+                    }
+                    Err(source) => {
+                        let stream = entry.stream.clone();
+                        self.finish(Err(CommandError::Encode { stream, source }));
+                        return None;
+                    }
+                }
+            }
+        }
+        let request = Arc::new(request);
+        match &mut self.phase {
+            Phase::AppendDue(due) => *due = Arc::clone(&request),
+            Phase::Appending { request: sent, .. } => *sent = Arc::clone(&request),
+            _ => {}
+        }
+        Some(request)
+    }
+
     pub(super) fn build_append(
         &mut self,
         events: &[(StreamId, C::Event)],
@@ -193,10 +248,10 @@ impl<C: Command> CommandMachine<C> {
                 continue;
             }
             streams.push(StreamAppend {
+                tombstone: self.ends.contains(&cursor.stream),
                 stream: cursor.stream.clone(),
                 expected,
                 events: new_events,
-                tombstone: false,
             });
         }
         let metadata = EventMetadata {

@@ -167,6 +167,7 @@ impl<E> CommandError<E> {
             CommandError::Domain(_) => CommandErrorKind::Rejected,
             CommandError::NoStreams
             | CommandError::UnreadStream { .. }
+            | CommandError::EndWithoutEvent { .. }
             | CommandError::DiscoveryLimit { .. }
             | CommandError::MissingView { .. }
             | CommandError::ViewCannotFold { .. } => CommandErrorKind::Invalid,

@@ -31,6 +31,8 @@ mod outcome;
 mod reads;
 mod retry;
 #[cfg(test)]
+mod ending_tests;
+#[cfg(test)]
 mod tests;
 mod views;
 
@@ -148,7 +150,7 @@ enum Phase<E> {
 /// let mut m = CommandMachine::new(Open(StreamId::new("acc-1")?), ExecutionPolicy::default(), ctx, now, 42);
 /// let Step::Read { id, request: read, .. } = m.poll() else { panic!("reads first") };
 /// m.on_read(id, Ok(ReadResponse { streams: vec![StreamSlice {
-///     stream: read.streams[0].stream.clone(), head: StreamVersion::NONE, events: vec![], deleted_at: None }] }), now);
+///     stream: read.streams[0].stream.clone(), head: StreamVersion::NONE, events: vec![], deleted_at: None, removed_through: StreamVersion::NONE }] }), now);
 /// let Step::Append { request: append, .. } = m.poll() else { panic!("then appends") };
 /// assert_eq!(append.streams[0].expected, ExpectedVersion::NoStream);
 /// # Ok::<(), InvalidStreamId>(())
@@ -179,10 +181,13 @@ pub struct CommandMachine<C: Command> {
     /// twice, or refuse it because of its own effects, so the machine asks
     /// the store for the original receipt instead.
     own_commit: Vec<RecordedEvent>,
-    /// The events of the append in flight, kept (for commands that read
-    /// through views) to fold into the written streams' views once they
-    /// commit, so the views handed back to a cache are up to date.
+    /// The events of the append in flight, kept to fold into the written
+    /// streams' views once they commit (so the views handed back to a cache
+    /// are up to date), and to encode them again on a driver's request
+    /// ([`CommandMachine::reencode_append`]).
     decided: Vec<(StreamId, C::Event)>,
+    /// The streams the decision in flight ends (tombstones).
+    ends: Vec<StreamId>,
     /// View streams whose cached or snapshotted starting point proved ahead
     /// of the store: the driver must drop those cache entries.
     stale_views: Vec<(StreamId, ViewKind)>,
@@ -228,6 +233,7 @@ impl<C: Command> CommandMachine<C> {
             last_error: None,
             own_commit: Vec::new(),
             decided: Vec::new(),
+            ends: Vec::new(),
             stale_views: Vec::new(),
             stats: ExecutionStats::default(),
             codec: Codec::Json,
@@ -268,7 +274,7 @@ impl<C: Command> CommandMachine<C> {
     /// let mut m = CommandMachine::new(Open(StreamId::new("s")?), ExecutionPolicy::default(), ctx, now, 1).with_codec(codec);
     /// let Step::Read { id, request, .. } = m.poll() else { panic!("reads first") };
     /// m.on_read(id, Ok(ReadResponse { streams: vec![StreamSlice {
-    ///     stream: request.streams[0].stream.clone(), head: StreamVersion::NONE, events: vec![], deleted_at: None }] }), now);
+    ///     stream: request.streams[0].stream.clone(), head: StreamVersion::NONE, events: vec![], deleted_at: None, removed_through: StreamVersion::NONE }] }), now);
     /// let Step::Append { request, .. } = m.poll() else { panic!("then appends") };
     /// assert_eq!(request.streams[0].events[0].payload.codec(), codec);
     /// # Ok::<(), InvalidStreamId>(())
@@ -360,6 +366,53 @@ impl<C: Command> CommandMachine<C> {
     /// ```
     pub fn decided_at(&self) -> Vec<(StreamId, StreamVersion)> {
         self.cursors.iter().map(|c| (c.stream.clone(), c.read_to)).collect()
+    }
+
+    /// Encodes the payloads of the append [`poll`](CommandMachine::poll)
+    /// just handed out again, from the events the command decided, and
+    /// returns the request to send instead; event ids, expectations,
+    /// tombstones and metadata are unchanged.
+    ///
+    /// For a driver whose encoding depends on context it installs around
+    /// the machine's calls, and which learns only from the encoding what
+    /// context it needs: `eventcore-shred` seals personal data under keys
+    /// the driver installs, finds during the encode which subjects' keys it
+    /// lacks, fetches them (async, outside the machine), installs them and
+    /// calls this before sending. Call it before the append is sent, never
+    /// after.
+    ///
+    /// Returns `None` when no append is due, or when the new encoding
+    /// failed: the execution then ended with [`CommandError::Encode`], which
+    /// the next `poll` returns. The re-send of an append whose outcome is
+    /// unknown, and the re-send that settles an earlier commit, carry what
+    /// the store may hold: they are returned as they are.
+    ///
+    /// ```
+    /// # use eventcore::*;
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Serialize, Deserialize)] enum Ev { Opened }
+    /// # impl Event for Ev {}
+    /// # #[derive(Debug, thiserror::Error)] #[error("never")] struct Never;
+    /// # struct Open(StreamId);
+    /// # impl Command for Open {
+    /// #     type Event = Ev; type State = (); type Error = Never;
+    /// #     fn streams(&self) -> Vec<StreamId> { vec![self.0.clone()] }
+    /// #     fn apply(&self, _: &mut (), _: &StreamId, _: &Ev) {}
+    /// #     fn decide(&self, _: &(), out: &mut Decision<Ev>) -> Result<(), Never> { out.emit(&self.0, Ev::Opened); Ok(()) }
+    /// # }
+    /// let now = Time::from_unix_millis(1);
+    /// let ctx = ExecutionContext::new(CommandId::v7(now, [0; 10]));
+    /// let mut m = CommandMachine::new(Open(StreamId::new("s")?), ExecutionPolicy::default(), ctx, now, 7);
+    /// let Step::Read { id, request: read, .. } = m.poll() else { panic!("reads first") };
+    /// m.on_read(id, Ok(ReadResponse { streams: vec![StreamSlice {
+    ///     stream: read.streams[0].stream.clone(), head: StreamVersion::NONE, events: vec![], deleted_at: None, removed_through: StreamVersion::NONE }] }), now);
+    /// let Step::Append { request: first, .. } = m.poll() else { panic!("then appends") };
+    /// let again = m.reencode_append().expect("an append is due");
+    /// assert_eq!(again.streams[0].events[0].event_id, first.streams[0].events[0].event_id);
+    /// # Ok::<(), InvalidStreamId>(())
+    /// ```
+    pub fn reencode_append(&mut self) -> Option<Arc<AppendRequest>> {
+        self.reencode_due_append()
     }
 
     /// True once the result has been handed out by [`CommandMachine::poll`].

@@ -148,6 +148,13 @@ pub enum CommandError<E> {
         /// The stream concerned.
         stream: StreamId,
     },
+    /// The decision ended a stream ([`Decision::end_stream`](crate::Decision::end_stream))
+    /// without emitting an event to it. A stream ends with its last event
+    /// (say `AccountClosed`), which the tombstone is written with.
+    EndWithoutEvent {
+        /// The stream the decision ended.
+        stream: StreamId,
+    },
     /// `decide` kept asking for new streams.
     DiscoveryLimit {
         /// The policy's limit.
@@ -231,6 +238,10 @@ impl<E: fmt::Display> fmt::Display for CommandError<E> {
                 "command wrote to stream `{stream}` without reading it; add it to streams() or request it with \
                  Decision::read"
             ),
+            CommandError::EndWithoutEvent { stream } => write!(
+                f,
+                "command ended stream `{stream}` without emitting an event to it; a stream ends with its last event"
+            ),
             CommandError::DiscoveryLimit { limit, pending } => write!(
                 f,
                 "stream discovery did not settle within {limit} rounds; still requesting {pending:?}"
@@ -285,6 +296,7 @@ impl<E: Error + 'static> Error for CommandError<E> {
             CommandError::DeadlineExceeded { last, .. } => last.as_ref().and_then(|last| last.source()),
             CommandError::NoStreams
             | CommandError::UnreadStream { .. }
+            | CommandError::EndWithoutEvent { .. }
             | CommandError::DiscoveryLimit { .. }
             | CommandError::MissingView { .. } => None,
         }
