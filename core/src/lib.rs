@@ -83,8 +83,9 @@ pub use policy::{ExecutionPolicy, RetryPolicy};
 pub use snapshot::{Snapshot, SnapshotRejected, SnapshotUnavailable};
 pub use store::{
     AppendLimits, AppendReceipt, AppendRequest, Conflict, ErrorSource, EventFilter, InvalidAppend, InvalidRequest,
-    Operation, ReadAllRequest, ReadAllResponse, ReadRequest, ReadResponse, StoreError, StoreErrorKind, StreamAppend,
-    StreamCommit, StreamDeleted, StreamRead, StreamSlice,
+    Operation, ReadAllRequest, ReadAllResponse, ReadRequest, ReadResponse, RemovalReason, RemovedRange,
+    RetentionOptions, RetentionPlan, RetentionPolicy, RetentionReport, StoreError, StoreErrorKind, StreamAppend,
+    StreamCommit, StreamDeleted, StreamRead, StreamRetentionState, StreamSlice, UnknownRemovalReason,
 };
 pub use stream_cache::{CachedStreams, StreamCacheUse};
 pub use subscription::{

@@ -39,7 +39,7 @@ const CHUNK_GROWTH: usize = 2;
 /// let mut cache = CachedStreams::new(10_000);
 /// let stream = StreamId::new("account-1")?;
 /// let read = ReadRequest::new([stream.clone()]);
-/// let response = ReadResponse { streams: vec![StreamSlice { stream: stream.clone(), head: StreamVersion::NONE, events: vec![], deleted_at: None }] };
+/// let response = ReadResponse { streams: vec![StreamSlice { stream: stream.clone(), head: StreamVersion::NONE, events: vec![], deleted_at: None, removed_through: StreamVersion::NONE }] };
 /// cache.record_read(&read, &response);
 /// assert_eq!((cache.len(), cache.cached_events()), (1, 0), "known to be empty");
 /// assert!(cache.prefix(&stream).is_some());
@@ -372,6 +372,7 @@ mod tests {
                 head: StreamVersion::NONE,
                 events: Vec::new(),
                 deleted_at: None,
+                removed_through: StreamVersion::NONE,
             }],
         };
         (request, response)

@@ -219,6 +219,7 @@ impl MemoryStore {
                         .map(|&i| self.log[i].clone())
                         .collect(),
                     deleted_at: self.deleted.get(&read.stream).copied(),
+                    removed_through: StreamVersion::NONE,
                 }
             })
             .collect();
@@ -246,6 +247,7 @@ impl MemoryStore {
         Ok(ReadAllResponse {
             events,
             complete_through,
+            removed: Vec::new(),
         })
     }
 

@@ -141,6 +141,7 @@ impl PostgresStore {
                 head: StreamVersion::NONE,
                 events: Vec::new(),
                 deleted_at: None,
+                removed_through: StreamVersion::NONE,
             })
             .collect();
         // Rows are decoded as they arrive, while the server is still sending
@@ -272,6 +273,7 @@ impl PostgresStore {
             return Ok(ReadAllResponse {
                 events,
                 complete_through,
+                removed: Vec::new(),
             });
         }
     }

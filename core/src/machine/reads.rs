@@ -67,6 +67,7 @@ impl<C: Command> CommandMachine<C> {
                 head,
                 events,
                 deleted_at: None,
+                removed_through: StreamVersion::NONE,
             }],
         };
         if let Err(error) = self.absorb(&[(cursor, StreamVersion::NONE)], slice) {
@@ -148,7 +149,20 @@ impl<C: Command> CommandMachine<C> {
                     .find(|h| h.cursor == cursor)
                     .map_or(GlobalPosition::START, |h| h.position),
             };
-            let mut expected = after.next();
+            // A retention run may have removed the stream's oldest events:
+            // the store declares it (`removed_through`), and the slice then
+            // starts after the removed versions instead of after `after`.
+            // An undeclared gap is still refused below.
+            let from = match slice.removed_through {
+                removed if removed > slice.head => {
+                    return Err(violation(format!(
+                        "stream `{stream}` reports versions up to {removed} removed, beyond its head {}",
+                        slice.head
+                    )));
+                }
+                removed => after.max(removed),
+            };
+            let mut expected = from.next();
             for recorded in &slice.events {
                 if recorded.stream_id != *stream || recorded.version != expected {
                     return Err(violation(format!(
@@ -166,7 +180,7 @@ impl<C: Command> CommandMachine<C> {
                 expected = expected.next();
             }
             let read_to = StreamVersion::new(expected.get() - 1);
-            if read_to > slice.head || (slice.head > after && slice.events.is_empty()) {
+            if read_to > slice.head || (slice.head > from && slice.events.is_empty()) {
                 return Err(violation(format!(
                     "stream `{stream}` reports head {} but returned events up to {read_to}",
                     slice.head

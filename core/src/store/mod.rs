@@ -9,6 +9,7 @@ mod append;
 mod errors;
 mod read;
 mod read_all;
+mod retention;
 
 pub use append::{AppendLimits, AppendReceipt, AppendRequest, StreamAppend, StreamCommit};
 pub use errors::{
@@ -16,3 +17,7 @@ pub use errors::{
 };
 pub use read::{ReadRequest, ReadResponse, StreamRead, StreamSlice};
 pub use read_all::{EventFilter, ReadAllRequest, ReadAllResponse};
+pub use retention::{
+    RemovalReason, RemovedRange, RetentionOptions, RetentionPlan, RetentionPolicy, RetentionReport,
+    StreamRetentionState, UnknownRemovalReason,
+};

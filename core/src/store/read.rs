@@ -88,7 +88,7 @@ pub struct StreamRead {
 ///
 /// ```
 /// use eventcore::*;
-/// let answer = ReadResponse { streams: vec![StreamSlice { stream: StreamId::new("new")?, head: StreamVersion::NONE, events: vec![], deleted_at: None }] };
+/// let answer = ReadResponse { streams: vec![StreamSlice { stream: StreamId::new("new")?, head: StreamVersion::NONE, events: vec![], deleted_at: None, removed_through: StreamVersion::NONE }] };
 /// assert!(answer.streams[0].head.is_none(), "a missing stream reads as empty at version 0");
 /// # Ok::<(), InvalidStreamId>(())
 /// ```
@@ -102,7 +102,7 @@ pub struct ReadResponse {
 ///
 /// ```
 /// use eventcore::*;
-/// let slice = StreamSlice { stream: StreamId::new("a")?, head: StreamVersion::new(7), events: vec![], deleted_at: None };
+/// let slice = StreamSlice { stream: StreamId::new("a")?, head: StreamVersion::new(7), events: vec![], deleted_at: None, removed_through: StreamVersion::NONE };
 /// // Read after version 7: nothing new, and the head says so.
 /// assert_eq!(slice.head.get(), 7);
 /// assert!(slice.deleted_at.is_none(), "the stream is open");
@@ -120,8 +120,14 @@ pub struct StreamSlice {
     /// `Some(version)` when the stream was ended by a tombstone
     /// ([`StreamAppend::tombstone`](crate::StreamAppend::tombstone)), the
     /// version of its last event (then equal to `head`); `None` while it is
-    /// open. A deleted stream's events stay readable.
+    /// open. A deleted stream's events stay readable until a retention run
+    /// removes them.
     pub deleted_at: Option<StreamVersion>,
+    /// Versions up to this were physically removed by a retention run
+    /// ([`RetentionPlan`](crate::RetentionPlan)); `StreamVersion::NONE`
+    /// when nothing was. A read after a version below it answers from
+    /// `removed_through + 1` on: the gap is declared, not lost.
+    pub removed_through: StreamVersion,
 }
 
 #[cfg(test)]

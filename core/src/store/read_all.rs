@@ -1,6 +1,7 @@
 //! Reading the global log: a page of events after a position, filtered,
 //! and how far the answer is complete.
 
+use super::RemovedRange;
 use crate::{EventType, GlobalPosition, RecordedEvent, StreamId};
 use std::num::NonZeroU32;
 
@@ -31,7 +32,7 @@ pub struct ReadAllRequest {
 /// ```
 /// use eventcore::*;
 /// // Nothing matched, yet the reader may move its checkpoint to 42.
-/// let answer = ReadAllResponse { events: vec![], complete_through: GlobalPosition::new(42) };
+/// let answer = ReadAllResponse { events: vec![], complete_through: GlobalPosition::new(42), removed: vec![] };
 /// assert!(answer.events.is_empty());
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,6 +43,12 @@ pub struct ReadAllResponse {
     /// is in `events`, and none will ever appear later. A subscriber may
     /// checkpoint here even when `events` is empty (all filtered out).
     pub complete_through: GlobalPosition,
+    /// Ranges a retention run removed whose last position lies in
+    /// `(after, complete_through]` (and whose stream passes the filter's
+    /// stream conditions), in order of their last position: a reader that
+    /// walks the log page by page is told of each range exactly once, when
+    /// it moves past its end.
+    pub removed: Vec<RemovedRange>,
 }
 
 /// Which events a global read returns. Conditions combine with AND; an empty
@@ -105,6 +112,17 @@ impl EventFilter {
     pub fn with_event_types(mut self, types: impl IntoIterator<Item = EventType>) -> Self {
         self.event_types = types.into_iter().collect();
         self
+    }
+
+    /// Whether events of `stream` can pass the filter (its stream
+    /// conditions; the event types are not looked at). A removed range is
+    /// reported to a reader when its stream can.
+    pub fn matches_stream(&self, stream: &StreamId) -> bool {
+        (self.streams.is_empty() || self.streams.contains(stream))
+            && self
+                .stream_prefix
+                .as_deref()
+                .is_none_or(|p| stream.as_str().starts_with(p))
     }
 
     /// Whether `event` passes the filter.

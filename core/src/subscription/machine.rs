@@ -26,7 +26,7 @@ use std::collections::VecDeque;
 /// let mut sub = SubscriptionMachine::new(GlobalPosition::START, EventFilter::all(), SubscriptionPolicy::default(), now, 7);
 /// let SubscriptionStep::Fetch { id, request, .. } = sub.poll() else { panic!("fetches first") };
 /// assert_eq!(request.after, GlobalPosition::START);
-/// sub.on_fetched(id, Ok(ReadAllResponse { events: vec![event(1), event(2)], complete_through: GlobalPosition::new(2) }), now);
+/// sub.on_fetched(id, Ok(ReadAllResponse { events: vec![event(1), event(2)], complete_through: GlobalPosition::new(2), removed: vec![] }), now);
 /// let SubscriptionStep::Deliver(batch) = sub.poll() else { panic!("then delivers") };
 /// assert_eq!(batch.events.len(), 2);
 /// sub.on_handled(batch.id, Ok(()), now);

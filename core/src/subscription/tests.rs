@@ -75,6 +75,7 @@ fn answer(m: &mut SubscriptionMachine, id: RequestId, events: Vec<RecordedEvent>
         Ok(ReadAllResponse {
             events,
             complete_through: pos(through),
+            removed: vec![],
         }),
         T0,
     );
@@ -183,6 +184,7 @@ fn filtered_out_events_move_the_checkpoint_through_complete_through() {
         Ok(ReadAllResponse {
             events: vec![event(4, "acc-1")],
             complete_through: pos(9),
+            removed: vec![],
         }),
         T0,
     );
@@ -243,6 +245,7 @@ fn stale_answers_are_ignored() {
         Ok(ReadAllResponse {
             events: events([1]),
             complete_through: pos(1),
+            removed: vec![],
         }),
         T0,
     );
@@ -254,6 +257,7 @@ fn stale_answers_are_ignored() {
         Ok(ReadAllResponse {
             events: events([1]),
             complete_through: pos(1),
+            removed: vec![],
         }),
         T0,
     );
@@ -294,6 +298,7 @@ fn a_fetch_without_answer_times_out_and_is_retried() {
         Ok(ReadAllResponse {
             events: events([1]),
             complete_through: pos(1),
+            removed: vec![],
         }),
         T0,
     );

@@ -326,6 +326,7 @@ fn a_machine_encodes_its_append_in_its_codec() {
             head: StreamVersion::NONE,
             events: vec![],
             deleted_at: None,
+            removed_through: StreamVersion::NONE,
         };
         machine.on_read(id, Ok(ReadResponse { streams: vec![empty] }), now);
         let Step::Append { request, .. } = machine.poll() else {
