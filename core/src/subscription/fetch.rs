@@ -1,6 +1,7 @@
 //! Reading the global log: fetch requests, checking and buffering the
 //! answers, catching up, timeouts and fetch backoff.
 
+use super::machine::SKIPPED_KEPT;
 use super::{SubscriptionError, SubscriptionMachine, SubscriptionStep};
 use crate::store::{Operation, ReadAllRequest, ReadAllResponse, StoreError};
 use crate::{GlobalPosition, RequestId, Time};
@@ -45,6 +46,18 @@ impl SubscriptionMachine {
             return;
         }
         self.fetch_failures = 0;
+        // Ranges removed below the reader: it moves past them like past
+        // filtered-out events (positions never change), and counts them.
+        for range in response.removed {
+            if range.last_position <= after {
+                continue;
+            }
+            self.stats.removed_ranges_skipped += 1;
+            self.stats.removed_events_skipped += range.events();
+            if self.skipped.len() < SKIPPED_KEPT {
+                self.skipped.push(range);
+            }
+        }
         let returned = response.events.len();
         for event in response.events {
             if event.position <= self.fetched_through {
@@ -97,6 +110,16 @@ impl SubscriptionMachine {
                 "asked for at most {} events, got {}",
                 self.policy.batch_size,
                 response.events.len()
+            ));
+        }
+        if let Some(range) = response
+            .removed
+            .iter()
+            .find(|r| r.last_position > response.complete_through)
+        {
+            return Err(format!(
+                "removed range {range} ends beyond complete_through {}",
+                response.complete_through
             ));
         }
         let mut previous: Option<GlobalPosition> = None;

@@ -7,7 +7,7 @@ use super::fetch::FetchPhase;
 use super::poison::Suspect;
 use super::{PoisonEvent, SubscriptionError, SubscriptionPolicy, SubscriptionStats, SubscriptionStep};
 use crate::entropy::Entropy;
-use crate::store::{EventFilter, Operation, StoreError};
+use crate::store::{EventFilter, Operation, RemovedRange, StoreError};
 use crate::{GlobalPosition, RecordedEvent, RequestId, RequestIds, Time};
 use std::collections::VecDeque;
 
@@ -68,7 +68,15 @@ pub struct SubscriptionMachine {
     pub(super) outcome: Option<Result<GlobalPosition, SubscriptionError>>,
     pub(super) finished: bool,
     pub(super) stats: SubscriptionStats,
+    /// Removed ranges skipped and not yet taken by the driver
+    /// ([`SubscriptionMachine::take_skipped`]); at most
+    /// [`SKIPPED_KEPT`] are kept, the counts in the stats are exact.
+    pub(super) skipped: Vec<RemovedRange>,
 }
+
+/// The most skipped ranges a machine keeps for its driver to take; a driver
+/// that never takes them costs no more memory than this.
+pub(super) const SKIPPED_KEPT: usize = 1_024;
 
 impl SubscriptionMachine {
     /// Starts a subscription that resumes after `checkpoint` (everything
@@ -104,6 +112,7 @@ impl SubscriptionMachine {
             outcome: None,
             finished: false,
             stats: SubscriptionStats::default(),
+            skipped: Vec::new(),
         }
     }
 
@@ -125,6 +134,31 @@ impl SubscriptionMachine {
     /// Counters so far.
     pub fn stats(&self) -> &SubscriptionStats {
         &self.stats
+    }
+
+    /// Takes the ranges a retention run removed that the subscription moved
+    /// past since the last call, so the driver can say so (a log line, a
+    /// metric). The subscription skips them on its own: positions do not
+    /// change and the checkpoint moves over them like over filtered-out
+    /// events. [`SubscriptionStats::removed_ranges_skipped`] counts them
+    /// all, taken or not.
+    ///
+    /// ```
+    /// use eventcore::*;
+    /// let mut sub = SubscriptionMachine::new(GlobalPosition::START, EventFilter::all(), SubscriptionPolicy::default(), Time::ZERO, 1);
+    /// let SubscriptionStep::Fetch { id, .. } = sub.poll() else { panic!("fetches first") };
+    /// let gone = RemovedRange {
+    ///     stream: StreamId::new("s")?, first_version: StreamVersion::new(1), last_version: StreamVersion::new(2),
+    ///     first_position: GlobalPosition::new(1), last_position: GlobalPosition::new(2),
+    ///     reason: RemovalReason::MaxAge, removed_at: Time::ZERO,
+    /// };
+    /// sub.on_fetched(id, Ok(ReadAllResponse { events: vec![], complete_through: GlobalPosition::new(2), removed: vec![gone.clone()] }), Time::ZERO);
+    /// assert_eq!(sub.take_skipped(), vec![gone]);
+    /// assert_eq!(sub.stats().removed_events_skipped, 2);
+    /// # Ok::<(), InvalidStreamId>(())
+    /// ```
+    pub fn take_skipped(&mut self) -> Vec<RemovedRange> {
+        std::mem::take(&mut self.skipped)
     }
 
     /// Events fetched but not yet handled.

@@ -29,4 +29,10 @@ pub struct SubscriptionStats {
     pub ignored_responses: u64,
     /// Most events ever buffered (fetched, not yet handled).
     pub max_buffered: usize,
+    /// Ranges a retention run removed that the subscription skipped (it
+    /// had not reached their end when they were removed).
+    pub removed_ranges_skipped: u64,
+    /// Events in those ranges (some may lie below the checkpoint the
+    /// subscription started from, when a range straddles it).
+    pub removed_events_skipped: u64,
 }

@@ -503,3 +503,65 @@ fn resuming_from_a_checkpoint_fetches_after_it() {
     assert_eq!(request.after, pos(17));
     assert_eq!(m.checkpoint(), pos(17));
 }
+
+fn removed(stream: &str, versions: (u64, u64), positions: (u64, u64)) -> crate::RemovedRange {
+    crate::RemovedRange {
+        stream: crate::StreamId::new(stream).expect("valid"),
+        first_version: crate::StreamVersion::new(versions.0),
+        last_version: crate::StreamVersion::new(versions.1),
+        first_position: pos(positions.0),
+        last_position: pos(positions.1),
+        reason: crate::RemovalReason::MaxAge,
+        removed_at: T0,
+    }
+}
+
+#[test]
+fn a_subscriber_behind_a_removed_range_skips_it_counts_it_and_checkpoints_past_it() {
+    let mut m = machine(10);
+    let (id, _) = expect_fetch(&mut m);
+    let gone = removed("s", (1, 3), (1, 3));
+    m.on_fetched(
+        id,
+        Ok(ReadAllResponse {
+            events: events([4, 5]),
+            complete_through: pos(5),
+            removed: vec![gone.clone()],
+        }),
+        T0,
+    );
+    assert_eq!(drain(&mut m), vec![4, 5], "only what is still there is delivered");
+    assert_eq!(m.checkpoint(), pos(5), "the checkpoint moves over the removed range");
+    assert_eq!(
+        m.take_skipped(),
+        vec![gone],
+        "the driver is told which range was skipped"
+    );
+    assert!(m.take_skipped().is_empty(), "and told once");
+    assert_eq!(
+        (m.stats().removed_ranges_skipped, m.stats().removed_events_skipped),
+        (1, 3)
+    );
+}
+
+#[test]
+fn a_removed_range_reported_beyond_complete_through_is_a_contract_violation() {
+    let mut m = machine(10);
+    let (id, _) = expect_fetch(&mut m);
+    m.on_fetched(
+        id,
+        Ok(ReadAllResponse {
+            events: vec![],
+            complete_through: pos(5),
+            removed: vec![removed("s", (1, 2), (4, 6))],
+        }),
+        T0,
+    );
+    assert!(
+        matches!(
+            m.poll(),
+            SubscriptionStep::Stopped(Err(SubscriptionError::Store(StoreError::ContractViolation { .. })))
+        ),
+        "a reader must not be told of a range it has not reached"
+    );
+}
