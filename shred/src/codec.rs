@@ -89,12 +89,7 @@ pub fn seal_event<E: Event>(
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn subjects_in_payload(payload: &Payload) -> Result<BTreeSet<SubjectId>, PersonalError> {
-    let value = payload
-        .to_value()
-        .map_err(|e| PersonalError::Malformed(format!("the payload does not parse: {e}")))?;
-    let mut subjects = BTreeSet::new();
-    scan(&value, &mut subjects)?;
-    Ok(subjects)
+    scan_payload(payload, Want::Keyed)
 }
 
 /// [`subjects_in_payload`] over several events (a page of a read): one key
@@ -115,7 +110,16 @@ pub fn subjects_in_events<'a>(
     Ok(subjects)
 }
 
-fn scan(value: &serde_json::Value, subjects: &mut BTreeSet<SubjectId>) -> Result<(), PersonalError> {
+/// Which sealed fields a scan names.
+#[derive(Clone, Copy)]
+enum Want {
+    /// Those that need a key to open (sealed or placeholders).
+    Keyed,
+    /// Placeholders only.
+    Placeholders,
+}
+
+fn scan(value: &serde_json::Value, want: Want, subjects: &mut BTreeSet<SubjectId>) -> Result<(), PersonalError> {
     match value {
         serde_json::Value::Object(map) => {
             if let (1, Some(sealed)) = (map.len(), map.get(SEALED_TAG)) {
@@ -124,17 +128,48 @@ fn scan(value: &serde_json::Value, subjects: &mut BTreeSet<SubjectId>) -> Result
                     .and_then(serde_json::Value::as_str)
                     .ok_or_else(|| PersonalError::Malformed("a sealed field without a subject".into()))?;
                 let subject = SubjectId::new(subject).map_err(|e| PersonalError::Malformed(e.to_string()))?;
-                let forgotten = sealed.get("forgotten").and_then(serde_json::Value::as_bool) == Some(true);
-                if !forgotten {
+                let flag = |name: &str| sealed.get(name).and_then(serde_json::Value::as_bool) == Some(true);
+                let named = match want {
+                    Want::Keyed => !flag("forgotten"),
+                    Want::Placeholders => flag("pending"),
+                };
+                if named {
                     subjects.insert(subject);
                 }
                 return Ok(());
             }
-            map.values().try_for_each(|v| scan(v, subjects))
+            map.values().try_for_each(|v| scan(v, want, subjects))
         }
-        serde_json::Value::Array(items) => items.iter().try_for_each(|v| scan(v, subjects)),
+        serde_json::Value::Array(items) => items.iter().try_for_each(|v| scan(v, want, subjects)),
         _ => Ok(()),
     }
+}
+
+/// The subjects of the placeholders in `payload`: the fields an execute
+/// scope ([`Scope::execute`](crate::Scope::execute)) wrote while it lacked
+/// their keys. A payload about to be stored must hold none; a driver
+/// checks with this before it sends an append.
+///
+/// ```
+/// use eventcore::Payload;
+/// use eventcore_shred::{placeholders_in_payload, SubjectId};
+/// let draft = Payload::from_trusted_json(r#"{"email":{"$personal":{"subject":"c-1","pending":true}},"plan":"gold"}"#);
+/// assert_eq!(placeholders_in_payload(&draft)?, [SubjectId::new("c-1")?].into());
+/// let sealed = Payload::from_trusted_json(r#"{"email":{"$personal":{"subject":"c-1","key":1,"nonce":"","ct":""}}}"#);
+/// assert!(placeholders_in_payload(&sealed)?.is_empty());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn placeholders_in_payload(payload: &Payload) -> Result<BTreeSet<SubjectId>, PersonalError> {
+    scan_payload(payload, Want::Placeholders)
+}
+
+fn scan_payload(payload: &Payload, want: Want) -> Result<BTreeSet<SubjectId>, PersonalError> {
+    let value = payload
+        .to_value()
+        .map_err(|e| PersonalError::Malformed(format!("the payload does not parse: {e}")))?;
+    let mut subjects = BTreeSet::new();
+    scan(&value, want, &mut subjects)?;
+    Ok(subjects)
 }
 
 /// Decodes a stored event's type, version and payload into `E` as

@@ -55,6 +55,18 @@ pub enum PersonalError {
         /// The forgotten subject.
         subject: SubjectId,
     },
+    /// A placeholder was read: the form an execute scope
+    /// ([`Scope::execute`](crate::Scope::execute)) writes for a subject
+    /// whose key it does not hold yet. It holds no data and must never be
+    /// stored; the driver encodes again once it has the key.
+    #[error(
+        "a placeholder for personal data of subject {subject} was read: it is written while the \
+         subject's key is fetched and never holds a value"
+    )]
+    Pending {
+        /// The field's subject.
+        subject: SubjectId,
+    },
     /// A `Personal` value inside another one's value: refused (its key
     /// could not be found without opening the outer one first).
     #[error("personal data of subject {inner} nested inside personal data")]

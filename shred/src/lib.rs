@@ -71,7 +71,10 @@ mod postgres;
 mod scope;
 mod subject;
 
-pub use codec::{open_event, open_recorded, seal_event, subjects_in_events, subjects_in_payload, subjects_of_event};
+pub use codec::{
+    open_event, open_recorded, placeholders_in_payload, seal_event, subjects_in_events, subjects_in_payload,
+    subjects_of_event,
+};
 pub use error::{KeyStoreError, OpenEventError, OpenPayloadError, PersonalError, SealEventError};
 pub use key::{DataKey, KeyLookup, KeyRing, NonceSource, KEY_BYTES, NONCE_BYTES};
 pub use keystore::{ring_for_reading, ring_for_writing, DynKeyStore, KeyStore, MemoryKeyStore};

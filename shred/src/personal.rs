@@ -137,6 +137,8 @@ struct SealedOut<'a> {
     subject: &'a str,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     forgotten: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pending: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     key: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -160,6 +162,8 @@ struct SealedIn {
     #[serde(default)]
     forgotten: bool,
     #[serde(default)]
+    pending: bool,
+    #[serde(default)]
     key: Option<u32>,
     #[serde(default)]
     nonce: Option<String>,
@@ -181,6 +185,7 @@ impl<T: Serialize> Serialize for Personal<T> {
                     personal: SealedOut {
                         subject: subject.as_str(),
                         forgotten: true,
+                        pending: false,
                         key: None,
                         nonce: None,
                         ct: None,
@@ -198,6 +203,20 @@ impl<T: Serialize> Serialize for Personal<T> {
                 }))
             }
             WriteAction::Collected => return serializer.serialize_unit(),
+            // No plaintext: the driver encodes again once it has the key.
+            WriteAction::Pending => {
+                return EnvelopeOut {
+                    personal: SealedOut {
+                        subject: subject.as_str(),
+                        forgotten: false,
+                        pending: true,
+                        key: None,
+                        nonce: None,
+                        ct: None,
+                    },
+                }
+                .serialize(serializer)
+            }
             WriteAction::Seal(key, nonce) => (key, nonce),
         };
         let mut plaintext = {
@@ -218,6 +237,7 @@ impl<T: Serialize> Serialize for Personal<T> {
             personal: SealedOut {
                 subject: subject.as_str(),
                 forgotten: false,
+                pending: false,
                 key: Some(key.version()),
                 nonce: Some(BASE64.encode(nonce)),
                 ct: Some(BASE64.encode(ct)),
@@ -236,6 +256,9 @@ impl<'de, T: DeserializeOwned> Deserialize<'de> for Personal<T> {
 
 fn open<T: DeserializeOwned>(sealed: SealedIn) -> Result<Personal<T>, PersonalError> {
     let subject = SubjectId::new(&sealed.subject).map_err(|e| PersonalError::Malformed(e.to_string()))?;
+    if sealed.pending {
+        return Err(PersonalError::Pending { subject });
+    }
     if sealed.forgotten {
         return Ok(Personal::Forgotten { subject });
     }
@@ -272,7 +295,10 @@ fn open<T: DeserializeOwned>(sealed: SealedIn) -> Result<Personal<T>, PersonalEr
     let value = serde_json::from_slice(&plaintext);
     plaintext.zeroize();
     match value {
-        Ok(value) => Ok(Personal::Known { subject, value }),
+        Ok(value) => {
+            scope::note_opened(&subject);
+            Ok(Personal::Known { subject, value })
+        }
         // Not serde's message: it quotes the offending value ("invalid
         // type: string \"alice@…\""), and errors end up in logs.
         Err(e) => Err(PersonalError::Plaintext {

@@ -18,8 +18,17 @@ use std::marker::PhantomData;
 
 pub(crate) enum Mode {
     Collect(BTreeSet<SubjectId>),
-    Seal { ring: KeyRing, nonces: Box<NonceSource> },
+    Seal {
+        ring: KeyRing,
+        nonces: Box<NonceSource>,
+    },
     Open(KeyRing),
+    Execute {
+        ring: KeyRing,
+        nonces: Box<NonceSource>,
+        missing: BTreeSet<SubjectId>,
+        opened: BTreeSet<SubjectId>,
+    },
 }
 
 struct Frame {
@@ -100,6 +109,74 @@ impl Scope {
         Scope::install(Mode::Open(ring.clone()))
     }
 
+    /// A scope for a command's execution, where reading and writing happen
+    /// in one synchronous call (a driver's `on_read`, where the command
+    /// decides): sealed fields read are opened with `ring` (fields of
+    /// subjects it knows as forgotten read as
+    /// [`Personal::Forgotten`](crate::Personal::Forgotten)); `Personal`
+    /// values written are sealed with `ring`'s keys. A subject written whose
+    /// key the ring does not hold yet is recorded ([`Scope::missing_keys`])
+    /// and written as a *placeholder* that holds no plaintext
+    /// (`{"$personal":{"subject":"…","pending":true}}`), which never decodes
+    /// as a value: the driver fetches or creates the missing keys and
+    /// encodes again with the enlarged ring before anything is stored. A
+    /// forgotten subject written is refused with
+    /// [`PersonalError::SubjectForgotten`].
+    ///
+    /// ```
+    /// use eventcore_shred::{placeholders_in_payload, DataKey, KeyRing, NonceSource, Personal, Scope, SubjectId};
+    /// let ann = SubjectId::new("ann")?;
+    /// let email = Personal::new(ann.clone(), "ann@example.com".to_owned());
+    /// let mut nonces = NonceSource::from_seed([3; 32]);
+    ///
+    /// // First pass: no key yet. A placeholder, and the subject to fetch.
+    /// let scope = Scope::execute(&KeyRing::new(), &mut nonces);
+    /// let draft = serde_json::to_string(&email)?;
+    /// assert_eq!(draft, r#"{"$personal":{"subject":"ann","pending":true}}"#);
+    /// assert_eq!(scope.missing_keys(), [ann.clone()].into());
+    /// drop(scope);
+    ///
+    /// // Second pass, with the key: sealed.
+    /// let ring = KeyRing::new().with_key(ann.clone(), DataKey::from_bytes(1, [1; 32]));
+    /// let scope = Scope::execute(&ring, &mut nonces);
+    /// let sealed = serde_json::to_string(&email)?;
+    /// assert!(scope.missing_keys().is_empty() && !sealed.contains("ann@example.com"));
+    /// let back: Personal<String> = serde_json::from_str(&sealed)?;
+    /// assert_eq!(back, email);
+    /// assert_eq!(scope.subjects_opened(), [ann].into());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn execute(ring: &KeyRing, nonces: &mut NonceSource) -> Scope {
+        Scope::install(Mode::Execute {
+            ring: ring.clone(),
+            nonces: Box::new(nonces.fork()),
+            missing: BTreeSet::new(),
+            opened: BTreeSet::new(),
+        })
+    }
+
+    /// The subjects an execute scope wrote placeholders for, because its
+    /// ring held no key for them (empty for other scopes): the keys to get
+    /// or create before encoding again.
+    pub fn missing_keys(&self) -> BTreeSet<SubjectId> {
+        FRAMES.with_borrow(|frames| match frames.get(self.depth).map(|f| &f.mode) {
+            Some(Mode::Execute { missing, .. }) => missing.clone(),
+            _ => BTreeSet::new(),
+        })
+    }
+
+    /// The subjects whose sealed fields an execute scope opened as
+    /// [`Personal::Known`](crate::Personal::Known) (empty for other
+    /// scopes): whatever was built from what was read holds their
+    /// decrypted data, and must not outlive the execution (a driver does
+    /// not cache it).
+    pub fn subjects_opened(&self) -> BTreeSet<SubjectId> {
+        FRAMES.with_borrow(|frames| match frames.get(self.depth).map(|f| &f.mode) {
+            Some(Mode::Execute { opened, .. }) => opened.clone(),
+            _ => BTreeSet::new(),
+        })
+    }
+
     /// The subjects a collecting scope has seen so far (empty for other
     /// scopes).
     ///
@@ -144,6 +221,8 @@ pub(crate) enum WriteAction {
     Collected,
     /// Seal with this key and nonce.
     Seal(crate::DataKey, [u8; crate::key::NONCE_BYTES]),
+    /// The key is not in the ring yet (recorded): write a placeholder.
+    Pending,
 }
 
 pub(crate) fn on_write(subject: &SubjectId) -> Result<WriteAction, PersonalError> {
@@ -166,6 +245,18 @@ pub(crate) fn on_write(subject: &SubjectId) -> Result<WriteAction, PersonalError
                     subject: subject.clone(),
                 }),
             },
+            Mode::Execute {
+                ring, nonces, missing, ..
+            } => match ring.lookup(subject) {
+                crate::KeyLookup::Key(key) => Ok(WriteAction::Seal(key.clone(), nonces.next_nonce())),
+                crate::KeyLookup::Forgotten => Err(PersonalError::SubjectForgotten {
+                    subject: subject.clone(),
+                }),
+                crate::KeyLookup::Absent => {
+                    missing.insert(subject.clone());
+                    Ok(WriteAction::Pending)
+                }
+            },
         }
     })
 }
@@ -181,16 +272,33 @@ pub(crate) enum ReadAction {
 }
 
 pub(crate) fn on_read(subject: &SubjectId) -> Result<ReadAction, PersonalError> {
-    FRAMES.with_borrow(|frames| match frames.last().map(|f| &f.mode) {
-        Some(Mode::Open(ring)) => match ring.lookup(subject) {
+    FRAMES.with_borrow(|frames| {
+        let ring = match frames.last().map(|f| &f.mode) {
+            Some(Mode::Open(ring) | Mode::Execute { ring, .. }) => ring,
+            _ => return Ok(ReadAction::Refuse),
+        };
+        match ring.lookup(subject) {
             crate::KeyLookup::Key(key) => Ok(ReadAction::Key(key.clone())),
             crate::KeyLookup::Forgotten => Ok(ReadAction::Forgotten),
             crate::KeyLookup::Absent => Err(PersonalError::KeyNotInRing {
                 subject: subject.clone(),
             }),
-        },
-        _ => Ok(ReadAction::Refuse),
+        }
     })
+}
+
+/// Notes that a field of `subject` was opened as a known value (an
+/// execute scope remembers it; other scopes do not care).
+pub(crate) fn note_opened(subject: &SubjectId) {
+    FRAMES.with_borrow_mut(|frames| {
+        if let Some(Frame {
+            mode: Mode::Execute { opened, .. },
+            ..
+        }) = frames.last_mut()
+        {
+            opened.insert(subject.clone());
+        }
+    });
 }
 
 /// Keeps `error` as the innermost scope's typed cause (the first one wins)
@@ -279,5 +387,77 @@ mod tests {
         assert!(serde_json::to_string(&Personal::new(alice(), 1)).is_err());
         drop(inner);
         assert!(serde_json::to_string(&Personal::new(alice(), 1)).is_err());
+    }
+
+    fn nonces() -> NonceSource {
+        NonceSource::from_seed([0; 32])
+    }
+
+    #[test]
+    fn an_execute_scope_writes_a_placeholder_for_a_subject_without_a_key_and_names_it() {
+        let scope = Scope::execute(&KeyRing::new(), &mut nonces());
+        let draft = serde_json::to_string(&vec![Personal::new(alice(), "secret-value".to_owned())]).expect("drafted");
+        assert_eq!(draft, r#"[{"$personal":{"subject":"alice","pending":true}}]"#);
+        assert!(!draft.contains("secret-value"));
+        assert_eq!(scope.missing_keys(), BTreeSet::from([alice()]));
+        assert_eq!(scope.take_error(), None);
+    }
+
+    #[test]
+    fn a_placeholder_never_decodes_as_a_value_in_any_scope() {
+        let draft = r#"{"$personal":{"subject":"alice","pending":true}}"#;
+        let ring = KeyRing::new().with_key(alice(), DataKey::from_bytes(1, [1; 32]));
+        for execute in [false, true] {
+            let scope = if execute {
+                Scope::execute(&ring, &mut nonces())
+            } else {
+                Scope::open(&ring)
+            };
+            assert!(serde_json::from_str::<Personal<String>>(draft).is_err());
+            assert_eq!(scope.take_error(), Some(PersonalError::Pending { subject: alice() }));
+        }
+        assert!(
+            serde_json::from_str::<Personal<String>>(draft).is_err(),
+            "nor without a scope"
+        );
+    }
+
+    #[test]
+    fn an_execute_scope_seals_with_the_keys_it_holds_and_opens_what_it_reads() {
+        let ring = KeyRing::new().with_key(alice(), DataKey::from_bytes(1, [1; 32]));
+        let scope = Scope::execute(&ring, &mut nonces());
+        let sealed = serde_json::to_string(&Personal::new(alice(), "secret-value".to_owned())).expect("sealed");
+        assert!(
+            sealed.contains(r#""key":1"#) && !sealed.contains("secret-value"),
+            "{sealed}"
+        );
+        assert!(scope.missing_keys().is_empty());
+        assert!(scope.subjects_opened().is_empty(), "nothing read yet");
+        let back: Personal<String> = serde_json::from_str(&sealed).expect("opens");
+        assert_eq!(back.known().map(String::as_str), Some("secret-value"));
+        assert_eq!(scope.subjects_opened(), BTreeSet::from([alice()]));
+    }
+
+    #[test]
+    fn an_execute_scope_reads_a_forgotten_subject_as_forgotten_and_refuses_to_write_it() {
+        let sealed = {
+            let ring = KeyRing::new().with_key(alice(), DataKey::from_bytes(1, [1; 32]));
+            let _scope = Scope::seal(&ring, &mut nonces());
+            serde_json::to_string(&Personal::new(alice(), 5)).expect("sealed")
+        };
+        let forgotten = KeyRing::new().with_forgotten(alice());
+        let scope = Scope::execute(&forgotten, &mut nonces());
+        let back: Personal<i32> = serde_json::from_str(&sealed).expect("a value, not an error");
+        assert!(back.is_forgotten());
+        assert!(scope.subjects_opened().is_empty(), "nothing decrypted");
+        assert!(serde_json::to_string(&Personal::new(alice(), 6)).is_err());
+        assert_eq!(
+            scope.take_error(),
+            Some(PersonalError::SubjectForgotten { subject: alice() })
+        );
+        assert!(
+            scope.missing_keys().is_empty(),
+            "a forgotten subject is not a key to fetch"
+        );
     }
 }
