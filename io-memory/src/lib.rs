@@ -31,10 +31,11 @@
 
 use eventcore::{
     AppendLimits, AppendReceipt, AppendRequest, Codec, CommandId, Conflict, EventMetadata, GlobalPosition,
-    InvalidAppend, ReadAllRequest, ReadAllResponse, ReadRequest, ReadResponse, RecordedEvent, StoreError, StreamAppend,
-    StreamCommit, StreamDeleted, StreamId, StreamSlice, StreamVersion,
+    InvalidAppend, ReadAllRequest, ReadAllResponse, ReadRequest, ReadResponse, RecordedEvent, RemovedRange,
+    RetentionOptions, RetentionPlan, RetentionReport, StoreError, StreamAppend, StreamCommit, StreamDeleted, StreamId,
+    StreamRetentionState, StreamSlice, StreamVersion, Time,
 };
-use std::collections::{btree_map, BTreeMap};
+use std::collections::{btree_map, BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// The in-memory store. Cloning copies the data (that is how the simulator
@@ -52,11 +53,21 @@ use std::sync::Arc;
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStore {
-    /// Every event in global order; the event at index `i` has position `i + 1`.
+    /// Every event still stored, in global order. Until a retention run
+    /// removes events, the event at index `i` has position `i + 1`.
     log: Vec<RecordedEvent>,
-    /// Per stream, the log indices of its events in version order. A
+    /// The position of the last event ever appended (removed or not).
+    last_position: u64,
+    /// Per stream, the log indices of its stored events in version order. A
     /// `BTreeMap` so that nothing on the simulated path iterates in hash order.
     streams: BTreeMap<StreamId, Vec<usize>>,
+    /// Per stream, the version up to which a retention run removed its
+    /// events; a stream's version is this plus its stored events.
+    removed_through: BTreeMap<StreamId, StreamVersion>,
+    /// Every range retention removed, in order of last position.
+    removed: Vec<RemovedRange>,
+    /// Removed events a run archived, in the order they were removed.
+    archive: Vec<RecordedEvent>,
     /// Streams ended by a tombstone, with the version of their last event.
     deleted: BTreeMap<StreamId, StreamVersion>,
     /// Receipts of committed appends, by command id.
@@ -147,9 +158,10 @@ impl MemoryStore {
             // both the version check and the write. A vacant entry that is
             // not filled inserts nothing, so a conflict leaves no trace.
             check_open(&self.deleted, entry)?;
+            let base = removed_base(&self.removed_through, &entry.stream);
             let stream_slot = self.streams.entry(entry.stream.clone());
             let actual = match &stream_slot {
-                btree_map::Entry::Occupied(indices) => StreamVersion::new(indices.get().len() as u64),
+                btree_map::Entry::Occupied(indices) => StreamVersion::new(base + indices.get().len() as u64),
                 btree_map::Entry::Vacant(_) => StreamVersion::NONE,
             };
             if !entry.expected.matches(actual) {
@@ -161,7 +173,13 @@ impl MemoryStore {
                 .into());
             }
             if !entry.events.is_empty() {
-                let commit = write_stream(&mut self.log, stream_slot.or_default(), entry, &request.metadata);
+                let commit = write_stream(
+                    &mut self.log,
+                    &mut self.last_position,
+                    (base, stream_slot.or_default()),
+                    entry,
+                    &request.metadata,
+                );
                 if entry.tombstone {
                     self.deleted.insert(entry.stream.clone(), commit.last_version);
                 }
@@ -170,7 +188,8 @@ impl MemoryStore {
         } else {
             for entry in &request.streams {
                 check_open(&self.deleted, entry)?;
-                let actual = StreamVersion::new(self.streams.get(&entry.stream).map_or(0, Vec::len) as u64);
+                let stored = self.streams.get(&entry.stream).map_or(0, Vec::len) as u64;
+                let actual = StreamVersion::new(removed_base(&self.removed_through, &entry.stream) + stored);
                 if !entry.expected.matches(actual) {
                     return Err(Conflict {
                         stream: entry.stream.clone(),
@@ -181,8 +200,15 @@ impl MemoryStore {
                 }
             }
             for entry in request.streams.iter().filter(|e| !e.events.is_empty()) {
+                let base = removed_base(&self.removed_through, &entry.stream);
                 let indices = self.streams.entry(entry.stream.clone()).or_default();
-                let commit = write_stream(&mut self.log, indices, entry, &request.metadata);
+                let commit = write_stream(
+                    &mut self.log,
+                    &mut self.last_position,
+                    (base, indices),
+                    entry,
+                    &request.metadata,
+                );
                 if entry.tombstone {
                     self.deleted.insert(entry.stream.clone(), commit.last_version);
                 }
@@ -207,19 +233,20 @@ impl MemoryStore {
             .iter()
             .map(|read| {
                 let indices = self.streams.get(&read.stream).map(Vec::as_slice).unwrap_or(&[]);
-                let skip = usize::try_from(read.after.get())
+                let base = removed_base(&self.removed_through, &read.stream);
+                let skip = usize::try_from(read.after.get().saturating_sub(base))
                     .unwrap_or(usize::MAX)
                     .min(indices.len());
                 StreamSlice {
                     stream: read.stream.clone(),
-                    head: StreamVersion::new(indices.len() as u64),
+                    head: StreamVersion::new(base + indices.len() as u64),
                     events: indices[skip..]
                         .iter()
                         .take(page)
                         .map(|&i| self.log[i].clone())
                         .collect(),
                     deleted_at: self.deleted.get(&read.stream).copied(),
-                    removed_through: StreamVersion::NONE,
+                    removed_through: StreamVersion::new(base),
                 }
             })
             .collect();
@@ -229,12 +256,10 @@ impl MemoryStore {
     /// Reads the global log after a position, filtered, at most `limit`
     /// matching events.
     pub fn read_all(&self, request: &ReadAllRequest) -> Result<ReadAllResponse, StoreError> {
-        let start = usize::try_from(request.after.get())
-            .unwrap_or(usize::MAX)
-            .min(self.log.len());
+        let start = self.log.partition_point(|e| e.position <= request.after);
         let limit = request.limit.get() as usize;
         let mut events = Vec::new();
-        let mut complete_through = GlobalPosition::new(self.log.len() as u64).max(request.after);
+        let mut complete_through = GlobalPosition::new(self.last_position).max(request.after);
         for event in &self.log[start..] {
             if request.filter.matches(event) {
                 events.push(event.clone());
@@ -244,16 +269,141 @@ impl MemoryStore {
                 }
             }
         }
+        let from = self.removed.partition_point(|r| r.last_position <= request.after);
+        let removed = self.removed[from..]
+            .iter()
+            .take_while(|r| r.last_position <= complete_through)
+            .filter(|r| request.filter.matches_stream(&r.stream))
+            .cloned()
+            .collect();
         Ok(ReadAllResponse {
             events,
             complete_through,
-            removed: Vec::new(),
+            removed,
         })
     }
 
     /// The current version of a stream (0 if it does not exist).
     pub fn stream_version(&self, stream: &StreamId) -> StreamVersion {
-        StreamVersion::new(self.streams.get(stream).map_or(0, Vec::len) as u64)
+        let stored = self.streams.get(stream).map_or(0, Vec::len) as u64;
+        StreamVersion::new(removed_base(&self.removed_through, stream) + stored)
+    }
+
+    /// The version up to which a retention run removed `stream`'s events
+    /// (`NONE` when it removed none).
+    pub fn removed_through(&self, stream: &StreamId) -> StreamVersion {
+        StreamVersion::new(removed_base(&self.removed_through, stream))
+    }
+
+    /// Every range retention removed, in order of last position.
+    pub fn removed_ranges(&self) -> &[RemovedRange] {
+        &self.removed
+    }
+
+    /// The events retention runs archived before removing them
+    /// ([`RetentionOptions::archive`]), in the order they were removed.
+    pub fn archived(&self) -> &[RecordedEvent] {
+        &self.archive
+    }
+
+    /// Applies a retention plan at `now`: removes, per stream its policy
+    /// governs, the prefix [`RetentionPolicy::removable`] allows, records a
+    /// [`RemovedRange`] for it and (with [`RetentionOptions::archive`])
+    /// keeps the removed events in [`MemoryStore::archived`]. Positions and
+    /// versions of the events that stay do not change; a tombstoned stream
+    /// removed whole stays tombstoned. A dry run reports and removes
+    /// nothing.
+    ///
+    /// [`RetentionPolicy::removable`]: eventcore::RetentionPolicy::removable
+    ///
+    /// ```
+    /// use eventcore::*;
+    /// use eventcore_memory::MemoryStore;
+    /// # use std::sync::Arc;
+    /// let mut store = MemoryStore::new();
+    /// let stream = StreamId::new("log-1")?;
+    /// let event = |i: u8| NewEvent {
+    ///     event_id: EventId::v7(Time::ZERO, [i; 10]),
+    ///     event_type: EventType::new("Line").expect("valid"),
+    ///     schema_version: 1,
+    ///     payload: Payload::from_trusted_json("null"),
+    /// };
+    /// let meta = Arc::new(EventMetadata::new(CommandId::v7(Time::ZERO, [1; 10]), Time::ZERO));
+    /// store.append(&AppendRequest {
+    ///     metadata: meta,
+    ///     streams: vec![StreamAppend { stream: stream.clone(), expected: ExpectedVersion::Any, events: (0..5).map(event).collect(), tombstone: false }],
+    /// })?;
+    /// let plan = RetentionPlan::new([RetentionPolicy::new("log-").with_max_count(2)]);
+    /// let report = store.apply_retention(&plan, Time::ZERO, RetentionOptions::default());
+    /// assert_eq!(report.events_removed(), 3);
+    /// let slice = &store.read(&ReadRequest::new([stream]))?.streams[0];
+    /// assert_eq!((slice.removed_through.get(), slice.head.get(), slice.events.len()), (3, 5, 2));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn apply_retention(&mut self, plan: &RetentionPlan, now: Time, options: RetentionOptions) -> RetentionReport {
+        let mut ranges = Vec::new();
+        for (stream, indices) in &self.streams {
+            let Some(policy) = plan.policy_for(stream.as_str()) else {
+                continue;
+            };
+            let state = StreamRetentionState {
+                head: self.stream_version(stream),
+                removed_through: self.removed_through(stream),
+                deleted_at: self.deleted.get(stream).copied(),
+            };
+            let timestamps: Vec<Time> = indices.iter().map(|&i| self.log[i].metadata.timestamp).collect();
+            let Some((through, reason)) = policy.removable(&state, &timestamps, now) else {
+                continue;
+            };
+            let count = (through.get() - state.removed_through.get()) as usize;
+            let (Some(&first), Some(&last)) = (indices.first(), indices.get(count.saturating_sub(1))) else {
+                continue;
+            };
+            ranges.push(RemovedRange {
+                stream: stream.clone(),
+                first_version: state.removed_through.next(),
+                last_version: through,
+                first_position: self.log[first].position,
+                last_position: self.log[last].position,
+                reason,
+                removed_at: now,
+            });
+        }
+        let mut report = RetentionReport {
+            dry_run: options.dry_run,
+            batches: u64::from(!options.dry_run && !ranges.is_empty()),
+            ..RetentionReport::default()
+        };
+        if !options.dry_run && !ranges.is_empty() {
+            let mut gone = BTreeSet::new();
+            for range in &ranges {
+                let indices = self.streams.get(&range.stream).map(Vec::as_slice).unwrap_or(&[]);
+                gone.extend(indices.iter().take(range.events() as usize).copied());
+                self.removed_through.insert(range.stream.clone(), range.last_version);
+            }
+            let old = std::mem::take(&mut self.log);
+            for (i, event) in old.into_iter().enumerate() {
+                if !gone.contains(&i) {
+                    self.log.push(event);
+                } else if options.archive {
+                    report.archived += 1;
+                    self.archive.push(event);
+                }
+            }
+            // Indices moved down: rebuild every stream's from the log.
+            for indices in self.streams.values_mut() {
+                indices.clear();
+            }
+            for (i, event) in self.log.iter().enumerate() {
+                if let Some(indices) = self.streams.get_mut(&event.stream_id) {
+                    indices.push(i);
+                }
+            }
+            self.removed.extend(ranges.iter().cloned());
+            self.removed.sort_by_key(|r| r.last_position);
+        }
+        report.ranges = ranges;
+        report
     }
 
     /// The version at which a tombstone ended `stream`, if one did.
@@ -268,12 +418,12 @@ impl MemoryStore {
         self.deleted.get(stream).copied()
     }
 
-    /// The position of the last event (0 if the store is empty).
+    /// The position of the last event appended (0 if the store is empty).
     pub fn last_position(&self) -> GlobalPosition {
-        GlobalPosition::new(self.log.len() as u64)
+        GlobalPosition::new(self.last_position)
     }
 
-    /// Every event, in global order.
+    /// Every event still stored, in global order.
     pub fn events(&self) -> &[RecordedEvent] {
         &self.log
     }
@@ -300,19 +450,27 @@ fn check_open(deleted: &BTreeMap<StreamId, StreamVersion>, entry: &StreamAppend)
     }
 }
 
+/// The version up to which `stream`'s events were removed, as a number.
+fn removed_base(removed: &BTreeMap<StreamId, StreamVersion>, stream: &StreamId) -> u64 {
+    removed.get(stream).map_or(0, |v| v.get())
+}
+
 /// Writes one stream's events of an append (already checked) to the log and
-/// the stream's index, and says where they landed.
+/// the stream's index (`base`: its versions removed, `indices`: its stored
+/// events), and says where they landed.
 fn write_stream(
     log: &mut Vec<RecordedEvent>,
-    indices: &mut Vec<usize>,
+    last_position: &mut u64,
+    (base, indices): (u64, &mut Vec<usize>),
     entry: &StreamAppend,
     metadata: &Arc<EventMetadata>,
 ) -> StreamCommit {
-    let first_version = StreamVersion::new(indices.len() as u64 + 1);
+    let first_version = StreamVersion::new(base + indices.len() as u64 + 1);
     let mut positions = Vec::with_capacity(entry.events.len());
     for event in &entry.events {
-        let position = GlobalPosition::new(log.len() as u64 + 1);
-        let version = StreamVersion::new(indices.len() as u64 + 1);
+        *last_position += 1;
+        let position = GlobalPosition::new(*last_position);
+        let version = StreamVersion::new(base + indices.len() as u64 + 1);
         indices.push(log.len());
         log.push(RecordedEvent {
             event_id: event.event_id,
@@ -329,7 +487,7 @@ fn write_stream(
     StreamCommit {
         stream: entry.stream.clone(),
         first_version,
-        last_version: StreamVersion::new(indices.len() as u64),
+        last_version: StreamVersion::new(base + indices.len() as u64),
         positions,
     }
 }

@@ -69,8 +69,8 @@ pub use dead_letter::{MemoryDeadLetterStore, NoDeadLetters};
 pub use eventcore::ExecutionError;
 pub use eventcore_store::{
     CheckpointError, CheckpointStore, DeadLetter, DeadLetterError, DeadLetterStore, DynCheckpointStore,
-    DynDeadLetterStore, DynEventStore, DynLeaseStore, DynSnapshotStore, EventStore, FencingToken, Lease, LeaseError,
-    LeaseStore, ProjectionStore, ReplaySelection, SnapshotError, SnapshotStore,
+    DynDeadLetterStore, DynEventStore, DynLeaseStore, DynRetentionStore, DynSnapshotStore, EventStore, FencingToken,
+    Lease, LeaseError, LeaseStore, ProjectionStore, ReplaySelection, RetentionStore, SnapshotError, SnapshotStore,
 };
 pub use executor::{Executor, DEFAULT_VIEW_CACHE_BYTES};
 pub use lease::{MemoryLeaseStore, NoLease};

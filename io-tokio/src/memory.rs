@@ -3,12 +3,13 @@
 use crate::metrics::{self, StoreOp};
 use crate::notify::HeadWatch;
 use crate::sync::{Arc, Mutex, MutexGuard};
-use crate::EventStore;
+use crate::{EventStore, RetentionStore};
 use eventcore::{
     AppendLimits, AppendReceipt, AppendRequest, Codec, GlobalPosition, ReadAllRequest, ReadAllResponse, ReadRequest,
-    ReadResponse, StoreError,
+    ReadResponse, RemovedRange, RetentionOptions, RetentionPlan, RetentionReport, StoreError, Time,
 };
 use eventcore_memory::MemoryStore;
+use std::num::NonZeroU32;
 use tokio::sync::watch;
 
 /// A shared, cloneable handle to an in-memory store. The lock is held only
@@ -200,5 +201,41 @@ impl EventStore for MemoryEventStore {
 
     fn codec(&self) -> Codec {
         self.codec
+    }
+}
+
+/// Retention on the memory store: the run happens under the lock, in one
+/// step ([`MemoryStore::apply_retention`]); it cannot fail.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use eventcore::{GlobalPosition, RetentionOptions, RetentionPlan, RetentionPolicy, Time};
+/// use eventcore_tokio::{MemoryEventStore, RetentionStore};
+/// use std::num::NonZeroU32;
+/// let store = MemoryEventStore::new();
+/// let plan = RetentionPlan::new([RetentionPolicy::new("session-").with_max_count(10)]);
+/// let report = store.apply_retention(&plan, Time::ZERO, RetentionOptions::default()).await.unwrap();
+/// assert_eq!(report.events_removed(), 0);
+/// let limit = NonZeroU32::new(100).unwrap();
+/// assert!(store.removed_ranges(GlobalPosition::START, limit).await.unwrap().is_empty());
+/// # });
+/// ```
+impl RetentionStore for MemoryEventStore {
+    async fn apply_retention(
+        &self,
+        plan: &RetentionPlan,
+        now: Time,
+        options: RetentionOptions,
+    ) -> Result<RetentionReport, StoreError> {
+        let span = tracing::info_span!("store.retention", store = "memory", dry_run = options.dry_run);
+        let _entered = span.enter();
+        Ok(self.lock().apply_retention(plan, now, options))
+    }
+
+    async fn removed_ranges(&self, after: GlobalPosition, limit: NonZeroU32) -> Result<Vec<RemovedRange>, StoreError> {
+        let store = self.lock();
+        let ranges = store.removed_ranges();
+        let from = ranges.partition_point(|r| r.last_position <= after);
+        Ok(ranges[from..].iter().take(limit.get() as usize).cloned().collect())
     }
 }

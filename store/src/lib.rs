@@ -3,7 +3,8 @@
 //! The async store traits of EventCore, with no runtime attached: the
 //! [`EventStore`] that commands run against, and the stores a service keeps
 //! beside it — [`SnapshotStore`], [`CheckpointStore`], [`LeaseStore`],
-//! [`DeadLetterStore`] and [`ProjectionStore`] — with their error and value
+//! [`DeadLetterStore`], [`ProjectionStore`] and [`RetentionStore`] (the
+//! maintenance job that removes events) — with their error and value
 //! types. Drivers (`eventcore-tokio`) run against these traits; stores
 //! (`eventcore-postgres`, the memory stores in `eventcore-tokio`) implement
 //! them, so a store needs neither the driver nor its runtime.
@@ -31,6 +32,7 @@ mod dead_letter;
 mod event;
 mod lease;
 mod projection;
+mod retention;
 mod snapshot;
 
 use std::future::Future;
@@ -41,6 +43,7 @@ pub use dead_letter::{DeadLetter, DeadLetterError, DeadLetterStore, DynDeadLette
 pub use event::{DynEventStore, EventStore};
 pub use lease::{DynLeaseStore, FencingToken, Lease, LeaseError, LeaseStore};
 pub use projection::ProjectionStore;
+pub use retention::{DynRetentionStore, RetentionStore};
 pub use snapshot::{DynSnapshotStore, SnapshotError, SnapshotStore};
 
 /// The future an object-safe store method returns.
