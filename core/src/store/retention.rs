@@ -109,25 +109,65 @@ impl RetentionPolicy {
         timestamps: &[Time],
         now: Time,
     ) -> Option<(StreamVersion, RemovalReason)> {
+        let old_prefix = match self.max_age_cutoff(now) {
+            Some(cutoff) => timestamps.iter().take_while(|&&t| t <= cutoff).count() as u64,
+            None => 0,
+        };
+        self.removable_with(state, timestamps.last().copied(), old_prefix, now)
+    }
+
+    /// The newest timestamp `max_age` counts as old at `now`; `None` when
+    /// the policy has no `max_age` or nothing can be that old yet.
+    ///
+    /// ```
+    /// use eventcore::{RetentionPolicy, Time};
+    /// use std::time::Duration;
+    /// let policy = RetentionPolicy::new("").with_max_age(Duration::from_secs(1));
+    /// assert_eq!(policy.max_age_cutoff(Time::from_unix_millis(3_000)), Some(Time::from_unix_millis(2_000)));
+    /// assert_eq!(policy.max_age_cutoff(Time::ZERO), None);
+    /// ```
+    pub fn max_age_cutoff(&self, now: Time) -> Option<Time> {
+        let age = u64::try_from(self.max_age?.as_nanos()).unwrap_or(u64::MAX);
+        now.as_unix_nanos().checked_sub(age).map(Time::from_unix_nanos)
+    }
+
+    /// [`RetentionPolicy::removable`] from what a store can tell without
+    /// loading the stream: the timestamp of its last event (for the
+    /// tombstone's grace) and how many of its stored events, from
+    /// `removed_through + 1` on, are at or before
+    /// [`RetentionPolicy::max_age_cutoff`] before the first younger one.
+    ///
+    /// ```
+    /// use eventcore::*;
+    /// use std::time::Duration;
+    /// let policy = RetentionPolicy::new("").with_max_age(Duration::from_secs(60));
+    /// let state = StreamRetentionState { head: StreamVersion::new(9), removed_through: StreamVersion::new(2), deleted_at: None };
+    /// assert_eq!(policy.removable_with(&state, None, 4, Time::ZERO), Some((StreamVersion::new(6), RemovalReason::MaxAge)));
+    /// ```
+    pub fn removable_with(
+        &self,
+        state: &StreamRetentionState,
+        last_event_at: Option<Time>,
+        old_prefix: u64,
+        now: Time,
+    ) -> Option<(StreamVersion, RemovalReason)> {
         let base = state.removed_through.get();
         let mut best: Option<(u64, RemovalReason)> = None;
         let mut consider = |through: u64, reason: RemovalReason| {
-            if through > base && best.is_none_or(|(b, _)| through > b) {
+            if through > base && through <= state.head.get() && best.is_none_or(|(b, _)| through > b) {
                 best = Some((through, reason));
             }
         };
-        if let (Some(grace), Some(deleted_at)) = (self.tombstoned_after, state.deleted_at) {
-            let ended = timestamps.last().copied();
-            if ended.is_none_or(|t| t.saturating_add(grace) <= now) {
-                consider(deleted_at.get().max(state.head.get()), RemovalReason::Tombstoned);
+        if let (Some(grace), Some(_)) = (self.tombstoned_after, state.deleted_at) {
+            if last_event_at.is_none_or(|t| t.saturating_add(grace) <= now) {
+                consider(state.head.get(), RemovalReason::Tombstoned);
             }
         }
         if let Some(count) = self.max_count {
             consider(state.head.get().saturating_sub(count), RemovalReason::MaxCount);
         }
-        if let Some(age) = self.max_age {
-            let old = timestamps.iter().take_while(|t| t.saturating_add(age) <= now).count() as u64;
-            consider(base + old, RemovalReason::MaxAge);
+        if self.max_age.is_some() {
+            consider(base + old_prefix, RemovalReason::MaxAge);
         }
         best.map(|(through, reason)| (StreamVersion::new(through), reason))
     }
