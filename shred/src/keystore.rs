@@ -110,24 +110,27 @@ impl<K: KeyStore> DynKeyStore for K {
     }
 }
 
+// `(**self)`: `self.…_boxed` would resolve to the blanket `DynKeyStore`
+// impl of `Arc<dyn DynKeyStore>` itself (it is a `KeyStore`), which calls
+// back here: an endless recursion.
 impl KeyStore for Arc<dyn DynKeyStore> {
     async fn get_or_create(
         &self,
         subjects: &BTreeSet<SubjectId>,
     ) -> Result<BTreeMap<SubjectId, DataKey>, KeyStoreError> {
-        self.get_or_create_boxed(subjects).await
+        (**self).get_or_create_boxed(subjects).await
     }
 
     async fn get(&self, subjects: &BTreeSet<SubjectId>) -> Result<BTreeMap<SubjectId, DataKey>, KeyStoreError> {
-        self.get_boxed(subjects).await
+        (**self).get_boxed(subjects).await
     }
 
     async fn forget(&self, subject: &SubjectId) -> Result<bool, KeyStoreError> {
-        self.forget_boxed(subject).await
+        (**self).forget_boxed(subject).await
     }
 
     async fn is_forgotten(&self, subject: &SubjectId) -> Result<bool, KeyStoreError> {
-        self.is_forgotten_boxed(subject).await
+        (**self).is_forgotten_boxed(subject).await
     }
 }
 

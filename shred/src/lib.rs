@@ -62,6 +62,7 @@
 //! snapshots): `docs/data-lifecycle.md` in the repository.
 
 mod codec;
+mod context;
 mod error;
 mod key;
 mod keystore;
@@ -75,6 +76,7 @@ pub use codec::{
     open_event, open_recorded, placeholders_in_payload, seal_event, subjects_in_events, subjects_in_payload,
     subjects_of_event,
 };
+pub use context::PersonalData;
 pub use error::{KeyStoreError, OpenEventError, OpenPayloadError, PersonalError, SealEventError};
 pub use key::{DataKey, KeyLookup, KeyRing, NonceSource, KEY_BYTES, NONCE_BYTES};
 pub use keystore::{ring_for_reading, ring_for_writing, DynKeyStore, KeyStore, MemoryKeyStore};

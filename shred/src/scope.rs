@@ -28,6 +28,7 @@ pub(crate) enum Mode {
         nonces: Box<NonceSource>,
         missing: BTreeSet<SubjectId>,
         opened: BTreeSet<SubjectId>,
+        sealed: BTreeSet<SubjectId>,
     },
 }
 
@@ -152,6 +153,7 @@ impl Scope {
             nonces: Box::new(nonces.fork()),
             missing: BTreeSet::new(),
             opened: BTreeSet::new(),
+            sealed: BTreeSet::new(),
         })
     }
 
@@ -173,6 +175,16 @@ impl Scope {
     pub fn subjects_opened(&self) -> BTreeSet<SubjectId> {
         FRAMES.with_borrow(|frames| match frames.get(self.depth).map(|f| &f.mode) {
             Some(Mode::Execute { opened, .. }) => opened.clone(),
+            _ => BTreeSet::new(),
+        })
+    }
+
+    /// The subjects whose `Personal` values an execute scope sealed (empty
+    /// for other scopes): what was encoded came from plaintext the command
+    /// held, which the driver does not cache either.
+    pub fn subjects_sealed(&self) -> BTreeSet<SubjectId> {
+        FRAMES.with_borrow(|frames| match frames.get(self.depth).map(|f| &f.mode) {
+            Some(Mode::Execute { sealed, .. }) => sealed.clone(),
             _ => BTreeSet::new(),
         })
     }
@@ -246,9 +258,16 @@ pub(crate) fn on_write(subject: &SubjectId) -> Result<WriteAction, PersonalError
                 }),
             },
             Mode::Execute {
-                ring, nonces, missing, ..
+                ring,
+                nonces,
+                missing,
+                sealed,
+                ..
             } => match ring.lookup(subject) {
-                crate::KeyLookup::Key(key) => Ok(WriteAction::Seal(key.clone(), nonces.next_nonce())),
+                crate::KeyLookup::Key(key) => {
+                    sealed.insert(subject.clone());
+                    Ok(WriteAction::Seal(key.clone(), nonces.next_nonce()))
+                }
                 crate::KeyLookup::Forgotten => Err(PersonalError::SubjectForgotten {
                     subject: subject.clone(),
                 }),
@@ -432,6 +451,7 @@ mod tests {
             "{sealed}"
         );
         assert!(scope.missing_keys().is_empty());
+        assert_eq!(scope.subjects_sealed(), BTreeSet::from([alice()]));
         assert!(scope.subjects_opened().is_empty(), "nothing read yet");
         let back: Personal<String> = serde_json::from_str(&sealed).expect("opens");
         assert_eq!(back.known().map(String::as_str), Some("secret-value"));

@@ -28,6 +28,7 @@
 //! associated type that the projection's own code writes through.
 
 mod checkpoint;
+mod context;
 mod dead_letter;
 mod event;
 mod lease;
@@ -39,6 +40,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub use checkpoint::{CheckpointError, CheckpointStore, DynCheckpointStore};
+pub use context::{CodecContext, CodecSession};
 pub use dead_letter::{DeadLetter, DeadLetterError, DeadLetterStore, DynDeadLetterStore, ReplaySelection};
 pub use event::{DynEventStore, EventStore};
 pub use lease::{DynLeaseStore, FencingToken, Lease, LeaseError, LeaseStore};
