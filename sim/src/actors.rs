@@ -89,6 +89,9 @@ pub struct Running {
     pub tried: Vec<eventcore::StreamId>,
     /// View streams primed, with the version and where it came from.
     pub primed: Vec<(eventcore::StreamId, eventcore::StreamVersion, crate::views::Source)>,
+    /// The `StreamDeleted` refusal the machine took, in words: from then
+    /// on it must end, with that error, and ask for nothing more.
+    pub met_deleted: Option<String>,
 }
 
 /// A request an execution sent, kept for its stream cache.

@@ -72,6 +72,10 @@ pub const REQUIRED: &[&str] = &[
     "snapshot_restart_before_write",
     "view_decision_checked",
     "view_primed_after_discovery",
+    "tombstone_written",
+    "tombstone_refused_write",
+    "tombstone_read",
+    "tombstone_refusal_ended_command",
 ];
 
 /// Named counters.

@@ -96,6 +96,10 @@ pub trait Execution {
     fn decided_at(&self) -> Vec<(StreamId, StreamVersion)>;
     /// See [`CommandMachine::deadline`].
     fn deadline(&self) -> Option<Time>;
+    /// See [`CommandMachine::reencode_append`]: the append just handed out
+    /// by [`poll`](Execution::poll), encoded again (under the context the
+    /// driver installed since, say more keys).
+    fn reencode_append(&mut self) -> Option<AppendRequest>;
 }
 
 impl<C: Command> Execution for CommandMachine<C> {
@@ -123,6 +127,11 @@ impl<C: Command> Execution for CommandMachine<C> {
                         let reason = error.to_string();
                         let outcome = if error.may_have_committed() {
                             ExecutionOutcome::Unknown { reason }
+                        } else if matches!(error, CommandError::Store(StoreError::StreamDeleted(_))) {
+                            // A verdict: the store checks the command id
+                            // before the tombstone, so this command id never
+                            // committed, and the stream takes no more events.
+                            ExecutionOutcome::Refused { reason }
                         } else if matches!(
                             error,
                             CommandError::RetriesExhausted { .. }
@@ -199,6 +208,10 @@ impl<C: Command> Execution for CommandMachine<C> {
     fn deadline(&self) -> Option<Time> {
         CommandMachine::deadline(self)
     }
+
+    fn reencode_append(&mut self) -> Option<AppendRequest> {
+        CommandMachine::reencode_append(self).map(std::sync::Arc::unwrap_or_clone)
+    }
 }
 
 fn error_kind<E>(error: &CommandError<E>) -> &'static str {
@@ -210,6 +223,7 @@ fn error_kind<E>(error: &CommandError<E>) -> &'static str {
         CommandError::Domain(_) => "domain",
         CommandError::Decode(_) => "decode",
         CommandError::Store(StoreError::ContractViolation { .. }) => "contract_violation",
+        CommandError::Store(StoreError::StreamDeleted(_)) => "stream_deleted",
         CommandError::MissingView { .. } => "missing_view",
         CommandError::Encode { .. } => "encode",
         CommandError::RetriesExhausted { .. } => "retries_exhausted",

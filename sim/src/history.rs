@@ -16,6 +16,8 @@ pub struct AttemptStream {
     pub expected: ExpectedVersion,
     /// The ids of the events sent, in order (empty: a pure version check).
     pub events: Vec<EventId>,
+    /// The append ends the stream: a tombstone written with its last event.
+    pub tombstone: bool,
 }
 
 /// One append an execution sent (re-sends of the same request count once).
@@ -36,6 +38,7 @@ impl Attempt {
                     stream: s.stream.clone(),
                     expected: s.expected,
                     events: s.events.iter().map(|e| e.event_id).collect(),
+                    tombstone: s.tombstone,
                 })
                 .collect(),
         }

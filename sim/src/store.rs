@@ -23,6 +23,9 @@ pub enum Canary {
     /// (the classic bug of a set-based group commit). Only bites in runs
     /// with group commit.
     BatchChecksStaleHeads,
+    /// Writes an ending append's events but drops its tombstone, so the
+    /// stream stays open and later writes to it are accepted.
+    DropTombstones,
 }
 
 impl Canary {
@@ -31,6 +34,7 @@ impl Canary {
         match self {
             Canary::SkipLastConflictCheck => "skip-last-conflict-check",
             Canary::BatchChecksStaleHeads => "batch-checks-stale-heads",
+            Canary::DropTombstones => "drop-tombstones",
         }
     }
 }
@@ -43,7 +47,7 @@ impl fmt::Display for Canary {
 
 /// An unknown canary name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown canary `{0}` (expected skip-last-conflict-check or batch-checks-stale-heads)")]
+#[error("unknown canary `{0}` (expected skip-last-conflict-check, batch-checks-stale-heads or drop-tombstones)")]
 pub struct UnknownCanary(pub String);
 
 impl FromStr for Canary {
@@ -52,6 +56,7 @@ impl FromStr for Canary {
         match s {
             "skip-last-conflict-check" => Ok(Canary::SkipLastConflictCheck),
             "batch-checks-stale-heads" => Ok(Canary::BatchChecksStaleHeads),
+            "drop-tombstones" => Ok(Canary::DropTombstones),
             other => Err(UnknownCanary(other.to_owned())),
         }
     }
@@ -177,6 +182,13 @@ impl SimStore {
                 self.data.append(&broken)
             }
             Some(Canary::BatchChecksStaleHeads) => self.data.append(request),
+            Some(Canary::DropTombstones) => {
+                let mut broken = request.clone();
+                for entry in &mut broken.streams {
+                    entry.tombstone = false;
+                }
+                self.data.append(&broken)
+            }
             Some(Canary::SkipLastConflictCheck) => {
                 let mut broken = request.clone();
                 if let Some(last) = broken.streams.last_mut() {

@@ -68,3 +68,23 @@ fn without_the_canary_the_same_seeds_pass() {
     });
     assert!(report.failures.is_empty(), "{:?}", report.failures);
 }
+
+/// The tombstone canary: a store that writes an ending append's events but
+/// drops its tombstone. The checker's own record of the tombstone (from the
+/// committed append) disagrees with the store at that very append.
+#[test]
+fn the_sweep_catches_a_store_that_drops_tombstones() {
+    let mut config = SweepConfig::new(0..100);
+    config.canary = Some(Canary::DropTombstones);
+    config.stop_at_first = true;
+    config.failure_dir = None;
+    let report = sweep(&config);
+    let failure = report
+        .failures
+        .first()
+        .expect("the tombstone canary must be caught within 100 seeds");
+    let text = failure.to_string();
+    eprintln!("{text}");
+    assert!(text.contains("--canary drop-tombstones"), "{text}");
+    assert!(text.contains("violated:   tombstones"), "{text}");
+}

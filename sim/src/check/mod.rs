@@ -11,6 +11,7 @@ mod contract;
 mod domain;
 mod outcomes;
 mod subscription;
+mod tombstones;
 
 pub use domain::DomainModel;
 pub use subscription::{check_deliveries, check_subscriber, DeliveryCheck, SubscriberRecord, SubscriberRun};
@@ -59,6 +60,13 @@ pub enum Invariant {
     /// No checkpoint or handled batch was accepted from a lease holder whose
     /// fencing token was not the current one.
     Fencing,
+    /// A stream ended by a tombstone takes no more events: the tombstone
+    /// commits with its append's last event of the stream (never one
+    /// without the other), every later append writing the stream is
+    /// refused with `StreamDeleted` naming it and the tombstone's version
+    /// and writes nothing, reads report `deleted_at` at its last event, and
+    /// a command that meets the refusal ends with it.
+    Tombstone,
     /// After the faults stopped, every command finished with a definitive
     /// outcome within the bound.
     Liveness,
@@ -86,6 +94,9 @@ impl fmt::Display for Invariant {
             Invariant::Subscription => "subscription delivery (global order, no gaps, once per run)",
             Invariant::Projection => "projection (read model equals the replay of its events, and keeps its rules)",
             Invariant::Fencing => "fencing (writes only from the current lease token)",
+            Invariant::Tombstone => {
+                "tombstones (a deleted stream takes no more events; its tombstone commits with its last event)"
+            }
             Invariant::Liveness => "liveness after healing",
             Invariant::LockOrder => "one global lock order (no deadlock reported by the database)",
         })
@@ -125,6 +136,9 @@ pub struct Checker {
     observed: usize,
     domains: Vec<Box<dyn DomainModel>>,
     violations: Vec<Violation>,
+    /// Streams ended by a committed tombstone, at the version of their
+    /// last event.
+    deleted: BTreeMap<StreamId, StreamVersion>,
 }
 
 impl Checker {
@@ -139,6 +153,7 @@ impl Checker {
             observed: 0,
             domains,
             violations: Vec::new(),
+            deleted: BTreeMap::new(),
         }
     }
 
@@ -174,12 +189,15 @@ impl Checker {
                 );
             }
         }
-        self.observe_batch(events)
+        self.observe_batch(events);
+        tombstones::record(self, attempt, events);
+        &self.violations
     }
 
     fn observe_event(&mut self, event: &RecordedEvent) {
         self.observed += 1;
         contract::check_event(self, event);
+        tombstones::check_event(self, event);
         let command_id = event.metadata.command_id;
         match self.commands.get(&command_id) {
             Some(&batch) if batch != self.batches => self.violate(

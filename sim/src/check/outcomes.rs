@@ -58,6 +58,7 @@ fn check_commit(checker: &mut Checker, history: &History, record: &CommandRecord
         return;
     };
     check_expectations(checker, history, record, attempt, committed);
+    super::tombstones::check_history_tombstone(checker, &record.label, attempt, committed);
 }
 
 fn check_expectations(

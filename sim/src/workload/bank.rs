@@ -47,6 +47,12 @@ pub enum BankEvent {
         /// Amount.
         amount: u64,
     },
+    /// The account was closed, its balance paid out ([`CloseAccount`]):
+    /// the account stream's last event, written with its tombstone.
+    Closed {
+        /// The balance paid out on closing.
+        paid_out: u64,
+    },
     /// The transfer limit was set (rules stream).
     LimitSet {
         /// Largest amount one checked transfer may move.
@@ -112,8 +118,58 @@ impl Account {
                 self.balance = self.balance.saturating_sub(*amount)
             }
             BankEvent::Deposited { amount } => self.balance = self.balance.saturating_add(*amount),
+            // A closed account takes nothing more: its stream is ended.
+            BankEvent::Closed { .. } => {
+                self.open = false;
+                self.balance = 0;
+            }
             BankEvent::LimitSet { .. } | BankEvent::Audited { .. } => {}
         }
+    }
+}
+
+/// Closes an account: pays out its balance and ends its stream with that
+/// last event ([`Decision::end_stream`]), so the store refuses every later
+/// write to it with `StoreError::StreamDeleted`. A transfer that read the
+/// account open and raced the close meets that refusal and ends with it.
+///
+/// ```
+/// use eventcore::Command;
+/// use eventcore_sim::workload::bank::{account, CloseAccount};
+/// let close = CloseAccount { account: account(2) };
+/// assert_eq!(close.streams(), vec![account(2)]);
+/// ```
+#[derive(Clone, Debug)]
+pub struct CloseAccount {
+    /// The account to close.
+    pub account: StreamId,
+}
+
+impl Command for CloseAccount {
+    type Event = BankEvent;
+    type State = Account;
+    type Error = BankError;
+
+    fn streams(&self) -> Vec<StreamId> {
+        vec![self.account.clone()]
+    }
+
+    fn apply(&self, state: &mut Account, _: &StreamId, event: &BankEvent) {
+        state.apply(event);
+    }
+
+    fn decide(&self, state: &Account, out: &mut Decision<BankEvent>) -> Result<(), BankError> {
+        if !state.open {
+            return Err(BankError::NotOpen(self.account.clone()));
+        }
+        out.emit(
+            &self.account,
+            BankEvent::Closed {
+                paid_out: state.balance,
+            },
+        );
+        out.end_stream(&self.account);
+        Ok(())
     }
 }
 
@@ -364,6 +420,16 @@ impl DomainModel for BankModel {
                 self.paid_out += i128::from(amount);
             }
             BankEvent::Deposited { amount } => *balance += i128::from(amount),
+            BankEvent::Closed { paid_out } => {
+                if i128::from(paid_out) != *balance {
+                    return Err(format!(
+                        "`{}` was closed paying out {paid_out} but held {balance} (version {}, position {})",
+                        event.stream_id, event.version, event.position
+                    ));
+                }
+                *balance = 0;
+                self.paid_out += i128::from(paid_out);
+            }
             BankEvent::LimitSet { .. } | BankEvent::Audited { .. } => {}
         }
         if *balance < 0 {

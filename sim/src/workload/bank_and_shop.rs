@@ -60,8 +60,9 @@ impl BankAndShopParams {
 /// The simulator's own domain, run by [`run`](crate::run): accounts opened
 /// with random balances, a transfer limit, listed products; then transfers
 /// (some relaxing the receiving account, checking the limit or writing an
-/// audit entry), orders and cancellations (some cancelling twice, which the
-/// domain refuses). Checked by [`BankModel`] (money conserved, no balance
+/// audit entry), one-stream payouts, account closings (the account's last
+/// event, written with a tombstone that ends its stream), orders and
+/// cancellations (some cancelling twice, which the domain refuses). Checked by [`BankModel`] (money conserved, no balance
 /// below zero) and [`ShopModel`] (stock never negative, every reservation
 /// released once).
 ///
@@ -161,6 +162,10 @@ fn pick_account(rng: &mut SimRng, params: &BankAndShopParams) -> u32 {
 /// One transfer draw in this many (by amount) is a one-stream payout.
 const PAY_OUT_EVERY: u64 = 11;
 
+/// A transfer draw of this amount (one in 60) closes its paying account
+/// instead ([`bank::CloseAccount`]: the last event and a tombstone).
+const CLOSE_AT_AMOUNT: u64 = 60;
+
 fn transfer_label(t: &bank::Transfer, on_views: bool) -> String {
     format!(
         "{}transfer {} -> {}: {}{}{}{}",
@@ -248,6 +253,12 @@ impl Domain for BankAndShop {
         let on_views = rng.chance(params.view_per_mille);
         if !shop {
             let transfer = self.next_transfer(rng, &params);
+            // A closing instead, derived from the amount (no extra draw):
+            // the account's last event ends its stream with a tombstone.
+            if transfer.amount == CLOSE_AT_AMOUNT {
+                let close = bank::CloseAccount { account: transfer.from };
+                return DomainCommand::new(format!("close {}", close.account), close);
+            }
             // A payout instead, derived from the amount (no extra draw): the
             // workload's one-stream read-modify-write.
             if transfer.amount % PAY_OUT_EVERY == 0 {

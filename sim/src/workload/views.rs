@@ -40,6 +40,10 @@ impl View for AccountView {
                 self.balance = self.balance.saturating_sub(*amount)
             }
             BankEvent::Deposited { amount } => self.balance = self.balance.saturating_add(*amount),
+            BankEvent::Closed { .. } => {
+                self.open = false;
+                self.balance = 0;
+            }
             BankEvent::LimitSet { .. } | BankEvent::Audited { .. } => {}
         }
     }

@@ -97,6 +97,7 @@ impl World {
                 primed: Vec::new(),
                 cache_use: eventcore::StreamCacheUse::default(),
                 sent: Default::default(),
+                met_deleted: None,
             },
         );
         if self.plan.prime_from_cache {
@@ -125,6 +126,15 @@ impl World {
             let step = running.machine.poll();
             if let (SimStep::Read(_) | SimStep::Append(_), Some(deadline)) = (&step, deadline) {
                 self.check_sent_before_deadline(exec, deadline);
+            }
+            if let (Some(met), SimStep::Read(_) | SimStep::Append(_) | SimStep::Wait(_)) =
+                (self.execs.get(&exec).and_then(|r| r.met_deleted.clone()), &step)
+            {
+                self.violation(
+                    Invariant::Tombstone,
+                    format!("x{exec} was refused with `{met}` and went on instead of ending with it: {step:?}"),
+                );
+                return;
             }
             let Some(running) = self.execs.get_mut(&exec) else {
                 return;
@@ -333,6 +343,21 @@ impl World {
             settled.attempts,
             describe(&settled.outcome)
         ));
+        if let Some(met) = &running.met_deleted {
+            // Ended with the refusal (or, when an earlier attempt's outcome
+            // was open, as unknown): never retried, never a conflict.
+            if !matches!(settled.error_kind, Some("stream_deleted" | "outcome_unknown")) {
+                self.violation(
+                    Invariant::Tombstone,
+                    format!(
+                        "x{exec} was refused with `{met}` but ended {:?} ({})",
+                        settled.error_kind,
+                        describe(&settled.outcome)
+                    ),
+                );
+            }
+            self.coverage.hit("tombstone_refusal_ended_command");
+        }
         self.judge_execution(exec, &running, &settled, started_after);
         // A client that was told "unknown" may try again at once with the
         // same command id; otherwise the liveness phase resolves it.
@@ -366,6 +391,10 @@ impl World {
             return;
         };
         let before = running.machine.stats().ignored_responses;
+        let deleted = match &response {
+            Response::Append(_, Err(eventcore::StoreError::StreamDeleted(d))) => Some(d.to_string()),
+            _ => None,
+        };
         let id = match response {
             Response::Read(id, result) => {
                 running.machine.on_read(id, result, now);
@@ -383,6 +412,9 @@ impl World {
         if running.machine.stats().ignored_responses > before {
             self.log(format_args!("x{exec} ignored stale or duplicate response {id}"));
         } else {
+            if deleted.is_some() {
+                running.met_deleted = deleted;
+            }
             self.log(format_args!("x{exec} took response {id}"));
         }
         self.pump(exec);

@@ -102,6 +102,12 @@ impl World {
                 );
             }
         }
+        if settled.error_kind == Some("stream_deleted") {
+            // Not a decision on the state read but the store's refusal of a
+            // write to an ended stream: judged against the store instead.
+            self.check_stream_deleted(&who, running, settled);
+            return;
+        }
         let verdict = matches!(
             settled.outcome,
             ExecutionOutcome::Refused { .. } | ExecutionOutcome::NothingToDo
@@ -110,6 +116,27 @@ impl World {
             self.coverage.hit("verdict_redecided");
             self.check_verdict_fresh(&who, settled, started_after);
             self.redecide(&who, running, settled);
+        }
+    }
+
+    /// A command refused for writing a deleted stream did write one: some
+    /// stream its last append wrote is ended in the store.
+    fn check_stream_deleted(&mut self, who: &str, running: &Running, settled: &Settled) {
+        let record = &self.commands[running.command].executions[running.execution];
+        let wrote_deleted = record.attempts.last().is_some_and(|attempt| {
+            attempt
+                .streams
+                .iter()
+                .any(|s| !s.events.is_empty() && self.store.data().deleted_at(&s.stream).is_some())
+        });
+        if !wrote_deleted {
+            self.violation(
+                Invariant::Protocol,
+                format!(
+                    "{who} ended with {} but its last append wrote no deleted stream",
+                    describe_outcome(&settled.outcome)
+                ),
+            );
         }
     }
 

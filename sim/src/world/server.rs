@@ -89,6 +89,16 @@ impl World {
         }
         let result = self.store.read(&read);
         if let Ok(response) = &result {
+            if response.streams.iter().any(|s| s.deleted_at.is_some()) {
+                self.coverage.hit("tombstone_read");
+            }
+            let seen = self.checker.violations().len();
+            let found = self.checker.observe_read(response);
+            if found.len() > seen {
+                let first = found[seen].to_string();
+                self.log(format_args!("VIOLATION {first}"));
+                self.failed = true;
+            }
             if response.streams.iter().zip(&read.streams).any(|(slice, asked)| {
                 slice.head.get() - asked.after.get().min(slice.head.get()) > slice.events.len() as u64
             }) {
@@ -241,18 +251,25 @@ impl World {
         }
         if committed {
             self.notify_subscribers();
-            // The continuous check: every store step is judged at once, so
-            // a violation is reported at the step that caused it.
-            let seen = self.checker.violations().len();
-            let attempt = crate::history::Attempt::of(append);
-            let found = self
-                .checker
-                .observe_commit(&attempt, &self.store.data().events()[before..after]);
-            if found.len() > seen {
-                let first = found[seen].to_string();
-                self.log(format_args!("VIOLATION {first}"));
-                self.failed = true;
-            }
+        }
+        if committed && append.streams.iter().any(|s| s.tombstone) {
+            self.coverage.hit("tombstone_written");
+        }
+        if matches!(result, Err(StoreError::StreamDeleted(_))) {
+            self.coverage.hit("tombstone_refused_write");
+        }
+        // The continuous check: every store step is judged at once, so a
+        // violation is reported at the step that caused it.
+        let seen = self.checker.violations().len();
+        let attempt = crate::history::Attempt::of(append);
+        let data = self.store.data();
+        let found = self
+            .checker
+            .observe_append(&attempt, &result, &data.events()[before..after], |s| data.deleted_at(s));
+        if found.len() > seen {
+            let first = found[seen].to_string();
+            self.log(format_args!("VIOLATION {first}"));
+            self.failed = true;
         }
         (result, committed)
     }
