@@ -1,14 +1,17 @@
 //! Runs command machines against an [`EventStore`] on tokio.
 
+use crate::codec_context::Context;
 use crate::views::ViewSupport;
 use crate::{Clock, EventStore, SnapshotStats, SnapshotStore, StreamCache};
 use eventcore::{
     Command, CommandError, CommandErrorKind, CommandId, Executed, ExecutionContext, ExecutionError, ExecutionPolicy,
     Step, StreamCacheUse, Time, ViewCacheStats,
 };
+use eventcore_store::CodecContext;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use tracing::Instrument;
 
 /// Executes commands: drives a [`eventcore::CommandMachine`] per call, with
@@ -49,6 +52,7 @@ pub struct Executor<S> {
     executions: AtomicU64,
     cache: Option<StreamCache>,
     views: ViewSupport,
+    codec_context: Context,
 }
 
 /// The view cache's default bound: 64 MiB of views.
@@ -65,7 +69,53 @@ impl<S: EventStore> Executor<S> {
             executions: AtomicU64::new(0),
             cache: None,
             views: ViewSupport::new(Some(DEFAULT_VIEW_CACHE_BYTES)),
+            codec_context: Context::default(),
         }
+    }
+
+    /// Installs `context` around every call where an execution decodes or
+    /// encodes (events read, cached events, snapshots, the decided
+    /// events), fetching what it needs before each, asynchronously: what
+    /// crypto-shredding needs (`eventcore_shred::PersonalData`: `Personal`
+    /// fields sealed when appended, opened when read, read as forgotten
+    /// once their subject is).
+    ///
+    /// With a context, an append is checked before it is sent: one that
+    /// still holds a draft (a placeholder for data whose key was never
+    /// fetched) is not sent and fails the command. State folded in an
+    /// execution whose session held secrets (decrypted personal data) is
+    /// not kept in the view cache; snapshots of it are encoded under the
+    /// context (sealed), and skipped if they would hold a draft. The
+    /// stream cache keeps events as stored (sealed), so it stays on.
+    ///
+    /// ```
+    /// use eventcore::{Payload, StoreError};
+    /// use eventcore_store::{BoxFuture, CodecContext, CodecSession};
+    /// use eventcore_tokio::{Executor, MemoryEventStore};
+    /// struct Plain;
+    /// struct PlainSession;
+    /// impl CodecContext for Plain {
+    ///     fn session(&self) -> Box<dyn CodecSession> { Box::new(PlainSession) }
+    /// }
+    /// impl CodecSession for PlainSession {
+    ///     fn want(&mut self, _: &Payload) {}
+    ///     fn prepare(&mut self) -> BoxFuture<'_, Result<(), StoreError>> { Box::pin(async { Ok(()) }) }
+    ///     fn within(&mut self, f: &mut dyn FnMut()) { f() }
+    ///     fn needs_prepare(&self) -> bool { false }
+    ///     fn check_outgoing(&self, _: &Payload) -> Result<(), String> { Ok(()) }
+    ///     fn holds_secrets(&self) -> bool { false }
+    /// }
+    /// let executor = Executor::new(MemoryEventStore::new()).with_codec_context(Plain);
+    /// assert!(executor.codec_context().is_some());
+    /// ```
+    pub fn with_codec_context(mut self, context: impl CodecContext) -> Self {
+        self.codec_context = Context(Some(Arc::new(context)));
+        self
+    }
+
+    /// The context installed with [`Executor::with_codec_context`], if any.
+    pub fn codec_context(&self) -> Option<&Arc<dyn CodecContext>> {
+        self.codec_context.0.as_ref()
     }
 
     /// Bounds the view cache to about `max_bytes` of views (by
@@ -315,6 +365,7 @@ impl<S: EventStore> Executor<S> {
         let started = std::time::Instant::now();
         let mut machine = eventcore::CommandMachine::new(command, policy, context, self.clock.now(), self.next_seed())
             .with_codec(self.store.codec());
+        let mut session = self.codec_context.session();
         let use_views = id_use != IdUse::Again && self.views.enabled();
         let mut looked_up = Vec::new();
         let mut loaded = Vec::new();
@@ -323,27 +374,41 @@ impl<S: EventStore> Executor<S> {
             // snapshot is not primed again from the stream cache, which
             // would copy and decode the whole stream on every execution.
             self.views
-                .prime(&mut machine, &self.clock, &mut looked_up, &mut loaded)
+                .prime(&mut machine, &self.clock, &mut looked_up, &mut loaded, &mut session)
                 .await;
         }
         if let Some(cache) = self.cache.as_ref() {
             // What `StreamCacheUse::prime` does, with each prefix taken under
             // the lock and primed (copied, decoded) outside it.
             let declared: Vec<_> = machine.streams().cloned().collect();
-            for stream in declared {
-                if let Some(chunks) = cache.snapshot(&stream) {
-                    machine.prime(&stream, chunks.iter().flat_map(|chunk| chunk.iter()));
+            let prefixes: Vec<_> = declared
+                .into_iter()
+                .filter_map(|stream| cache.snapshot(&stream).map(|chunks| (stream, chunks)))
+                .collect();
+            for (_, chunks) in &prefixes {
+                session.want_events(chunks.iter().flat_map(|chunk| chunk.iter()));
+            }
+            match session.prepare().await {
+                Ok(()) => {
+                    for (stream, chunks) in &prefixes {
+                        session.within(|| machine.prime(stream, chunks.iter().flat_map(|chunk| chunk.iter())));
+                    }
                 }
+                // The streams are read instead, and prepared then.
+                Err(error) => tracing::debug!(
+                    error = &error as &dyn std::error::Error,
+                    "codec context not prepared for cached events; reading the streams"
+                ),
             }
         }
         let mut using = StreamCacheUse::default();
         loop {
             if use_views {
                 self.views
-                    .prime(&mut machine, &self.clock, &mut looked_up, &mut loaded)
+                    .prime(&mut machine, &self.clock, &mut looked_up, &mut loaded, &mut session)
                     .await;
             }
-            match machine.poll() {
+            match session.within(|| machine.poll()) {
                 Step::Read { id, deadline, request } => {
                     let deadline = self.clock.instant_at(deadline);
                     match tokio::time::timeout_at(deadline, self.store.read(&request)).await {
@@ -351,31 +416,77 @@ impl<S: EventStore> Executor<S> {
                             if let Some(cache) = &self.cache {
                                 using.read(&mut cache.lock(), &request, &result);
                             }
-                            machine.on_read(id, result, self.clock.now());
+                            let result = match result {
+                                Ok(response) => {
+                                    session.want_response(&response);
+                                    match tokio::time::timeout_at(deadline, session.prepare()).await {
+                                        Ok(Ok(())) => Ok(response),
+                                        Ok(Err(error)) => Err(error),
+                                        Err(_elapsed) => {
+                                            machine.on_wake(self.clock.now());
+                                            continue;
+                                        }
+                                    }
+                                }
+                                Err(error) => Err(error),
+                            };
+                            session.within(|| machine.on_read(id, result, self.clock.now()));
                         }
                         Err(_elapsed) => machine.on_wake(self.clock.now()),
                     }
                 }
-                Step::Append { id, deadline, request } => {
+                Step::Append {
+                    id,
+                    deadline,
+                    mut request,
+                } => {
                     let deadline = self.clock.instant_at(deadline);
+                    if session.needs_prepare() {
+                        // The decided events named data the context lacked
+                        // (keys of new subjects): fetch it, encode again.
+                        match tokio::time::timeout_at(deadline, session.prepare()).await {
+                            Ok(Ok(())) => match session.within(|| machine.reencode_append()) {
+                                Some(again) => request = again,
+                                // The encode failed; the next poll says why.
+                                None => continue,
+                            },
+                            Ok(Err(error)) => {
+                                machine.on_append(id, Err(error), self.clock.now());
+                                continue;
+                            }
+                            Err(_elapsed) => {
+                                machine.on_wake(self.clock.now());
+                                continue;
+                            }
+                        }
+                    }
+                    if let Err(error) = session.check_request(&request) {
+                        tracing::error!(
+                            error = &error as &dyn std::error::Error,
+                            "append holding a draft not sent"
+                        );
+                        machine.on_append(id, Err(error), self.clock.now());
+                        continue;
+                    }
                     match tokio::time::timeout_at(deadline, self.store.append(&request)).await {
                         Ok(result) => {
                             if let Some(cache) = &self.cache {
                                 using.append(&mut cache.lock(), &request, &result);
                             }
-                            machine.on_append(id, result, self.clock.now());
+                            session.within(|| machine.on_append(id, result, self.clock.now()));
                         }
                         Err(_elapsed) => machine.on_wake(self.clock.now()),
                     }
                 }
                 Step::Wait { until } => {
                     tokio::time::sleep_until(self.clock.instant_at(until)).await;
-                    machine.on_wake(self.clock.now());
+                    session.within(|| machine.on_wake(self.clock.now()));
                 }
                 Step::Done(result) => {
                     tracing::trace!(attempts = machine.attempts(), "machine done");
                     if id_use == IdUse::First && use_views && unconfirmed_verdict(&machine, &result) {
-                        self.views.keep(&mut machine, &self.clock, std::mem::take(&mut loaded));
+                        self.views
+                            .keep(&mut machine, &self.clock, std::mem::take(&mut loaded), &mut session);
                         if let Some(cache) = &self.cache {
                             using.finish(&mut cache.lock(), result.is_err());
                         }
@@ -392,7 +503,8 @@ impl<S: EventStore> Executor<S> {
                         machine.stats(),
                         &result,
                     );
-                    self.views.keep(&mut machine, &self.clock, std::mem::take(&mut loaded));
+                    self.views
+                        .keep(&mut machine, &self.clock, std::mem::take(&mut loaded), &mut session);
                     if let Some(cache) = &self.cache {
                         using.finish(&mut cache.lock(), result.is_err());
                     }

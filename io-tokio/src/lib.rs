@@ -45,6 +45,7 @@ mod blocking;
 mod cache;
 mod checkpoint;
 mod clock;
+mod codec_context;
 mod dead_letter;
 mod executor;
 mod lease;
@@ -64,6 +65,7 @@ pub use blocking::{execute_blocking, BlockingExecutor};
 pub use cache::StreamCache;
 pub use checkpoint::MemoryCheckpointStore;
 pub use clock::Clock;
+pub use codec_context::BatchDecoder;
 pub use dead_letter::{MemoryDeadLetterStore, NoDeadLetters};
 /// What [`Executor`] returns on failure (from `eventcore`, named here too).
 pub use eventcore::ExecutionError;
@@ -72,6 +74,7 @@ pub use eventcore_store::{
     DynDeadLetterStore, DynEventStore, DynLeaseStore, DynRetentionStore, DynSnapshotStore, EventStore, FencingToken,
     Lease, LeaseError, LeaseStore, ProjectionStore, ReplaySelection, RetentionStore, SnapshotError, SnapshotStore,
 };
+pub use eventcore_store::{CodecContext, CodecSession};
 pub use executor::{Executor, DEFAULT_VIEW_CACHE_BYTES};
 pub use lease::{MemoryLeaseStore, NoLease};
 #[cfg(feature = "memory")]

@@ -21,10 +21,9 @@
 //! serving, switch readers over ([`Serving`] for memory, a view or table
 //! rename in SQL), stop the old runner and keep the new one running.
 
-use crate::{Runner, Sink};
+use crate::{BatchDecoder, Runner, Sink};
 use eventcore::{
-    decode_recorded, Batch, CheckpointMode, ConsumerError, Event, EventFilter, GlobalPosition, HandleError,
-    PoisonEvent, RecordedEvent,
+    Batch, CheckpointMode, ConsumerError, Event, EventFilter, GlobalPosition, HandleError, PoisonEvent, RecordedEvent,
 };
 use eventcore_store::{CheckpointError, FencingToken, ProjectionStore};
 use std::collections::BTreeMap;
@@ -130,6 +129,7 @@ pub struct ProjectionSink<P: Projection> {
     projection: P,
     store: P::Store,
     claimed: Option<(String, FencingToken)>,
+    decoder: BatchDecoder,
 }
 
 impl<P: Projection> ProjectionSink<P> {
@@ -141,6 +141,11 @@ impl<P: Projection> ProjectionSink<P> {
     /// The read-model store.
     pub fn store(&self) -> &P::Store {
         &self.store
+    }
+
+    /// What decodes its batches.
+    pub fn decoder(&self) -> &BatchDecoder {
+        &self.decoder
     }
 
     /// Applies `batch` in one transaction and commits it with its
@@ -156,8 +161,10 @@ impl<P: Projection> ProjectionSink<P> {
         // Events already committed (a redelivery after a commit whose
         // answer was lost) are not applied again.
         let committed = P::Store::committed(&tx).filter(|_| skip_committed);
-        for recorded in batch.events.iter().filter(|e| committed.is_none_or(|c| e.position > c)) {
-            let event = decode_recorded::<P::Event>(recorded).map_err(PoisonEvent::from)?;
+        let events = batch.events.iter().filter(|e| committed.is_none_or(|c| e.position > c));
+        // Decoded up front, under the codec context if any: the context is
+        // installed around synchronous calls only, never across `apply`.
+        for (event, recorded) in self.decoder.decode::<P::Event>(events).await? {
             match self.projection.apply(&mut tx, event, recorded).await {
                 Ok(()) => {}
                 Err(ProjectionError::Rejected(message)) => {
@@ -254,9 +261,41 @@ where
                 projection,
                 store,
                 claimed: None,
+                decoder: BatchDecoder::plain(),
             },
             filter,
         )
+    }
+}
+
+impl<S: crate::EventStore, P: Projection, L: crate::LeaseStore, D: crate::DeadLetterStore>
+    Runner<S, ProjectionSink<P>, L, D>
+where
+    P::Event: Send,
+{
+    /// Decodes every batch under `decoder`'s codec context (one session per
+    /// batch): with `eventcore_shred::PersonalData`, the projection's
+    /// `Personal` fields arrive `Known`, or `Forgotten` once their subject
+    /// is, never as poison.
+    ///
+    /// ```
+    /// # use eventcore::{Event, RecordedEvent};
+    /// # use eventcore_tokio::*;
+    /// # #[derive(serde::Serialize, serde::Deserialize)] enum Ev { Ticked }
+    /// # impl Event for Ev {}
+    /// # struct Ticks;
+    /// # impl Projection for Ticks {
+    /// #     type Event = Ev;
+    /// #     type Store = MemoryReadModel<u64>;
+    /// #     async fn apply(&mut self, tx: &mut MemoryTransaction<u64>, _: Ev, _: &RecordedEvent) -> Result<(), ProjectionError> { Ok(()) }
+    /// # }
+    /// let runner = Runner::projection("ticks", MemoryEventStore::new(), Ticks, MemoryReadModel::new())
+    ///     .with_codec_context(BatchDecoder::plain());
+    /// assert!(runner.sink().decoder().context().is_none());
+    /// ```
+    pub fn with_codec_context(mut self, decoder: BatchDecoder) -> Self {
+        self.sink_mut().decoder = decoder;
+        self
     }
 }
 

@@ -5,6 +5,7 @@
 //! The rules themselves (what is recorded, trusted, invalidated, evicted;
 //! when a snapshot is due) are the core's; this file only does the I/O.
 
+use crate::codec_context::Session;
 use crate::sync::Mutex;
 use crate::{Clock, DynSnapshotStore, SnapshotError, SnapshotStore};
 use eventcore::{Command, CommandMachine, Snapshot, StreamId, StreamView, ViewCache, ViewCacheStats, ViewKind};
@@ -144,8 +145,9 @@ impl ViewSupport {
         clock: &Clock,
         tried: &mut Vec<StreamId>,
         loaded: &mut Vec<Snapshot>,
+        session: &mut Session,
     ) {
-        while self.prime_round(machine, clock, tried, loaded).await {}
+        while self.prime_round(machine, clock, tried, loaded, session).await {}
     }
 
     /// One round of [`ViewSupport::prime`]; `true` when it looked anything up.
@@ -155,6 +157,7 @@ impl ViewSupport {
         clock: &Clock,
         tried: &mut Vec<StreamId>,
         loaded: &mut Vec<Snapshot>,
+        session: &mut Session,
     ) -> bool {
         let mut wanted = machine.unprimed_views();
         wanted.retain(|(stream, _)| !tried.contains(stream));
@@ -168,7 +171,10 @@ impl ViewSupport {
                 let mut cache = cache.lock();
                 let looked_up = wanted.len();
                 for (stream, kind) in wanted {
-                    let primed = cache.get(&stream, kind).is_some_and(|view| machine.prime_view(view));
+                    // Priming the last stream due decides: inside the context.
+                    let primed = cache
+                        .get(&stream, kind)
+                        .is_some_and(|view| session.within(|| machine.prime_view(view)));
                     if !primed {
                         misses.push((stream, kind));
                     }
@@ -189,9 +195,27 @@ impl ViewSupport {
             .iter()
             .map(|(stream, kind)| tokio::time::timeout(budget, snapshots.load(stream, kind.name(), kind.version())));
         let answers = futures_util::future::join_all(loads).await;
+        // A snapshot's state is decoded like events: what it needs (the
+        // keys of the personal data sealed in it) is fetched first.
+        for answer in &answers {
+            if let Ok(Ok(Some(snapshot))) = answer {
+                session.want(&eventcore::Payload::from_trusted_json(snapshot.payload.as_str()));
+            }
+        }
+        if let Err(error) = session.prepare().await {
+            self.counters
+                .load_errors
+                .fetch_add(answers.len() as u64, Ordering::Relaxed);
+            tracing::warn!(
+                error = &error as &dyn std::error::Error,
+                "codec context not prepared for snapshots; reading the streams"
+            );
+            return true;
+        }
         for ((stream, kind), answer) in misses.into_iter().zip(answers) {
-            if let Some((snapshot, view)) = self.usable(answer, &stream, kind) {
-                if machine.prime_snapshot(view) {
+            let usable = session.within(|| self.usable(answer, &stream, kind));
+            if let Some((snapshot, view)) = usable {
+                if session.within(|| machine.prime_snapshot(view)) {
                     loaded.push(snapshot);
                 }
             }
@@ -240,7 +264,18 @@ impl ViewSupport {
     /// Keeps what a finished execution folded: drops cache entries (and
     /// loaded snapshots) that proved stale, records every view, and starts
     /// the snapshot writes that are due, without waiting for them.
-    pub(crate) fn keep<C: Command>(&self, machine: &mut CommandMachine<C>, clock: &Clock, loaded: Vec<Snapshot>) {
+    ///
+    /// Views folded in a session that held secrets (decrypted personal
+    /// data) are not cached: a cache entry would outlive the execution and
+    /// the subject's forgetting. Their snapshots are encoded inside the
+    /// session (sealed), and skipped when they would hold a draft.
+    pub(crate) fn keep<C: Command>(
+        &self,
+        machine: &mut CommandMachine<C>,
+        clock: &Clock,
+        loaded: Vec<Snapshot>,
+        session: &mut Session,
+    ) {
         let views = machine.take_views();
         let stale = machine.stale_views();
         if let Some(cache) = &self.cache {
@@ -248,7 +283,13 @@ impl ViewSupport {
             for (stream, kind) in &stale {
                 cache.invalidate(stream, *kind);
             }
-            cache.record_all(&views);
+            if session.holds_secrets() {
+                for view in &views {
+                    cache.invalidate(&view.stream, view.kind);
+                }
+            } else {
+                cache.record_all(&views);
+            }
         }
         let Some(snapshots) = &self.snapshots else { return };
         for snapshot in loaded {
@@ -267,8 +308,14 @@ impl ViewSupport {
             }
         }
         for view in views.into_iter().filter(|v| v.snapshot_due()) {
-            match Snapshot::of(&view, clock.now()) {
-                Ok(snapshot) => self.spawn_write(snapshots, Write::Save(snapshot)),
+            match session.within(|| Snapshot::of(&view, clock.now())) {
+                Ok(snapshot) => match session.check_snapshot(&snapshot.payload) {
+                    Ok(()) => self.spawn_write(snapshots, Write::Save(snapshot)),
+                    Err(why) => {
+                        self.counters.write_errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(stream = %view.stream, view = %view.kind, %why, "snapshot not written");
+                    }
+                },
                 Err(error) => {
                     self.counters.write_errors.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(stream = %view.stream, view = %view.kind, error = &error as &dyn std::error::Error, "cannot snapshot view");
