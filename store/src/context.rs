@@ -93,3 +93,22 @@ pub trait CodecSession: Send {
     /// is not cached.
     fn holds_secrets(&self) -> bool;
 }
+
+/// A shared context is a context: one `PersonalData` can serve an executor
+/// and the runners of a service.
+///
+/// ```
+/// use eventcore_store::{CodecContext, CodecSession};
+/// use std::sync::Arc;
+/// fn takes(_: impl CodecContext) {}
+/// fn share<C: CodecContext>(context: Arc<C>) {
+///     takes(Arc::clone(&context));
+///     takes(context);
+/// }
+/// # let _ = share::<Arc<dyn CodecContext>>;
+/// ```
+impl<T: CodecContext + ?Sized> CodecContext for std::sync::Arc<T> {
+    fn session(&self) -> Box<dyn CodecSession> {
+        (**self).session()
+    }
+}
