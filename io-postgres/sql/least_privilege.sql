@@ -20,6 +20,12 @@ GRANT USAGE ON SCHEMA :"schema" TO :"app_role";
 -- them too, but for this role they are permission denied, SQLSTATE 42501).
 GRANT SELECT, INSERT ON :"schema".events TO :"app_role";
 
+-- Removed ranges (migration 0009): read_all reports what the retention job
+-- removed, so SELECT only. The role cannot remove events itself: it has no
+-- DELETE on events, no EXECUTE on remove_events(), no access to
+-- events_archive (retention runs as the owner or a maintenance role).
+GRANT SELECT ON :"schema".removed_ranges TO :"app_role";
+
 -- Stream heads: reads SELECT them; appends create a missing head (INSERT),
 -- advance written ones (UPDATE, INSERT .. ON CONFLICT DO UPDATE) and lock
 -- checked-only ones (SELECT .. FOR SHARE, which needs UPDATE).

@@ -73,6 +73,7 @@ mod privileges;
 #[cfg(feature = "projections")]
 mod projection;
 mod read;
+mod retention;
 mod schema;
 mod snapshot;
 mod sql;

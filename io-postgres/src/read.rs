@@ -2,13 +2,14 @@
 //! of events, the global log behind the xid horizon, and row decoding.
 
 use crate::error::{map_error, Phase};
+use crate::retention::removed_range;
 use crate::sql::INDEX_BITS;
 use crate::store::{contract, to_u64};
 use crate::PostgresStore;
 use eventcore::{
     CausationId, CommandId, CorrelationId, EventId, EventMetadata, EventType, GlobalPosition, Operation, Payload,
-    ReadAllRequest, ReadAllResponse, ReadRequest, ReadResponse, RecordedEvent, StoreError, StreamId, StreamRead,
-    StreamSlice, StreamVersion, Time,
+    ReadAllRequest, ReadAllResponse, ReadRequest, ReadResponse, RecordedEvent, RemovedRange, StoreError, StreamId,
+    StreamRead, StreamSlice, StreamVersion, Time,
 };
 use eventcore_store::EventStore;
 use futures_util::stream::{self, Stream, TryStreamExt};
@@ -151,7 +152,7 @@ impl PostgresStore {
             .bind(&afters)
             .bind(page)
             .fetch(&mut *conn);
-        let mut decoder = RowDecoder::new(3);
+        let mut decoder = RowDecoder::new(4);
         let failed = |e| map_error(Operation::Read, Phase::Executing, e, None);
         while let Some(row) = rows.try_next().await.map_err(failed)? {
             let ord: i32 = value(&row, 0, decoder.checked).map_err(|e| contract(Operation::Read, e))?;
@@ -177,6 +178,8 @@ impl PostgresStore {
             slice.head = head;
             let deleted_at: Option<i64> = value(&row, 2, decoder.checked).map_err(|e| contract(Operation::Read, e))?;
             slice.deleted_at = deleted_at.map(|v| StreamVersion::new(to_u64(v)));
+            let removed: i64 = value(&row, 3, decoder.checked).map_err(|e| contract(Operation::Read, e))?;
+            slice.removed_through = StreamVersion::new(to_u64(removed));
             if let Some(event) = decoder.decode(&row, Operation::Read, Some(&slice.stream))? {
                 slice.events.push(event);
                 decoder.row_done();
@@ -219,14 +222,15 @@ impl PostgresStore {
             // the horizon and the newest position, the first one is enough.
             let failed = |e| map_error(Operation::ReadAll, Phase::Executing, e, None);
             let mut rows = query.fetch(&mut *conn);
-            let mut decoder = RowDecoder::new(3);
+            let mut decoder = RowDecoder::new(4);
             let mut events = Vec::with_capacity(usize::try_from(request.limit.get()).unwrap_or(0).min(1024));
-            let mut found: Option<(i64, Option<i64>)> = None;
+            let mut found: Option<(i64, Option<i64>, Option<String>)> = None;
             while let Some(row) = rows.try_next().await.map_err(failed)? {
                 if found.is_none() {
                     let horizon: i64 = row.try_get(0).map_err(|e| contract(Operation::ReadAll, e))?;
                     let newest: Option<i64> = row.try_get(1).map_err(|e| contract(Operation::ReadAll, e))?;
-                    found = Some((horizon, newest));
+                    let removed: Option<String> = row.try_get(2).map_err(|e| contract(Operation::ReadAll, e))?;
+                    found = Some((horizon, newest, removed));
                 }
                 if let Some(event) = decoder.decode(&row, Operation::ReadAll, None)? {
                     events.push(event);
@@ -234,7 +238,7 @@ impl PostgresStore {
                 }
             }
             drop(rows);
-            let (horizon, newest) = found.ok_or_else(|| StoreError::ContractViolation {
+            let (horizon, newest, removed) = found.ok_or_else(|| StoreError::ContractViolation {
                 operation: Operation::ReadAll,
                 message: "read-all answered no row".to_owned(),
             })?;
@@ -266,17 +270,44 @@ impl PostgresStore {
             // committed event so that a quiescent store reports its last
             // position (and an empty one reports START), as memory does.
             let settled = horizon.saturating_sub(1).min(newest.unwrap_or(0));
-            let complete_through = match events.last() {
+            let mut complete_through = match events.last() {
                 Some(last) if full => last.position,
                 _ => GlobalPosition::new(to_u64(settled)).max(request.after),
             };
+            let mut removed = match removed {
+                Some(json) => removed_ranges(&json)?,
+                None => Vec::new(),
+            };
+            // As many ranges as the limit: more may end above the last one,
+            // so the answer is complete only through it.
+            if removed.len() as u64 >= u64::from(request.limit.get()) {
+                if let Some(last) = removed.last() {
+                    complete_through = complete_through.min(last.last_position);
+                    events.retain(|e| e.position <= complete_through);
+                }
+            }
+            removed.retain(|r| r.last_position <= complete_through);
             return Ok(ReadAllResponse {
                 events,
                 complete_through,
-                removed: Vec::new(),
+                removed,
             });
         }
     }
+}
+
+/// The removed ranges of a `read_all` row: a JSON array of
+/// `[stream, first version, last version, first position, last position,
+/// reason, removed at]` (see `Statements::read_all_prefix`).
+fn removed_ranges(json: &str) -> Result<Vec<RemovedRange>, StoreError> {
+    type Row = (String, i64, i64, i64, i64, String, i64);
+    let rows: Vec<Row> = serde_json::from_str(json).map_err(|e| StoreError::ContractViolation {
+        operation: Operation::ReadAll,
+        message: format!("removed ranges are not as expected: {e}"),
+    })?;
+    rows.into_iter()
+        .map(|(stream, fv, lv, fp, lp, reason, at)| removed_range(stream, [fv, lv, fp, lp], reason, at))
+        .collect()
 }
 
 /// Decodes event rows. Consecutive events of one append share their

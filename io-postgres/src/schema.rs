@@ -36,6 +36,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "stream tombstones",
         include_str!("../migrations/0008_stream_tombstones.sql"),
     ),
+    (9, "retention", include_str!("../migrations/0009_retention.sql")),
 ];
 
 /// The migrations compiled into this crate, as a sqlx migration source.

@@ -13,6 +13,7 @@ pub(crate) struct Statements {
     pub(crate) append_alone: String,
     pub(crate) read: String,
     pub(crate) read_all_prefix: String,
+    pub(crate) read_all_events: String,
     pub(crate) await_horizon: String,
     pub(crate) append_batch: String,
     pub(crate) tombstone: String,
@@ -132,10 +133,12 @@ impl Statements {
                 // plain join lets a generic plan hash-join every stream head;
                 // a lateral subquery with a LIMIT is not flattened, so it stays
                 // one key lookup per requested stream.
-                // The third column is the head's tombstone (migration 0008).
-                "SELECT r.ord::int4 AS ord, coalesce(h.version, 0) AS head, h.deleted_at_version, {event_columns} \
+                // The third column is the head's tombstone (migration 0008),
+                // the fourth the versions retention removed (migration 0009).
+                "SELECT r.ord::int4 AS ord, coalesce(h.version, 0) AS head, h.deleted_at_version, \
+                   coalesce(h.removed_through, 0) AS removed_through, {event_columns} \
                  FROM unnest($1::text[], $2::int8[]) WITH ORDINALITY AS r(stream_id, after, ord) \
-                 LEFT JOIN LATERAL (SELECT y.version, y.deleted_at_version FROM {s}.streams y WHERE y.stream_id = r.stream_id LIMIT 1) h ON true \
+                 LEFT JOIN LATERAL (SELECT y.version, y.deleted_at_version, y.removed_through FROM {s}.streams y WHERE y.stream_id = r.stream_id LIMIT 1) h ON true \
                  LEFT JOIN LATERAL (SELECT * FROM {s}.events x \
                     WHERE x.stream_id = r.stream_id AND x.version > r.after \
                     ORDER BY x.version LIMIT $3) e ON true"
@@ -143,11 +146,25 @@ impl Statements {
             // The horizon and the events come from one statement, hence one
             // snapshot: every transaction below the snapshot's xmin has
             // finished and its events (if committed) are visible to it.
+            // The ranges retention removed (migration 0009) that end in the
+            // page come in the same statement, computed once in `h` (a JSON
+            // array, NULL when there are none, which is almost always):
+            // `read_all` completes the WHERE clause with the filter's stream
+            // conditions and closes the subquery.
             read_all_prefix: format!(
                 "SELECT h.horizon, \
                    (SELECT max(m.position) FROM {s}.events m) AS newest, \
+                   h.removed, \
                    e.stream_id, {event_columns} \
-                 FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::int8 << {INDEX_BITS} AS horizon) h \
+                 FROM (SELECT x.horizon, \
+                   (SELECT jsonb_agg(jsonb_build_array(g.stream_id, g.first_version, g.last_version, \
+                       g.first_position, g.last_position, g.reason, g.removed_at) ORDER BY g.last_position)::text \
+                    FROM (SELECT * FROM {s}.removed_ranges d \
+                      WHERE d.last_position > $1 AND d.last_position < x.horizon"
+            ),
+            read_all_events: format!(
+                " ORDER BY d.last_position LIMIT $2) g) AS removed \
+                 FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::int8 << {INDEX_BITS} AS horizon) x) h \
                  LEFT JOIN LATERAL (SELECT * FROM {s}.events e \
                     WHERE e.position > $1 AND e.position < h.horizon"
             ),
@@ -173,9 +190,21 @@ impl Statements {
     }
 
     /// The `read_all` statement for one filter shape; parameters are
-    /// `$1` after, `$2` limit, then the filter's own in order.
+    /// `$1` after, `$2` limit (of events, and of removed ranges), then the
+    /// filter's own in order.
     pub(crate) fn read_all(&self, streams: bool, prefix: bool, types: bool) -> String {
         let mut sql = self.read_all_prefix.clone();
+        // The removed ranges pass the filter's stream conditions (an event
+        // type says nothing about a range), with the same parameters.
+        let mut next = 3;
+        if streams {
+            sql.push_str(&format!(" AND d.stream_id = ANY(${next}::text[])"));
+            next += 1;
+        }
+        if prefix {
+            sql.push_str(&format!(" AND starts_with(d.stream_id, ${next}::text)"));
+        }
+        sql.push_str(&self.read_all_events);
         let mut next = 3;
         if streams {
             sql.push_str(&format!(" AND e.stream_id = ANY(${next}::text[])"));

@@ -90,6 +90,25 @@ impl<S: EventStore> EventStore for Encoding<S> {
     }
 }
 
+impl<S: EventStore + eventcore_tokio::RetentionStore> eventcore_tokio::RetentionStore for Encoding<S> {
+    async fn apply_retention(
+        &self,
+        plan: &eventcore::RetentionPlan,
+        now: eventcore::Time,
+        options: eventcore::RetentionOptions,
+    ) -> Result<eventcore::RetentionReport, StoreError> {
+        self.inner.apply_retention(plan, now, options).await
+    }
+
+    async fn removed_ranges(
+        &self,
+        after: eventcore::GlobalPosition,
+        limit: std::num::NonZeroU32,
+    ) -> Result<Vec<eventcore::RemovedRange>, StoreError> {
+        self.inner.removed_ranges(after, limit).await
+    }
+}
+
 /// A [`StoreFactory`](crate::StoreFactory) whose stores are its inner
 /// factory's, wrapped in [`Encoding`]: `conformance_suite!(Encoded(factory))`
 /// runs the suite with payloads in the store's codec.

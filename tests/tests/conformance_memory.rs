@@ -12,6 +12,7 @@ impl eventcore_tests::StoreFactory for Memory {
 }
 
 eventcore_tests::conformance_suite!(Memory);
+eventcore_tests::retention_suite!(Memory);
 
 /// The same cases on a store keeping payloads in MessagePack, given them in
 /// MessagePack as an executor over it encodes them.
@@ -27,4 +28,5 @@ mod messagepack {
     }
 
     eventcore_tests::conformance_suite!(eventcore_tests::Encoded(Memory));
+    eventcore_tests::retention_suite!(eventcore_tests::Encoded(Memory));
 }

@@ -7,11 +7,15 @@
 //! unless `CI=true`, where it fails.
 
 eventcore_tests::conformance_suite!(eventcore_tests::postgres_factory!());
+eventcore_tests::retention_suite!(eventcore_tests::postgres_factory!());
 
 /// The same cases on a store keeping payloads in MessagePack (`bytea`),
 /// given them in MessagePack as an executor over it encodes them.
 mod messagepack {
     eventcore_tests::conformance_suite!(eventcore_tests::Encoded(
+        eventcore_tests::postgres_factory!().with_codec(eventcore::Codec::MessagePack)
+    ));
+    eventcore_tests::retention_suite!(eventcore_tests::Encoded(
         eventcore_tests::postgres_factory!().with_codec(eventcore::Codec::MessagePack)
     ));
 }

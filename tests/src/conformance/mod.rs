@@ -32,6 +32,9 @@
 //! 9. `tombstones`: ending a stream: later writes refused with a typed
 //!    error, reads that say so with the events intact, idempotent and
 //!    atomic like any append.
+//! 10. `retention`: removing events (max age, max count, tombstoned
+//!    streams) and telling every reader what is gone; its own macro,
+//!    [`crate::retention_suite!`], as it needs a `RetentionStore`.
 
 use crate::StoreFactory;
 use eventcore::*;
@@ -48,6 +51,7 @@ mod expected_versions;
 mod idempotency;
 mod read_all;
 mod reads;
+mod retention;
 mod round_trip;
 mod tombstones;
 
@@ -59,6 +63,7 @@ pub use expected_versions::*;
 pub use idempotency::*;
 pub use read_all::*;
 pub use reads::*;
+pub use retention::*;
 pub use round_trip::*;
 pub use tombstones::*;
 
