@@ -153,7 +153,11 @@ fn reencoding_a_due_append_takes_the_new_context_and_keeps_ids_and_tombstones() 
     LABEL.with(|l| l.set(Some(7)));
     let again = machine.reencode_append().expect("the append is due");
     let (before, after) = (&first.streams[0], &again.streams[0]);
-    assert!(after.events[0].payload.as_json().contains('7'), "{:?}", after.events[0].payload);
+    assert!(
+        after.events[0].payload.as_json().contains('7'),
+        "{:?}",
+        after.events[0].payload
+    );
     assert_eq!(after.tombstone, before.tombstone);
     assert_eq!(after.expected, before.expected);
     assert_eq!(again.metadata, first.metadata);

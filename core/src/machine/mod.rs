@@ -26,12 +26,12 @@ use std::sync::Arc;
 
 mod context;
 mod decide;
+#[cfg(test)]
+mod ending_tests;
 mod kinds;
 mod outcome;
 mod reads;
 mod retry;
-#[cfg(test)]
-mod ending_tests;
 #[cfg(test)]
 mod tests;
 mod views;
