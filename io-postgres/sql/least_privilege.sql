@@ -54,6 +54,30 @@ GRANT SELECT, INSERT, UPDATE ON :"schema".subscription_leases TO :"app_role";
 -- (UPDATE of replay_requested_at_ns and the cause columns).
 GRANT SELECT, INSERT, UPDATE, DELETE ON :"schema".subscription_dead_letters TO :"app_role";
 
+-- Crypto-shredding keys (eventcore-shred's PgKeyStore), if its tables
+-- exist (PgKeyStore::migrate creates them): fetch keys (SELECT), create a
+-- subject's key (INSERT), forget a subject (DELETE its key, INSERT it into
+-- shred_forgotten). No UPDATE: a key never changes and a forgotten subject
+-- is never un-forgotten. A DO block cannot see psql's variables, so the two
+-- names reach it through settings, reset afterwards.
+SET eventcore.grant_schema = :"schema";
+SET eventcore.grant_role = :"app_role";
+DO $$
+DECLARE
+    s text := current_setting('eventcore.grant_schema');
+    r text := current_setting('eventcore.grant_role');
+BEGIN
+    IF to_regclass(format('%I.shred_keys', s)) IS NOT NULL THEN
+        EXECUTE format('GRANT SELECT, INSERT, DELETE ON %I.shred_keys TO %I', s, r);
+    END IF;
+    IF to_regclass(format('%I.shred_forgotten', s)) IS NOT NULL THEN
+        EXECUTE format('GRANT SELECT, INSERT ON %I.shred_forgotten TO %I', s, r);
+    END IF;
+END
+$$;
+RESET eventcore.grant_schema;
+RESET eventcore.grant_role;
+
 -- The applied migrations, read by MigrationMode::Verify.
 GRANT SELECT ON :"schema"._sqlx_migrations TO :"app_role";
 

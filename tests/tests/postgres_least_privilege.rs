@@ -643,6 +643,81 @@ async fn an_app_role_with_only_the_documented_grants_runs_everything_and_cannot_
     .await;
 }
 
+// ---------------------------------------------------------------- crypto-shredding keys
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_role_with_the_documented_grants_creates_fetches_and_forgets_keys_and_cannot_change_them() {
+    use eventcore_shred::{KeyStore, KeyStoreError, PgKeyStore, SubjectId};
+    let Some(admin) = admin("lp_shred").await else { return };
+    with_roles(&admin, |roles| async move {
+        let Roles { schema, owner, app } = &*roles;
+        let owner_store = PostgresStore::connect_with(
+            PostgresOptions::new(url_as(owner))
+                .schema(schema.clone())
+                .max_connections(2),
+        )
+        .await
+        .expect("connect as the owner");
+        owner_store.migrate().await.expect("the owner migrates");
+        PgKeyStore::new(&owner_store)
+            .migrate()
+            .await
+            .expect("and creates the key tables");
+        owner_store.grant_app_role(app).await.expect("the documented grants");
+        owner_store
+            .grant_app_role(app)
+            .await
+            .expect("granting twice is harmless");
+        let leaked: Option<String> = sqlx::query_scalar("SELECT current_setting('eventcore.grant_schema', true)")
+            .fetch_one(owner_store.pool())
+            .await
+            .expect("setting read");
+        assert!(
+            leaked.as_deref().is_none_or(str::is_empty),
+            "the script resets its settings: {leaked:?}"
+        );
+        owner_store.pool().close().await;
+
+        let store = PostgresStore::connect_with(
+            PostgresOptions::new(url_as(app))
+                .schema(schema.clone())
+                .max_connections(2)
+                .migrations(MigrationMode::Verify),
+        )
+        .await
+        .expect("connect as the app role");
+        let keys = PgKeyStore::new(&store);
+        let alice = SubjectId::new("alice").expect("valid subject");
+        let one = [alice.clone()].into();
+        let created = keys.get_or_create(&one).await.expect("creates a key");
+        assert_eq!(keys.get(&one).await.expect("fetches it"), created);
+        assert!(keys.forget(&alice).await.expect("forgets"));
+        assert!(keys.is_forgotten(&alice).await.expect("answers"));
+        assert!(keys.get(&one).await.expect("answers").is_empty());
+        assert!(matches!(
+            keys.get_or_create(&one).await,
+            Err(KeyStoreError::SubjectForgotten { .. })
+        ));
+
+        let bob = SubjectId::new("bob").expect("valid subject");
+        keys.get_or_create(&[bob].into()).await.expect("creates a key");
+        for sql in [
+            format!("UPDATE \"{schema}\".shred_keys SET key_version = 2"),
+            format!("DELETE FROM \"{schema}\".shred_forgotten"),
+            format!("UPDATE \"{schema}\".shred_forgotten SET forgotten_at = now()"),
+            format!("TRUNCATE \"{schema}\".shred_keys"),
+        ] {
+            assert_eq!(
+                sqlstate(sqlx::raw_sql(&sql).execute(store.pool()).await),
+                "42501",
+                "{sql}"
+            );
+        }
+        store.pool().close().await;
+    })
+    .await;
+}
+
 // ---------------------------------------------------------------- MigrationMode::Verify
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
