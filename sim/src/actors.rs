@@ -92,6 +92,14 @@ pub struct Running {
     /// The `StreamDeleted` refusal the machine took, in words: from then
     /// on it must end, with that error, and ask for nothing more.
     pub met_deleted: Option<String>,
+    /// Subjects whose keys the execution holds: those in the answers it
+    /// read, and the new ones whose keys were created for its append.
+    pub subjects: std::collections::BTreeSet<eventcore_shred::SubjectId>,
+    /// Subjects its encoding wrote without a key (placeholders): their
+    /// keys are created before the append is encoded again and sent.
+    pub missing: std::collections::BTreeSet<eventcore_shred::SubjectId>,
+    /// The first personal-data error met while encoding or decoding.
+    pub personal_error: Option<eventcore_shred::PersonalError>,
 }
 
 /// A request an execution sent, kept for its stream cache.

@@ -76,6 +76,11 @@ pub const REQUIRED: &[&str] = &[
     "tombstone_refused_write",
     "tombstone_read",
     "tombstone_refusal_ended_command",
+    "personal_key_created",
+    "personal_append_reencoded",
+    "subject_forgotten",
+    "forgotten_field_read",
+    "forgotten_subject_write_refused",
 ];
 
 /// Named counters.

@@ -25,7 +25,8 @@
 //! menu and swarm selection), [`store`] (the store behind the fault layer,
 //! and the canary), [`exec`] (type-erased executions: the actor extension
 //! point), [`domain`] (bring your own commands and rules), [`workload`]
-//! (the run's shape and the built-in bank and shop domain), [`probe`]
+//! (the run's shape and the built-in bank, shop and customer domain),
+//! [`personal`] (the model key store and the forgotten-data checks), [`probe`]
 //! (what view decisions saw), [`history`] and [`check`]
 //! (the recorded history and the reusable invariant checker), [`trace`],
 //! [`coverage`], [`sweep`] (many seeds, failure files) and the private
@@ -40,6 +41,7 @@ pub mod exec;
 pub mod faults;
 pub mod harness;
 pub mod history;
+pub mod personal;
 pub mod probe;
 pub mod queue;
 pub mod rng;

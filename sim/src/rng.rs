@@ -46,6 +46,13 @@ pub enum Purpose {
     /// is being saved. A stream of its own, so that runs without
     /// subscriber crashes draw what they drew before.
     SubscriberWindow,
+    /// Personal data: when subjects are forgotten, which, the bytes of the
+    /// subjects' keys and the seed of the nonces that seal their data. A
+    /// stream of its own, so that the other streams draw what they drew
+    /// before personal data was modelled.
+    Lifecycle,
+    /// When subjects are forgotten and which: the schedule of forgets.
+    Forgets,
 }
 
 impl Purpose {
@@ -64,6 +71,8 @@ impl Purpose {
             Purpose::Shape => 10,
             Purpose::Projections => 11,
             Purpose::SubscriberWindow => 12,
+            Purpose::Lifecycle => 13,
+            Purpose::Forgets => 14,
         }
     }
 }

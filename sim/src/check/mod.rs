@@ -67,6 +67,14 @@ pub enum Invariant {
     /// and writes nothing, reads report `deleted_at` at its last event, and
     /// a command that meets the refusal ends with it.
     Tombstone,
+    /// Personal data (crypto-shredding): no stored payload holds a
+    /// plaintext or a placeholder; after a subject is forgotten, every read
+    /// of its fields yields `Forgotten` (never the value, never an error)
+    /// while everything else reads as written, the events stay as many as
+    /// they were, and no personal data of it sealed after the forget is
+    /// stored (a command writing some is refused with
+    /// `PersonalError::SubjectForgotten`).
+    Forgotten,
     /// After the faults stopped, every command finished with a definitive
     /// outcome within the bound.
     Liveness,
@@ -97,6 +105,7 @@ impl fmt::Display for Invariant {
             Invariant::Tombstone => {
                 "tombstones (a deleted stream takes no more events; its tombstone commits with its last event)"
             }
+            Invariant::Forgotten => "forgotten personal data (no plaintext stored; forgotten fields read as forgotten, the rest unchanged; no new data of a forgotten subject)",
             Invariant::Liveness => "liveness after healing",
             Invariant::LockOrder => "one global lock order (no deadlock reported by the database)",
         })

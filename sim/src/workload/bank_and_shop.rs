@@ -3,6 +3,7 @@
 //! cancelled, each command either folded whole or decided on stream views.
 
 use super::bank::{self, BankModel};
+use super::customers;
 use super::shop::{self, ShopModel};
 use super::views::{ViewCancelOrder, ViewPlaceOrder, ViewTransfer};
 use crate::check::DomainModel;
@@ -60,7 +61,8 @@ impl BankAndShopParams {
 /// The simulator's own domain, run by [`run`](crate::run): accounts opened
 /// with random balances, a transfer limit, listed products; then transfers
 /// (some relaxing the receiving account, checking the limit or writing an
-/// audit entry), one-stream payouts, account closings (the account's last
+/// audit entry), one-stream payouts, customers' holder names (personal
+/// data of one subject each), account closings (the account's last
 /// event, written with a tombstone that ends its stream), orders and
 /// cancellations (some cancelling twice, which the domain refuses). Checked by [`BankModel`] (money conserved, no balance
 /// below zero) and [`ShopModel`] (stock never negative, every reservation
@@ -79,6 +81,8 @@ pub struct BankAndShop {
     params: Option<BankAndShopParams>,
     next_order: u32,
     placed: Vec<u32>,
+    /// Holder names given so far (each a distinct plaintext).
+    names: u32,
 }
 
 impl BankAndShop {
@@ -161,6 +165,15 @@ fn pick_account(rng: &mut SimRng, params: &BankAndShopParams) -> u32 {
 
 /// One transfer draw in this many (by amount) is a one-stream payout.
 const PAY_OUT_EVERY: u64 = 11;
+
+/// Transfer draws of these amounts (3 in 60) set a customer's holder name
+/// instead ([`customers::SetHolder`]: personal data).
+const SET_HOLDER_AMOUNTS: [u64; 3] = [57, 58, 59];
+
+/// The number of an account stream (`acct-<n>`).
+fn from_number(account: &eventcore::StreamId) -> u32 {
+    account.as_str()[bank::PREFIX.len()..].parse().unwrap_or(0)
+}
 
 /// A transfer draw of this amount (one in 60) closes its paying account
 /// instead ([`bank::CloseAccount`]: the last event and a tombstone).
@@ -253,6 +266,19 @@ impl Domain for BankAndShop {
         let on_views = rng.chance(params.view_per_mille);
         if !shop {
             let transfer = self.next_transfer(rng, &params);
+            // A customer's holder name instead (personal data), derived
+            // from the amount (no extra draw): registers the customer
+            // first, renames it after.
+            if SET_HOLDER_AMOUNTS.contains(&transfer.amount) {
+                let n = from_number(&transfer.from) % customers::CUSTOMERS;
+                let k = self.names;
+                self.names += 1;
+                let set = customers::SetHolder {
+                    customer: n,
+                    name: customers::name(n, k),
+                };
+                return DomainCommand::new(format!("set holder of {} (name #{k})", customers::customer(n)), set);
+            }
             // A closing instead, derived from the amount (no extra draw):
             // the account's last event ends its stream with a tombstone.
             if transfer.amount == CLOSE_AT_AMOUNT {

@@ -6,6 +6,7 @@
 
 pub mod bank;
 mod bank_and_shop;
+pub mod customers;
 pub mod shop;
 pub mod views;
 

@@ -26,6 +26,7 @@ use crate::workload::{RunShape, Workload};
 
 mod client;
 mod leases;
+mod personal;
 mod phases;
 mod protocol;
 mod server;
@@ -252,6 +253,8 @@ enum Msg {
     SubRestart { sub: usize },
     /// The open batch of appends closes and is applied (group commit).
     FlushBatch { epoch: u64 },
+    /// A subject is forgotten (`pick` chooses among those with a key).
+    Forget { pick: u64 },
     /// The faults stop.
     Heal,
     /// Re-execute every command whose outcome is still unknown.
@@ -334,6 +337,13 @@ struct World {
     batch: Vec<(Endpoint, Sent<AppendRequest>)>,
     /// The snapshot store of stream views.
     snapshots: crate::views::SnapshotStore,
+    /// The model key store: subjects' keys and forgets.
+    vault: crate::personal::KeyVault,
+    /// The step at which each event id was first sealed into an append
+    /// that left.
+    sealed_at: BTreeMap<eventcore::EventId, u64>,
+    /// Each committed customer event as it read when it committed.
+    written: BTreeMap<eventcore::EventId, crate::workload::customers::CustomerEvent>,
 }
 
 impl World {
@@ -402,6 +412,9 @@ impl World {
             safety_cap: Time::MAX,
             batch: Vec::new(),
             snapshots: crate::views::SnapshotStore::default(),
+            vault: crate::personal::KeyVault::new(config.seed),
+            sealed_at: BTreeMap::new(),
+            written: BTreeMap::new(),
         }
     }
 
@@ -463,6 +476,7 @@ impl World {
             }
         }
         self.schedule_safety_phase();
+        self.schedule_forgets();
         while !self.failed {
             let Some((at, msg)) = self.queue.pop() else { break };
             self.clock.advance_to(at);
@@ -486,6 +500,9 @@ impl World {
     }
 
     fn finish(mut self, parameters: String) -> RunReport {
+        if !self.failed {
+            self.read_back_store("at the end");
+        }
         for running in self.execs.values() {
             if let Some(entry) = self.commands.get_mut(running.command) {
                 if let Some(record) = entry.executions.get_mut(running.execution) {
@@ -585,6 +602,7 @@ impl World {
             Msg::StoreDown => self.store_down(),
             Msg::StoreUp => self.store_up(),
             Msg::ClockJump { by } => self.clock_jump(by),
+            Msg::Forget { pick } => self.on_forget(pick),
             Msg::Heal => self.heal(),
             Msg::Resolve => self.resolve(),
         }

@@ -183,6 +183,10 @@ impl World {
         let now = self.now();
         let (mut machine, _probe) = entry.job.start_probed(policy, context, now, 0);
         let mut disagreement = None;
+        // Deciding again encodes what it decides, as the execution did:
+        // with every key there is (forgotten subjects marked).
+        let ring = self.vault.full_ring();
+        let _scope = eventcore_shred::Scope::execute(&ring, self.vault.nonces());
         for _ in 0..REDECIDE_STEPS {
             match machine.poll() {
                 SimStep::Read(sent) => {

@@ -92,6 +92,7 @@ impl World {
             if response.streams.iter().any(|s| s.deleted_at.is_some()) {
                 self.coverage.hit("tombstone_read");
             }
+            self.check_read_personal(response);
             let seen = self.checker.violations().len();
             let found = self.checker.observe_read(response);
             if found.len() > seen {
@@ -251,6 +252,8 @@ impl World {
         }
         if committed {
             self.notify_subscribers();
+            let events = self.store.data().events()[before..after].to_vec();
+            self.check_committed_personal(&events);
         }
         if committed && append.streams.iter().any(|s| s.tombstone) {
             self.coverage.hit("tombstone_written");
