@@ -77,6 +77,9 @@ pub const SUBSCRIPTION_LAG_SECONDS: &str = "eventcore_subscription_lag_seconds";
 /// Counter: failures a subscription met and retried or stopped on, by
 /// `subscription` and `kind` (`fetch`, `handle`, `checkpoint`, `park`).
 pub const SUBSCRIPTION_ERRORS: &str = "eventcore_subscription_errors_total";
+/// Counter: events a subscription moved past because a retention run had
+/// removed them before it read them (label `subscription`).
+pub const SUBSCRIPTION_REMOVED_EVENTS: &str = "eventcore_subscription_removed_events_total";
 
 /// Registers a description and unit for every metric above with the
 /// installed recorder (what an exporter prints as HELP). Optional; call it
@@ -114,6 +117,10 @@ pub fn describe() {
         "Age of the newest event handed to the subscription"
     );
     describe_counter!(SUBSCRIPTION_ERRORS, "Subscription failures, by kind");
+    describe_counter!(
+        SUBSCRIPTION_REMOVED_EVENTS,
+        "Events a subscription skipped because retention had removed them"
+    );
 }
 
 /// One static key per store operation, so recording costs no allocation.
@@ -278,6 +285,7 @@ pub(crate) struct SubscriptionMetrics {
     handle_errors: Counter,
     checkpoint_errors: Counter,
     park_errors: Counter,
+    removed_events: Counter,
     head: GlobalPosition,
 }
 
@@ -294,6 +302,7 @@ impl SubscriptionMetrics {
             handle_errors: errors("handle"),
             checkpoint_errors: errors("checkpoint"),
             park_errors: errors("park"),
+            removed_events: counter!(SUBSCRIPTION_REMOVED_EVENTS, "subscription" => name.to_owned()),
             head: GlobalPosition::START,
         }
     }
@@ -324,6 +333,12 @@ impl SubscriptionMetrics {
         if caught_up {
             self.lag_seconds.set(Duration::ZERO.as_secs_f64());
         }
+    }
+
+    /// Counts the events of removed ranges the subscription moved past.
+    pub(crate) fn skipped(&self, ranges: &[eventcore::RemovedRange]) {
+        self.removed_events
+            .increment(ranges.iter().map(eventcore::RemovedRange::events).sum());
     }
 
     /// Counts a failure of the given kind.

@@ -231,6 +231,19 @@ impl<S: EventStore, K: Sink, L: LeaseStore, D: DeadLetterStore> Runner<S, K, L, 
                         }
                     }
                     machine.on_fetched(id, result, now);
+                    let skipped = machine.take_skipped();
+                    if !skipped.is_empty() {
+                        for range in &skipped {
+                            tracing::warn!(
+                                subscription = %name,
+                                range = %range,
+                                events = range.events(),
+                                "skipping events removed by retention: the subscription never saw them"
+                            );
+                        }
+                        observed.skipped(&skipped);
+                        status.send_modify(|s| s.last_skipped = skipped.last().cloned());
+                    }
                 }
                 Input::Notified(open) => match wakeups.as_mut() {
                     Some(rx) if open => {

@@ -2,7 +2,7 @@
 //! run ended.
 
 use crate::{CheckpointError, FencingToken, LeaseError};
-use eventcore::{GlobalPosition, SubscriptionError, SubscriptionMachine, SubscriptionStats};
+use eventcore::{GlobalPosition, RemovedRange, SubscriptionError, SubscriptionMachine, SubscriptionStats};
 use tokio::sync::watch;
 
 #[cfg(doc)]
@@ -68,6 +68,11 @@ pub struct RunnerStatus {
     /// Requested replays that failed again (the letter stays parked, its
     /// request cleared), since the runner was built.
     pub replay_failed: u64,
+    /// The last range a retention run removed that this subscription moved
+    /// past without seeing its events (each one is also logged at `warn`
+    /// and counted in `stats.removed_ranges_skipped` and the metric
+    /// `eventcore_subscription_removed_events_total`).
+    pub last_skipped: Option<RemovedRange>,
 }
 
 /// How a run ended without error.
@@ -141,6 +146,7 @@ pub(super) fn publish(status: &watch::Sender<RunnerStatus>, machine: &Subscripti
             stats: machine.stats().clone(),
             replayed: s.replayed,
             replay_failed: s.replay_failed,
+            last_skipped: s.last_skipped.clone(),
         };
         let changed = *s != next;
         *s = next;
