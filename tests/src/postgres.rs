@@ -222,3 +222,32 @@ async fn drop_stale_schemas(store: &PostgresStore) {
         }
     }
 }
+
+/// Every row of every table in `store`'s schema, as text: what a test
+/// searches for data that must not be stored in the clear.
+///
+/// # Panics
+///
+/// When the schema cannot be listed or a table cannot be read.
+pub async fn schema_as_text(store: &PostgresStore) -> String {
+    let schema = &store.options().schema;
+    let tables: Vec<String> =
+        sqlx::query_scalar("SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1")
+            .bind(schema)
+            .fetch_all(store.pool())
+            .await
+            .expect("tables listed");
+    let mut dump = String::new();
+    for table in tables {
+        let rows: Option<String> = sqlx::query_scalar(&format!(
+            "SELECT string_agg(t::text, E'\\n') FROM \"{schema}\".\"{table}\" t"
+        ))
+        .fetch_one(store.pool())
+        .await
+        .expect("table dumped");
+        dump.push_str(&format!("-- {table}\n"));
+        dump.push_str(&rows.unwrap_or_default());
+        dump.push('\n');
+    }
+    dump
+}
