@@ -203,7 +203,7 @@ impl PostgresStore {
                AND NOT EXISTS (SELECT 1 FROM unnest($3::text[]) AS n(p) WHERE starts_with(s.stream_id, n.p)) \
              ORDER BY s.stream_id LIMIT $4"
         );
-        let cutoff = policy.max_age_cutoff(now).map(|t| nanos_column(t));
+        let cutoff = policy.max_age_cutoff(now).map(nanos_column);
         let rows = self
             .bounded_maintenance(Operation::Other, async {
                 sqlx::query(&sql)
@@ -423,7 +423,7 @@ mod tests {
 
     #[test]
     fn a_removed_range_row_with_an_unknown_reason_is_a_contract_violation() {
-        let error = removed_range("s".into(), [1, 2, 3, 4], "lost".into(), 0).unwrap_err();
+        let error = removed_range("s".into(), [1, 2, 3, 4], "lost".into(), 0).expect_err("an unknown reason");
         assert!(error.to_string().contains("lost"), "{error}");
     }
 }

@@ -33,8 +33,8 @@
 //!    error, reads that say so with the events intact, idempotent and
 //!    atomic like any append.
 //! 10. `retention`: removing events (max age, max count, tombstoned
-//!    streams) and telling every reader what is gone; its own macro,
-//!    [`crate::retention_suite!`], as it needs a `RetentionStore`.
+//!     streams) and telling every reader what is gone; its own macro,
+//!     [`crate::retention_suite!`], as it needs a `RetentionStore`.
 
 use crate::StoreFactory;
 use eventcore::*;
