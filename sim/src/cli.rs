@@ -37,7 +37,7 @@ enum CliError {
 }
 
 const USAGE: &str = "usage: eventcore-sim (--seed N | --seeds A..B | --regressions FILE) \
-[--profile calm|default|chaos|extreme|all] [--scale N] [--canary skip-last-conflict-check|batch-checks-stale-heads|drop-tombstones] [--quiet]";
+[--profile calm|default|chaos|extreme|all] [--scale N] [--canary skip-last-conflict-check|batch-checks-stale-heads|drop-tombstones|keep-forgotten-keys] [--quiet]";
 
 enum Mode {
     One(u64),

@@ -47,6 +47,8 @@ pub struct KeyVault {
     forgotten: BTreeMap<SubjectId, u64>,
     rng: SimRng,
     nonces: NonceSource,
+    /// Broken on purpose: a forget keeps the key.
+    keeps_keys: bool,
 }
 
 impl std::fmt::Debug for KeyVault {
@@ -68,6 +70,27 @@ impl KeyVault {
             forgotten: BTreeMap::new(),
             rng,
             nonces,
+            keeps_keys: false,
+        }
+    }
+
+    /// A vault broken on purpose: a forget is recorded but the key is kept
+    /// and still served (the `keep-forgotten-keys` canary).
+    ///
+    /// ```
+    /// use eventcore_shred::{KeyLookup, SubjectId};
+    /// use eventcore_sim::personal::KeyVault;
+    /// let ann = SubjectId::new("ann")?;
+    /// let mut vault = KeyVault::keeping_forgotten_keys(7);
+    /// vault.create(&ann);
+    /// vault.forget(&ann, 1);
+    /// assert!(matches!(vault.ring_for([&ann]).lookup(&ann), KeyLookup::Key(_)));
+    /// # Ok::<(), eventcore_shred::InvalidSubjectId>(())
+    /// ```
+    pub fn keeping_forgotten_keys(seed: u64) -> Self {
+        KeyVault {
+            keeps_keys: true,
+            ..KeyVault::new(seed)
         }
     }
 
@@ -84,8 +107,11 @@ impl KeyVault {
 
     /// Deletes `subject`'s key at step `step`; answers whether it had one.
     pub fn forget(&mut self, subject: &SubjectId, step: u64) -> bool {
-        if self.keys.remove(subject).is_none() {
+        if !self.keys.contains_key(subject) || self.forgotten.contains_key(subject) {
             return false;
+        }
+        if !self.keeps_keys {
+            self.keys.remove(subject);
         }
         self.forgotten.insert(subject.clone(), step);
         true
@@ -101,9 +127,13 @@ impl KeyVault {
         self.forgotten.keys()
     }
 
-    /// The subjects that still have a key, in order.
+    /// The subjects with a key and not forgotten, in order.
     pub fn live_subjects(&self) -> Vec<SubjectId> {
-        self.keys.keys().cloned().collect()
+        self.keys
+            .keys()
+            .filter(|s| !self.forgotten.contains_key(*s))
+            .cloned()
+            .collect()
     }
 
     /// The ring a driver fetches for `subjects`: their keys, and the

@@ -26,6 +26,11 @@ pub enum Canary {
     /// Writes an ending append's events but drops its tombstone, so the
     /// stream stays open and later writes to it are accepted.
     DropTombstones,
+    /// A key store that records a forget but keeps serving the subject's
+    /// key: forgotten fields still read, new data of the subject is still
+    /// sealed. (Not the store's bug but the key store's; the simulator's
+    /// model key store plays it.)
+    KeepForgottenKeys,
 }
 
 impl Canary {
@@ -35,6 +40,7 @@ impl Canary {
             Canary::SkipLastConflictCheck => "skip-last-conflict-check",
             Canary::BatchChecksStaleHeads => "batch-checks-stale-heads",
             Canary::DropTombstones => "drop-tombstones",
+            Canary::KeepForgottenKeys => "keep-forgotten-keys",
         }
     }
 }
@@ -47,7 +53,7 @@ impl fmt::Display for Canary {
 
 /// An unknown canary name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown canary `{0}` (expected skip-last-conflict-check, batch-checks-stale-heads or drop-tombstones)")]
+#[error("unknown canary `{0}` (expected skip-last-conflict-check, batch-checks-stale-heads, drop-tombstones or keep-forgotten-keys)")]
 pub struct UnknownCanary(pub String);
 
 impl FromStr for Canary {
@@ -57,6 +63,7 @@ impl FromStr for Canary {
             "skip-last-conflict-check" => Ok(Canary::SkipLastConflictCheck),
             "batch-checks-stale-heads" => Ok(Canary::BatchChecksStaleHeads),
             "drop-tombstones" => Ok(Canary::DropTombstones),
+            "keep-forgotten-keys" => Ok(Canary::KeepForgottenKeys),
             other => Err(UnknownCanary(other.to_owned())),
         }
     }
@@ -181,7 +188,7 @@ impl SimStore {
                 }
                 self.data.append(&broken)
             }
-            Some(Canary::BatchChecksStaleHeads) => self.data.append(request),
+            Some(Canary::BatchChecksStaleHeads | Canary::KeepForgottenKeys) => self.data.append(request),
             Some(Canary::DropTombstones) => {
                 let mut broken = request.clone();
                 for entry in &mut broken.streams {

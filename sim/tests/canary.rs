@@ -88,3 +88,22 @@ fn the_sweep_catches_a_store_that_drops_tombstones() {
     assert!(text.contains("--canary drop-tombstones"), "{text}");
     assert!(text.contains("violated:   tombstones"), "{text}");
 }
+
+/// The key-store canary: a forget that keeps serving the subject's key.
+/// Forgotten names still read, and new names of the subject still commit.
+#[test]
+fn the_sweep_catches_a_key_store_that_keeps_forgotten_keys() {
+    let mut config = SweepConfig::new(0..100);
+    config.canary = Some(Canary::KeepForgottenKeys);
+    config.stop_at_first = true;
+    config.failure_dir = None;
+    let report = sweep(&config);
+    let failure = report
+        .failures
+        .first()
+        .expect("the key-store canary must be caught within 100 seeds");
+    let text = failure.to_string();
+    eprintln!("{text}");
+    assert!(text.contains("--canary keep-forgotten-keys"), "{text}");
+    assert!(text.contains("violated:   forgotten personal data"), "{text}");
+}

@@ -412,7 +412,11 @@ impl World {
             safety_cap: Time::MAX,
             batch: Vec::new(),
             snapshots: crate::views::SnapshotStore::default(),
-            vault: crate::personal::KeyVault::new(config.seed),
+            vault: if config.canary == Some(Canary::KeepForgottenKeys) {
+                crate::personal::KeyVault::keeping_forgotten_keys(config.seed)
+            } else {
+                crate::personal::KeyVault::new(config.seed)
+            },
             sealed_at: BTreeMap::new(),
             written: BTreeMap::new(),
         }
