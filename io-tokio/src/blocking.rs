@@ -11,6 +11,7 @@
 //! (`docs/testing-your-domain.md`, "Loom"). In a normal build it is a plain
 //! synchronous executor, handy in unit tests that want no runtime.
 
+use crate::codec_context::Context;
 use crate::{MemoryEventStore, StreamCache};
 use eventcore::{
     Command, CommandError, CommandId, CommandMachine, Entropy, Executed, ExecutionContext, ExecutionError,
@@ -63,6 +64,7 @@ pub struct BlockingExecutor {
     now: Time,
     seed: u64,
     executions: AtomicU64,
+    codec_context: Context,
 }
 
 impl BlockingExecutor {
@@ -84,7 +86,40 @@ impl BlockingExecutor {
             now: Time::ZERO,
             seed: 0,
             executions: AtomicU64::new(0),
+            codec_context: Context::default(),
         }
+    }
+
+    /// Installs `context` around the machine's calls, as
+    /// [`Executor::with_codec_context`](crate::Executor::with_codec_context)
+    /// does. With no runtime to wait on, its preparation must finish when
+    /// first polled (`eventcore_shred::PersonalData` over a
+    /// `MemoryKeyStore` does); a step whose preparation would wait fails
+    /// with a permanent store error.
+    ///
+    /// ```
+    /// use eventcore::{Payload, StoreError};
+    /// use eventcore_store::{BoxFuture, CodecContext, CodecSession};
+    /// use eventcore_tokio::{BlockingExecutor, MemoryEventStore};
+    /// struct Plain;
+    /// struct PlainSession;
+    /// impl CodecContext for Plain {
+    ///     fn session(&self) -> Box<dyn CodecSession> { Box::new(PlainSession) }
+    /// }
+    /// impl CodecSession for PlainSession {
+    ///     fn want(&mut self, _: &Payload) {}
+    ///     fn prepare(&mut self) -> BoxFuture<'_, Result<(), StoreError>> { Box::pin(async { Ok(()) }) }
+    ///     fn within(&mut self, f: &mut dyn FnMut()) { f() }
+    ///     fn needs_prepare(&self) -> bool { false }
+    ///     fn check_outgoing(&self, _: &Payload) -> Result<(), String> { Ok(()) }
+    ///     fn holds_secrets(&self) -> bool { false }
+    /// }
+    /// let executor = BlockingExecutor::new(MemoryEventStore::new()).with_codec_context(Plain);
+    /// # let _ = executor;
+    /// ```
+    pub fn with_codec_context(mut self, context: impl eventcore_store::CodecContext) -> Self {
+        self.codec_context = Context(Some(std::sync::Arc::new(context)));
+        self
     }
 
     /// Replaces the execution policy (retries, backoff, limits).
@@ -294,35 +329,58 @@ impl BlockingExecutor {
         let mut now = self.now;
         let mut machine = CommandMachine::new(command, self.policy.clone(), context, now, self.next_seed())
             .with_codec(crate::EventStore::codec(&self.store));
+        let mut session = self.codec_context.session();
         let cache = self.cache.as_ref().filter(|_| cached);
         if let Some(cache) = cache {
             let declared: Vec<_> = machine.streams().cloned().collect();
             for stream in declared {
                 if let Some(chunks) = cache.snapshot(&stream) {
-                    machine.prime(&stream, chunks.iter().flat_map(|chunk| chunk.iter()));
+                    session.want_events(chunks.iter().flat_map(|chunk| chunk.iter()));
+                    // Unprepared: the stream is read instead.
+                    if session.prepare_now().is_ok() {
+                        session.within(|| machine.prime(&stream, chunks.iter().flat_map(|chunk| chunk.iter())));
+                    }
                 }
             }
         }
         let mut using = StreamCacheUse::default();
         loop {
-            match machine.poll() {
+            match session.within(|| machine.poll()) {
                 Step::Read { id, request, .. } => {
                     let result = self.store.read_sync(&request);
                     if let Some(cache) = &self.cache {
                         using.read(&mut cache.lock(), &request, &result);
                     }
-                    machine.on_read(id, result, now);
+                    let result = result.and_then(|response| {
+                        session.want_response(&response);
+                        session.prepare_now().map(|()| response)
+                    });
+                    session.within(|| machine.on_read(id, result, now));
                 }
-                Step::Append { id, request, .. } => {
+                Step::Append { id, mut request, .. } => {
+                    if session.needs_prepare() {
+                        if let Err(error) = session.prepare_now() {
+                            machine.on_append(id, Err(error), now);
+                            continue;
+                        }
+                        match session.within(|| machine.reencode_append()) {
+                            Some(again) => request = again,
+                            None => continue,
+                        }
+                    }
+                    if let Err(error) = session.check_request(&request) {
+                        machine.on_append(id, Err(error), now);
+                        continue;
+                    }
                     let result = self.store.append_sync(&request);
                     if let Some(cache) = &self.cache {
                         using.append(&mut cache.lock(), &request, &result);
                     }
-                    machine.on_append(id, result, now);
+                    session.within(|| machine.on_append(id, result, now));
                 }
                 Step::Wait { until } => {
                     now = now.max(until);
-                    machine.on_wake(now);
+                    session.within(|| machine.on_wake(now));
                 }
                 Step::Done(result) => {
                     if let Some(cache) = &self.cache {

@@ -61,6 +61,24 @@ impl Session {
         }
     }
 
+    /// [`Session::prepare`] without a runtime, for the blocking executor:
+    /// the preparation must finish when first polled (a memory key store
+    /// does); one that would wait is refused, as nothing here can wake it.
+    #[cfg(feature = "memory")]
+    pub(crate) fn prepare_now(&mut self) -> Result<(), StoreError> {
+        let Some(session) = &mut self.0 else { return Ok(()) };
+        let mut future = session.prepare();
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match future.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(result) => result,
+            std::task::Poll::Pending => Err(StoreError::permanent(
+                Operation::Other,
+                "the codec context did not prepare synchronously: BlockingExecutor needs a key store \
+                 that answers at once (MemoryKeyStore); use Executor for any other",
+            )),
+        }
+    }
+
     /// Runs `f` with the context installed (as it is, without one).
     pub(crate) fn within<R>(&mut self, f: impl FnOnce() -> R) -> R {
         let Some(session) = &mut self.0 else { return f() };

@@ -532,3 +532,33 @@ async fn the_key_store_holds_one_key_per_subject_written() {
     assert_eq!(stored.len(), 2);
     assert!(stored.iter().all(|e| !e.payload.as_json().contains("example.com")));
 }
+
+#[tokio::test]
+async fn the_blocking_executor_seals_opens_and_refuses_like_the_async_one() {
+    let world = World::new();
+    let blocking = eventcore_tokio::BlockingExecutor::new(world.store.clone())
+        .with_stream_cache(1_000)
+        .with_codec_context(Arc::clone(&world.context));
+    blocking.execute(Write::new(registered(EMAIL))).expect("registers");
+    let json = world.stored()[0].payload.as_json().to_owned();
+    assert!(!json.contains(EMAIL) && json.contains(r#""key":1"#), "{json}");
+
+    let look = |executor: &eventcore_tokio::BlockingExecutor| {
+        let seen = Arc::new(Mutex::new(None));
+        executor.execute(Look { seen: seen.clone() }).expect("reads");
+        let seen = seen.lock().expect("not poisoned").clone();
+        seen
+    };
+    assert_eq!(look(&blocking), Some(Personal::new(alice(), EMAIL.to_owned())));
+    assert_eq!(
+        world.look(&world.executor()).await,
+        Some(Personal::new(alice(), EMAIL.to_owned())),
+        "the async executor opens what the blocking one sealed"
+    );
+
+    world.keys.forget(&alice()).await.expect("forgets");
+    assert_eq!(look(&blocking), Some(Personal::Forgotten { subject: alice() }));
+    let error = blocking.execute(Write::new(registered(EMAIL))).expect_err("refused");
+    assert_eq!(error.error.kind(), CommandErrorKind::Encode);
+    assert_eq!(world.stored().len(), 1, "nothing appended");
+}
