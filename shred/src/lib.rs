@@ -7,6 +7,12 @@
 //! events stay; their personal fields read back as
 //! [`Personal::Forgotten`], a value, never a decode error.
 //!
+//! A service hands a [`PersonalData`] to the tokio executor
+//! (`Executor::with_codec_context`), the projection runner and its
+//! subscribers' `BatchDecoder`s: they run the passes below around every
+//! decode and encode, so commands, views, snapshots and projections use
+//! `Personal` fields with no sealing or opening of their own.
+//!
 //! serde passes no context, so the key ring travels in a thread-local
 //! [`Scope`]. A driver works in two passes around the async key store:
 //!
