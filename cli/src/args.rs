@@ -14,8 +14,8 @@ Exit codes:
   6  `dead-letters replay --wait`: letters still parked when the time ran out";
 
 /// Operate an EventCore PostgreSQL store: migrate its schema, check its
-/// health, read streams, follow the global log, and inspect subscriptions,
-/// dead letters and view snapshots.
+/// health, read streams, follow the global log, inspect subscriptions,
+/// dead letters and view snapshots, and run retention.
 #[derive(Debug, Parser)]
 #[command(name = "eventcore", version, after_help = EXIT_CODES)]
 pub struct Cli {
@@ -78,6 +78,50 @@ pub enum Command {
     /// a view's snapshots or those of its old versions.
     #[command(subcommand)]
     Snapshots(SnapshotCommand),
+    /// Retention: physically remove events of one stream category (a
+    /// stream-id prefix) past a maximum age or count, or of tombstoned
+    /// streams. Run it as the schema owner or a maintenance role with
+    /// DELETE on `events`; readers are told what was removed.
+    #[command(subcommand)]
+    Retention(RetentionCommand),
+}
+
+/// `retention ...`.
+#[derive(Debug, Subcommand)]
+pub enum RetentionCommand {
+    /// Remove what one category's policy allows now, in batches of one
+    /// transaction each (or, with --dry-run, only print it).
+    Run(RetentionArgs),
+}
+
+/// `retention run`.
+#[derive(Debug, Args)]
+pub struct RetentionArgs {
+    /// The category: streams whose id starts with this.
+    #[arg(long, value_name = "PREFIX")]
+    pub category: String,
+    /// Remove events older than this (e.g. 90d, 12h; units s, m, h, d),
+    /// measured by the time their command decided.
+    #[arg(long, value_name = "AGE")]
+    pub max_age: Option<crate::commands::Age>,
+    /// Keep only the newest N events of each stream.
+    #[arg(long, value_name = "N")]
+    pub max_count: Option<u64>,
+    /// Remove tombstoned streams whole (they stay tombstoned).
+    #[arg(long)]
+    pub tombstoned: bool,
+    /// With --tombstoned: only once the tombstone is this old.
+    #[arg(long, value_name = "AGE", requires = "tombstoned")]
+    pub tombstone_grace: Option<crate::commands::Age>,
+    /// Copy the events to `events_archive` before removing them.
+    #[arg(long)]
+    pub archive: bool,
+    /// Remove nothing; print what would be removed.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// At most this many events removed per transaction.
+    #[arg(long, value_name = "N")]
+    pub batch_size: Option<u32>,
 }
 
 /// `migrate`.

@@ -11,6 +11,7 @@ mod cli {
     mod dead_letters;
     mod health;
     mod migrate;
+    mod retention;
     mod snapshots;
     mod stream;
     mod subscriptions;

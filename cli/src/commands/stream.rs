@@ -1,5 +1,6 @@
 //! `eventcore stream <id>`: one stream's events with their metadata, read
-//! a page at a time.
+//! a page at a time, and whether a tombstone ended it or retention removed
+//! its first versions.
 
 use crate::args::{Connection, StreamArgs};
 use crate::connect::connect_migrated;
@@ -22,6 +23,10 @@ const PAGE: NonZeroU32 = match NonZeroU32::new(500) {
 struct Report<'a> {
     stream: &'a str,
     head: u64,
+    /// The version a tombstone ended the stream at, if one did.
+    deleted_at: Option<u64>,
+    /// Versions up to this were removed by retention (0: none).
+    removed_through: u64,
     events: Vec<EventJson<'a>>,
 }
 
@@ -32,6 +37,8 @@ pub async fn run(connection: &Connection, args: &StreamArgs, out: &mut Out) -> R
     let limit = args.limit.unwrap_or(u64::MAX);
     let mut after = StreamVersion::new(args.after);
     let mut head = StreamVersion::NONE;
+    let mut deleted_at = None;
+    let mut removed_through = StreamVersion::NONE;
     let mut found: Vec<RecordedEvent> = Vec::new();
     while (found.len() as u64) < limit {
         let request = ReadRequest {
@@ -47,6 +54,8 @@ pub async fn run(connection: &Connection, args: &StreamArgs, out: &mut Out) -> R
             message: "read answered no slice".to_owned(),
         })?;
         head = slice.head;
+        deleted_at = slice.deleted_at;
+        removed_through = slice.removed_through;
         let Some(last) = slice.events.last().map(|e| e.version) else {
             break;
         };
@@ -64,8 +73,18 @@ pub async fn run(connection: &Connection, args: &StreamArgs, out: &mut Out) -> R
         return out.document(&Report {
             stream: stream.as_str(),
             head: head.get(),
+            deleted_at: deleted_at.map(StreamVersion::get),
+            removed_through: removed_through.get(),
             events: found.iter().map(events::json).collect(),
         });
+    }
+    if let Some(at) = deleted_at {
+        out.text(&format!("stream {stream}: deleted by a tombstone at version {at}"))?;
+    }
+    if !removed_through.is_none() {
+        out.text(&format!(
+            "stream {stream}: versions 1 to {removed_through} were removed by retention"
+        ))?;
     }
     if found.is_empty() {
         return out.text(&format!(
