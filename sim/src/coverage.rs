@@ -76,6 +76,7 @@ pub const REQUIRED: &[&str] = &[
     "tombstone_refused_write",
     "tombstone_read",
     "tombstone_refusal_ended_command",
+    "tombstone_append_deduplicated",
     "personal_key_created",
     "personal_append_reencoded",
     "subject_forgotten",

@@ -14,9 +14,12 @@ use std::time::Duration;
 /// cache. Off: the core's machine ends with an encode error (a refusal
 /// for a forgotten subject) without first confirming streams primed from a
 /// cache, so a re-execution primed with a stale empty stream is refused
-/// although its command committed (seeds 643 and 1167 of `--profile all`
-/// show it: `Invariant::Protocol` and `ReexecutionAfterCommit`). Turn on
-/// once the machine re-reads primed streams before an encode refusal.
+/// although its command committed, and a fresh one primed with a stale
+/// prefix is refused on a state older than the store's (with this on,
+/// seeds 135, 174, 426, 643, 885, 1151 and 1167 of `--seeds 0..2000
+/// --profile all` fail `Invariant::Protocol` / `ReexecutionAfterCommit`).
+/// Turn on once the machine re-reads primed streams before an encode
+/// refusal, as it does before a domain refusal.
 const PRIME_PERSONAL_STREAMS: bool = false;
 
 impl World {

@@ -258,6 +258,17 @@ impl World {
         if committed && append.streams.iter().any(|s| s.tombstone) {
             self.coverage.hit("tombstone_written");
         }
+        if let Some(receipt) = result.as_ref().ok().filter(|r| r.deduplicated) {
+            // A re-sent ending append answered with its original receipt.
+            let data = self.store.data();
+            if receipt
+                .streams
+                .iter()
+                .any(|s| data.deleted_at(&s.stream) == Some(s.last_version))
+            {
+                self.coverage.hit("tombstone_append_deduplicated");
+            }
+        }
         if matches!(result, Err(StoreError::StreamDeleted(_))) {
             self.coverage.hit("tombstone_refused_write");
         }
