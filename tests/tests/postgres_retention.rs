@@ -301,3 +301,70 @@ async fn the_least_privilege_role_cannot_remove_anything() {
         std::panic::resume_unwind(panic);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_maintenance_role_with_the_documented_grants_runs_retention() {
+    let Some(owner) = fresh_store("ret_role").await else {
+        return;
+    };
+    let schema = owner.options().schema.clone();
+    let role = format!("{schema}_ret");
+    let s = |sql: &str| {
+        sql.replace("eventcore_retention", &role)
+            .replace("eventcore.", &format!("\"{schema}\"."))
+    };
+    sqlx::raw_sql(&format!("CREATE ROLE \"{role}\" LOGIN"))
+        .execute(owner.pool())
+        .await
+        .expect("create the maintenance role");
+    let outcome = async {
+        // The grants docs/data-lifecycle.md lists, schema and role filled in.
+        for grant in [
+            "GRANT USAGE ON SCHEMA eventcore TO eventcore_retention",
+            "GRANT SELECT ON eventcore._sqlx_migrations TO eventcore_retention",
+            "GRANT SELECT, DELETE ON eventcore.events TO eventcore_retention",
+            "GRANT SELECT, UPDATE ON eventcore.streams TO eventcore_retention",
+            "GRANT SELECT, INSERT ON eventcore.removed_ranges, eventcore.events_archive TO eventcore_retention",
+            "GRANT EXECUTE ON FUNCTION eventcore.remove_events TO eventcore_retention",
+        ] {
+            let grant = s(grant).replace("SCHEMA eventcore", &format!("SCHEMA \"{schema}\""));
+            let grant = grant.replace(&format!(" TO {role}"), &format!(" TO \"{role}\""));
+            sqlx::raw_sql(&grant)
+                .execute(owner.pool())
+                .await
+                .unwrap_or_else(|e| panic!("{grant}: {e}"));
+        }
+        let stream = StreamId::new("mr-1").expect("valid");
+        append(&owner, &stream, 3).await;
+        let store = PostgresStore::connect_with(
+            PostgresOptions::new(url_as(&role))
+                .schema(schema.clone())
+                .max_connections(2)
+                .migrations(MigrationMode::Verify),
+        )
+        .await
+        .expect("connect as the maintenance role");
+        store.migrate().await.expect("Verify: the schema is migrated");
+        let report = store
+            .apply_retention(&keep("mr-", 1), day(1), RetentionOptions::default().archived())
+            .await
+            .expect("the maintenance role removes");
+        assert_eq!((report.events_removed(), report.archived), (2, 2));
+        // Any other way is still refused for it.
+        let sql = format!("DELETE FROM \"{schema}\".events");
+        assert_eq!(refused(&store, &sql).await, "EV003");
+        store.pool().close().await;
+        assert_eq!(count(&owner, "events").await, 1);
+    };
+    let result = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(outcome)).await;
+    for sql in [
+        format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"),
+        format!("DROP OWNED BY \"{role}\""),
+        format!("DROP ROLE IF EXISTS \"{role}\""),
+    ] {
+        let _ = sqlx::raw_sql(&sql).execute(owner.pool()).await;
+    }
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
