@@ -562,3 +562,100 @@ async fn the_blocking_executor_seals_opens_and_refuses_like_the_async_one() {
     assert_eq!(error.error.kind(), CommandErrorKind::Encode);
     assert_eq!(world.stored().len(), 1, "nothing appended");
 }
+
+/// A key store that cannot be reached.
+struct Unreachable;
+
+impl KeyStore for Unreachable {
+    async fn get_or_create(
+        &self,
+        _: &std::collections::BTreeSet<SubjectId>,
+    ) -> Result<std::collections::BTreeMap<SubjectId, eventcore_shred::DataKey>, eventcore_shred::KeyStoreError> {
+        Err(eventcore_shred::KeyStoreError::Unavailable("connection refused".into()))
+    }
+    async fn get(
+        &self,
+        _: &std::collections::BTreeSet<SubjectId>,
+    ) -> Result<std::collections::BTreeMap<SubjectId, eventcore_shred::DataKey>, eventcore_shred::KeyStoreError> {
+        Err(eventcore_shred::KeyStoreError::Unavailable("connection refused".into()))
+    }
+    async fn forget(&self, _: &SubjectId) -> Result<bool, eventcore_shred::KeyStoreError> {
+        Err(eventcore_shred::KeyStoreError::Unavailable("connection refused".into()))
+    }
+    async fn is_forgotten(&self, _: &SubjectId) -> Result<bool, eventcore_shred::KeyStoreError> {
+        Err(eventcore_shred::KeyStoreError::Unavailable("connection refused".into()))
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_key_store_fails_the_command_as_unavailable_never_as_a_decode_error_or_plaintext() {
+    let world = World::new();
+    world
+        .executor()
+        .execute(Write::new(registered(EMAIL)))
+        .await
+        .expect("registers");
+    // Retried like any transient store error, then given up.
+    let mut policy = eventcore::ExecutionPolicy::default();
+    policy.retry.max_attempts = 3;
+    policy.retry.initial_backoff = std::time::Duration::from_millis(1);
+    policy.retry.max_backoff = std::time::Duration::from_millis(1);
+    let cut_off = Executor::new(world.store.clone())
+        .with_policy(policy)
+        .with_codec_context(PersonalData::new(
+            Arc::new(Unreachable),
+            NonceSource::from_seed([3; 32]),
+        ));
+
+    let reading = cut_off
+        .execute(Look { seen: Arc::default() })
+        .await
+        .expect_err("the keys of what it read cannot be fetched");
+    assert_eq!(
+        reading.error.kind(),
+        CommandErrorKind::Unavailable,
+        "{:?}",
+        reading.error
+    );
+    assert!(chain(&reading.error).contains("key store"), "{}", chain(&reading.error));
+
+    let fresh = StreamId::new("customer-2").expect("valid stream");
+    let writing = cut_off
+        .execute(WriteTo {
+            stream: fresh.clone(),
+            event: registered("bob@example.com"),
+        })
+        .await
+        .expect_err("the key of what it writes cannot be created");
+    assert_eq!(
+        writing.error.kind(),
+        CommandErrorKind::Unavailable,
+        "{:?}",
+        writing.error
+    );
+    let nothing = world.store.read_sync(&ReadRequest::new([fresh])).expect("reads");
+    assert!(nothing.streams[0].events.is_empty(), "nothing appended");
+}
+
+/// Appends `event` to `stream`, reading nothing else.
+struct WriteTo {
+    stream: StreamId,
+    event: CustomerEvent,
+}
+
+impl Command for WriteTo {
+    type Event = CustomerEvent;
+    type State = ();
+    type Error = Never;
+
+    fn streams(&self) -> Vec<StreamId> {
+        vec![self.stream.clone()]
+    }
+
+    fn apply(&self, _: &mut (), _: &StreamId, _: &CustomerEvent) {}
+
+    fn decide(&self, _: &(), out: &mut Decision<CustomerEvent>) -> Result<(), Never> {
+        out.emit(&self.stream, self.event.clone());
+        Ok(())
+    }
+}
