@@ -100,6 +100,10 @@ pub struct Running {
     pub missing: std::collections::BTreeSet<eventcore_shred::SubjectId>,
     /// The first personal-data error met while encoding or decoding.
     pub personal_error: Option<eventcore_shred::PersonalError>,
+    /// Whether any stream was primed from the client's stream cache: a
+    /// decision on it is confirmed by a read before a refusal or an encode
+    /// failure ends the command.
+    pub primed_from_cache: bool,
 }
 
 /// A request an execution sent, kept for its stream cache.

@@ -130,8 +130,30 @@ impl<C: Command> CommandMachine<C> {
                 self.decided = events;
                 self.phase = Phase::AppendDue(Arc::new(request));
             }
-            Err(error) => self.finish(Err(error)),
+            Err(error) => self.end_unless_unconfirmed(error),
         }
+    }
+
+    /// Ends the execution with `error`, a failure to encode the decision,
+    /// unless the decision rested on streams primed from a cache that no
+    /// read has confirmed: then those are read first and the command decides
+    /// again. Like a refusal, an encode failure is final and no append
+    /// checks it, and it can come from stale state: a re-execution under its
+    /// own command id that starts from a cached copy taken before its first
+    /// run committed decides afresh, and if the subject of its personal data
+    /// was forgotten meanwhile the encode fails, where a read would have
+    /// found the commit and settled it. (Found by the simulator's model of
+    /// forgotten personal data.)
+    fn end_unless_unconfirmed(&mut self, error: CommandError<C::Error>) {
+        if self.cursors.iter().any(|c| c.primed) {
+            for cursor in self.cursors.iter_mut().filter(|c| c.primed) {
+                cursor.pending = true;
+            }
+            self.decided.clear();
+            self.phase = Phase::ReadDue;
+            return;
+        }
+        self.finish(Err(error));
     }
 
     /// Re-sends what this command id already committed, so that the store
@@ -198,7 +220,7 @@ impl<C: Command> CommandMachine<C> {
                     }
                     Err(source) => {
                         let stream = entry.stream.clone();
-                        self.finish(Err(CommandError::Encode { stream, source }));
+                        self.end_unless_unconfirmed(CommandError::Encode { stream, source });
                         return None;
                     }
                 }

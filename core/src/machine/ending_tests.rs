@@ -220,3 +220,38 @@ fn an_append_whose_outcome_is_unknown_is_resent_as_it_was() {
     assert_eq!(again.streams[0].events[0].payload, first.streams[0].events[0].payload);
     assert!(Arc::ptr_eq(&again, &resent));
 }
+
+#[test]
+fn an_encode_failure_on_a_stream_primed_from_a_cache_is_confirmed_by_a_read_first() {
+    let account = stream("account-1");
+    let ctx = ExecutionContext::new(CommandId::v7(now(), [3; 10]));
+    let command = Decides {
+        streams: vec![account.clone()],
+        emit: vec![(account.clone(), || Ev::Labelled)],
+        end: vec![],
+    };
+    let mut machine = CommandMachine::new(command, ExecutionPolicy::default(), ctx, now(), 13);
+    // The cached copy says the stream is empty, and the encode fails on it
+    // (a forgotten subject's data): the cache may be stale, so the machine
+    // reads before it gives up.
+    LABEL.with(|l| l.set(None));
+    assert!(machine.prime(&account, &[]));
+    let Step::Read { id, request, .. } = machine.poll() else {
+        panic!("an encode failure on unconfirmed cached state reads first")
+    };
+    assert_eq!(request.streams[0].stream, account);
+    let slice = StreamSlice {
+        stream: account.clone(),
+        head: StreamVersion::NONE,
+        events: vec![],
+        deleted_at: None,
+        removed_through: StreamVersion::NONE,
+    };
+    machine.on_read(id, Ok(ReadResponse { streams: vec![slice] }), now());
+    // Confirmed by the read: now the failure is final.
+    match machine.poll() {
+        Step::Done(Err(CommandError::Encode { stream, .. })) => assert_eq!(stream, account),
+        other => panic!("expected Encode after the read, got {other:?}"),
+    }
+    LABEL.with(|l| l.set(Some(1)));
+}

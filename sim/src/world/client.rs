@@ -10,18 +10,6 @@ use crate::DomainCommand;
 use eventcore::{CommandId, ExecutionContext, Time};
 use std::time::Duration;
 
-/// Whether customer streams (personal data) are primed from the stream
-/// cache. Off: the core's machine ends with an encode error (a refusal
-/// for a forgotten subject) without first confirming streams primed from a
-/// cache, so a re-execution primed with a stale empty stream is refused
-/// although its command committed, and a fresh one primed with a stale
-/// prefix is refused on a state older than the store's (with this on,
-/// seeds 135, 174, 426, 643, 885, 1151 and 1167 of `--seeds 0..2000
-/// --profile all` fail `Invariant::Protocol` / `ReexecutionAfterCommit`).
-/// Turn on once the machine re-reads primed streams before an encode
-/// refusal, as it does before a domain refusal.
-const PRIME_PERSONAL_STREAMS: bool = false;
-
 impl World {
     /// A client may issue more commands: it fills its in-flight slots.
     pub(super) fn think(&mut self, client: usize) {
@@ -113,6 +101,7 @@ impl World {
                 subjects: Default::default(),
                 missing: Default::default(),
                 personal_error: None,
+                primed_from_cache: false,
             },
         );
         if self.plan.prime_from_cache {
@@ -382,6 +371,7 @@ impl World {
         self.judge_personal(
             exec,
             running.personal_error.as_ref(),
+            running.primed_from_cache || !running.primed.is_empty(),
             settled.error_kind,
             &settled.outcome,
         );
@@ -464,9 +454,6 @@ impl World {
         let client = running.client;
         let streams = self.commands[running.command].job.streams().to_vec();
         for stream in streams {
-            if !PRIME_PERSONAL_STREAMS && stream.as_str().starts_with(crate::workload::customers::PREFIX) {
-                continue;
-            }
             let Some(chunks) = self.clients[client].cache.prefix(&stream) else {
                 continue;
             };
@@ -480,6 +467,9 @@ impl World {
                 Some(true) => {}
             }
             self.coverage.hit("primed_from_cache");
+            if let Some(running) = self.execs.get_mut(&exec) {
+                running.primed_from_cache = true;
+            }
             let cached: Vec<&eventcore::RecordedEvent> = events.iter().collect();
             let truth = self
                 .store

@@ -200,11 +200,17 @@ impl World {
 
     /// An execution that met a forgotten subject while encoding must have
     /// been refused for it, with the subject really forgotten; an encode
-    /// error without that cause is one the simulator cannot cause.
+    /// error without that cause is one the simulator cannot cause. One
+    /// exception: a decision on streams primed from a cache is confirmed by
+    /// a read before an encode failure ends the command, and what the read
+    /// leads to may be anything (the settle of the command's own earlier
+    /// commit, a domain refusal, another decision); what it stores is
+    /// judged by the rule that nothing sealed after a forget is stored.
     pub(super) fn judge_personal(
         &mut self,
         exec: ExecId,
         error: Option<&PersonalError>,
+        primed: bool,
         error_kind: Option<&'static str>,
         outcome: &crate::history::ExecutionOutcome,
     ) {
@@ -213,7 +219,9 @@ impl World {
                 self.coverage.hit("forgotten_subject_write_refused");
                 let refused =
                     error_kind == Some("encode") && matches!(outcome, crate::history::ExecutionOutcome::Refused { .. });
-                if !refused {
+                if !refused && primed {
+                    self.coverage.hit("forgotten_subject_write_confirmed_by_read");
+                } else if !refused {
                     self.violation(
                         Invariant::Forgotten,
                         format!("x{exec} wrote personal data of the forgotten `{subject}` and ended {outcome:?}, not refused for it"),
