@@ -383,6 +383,7 @@ impl BlockingExecutor {
                     session.within(|| machine.on_wake(now));
                 }
                 Step::Done(result) => {
+                    let result = session.type_encode_refusal(result);
                     if let Some(cache) = &self.cache {
                         using.finish(&mut cache.lock(), result.is_err());
                     }

@@ -53,6 +53,25 @@ impl Session {
         self.want_events(response.streams.iter().flat_map(|slice| slice.events.iter()));
     }
 
+    /// Puts the context's typed cause back into an execution that ended
+    /// with an encode error: serde carried it only as text. Other results
+    /// pass through.
+    pub(crate) fn type_encode_refusal<E>(
+        &mut self,
+        result: Result<eventcore::Executed, eventcore::CommandError<E>>,
+    ) -> Result<eventcore::Executed, eventcore::CommandError<E>> {
+        match (result, &mut self.0) {
+            (Err(eventcore::CommandError::Encode { stream, source }), Some(session)) => {
+                let source = match session.take_refusal() {
+                    Some(cause) => eventcore::EncodeError::Context(cause),
+                    None => source,
+                };
+                Err(eventcore::CommandError::Encode { stream, source })
+            }
+            (result, _) => result,
+        }
+    }
+
     /// Fetches what was wanted and what encodes lacked.
     pub(crate) async fn prepare(&mut self) -> Result<(), StoreError> {
         match &mut self.0 {

@@ -484,6 +484,7 @@ impl<S: EventStore> Executor<S> {
                 }
                 Step::Done(result) => {
                     tracing::trace!(attempts = machine.attempts(), "machine done");
+                    let result = session.type_encode_refusal(result);
                     if id_use == IdUse::First && use_views && unconfirmed_verdict(&machine, &result) {
                         self.views
                             .keep(&mut machine, &self.clock, std::mem::take(&mut loaded), &mut session);

@@ -263,7 +263,23 @@ async fn after_forget_commands_read_forgotten_and_new_data_of_the_subject_is_ref
     );
     let text = chain(&error.error);
     assert!(text.contains("subject subject-alice is forgotten"), "{text}");
+    assert_eq!(refused_subject(&error.error), Some(alice()), "typed: {text}");
     assert_eq!(world.stored().len(), 2, "nothing appended");
+}
+
+/// The subject a `PersonalError::SubjectForgotten` in `error`'s source
+/// chain names: the refusal is typed, not only text.
+fn refused_subject(error: &(dyn std::error::Error + 'static)) -> Option<SubjectId> {
+    let mut next = error.source();
+    while let Some(cause) = next {
+        if let Some(eventcore_shred::PersonalError::SubjectForgotten { subject }) =
+            cause.downcast_ref::<eventcore_shred::PersonalError>()
+        {
+            return Some(subject.clone());
+        }
+        next = cause.source();
+    }
+    None
 }
 
 #[tokio::test]
@@ -279,6 +295,7 @@ async fn new_data_of_a_forgotten_subject_never_read_before_is_refused_too() {
         .expect_err("refused");
     assert_eq!(error.error.kind(), CommandErrorKind::Encode);
     assert!(chain(&error.error).contains("subject subject-alice is forgotten"));
+    assert_eq!(refused_subject(&error.error), Some(alice()), "typed");
     assert!(world.stored().is_empty(), "nothing appended");
 }
 

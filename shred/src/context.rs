@@ -83,6 +83,7 @@ impl CodecContext for PersonalData {
             wanted: BTreeSet::new(),
             missing: BTreeSet::new(),
             secrets: false,
+            refusal: None,
         })
     }
 }
@@ -98,6 +99,8 @@ struct PersonalSession {
     /// Subjects an encode wrote placeholders for.
     missing: BTreeSet<SubjectId>,
     secrets: bool,
+    /// The typed cause of the latest call's first personal-data error.
+    refusal: Option<crate::PersonalError>,
 }
 
 impl PersonalSession {
@@ -178,6 +181,15 @@ impl CodecSession for PersonalSession {
         f();
         self.missing.extend(scope.missing_keys());
         self.secrets |= !scope.subjects_opened().is_empty() || !scope.subjects_sealed().is_empty();
+        if let Some(error) = scope.take_error() {
+            self.refusal = Some(error);
+        }
+    }
+
+    fn take_refusal(&mut self) -> Option<Box<dyn std::error::Error + Send + Sync + 'static>> {
+        self.refusal
+            .take()
+            .map(|error| Box::new(error) as Box<dyn std::error::Error + Send + Sync + 'static>)
     }
 
     fn needs_prepare(&self) -> bool {

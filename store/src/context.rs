@@ -78,6 +78,31 @@ pub trait CodecSession: Send {
     /// removes it before returning (also when `f` panics).
     fn within(&mut self, f: &mut dyn FnMut());
 
+    /// The typed cause of the first encode the context refused inside
+    /// [`within`](CodecSession::within), taken (a second call gives `None`).
+    /// serde carries only text, so when the machine ends with
+    /// `CommandError::Encode` the driver puts this cause back as the
+    /// error's source (`EncodeError::Context`), where a caller can
+    /// downcast it. The default records nothing.
+    ///
+    /// ```
+    /// # use eventcore::{Payload, StoreError};
+    /// # use eventcore_store::{BoxFuture, CodecSession};
+    /// # struct Plain;
+    /// # impl CodecSession for Plain {
+    /// #     fn want(&mut self, _: &Payload) {}
+    /// #     fn prepare(&mut self) -> BoxFuture<'_, Result<(), StoreError>> { Box::pin(async { Ok(()) }) }
+    /// #     fn within(&mut self, f: &mut dyn FnMut()) { f() }
+    /// #     fn needs_prepare(&self) -> bool { false }
+    /// #     fn check_outgoing(&self, _: &Payload) -> Result<(), String> { Ok(()) }
+    /// #     fn holds_secrets(&self) -> bool { false }
+    /// # }
+    /// assert!(Plain.take_refusal().is_none());
+    /// ```
+    fn take_refusal(&mut self) -> Option<Box<dyn std::error::Error + Send + Sync + 'static>> {
+        None
+    }
+
     /// Whether an encode inside [`within`](CodecSession::within) since the
     /// last [`prepare`](CodecSession::prepare) lacked context: its result
     /// holds drafts and must be encoded again after `prepare`.

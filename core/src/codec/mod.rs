@@ -248,6 +248,24 @@ pub enum EncodeError {
     /// serde refused to serialize the value as MessagePack.
     #[error("event could not be serialized as MessagePack: {0}")]
     MessagePack(String),
+    /// The context a driver installs around encoding refused the value,
+    /// with its own typed cause as the source: for crypto-shredding,
+    /// `eventcore_shred::PersonalError::SubjectForgotten` when the event
+    /// holds new personal data of a forgotten subject. serde carries only
+    /// text, so the driver puts the cause back here
+    /// (`CodecSession::take_refusal` in `eventcore-store`).
+    ///
+    /// ```
+    /// use eventcore::EncodeError;
+    /// #[derive(Debug, thiserror::Error)]
+    /// #[error("subject customer-1 is forgotten")]
+    /// struct Forgotten;
+    /// let error = EncodeError::Context(Box::new(Forgotten));
+    /// let cause = std::error::Error::source(&error).expect("the cause");
+    /// assert!(cause.downcast_ref::<Forgotten>().is_some());
+    /// ```
+    #[error("the encoding context refused the event")]
+    Context(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
 }
 
 /// Why a stored event could not be decoded (without the stream context,
