@@ -36,6 +36,11 @@ async fn a_customer_is_forgotten_and_her_closed_account_is_tombstoned_and_remove
         "a command folds the forgotten fields and commits"
     );
     assert_eq!(report.new_data_refused, CommandErrorKind::Encode);
+    assert_eq!(
+        report.new_data_refused_subject.as_deref(),
+        Some("customer-1"),
+        "typed: PersonalError::SubjectForgotten in the source chain"
+    );
     assert!(
         report.new_data_refusal.contains("customer-1"),
         "the refusal names the subject: {}",

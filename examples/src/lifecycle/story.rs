@@ -13,7 +13,8 @@ use eventcore::{
 };
 use eventcore_postgres::PostgresStore;
 use eventcore_shred::{
-    open_recorded, ring_for_reading, subjects_in_events, DynKeyStore, KeyStore, NonceSource, PersonalData, PgKeyStore,
+    open_recorded, ring_for_reading, subjects_in_events, DynKeyStore, KeyStore, NonceSource, PersonalData,
+    PersonalError, PgKeyStore,
 };
 use eventcore_store::EventStore;
 use eventcore_tokio::Executor;
@@ -65,6 +66,9 @@ pub struct LifecycleReport {
     pub new_data_refused: CommandErrorKind,
     /// The error's text.
     pub new_data_refusal: String,
+    /// The subject the refusal's typed cause
+    /// (`PersonalError::SubjectForgotten`, in its source chain) names.
+    pub new_data_refused_subject: Option<String>,
     /// The kind of error a deposit to the closed account met: the domain
     /// refuses it (it folds `Closed`).
     pub deposit_after_close: CommandErrorKind,
@@ -148,7 +152,7 @@ pub async fn run(store: &PostgresStore) -> Result<LifecycleReport, Box<dyn std::
         })
         .await?;
     let moved_after_forget = moved.appended.is_some();
-    let (new_data_refused, new_data_refusal) = match executor
+    let (new_data_refused, new_data_refusal, new_data_refused_subject) = match executor
         .execute(ChangeEmail {
             customer: FORGOTTEN_CUSTOMER,
             email: "ann.again@example.com".into(),
@@ -156,7 +160,7 @@ pub async fn run(store: &PostgresStore) -> Result<LifecycleReport, Box<dyn std::
         .await
     {
         Ok(_) => return Err("new personal data of a forgotten customer committed".into()),
-        Err(error) => (error.kind(), causes(&error)),
+        Err(error) => (error.kind(), causes(&error), forgotten_subject(&error)),
     };
 
     // The retention job: closed accounts are removed at once (no grace),
@@ -190,6 +194,7 @@ pub async fn run(store: &PostgresStore) -> Result<LifecycleReport, Box<dyn std::
         moved_after_forget,
         new_data_refused,
         new_data_refusal,
+        new_data_refused_subject,
         deposit_after_close,
         removed: report.ranges.clone(),
         archived: report.archived,
@@ -210,6 +215,19 @@ fn causes(error: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
+}
+
+/// The subject a `PersonalError::SubjectForgotten` in `error`'s source
+/// chain names.
+fn forgotten_subject(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut next = error.source();
+    while let Some(cause) = next {
+        if let Some(PersonalError::SubjectForgotten { subject }) = cause.downcast_ref::<PersonalError>() {
+            return Some(subject.as_str().to_owned());
+        }
+        next = cause.source();
+    }
+    None
 }
 
 /// Reads customer `n`'s stream and opens its registration with the keys
