@@ -1,5 +1,5 @@
 //! The store conformance suite against the in-memory store, once with each
-//! payload codec.
+//! payload codec; its personal-data group with a `MemoryKeyStore`.
 
 struct Memory;
 
@@ -13,6 +13,7 @@ impl eventcore_tests::StoreFactory for Memory {
 
 eventcore_tests::conformance_suite!(Memory);
 eventcore_tests::retention_suite!(Memory);
+eventcore_tests::personal_data_suite!(eventcore_tests::conformance::MemoryKeys(Memory));
 
 /// The same cases on a store keeping payloads in MessagePack, given them in
 /// MessagePack as an executor over it encodes them.
@@ -29,4 +30,6 @@ mod messagepack {
 
     eventcore_tests::conformance_suite!(eventcore_tests::Encoded(Memory));
     eventcore_tests::retention_suite!(eventcore_tests::Encoded(Memory));
+    // An executor encodes in the store's codec itself: no `Encoded` needed.
+    eventcore_tests::personal_data_suite!(eventcore_tests::conformance::MemoryKeys(Memory));
 }

@@ -35,6 +35,14 @@
 //! 10. `retention`: removing events (max age, max count, tombstoned
 //!     streams) and telling every reader what is gone; its own macro,
 //!     [`crate::retention_suite!`], as it needs a `RetentionStore`.
+//! 11. `personal_data`: crypto-shredding: the key store contract (one
+//!     stable key per subject, `forget` idempotent and final, no key left
+//!     by a forget racing creates) and personal data through the executor
+//!     (sealed when stored, `Known` until forgotten, `Forgotten` after,
+//!     new data of a forgotten subject refused with nothing appended, no
+//!     event changed, a `BatchDecoder` alike); its own macro,
+//!     [`crate::personal_data_suite!`], as it needs a key store beside the
+//!     event store ([`PersonalDataFactory`]).
 
 use crate::StoreFactory;
 use eventcore::*;
@@ -49,6 +57,7 @@ mod batches;
 mod concurrency;
 mod expected_versions;
 mod idempotency;
+mod personal_data;
 mod read_all;
 mod reads;
 mod retention;
@@ -61,6 +70,7 @@ pub use batches::*;
 pub use concurrency::*;
 pub use expected_versions::*;
 pub use idempotency::*;
+pub use personal_data::*;
 pub use read_all::*;
 pub use reads::*;
 pub use retention::*;
