@@ -491,3 +491,70 @@ fn write_stream(
         positions,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use eventcore::{EventId, EventType, ExpectedVersion, NewEvent, Payload, RetentionPolicy, StreamRead};
+
+    fn append(store: &mut MemoryStore, stream: &StreamId, count: u8) {
+        let metadata = Arc::new(EventMetadata::new(CommandId::v7(Time::ZERO, [count; 10]), Time::ZERO));
+        let events = (0..count)
+            .map(|i| NewEvent {
+                event_id: EventId::v7(Time::ZERO, [i; 10]),
+                event_type: EventType::new("Line").expect("valid"),
+                schema_version: 1,
+                payload: Payload::from_trusted_json("null"),
+            })
+            .collect();
+        let request = AppendRequest {
+            metadata,
+            streams: vec![StreamAppend {
+                stream: stream.clone(),
+                expected: ExpectedVersion::Any,
+                events,
+                tombstone: false,
+            }],
+        };
+        store.append(&request).expect("append");
+    }
+
+    #[test]
+    fn the_archive_holds_exactly_the_removed_events_and_a_dry_run_touches_nothing() {
+        let mut store = MemoryStore::new();
+        let (a, b) = (
+            StreamId::new("a-1").expect("valid"),
+            StreamId::new("b-1").expect("valid"),
+        );
+        append(&mut store, &a, 3);
+        append(&mut store, &b, 2);
+        let before = store.events().to_vec();
+        let plan = RetentionPlan::new([RetentionPolicy::new("a-").with_max_count(1)]);
+
+        let dry = store.apply_retention(&plan, Time::ZERO, RetentionOptions::default().dry_run().archived());
+        assert_eq!(dry.events_removed(), 2);
+        assert_eq!(store.events(), before.as_slice(), "a dry run removes nothing");
+        assert!(store.archived().is_empty() && store.removed_ranges().is_empty());
+
+        let report = store.apply_retention(&plan, Time::ZERO, RetentionOptions::default().archived());
+        assert_eq!(report.archived, 2);
+        assert_eq!(store.archived(), &before[..2], "exactly the removed events, in order");
+        assert_eq!(
+            store.last_position(),
+            GlobalPosition::new(5),
+            "positions are not reused"
+        );
+        append(&mut store, &a, 1);
+        let read = ReadRequest {
+            streams: vec![StreamRead {
+                stream: a.clone(),
+                after: StreamVersion::NONE,
+            }],
+            page_size: None,
+        };
+        let slice = &store.read(&read).expect("read").streams[0];
+        let versions: Vec<u64> = slice.events.iter().map(|e| e.version.get()).collect();
+        assert_eq!(versions, vec![3, 4]);
+        assert_eq!(slice.events[1].position, GlobalPosition::new(6));
+    }
+}
