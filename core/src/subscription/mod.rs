@@ -33,6 +33,9 @@
 //!   matching event has been handled or parked, so resuming from it never
 //!   skips an event (at-least-once; exactly-once when the consumer commits
 //!   the checkpoint with its own writes, [`CheckpointMode::WithBatch`]);
+//! - events a retention run removed before they were read are never skipped
+//!   silently: the store reports each removed range, and the machine counts
+//!   it and hands it to the driver ([`SubscriptionMachine::take_skipped`]);
 //! - a poison event is never dropped silently: it is retried, parked through
 //!   [`SubscriptionStep::Park`] or it stops the subscription with its
 //!   position and stream.
