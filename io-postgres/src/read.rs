@@ -224,13 +224,17 @@ impl PostgresStore {
             let mut rows = query.fetch(&mut *conn);
             let mut decoder = RowDecoder::new(4);
             let mut events = Vec::with_capacity(usize::try_from(request.limit.get()).unwrap_or(0).min(1024));
-            let mut found: Option<(i64, Option<i64>, Option<String>)> = None;
+            let mut found: Option<(i64, Option<i64>)> = None;
+            let mut removed: Option<String> = None;
             while let Some(row) = rows.try_next().await.map_err(failed)? {
                 if found.is_none() {
                     let horizon: i64 = row.try_get(0).map_err(|e| contract(Operation::ReadAll, e))?;
                     let newest: Option<i64> = row.try_get(1).map_err(|e| contract(Operation::ReadAll, e))?;
-                    let removed: Option<String> = row.try_get(2).map_err(|e| contract(Operation::ReadAll, e))?;
-                    found = Some((horizon, newest, removed));
+                    found = Some((horizon, newest));
+                }
+                // Only the row without an event carries the removed ranges.
+                if removed.is_none() {
+                    removed = row.try_get(2).map_err(|e| contract(Operation::ReadAll, e))?;
                 }
                 if let Some(event) = decoder.decode(&row, Operation::ReadAll, None)? {
                     events.push(event);
@@ -238,7 +242,7 @@ impl PostgresStore {
                 }
             }
             drop(rows);
-            let (horizon, newest, removed) = found.ok_or_else(|| StoreError::ContractViolation {
+            let (horizon, newest) = found.ok_or_else(|| StoreError::ContractViolation {
                 operation: Operation::ReadAll,
                 message: "read-all answered no row".to_owned(),
             })?;
