@@ -368,3 +368,66 @@ async fn a_maintenance_role_with_the_documented_grants_runs_retention() {
         std::panic::resume_unwind(panic);
     }
 }
+
+/// The figures of docs/benchmarks.md ("retention"), not a check: run with
+/// `CI=true cargo test --release -p eventcore-tests --test postgres_retention
+/// -- --ignored --nocapture`. 1,000 streams of 100 events: a 500-event
+/// `read_all` (the store's statement, as the client sends it), all 100,000
+/// events removed (`max_count` 0, batches of 1,000), then `read_all` from 0
+/// behind the 1,000 ranges (500 reported per answer) and past them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "a measurement; see docs/benchmarks.md"]
+async fn measure_read_all_and_removal() {
+    let Some(store) = fresh_store("ret_measure").await else {
+        return;
+    };
+    let streams: Vec<StreamId> = (0..1000)
+        .map(|i| StreamId::new(format!("m-{i}")).expect("valid"))
+        .collect();
+    for s in &streams {
+        append(&store, s, 100).await;
+    }
+    let page = |after| read_all_request(after, 500, EventFilter::all());
+    let time = |label: &str, calls: u32, elapsed: std::time::Duration| {
+        println!("{label}: {:?} per call ({calls} calls)", elapsed / calls);
+    };
+    for _ in 0..20 {
+        store.read_all(&page(GlobalPosition::START)).await.expect("read_all");
+    }
+    let started = std::time::Instant::now();
+    for _ in 0..1000 {
+        store.read_all(&page(GlobalPosition::START)).await.expect("read_all");
+    }
+    time("read_all of 500 events, no ranges", 1000, started.elapsed());
+
+    let started = std::time::Instant::now();
+    let report = store
+        .apply_retention(&keep("m-", 0), day(1), RetentionOptions::default())
+        .await
+        .expect("retention");
+    println!(
+        "removed {} events in {} transactions: {:?}",
+        report.events_removed(),
+        report.batches,
+        started.elapsed()
+    );
+    for s in &streams {
+        append(&store, s, 1).await;
+    }
+    let started = std::time::Instant::now();
+    for _ in 0..200 {
+        let answer = store.read_all(&page(GlobalPosition::START)).await.expect("read_all");
+        assert_eq!(answer.removed.len(), 500);
+    }
+    time(
+        "read_all from 0 behind 1,000 ranges (500 reported)",
+        200,
+        started.elapsed(),
+    );
+    let past = report.ranges.iter().map(|r| r.last_position).max().expect("ranges");
+    let started = std::time::Instant::now();
+    for _ in 0..1000 {
+        store.read_all(&page(past)).await.expect("read_all");
+    }
+    time("read_all of 500 events past the ranges", 1000, started.elapsed());
+}
