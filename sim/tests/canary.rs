@@ -2,8 +2,26 @@
 //! stream of an append. The sweep must catch it, and the failure must carry
 //! the command that replays it — and replaying must fail the same way.
 
-use eventcore_sim::sweep::{sweep, SweepConfig};
+use eventcore_sim::sweep::{sweep, Failure, SweepConfig};
 use eventcore_sim::{run, Canary};
+use std::ops::Range;
+
+/// The first failure a sweep of `seeds` with `canary` planted finds, and
+/// its printed form (shown in the test's output).
+fn first_failure(canary: Canary, seeds: Range<u64>) -> (Failure, String) {
+    let mut config = SweepConfig::new(seeds.clone());
+    config.canary = Some(canary);
+    config.stop_at_first = true;
+    config.failure_dir = None;
+    let failure = sweep(&config)
+        .failures
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("the {canary:?} canary must be caught within seeds {seeds:?}"));
+    let text = failure.to_string();
+    eprintln!("{text}");
+    (failure, text)
+}
 
 #[test]
 fn the_sweep_catches_a_store_that_skips_a_conflict_check() {
@@ -40,17 +58,7 @@ fn the_sweep_catches_a_store_that_skips_a_conflict_check() {
 /// commit. Only runs with group commit can show it.
 #[test]
 fn the_sweep_catches_a_batch_that_checks_against_stale_heads() {
-    let mut config = SweepConfig::new(0..300);
-    config.canary = Some(Canary::BatchChecksStaleHeads);
-    config.stop_at_first = true;
-    config.failure_dir = None;
-    let report = sweep(&config);
-    let failure = report
-        .failures
-        .first()
-        .expect("the batching canary must be caught within 300 seeds");
-    let text = failure.to_string();
-    eprintln!("{text}");
+    let (failure, text) = first_failure(Canary::BatchChecksStaleHeads, 0..300);
     assert!(text.contains("--canary batch-checks-stale-heads"), "{text}");
     assert!(text.contains("violated:"), "{text}");
     let again = run(&failure.config);
@@ -74,17 +82,7 @@ fn without_the_canary_the_same_seeds_pass() {
 /// committed append) disagrees with the store at that very append.
 #[test]
 fn the_sweep_catches_a_store_that_drops_tombstones() {
-    let mut config = SweepConfig::new(0..100);
-    config.canary = Some(Canary::DropTombstones);
-    config.stop_at_first = true;
-    config.failure_dir = None;
-    let report = sweep(&config);
-    let failure = report
-        .failures
-        .first()
-        .expect("the tombstone canary must be caught within 100 seeds");
-    let text = failure.to_string();
-    eprintln!("{text}");
+    let (_, text) = first_failure(Canary::DropTombstones, 0..100);
     assert!(text.contains("--canary drop-tombstones"), "{text}");
     assert!(text.contains("violated:   tombstones"), "{text}");
 }
@@ -93,17 +91,7 @@ fn the_sweep_catches_a_store_that_drops_tombstones() {
 /// Forgotten names still read, and new names of the subject still commit.
 #[test]
 fn the_sweep_catches_a_key_store_that_keeps_forgotten_keys() {
-    let mut config = SweepConfig::new(0..100);
-    config.canary = Some(Canary::KeepForgottenKeys);
-    config.stop_at_first = true;
-    config.failure_dir = None;
-    let report = sweep(&config);
-    let failure = report
-        .failures
-        .first()
-        .expect("the key-store canary must be caught within 100 seeds");
-    let text = failure.to_string();
-    eprintln!("{text}");
+    let (_, text) = first_failure(Canary::KeepForgottenKeys, 0..100);
     assert!(text.contains("--canary keep-forgotten-keys"), "{text}");
     assert!(text.contains("violated:   forgotten personal data"), "{text}");
 }

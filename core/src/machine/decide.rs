@@ -41,11 +41,7 @@ impl<C: Command> CommandMachine<C> {
         let settles_here = verdict.is_err()
             || (decision.events.is_empty() && !asks_for_more)
             || (asks_for_more && self.discovery_rounds >= self.policy.discovery_limit);
-        if settles_here && self.cursors.iter().any(|c| c.primed) {
-            for cursor in self.cursors.iter_mut().filter(|c| c.primed) {
-                cursor.pending = true;
-            }
-            self.phase = Phase::ReadDue;
+        if settles_here && self.reread_primed() {
             return;
         }
         if let Err(error) = verdict {
@@ -145,15 +141,25 @@ impl<C: Command> CommandMachine<C> {
     /// found the commit and settled it. (Found by the simulator's model of
     /// forgotten personal data.)
     fn end_unless_unconfirmed(&mut self, error: CommandError<C::Error>) {
-        if self.cursors.iter().any(|c| c.primed) {
-            for cursor in self.cursors.iter_mut().filter(|c| c.primed) {
-                cursor.pending = true;
-            }
+        if self.reread_primed() {
             self.decided.clear();
-            self.phase = Phase::ReadDue;
             return;
         }
         self.finish(Err(error));
+    }
+
+    /// Schedules a read of every stream primed from a cache that no read
+    /// has confirmed yet, so that a final verdict never rests on them;
+    /// false when there is none.
+    fn reread_primed(&mut self) -> bool {
+        if !self.cursors.iter().any(|c| c.primed) {
+            return false;
+        }
+        for cursor in self.cursors.iter_mut().filter(|c| c.primed) {
+            cursor.pending = true;
+        }
+        self.phase = Phase::ReadDue;
+        true
     }
 
     /// Re-sends what this command id already committed, so that the store
