@@ -166,25 +166,49 @@ pub enum LifecycleError {
     },
 }
 
-/// Registers customer `n` with a name and an e-mail address, both sealed
-/// under the customer's own key by an executor with personal data enabled.
+/// Something done to customer `customer`: register, change the e-mail
+/// address, or move. The name and the address are personal data, sealed
+/// under the customer's own key by an executor with personal data enabled;
+/// once the customer is forgotten, a new address is refused (their key is
+/// gone and no new one is made), while a move, which folds the stream
+/// (personal fields decoding as `Forgotten`), still commits.
 ///
 /// ```
 /// use eventcore::Command;
-/// use eventcore_examples::lifecycle::Register;
-/// let register = Register { customer: 1, name: "Ann".into(), email: "ann@example.com".into(), country: "NL".into() };
-/// assert_eq!(register.streams()[0].as_str(), "customer-1");
+/// use eventcore_examples::lifecycle::{CustomerAction, CustomerCommand};
+/// let moved = CustomerCommand { customer: 2, action: CustomerAction::Move { country: "BE".into() } };
+/// assert_eq!(moved.streams()[0].as_str(), "customer-2");
 /// ```
 #[derive(Debug, Clone)]
-pub struct Register {
+pub struct CustomerCommand {
     /// The customer's number.
     pub customer: u32,
-    /// Full name.
-    pub name: String,
-    /// E-mail address.
-    pub email: String,
-    /// Country of residence.
-    pub country: String,
+    /// What to do.
+    pub action: CustomerAction,
+}
+
+/// What a [`CustomerCommand`] does.
+#[derive(Debug, Clone)]
+pub enum CustomerAction {
+    /// Register the customer. Refused if already registered.
+    Register {
+        /// Full name.
+        name: String,
+        /// E-mail address.
+        email: String,
+        /// Country of residence.
+        country: String,
+    },
+    /// Change the e-mail address. Refused unless registered.
+    ChangeEmail {
+        /// The new address.
+        email: String,
+    },
+    /// Move to another country. Refused unless registered.
+    Move {
+        /// The new country.
+        country: String,
+    },
 }
 
 /// What a customer's stream folds to.
@@ -194,7 +218,7 @@ pub struct CustomerState {
     pub registered: bool,
 }
 
-impl Command for Register {
+impl Command for CustomerCommand {
     type Event = CustomerEvent;
     type State = CustomerState;
     type Error = LifecycleError;
@@ -211,65 +235,25 @@ impl Command for Register {
 
     fn decide(&self, state: &CustomerState, out: &mut Decision<CustomerEvent>) -> Result<(), LifecycleError> {
         let stream = customer_stream(self.customer);
-        if state.registered {
-            return Err(LifecycleError::AlreadyRegistered(stream));
-        }
         let subject = customer_subject(self.customer);
-        out.emit(
-            &stream,
-            CustomerEvent::Registered {
-                name: Personal::new(subject.clone(), self.name.clone()),
-                email: Personal::new(subject, self.email.clone()),
-                country: self.country.clone(),
+        let event = match &self.action {
+            CustomerAction::Register { .. } if state.registered => {
+                return Err(LifecycleError::AlreadyRegistered(stream))
+            }
+            CustomerAction::Register { name, email, country } => CustomerEvent::Registered {
+                name: Personal::new(subject.clone(), name.clone()),
+                email: Personal::new(subject, email.clone()),
+                country: country.clone(),
             },
-        );
-        Ok(())
-    }
-}
-
-/// Records that customer `n` moved: a command that folds the customer's
-/// stream, personal fields included (they decode as `Forgotten` once the
-/// customer is forgotten, and the command still runs).
-///
-/// ```
-/// use eventcore::Command;
-/// use eventcore_examples::lifecycle::Move;
-/// assert_eq!(Move { customer: 2, country: "BE".into() }.streams()[0].as_str(), "customer-2");
-/// ```
-#[derive(Debug, Clone)]
-pub struct Move {
-    /// The customer's number.
-    pub customer: u32,
-    /// The new country.
-    pub country: String,
-}
-
-impl Command for Move {
-    type Event = CustomerEvent;
-    type State = CustomerState;
-    type Error = LifecycleError;
-
-    fn streams(&self) -> Vec<StreamId> {
-        vec![customer_stream(self.customer)]
-    }
-
-    fn apply(&self, state: &mut CustomerState, _: &StreamId, event: &CustomerEvent) {
-        if let CustomerEvent::Registered { .. } = event {
-            state.registered = true;
-        }
-    }
-
-    fn decide(&self, state: &CustomerState, out: &mut Decision<CustomerEvent>) -> Result<(), LifecycleError> {
-        let stream = customer_stream(self.customer);
-        if !state.registered {
-            return Err(LifecycleError::NotOpen(stream));
-        }
-        out.emit(
-            &stream,
-            CustomerEvent::Moved {
-                country: self.country.clone(),
+            _ if !state.registered => return Err(LifecycleError::NotOpen(stream)),
+            CustomerAction::ChangeEmail { email } => CustomerEvent::EmailChanged {
+                email: Personal::new(subject, email.clone()),
             },
-        );
+            CustomerAction::Move { country } => CustomerEvent::Moved {
+                country: country.clone(),
+            },
+        };
+        out.emit(&stream, event);
         Ok(())
     }
 }
@@ -382,52 +366,6 @@ impl Command for SavingsCommand {
                 out.end_stream(&account);
             }
         }
-        Ok(())
-    }
-}
-
-/// Changes customer `n`'s e-mail address: new personal data, refused once
-/// the customer is forgotten (their key is gone and no new one is made).
-///
-/// ```
-/// use eventcore::Command;
-/// use eventcore_examples::lifecycle::ChangeEmail;
-/// assert_eq!(ChangeEmail { customer: 2, email: "b@example.com".into() }.streams()[0].as_str(), "customer-2");
-/// ```
-#[derive(Debug, Clone)]
-pub struct ChangeEmail {
-    /// The customer's number.
-    pub customer: u32,
-    /// The new address.
-    pub email: String,
-}
-
-impl Command for ChangeEmail {
-    type Event = CustomerEvent;
-    type State = CustomerState;
-    type Error = LifecycleError;
-
-    fn streams(&self) -> Vec<StreamId> {
-        vec![customer_stream(self.customer)]
-    }
-
-    fn apply(&self, state: &mut CustomerState, _: &StreamId, event: &CustomerEvent) {
-        if let CustomerEvent::Registered { .. } = event {
-            state.registered = true;
-        }
-    }
-
-    fn decide(&self, state: &CustomerState, out: &mut Decision<CustomerEvent>) -> Result<(), LifecycleError> {
-        let stream = customer_stream(self.customer);
-        if !state.registered {
-            return Err(LifecycleError::NotOpen(stream));
-        }
-        out.emit(
-            &stream,
-            CustomerEvent::EmailChanged {
-                email: Personal::new(customer_subject(self.customer), self.email.clone()),
-            },
-        );
         Ok(())
     }
 }

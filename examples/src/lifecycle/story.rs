@@ -5,7 +5,7 @@
 //! the closed account's events, archiving them first.
 
 use super::{
-    customer_stream, customer_subject, savings_stream, ChangeEmail, CustomerEvent, Move, Register, SavingsAction,
+    customer_stream, customer_subject, savings_stream, CustomerAction, CustomerCommand, CustomerEvent, SavingsAction,
     SavingsCommand,
 };
 use eventcore::{
@@ -101,12 +101,18 @@ pub async fn run(store: &PostgresStore) -> Result<LifecycleReport, Box<dyn std::
     let executor =
         Executor::new(store.clone()).with_codec_context(PersonalData::new(shared_keys, NonceSource::from_os()?));
 
-    let register = |customer: u32, name: &str, email: &str, country: &str| Register {
-        customer,
-        name: name.into(),
-        email: email.into(),
-        country: country.into(),
+    let customer = |customer: u32, action: CustomerAction| CustomerCommand { customer, action };
+    let register = |n: u32, name: &str, email: &str, country: &str| {
+        customer(
+            n,
+            CustomerAction::Register {
+                name: name.into(),
+                email: email.into(),
+                country: country.into(),
+            },
+        )
     };
+    let change_email = |n: u32, email: &str| customer(n, CustomerAction::ChangeEmail { email: email.into() });
     executor
         .execute(register(FORGOTTEN_CUSTOMER, "Ann Example", "ann@example.com", "NL"))
         .await?;
@@ -114,10 +120,7 @@ pub async fn run(store: &PostgresStore) -> Result<LifecycleReport, Box<dyn std::
         .execute(register(KEPT_CUSTOMER, "Ben Sample", "ben@example.com", "BE"))
         .await?;
     executor
-        .execute(ChangeEmail {
-            customer: FORGOTTEN_CUSTOMER,
-            email: "ann.new@example.com".into(),
-        })
+        .execute(change_email(FORGOTTEN_CUSTOMER, "ann.new@example.com"))
         .await?;
     let savings = |account: u32, action: SavingsAction| SavingsCommand { account, action };
     for (account, customer) in [(CLOSED_ACCOUNT, FORGOTTEN_CUSTOMER), (KEPT_CUSTOMER, KEPT_CUSTOMER)] {
@@ -146,17 +149,14 @@ pub async fn run(store: &PostgresStore) -> Result<LifecycleReport, Box<dyn std::
     let after_forget = read_customer(store, &keys, FORGOTTEN_CUSTOMER).await?;
     let kept = read_customer(store, &keys, KEPT_CUSTOMER).await?;
     let moved = executor
-        .execute(Move {
-            customer: FORGOTTEN_CUSTOMER,
-            country: "DE".into(),
-        })
+        .execute(customer(
+            FORGOTTEN_CUSTOMER,
+            CustomerAction::Move { country: "DE".into() },
+        ))
         .await?;
     let moved_after_forget = moved.appended.is_some();
     let (new_data_refused, new_data_refusal, new_data_refused_subject) = match executor
-        .execute(ChangeEmail {
-            customer: FORGOTTEN_CUSTOMER,
-            email: "ann.again@example.com".into(),
-        })
+        .execute(change_email(FORGOTTEN_CUSTOMER, "ann.again@example.com"))
         .await
     {
         Ok(_) => return Err("new personal data of a forgotten customer committed".into()),
