@@ -31,6 +31,8 @@ mod ending_tests;
 mod kinds;
 mod outcome;
 mod reads;
+#[cfg(test)]
+mod removal_tests;
 mod retry;
 #[cfg(test)]
 mod tests;

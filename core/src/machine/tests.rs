@@ -9,14 +9,14 @@ use serde::{Deserialize, Serialize};
 use std::num::NonZeroU32;
 
 #[derive(Debug, Serialize, Deserialize)]
-enum Ev {
+pub(super) enum Ev {
     At(u64),
 }
 impl Event for Ev {}
 
 #[derive(Debug, thiserror::Error)]
 #[error("folded out of global order: {0:?}")]
-struct OutOfOrder(Vec<u64>);
+pub(super) struct OutOfOrder(pub(super) Vec<u64>);
 
 /// Folds the global positions it sees (carried in the payload) and
 /// refuses if they were applied out of order.
@@ -42,11 +42,11 @@ impl Command for Order {
     }
 }
 
-fn stream(name: &str) -> StreamId {
+pub(super) fn stream(name: &str) -> StreamId {
     StreamId::new(name).expect("valid")
 }
 
-fn recorded(stream: &StreamId, version: u64, position: u64) -> RecordedEvent {
+pub(super) fn recorded(stream: &StreamId, version: u64, position: u64) -> RecordedEvent {
     let encoded = Ev::At(position).encode().expect("encodes");
     RecordedEvent {
         event_id: EventId::v7(Time::ZERO, [0; 10]),
@@ -903,91 +903,4 @@ fn a_write_to_a_deleted_stream_ends_the_command_at_once() {
         }
         other => panic!("expected the command to end, got {other:?}"),
     }
-}
-
-/// Folds like [`Order`] and refuses unless it saw exactly these positions
-/// (an event at version `v` sits at position `10 v`).
-struct Folds(StreamId, Vec<u64>);
-
-impl Command for Folds {
-    type Event = Ev;
-    type State = Vec<u64>;
-    type Error = OutOfOrder;
-    fn streams(&self) -> Vec<StreamId> {
-        vec![self.0.clone()]
-    }
-    fn apply(&self, seen: &mut Vec<u64>, _: &StreamId, event: &Ev) {
-        let Ev::At(p) = event;
-        seen.push(*p);
-    }
-    fn decide(&self, seen: &Vec<u64>, _: &mut Decision<Ev>) -> Result<(), OutOfOrder> {
-        if *seen == self.1 {
-            Ok(())
-        } else {
-            Err(OutOfOrder(seen.clone()))
-        }
-    }
-}
-
-/// Runs `Folds` against one stream of `head` versions whose versions up to
-/// `removed` are gone, the store declaring `declared` as removed.
-fn fold_after_removal(removed: u64, declared: u64, head: u64) -> Result<Executed, CommandError<OutOfOrder>> {
-    let a = stream("a");
-    let kept: Vec<u64> = (removed + 1..=head).collect();
-    let now = Time::from_unix_millis(1);
-    let ctx = ExecutionContext::new(CommandId::v7(now, [1; 10]));
-    let positions = kept.iter().map(|v| v * 10).collect();
-    let mut machine = CommandMachine::new(Folds(a.clone(), positions), ExecutionPolicy::default(), ctx, now, 3);
-    for _ in 0..10 {
-        match machine.poll() {
-            Step::Read { id, request, .. } => {
-                let after = request.streams[0].after.get();
-                let slice = StreamSlice {
-                    stream: a.clone(),
-                    head: StreamVersion::new(head),
-                    events: kept
-                        .iter()
-                        .filter(|&&v| v > after)
-                        .map(|&v| recorded(&a, v, v * 10))
-                        .collect(),
-                    deleted_at: None,
-                    removed_through: StreamVersion::new(declared),
-                };
-                machine.on_read(id, Ok(ReadResponse { streams: vec![slice] }), now);
-            }
-            Step::Done(result) => return result,
-            other => panic!("unexpected step {other:?}"),
-        }
-    }
-    panic!("did not finish");
-}
-
-#[test]
-fn a_stream_whose_first_events_were_removed_folds_from_the_first_one_kept() {
-    fold_after_removal(10, 10, 13).expect("a read from 0 folds versions 11 to 13");
-}
-
-#[test]
-fn a_stream_removed_whole_folds_as_empty_at_its_head() {
-    fold_after_removal(5, 5, 5).expect("no events, head 5, all declared removed");
-}
-
-#[test]
-fn a_gap_the_store_does_not_declare_removed_is_still_a_contract_violation() {
-    for declared in [0, 9] {
-        let result = fold_after_removal(10, declared, 13);
-        assert!(
-            matches!(result, Err(CommandError::Store(StoreError::ContractViolation { .. }))),
-            "declared {declared}: {result:?}"
-        );
-    }
-}
-
-#[test]
-fn removed_versions_beyond_the_head_are_a_contract_violation() {
-    let result = fold_after_removal(3, 4, 3);
-    assert!(
-        matches!(result, Err(CommandError::Store(StoreError::ContractViolation { .. }))),
-        "{result:?}"
-    );
 }
